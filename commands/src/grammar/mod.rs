@@ -196,7 +196,12 @@ impl fmt::Display for Command {
                     write!(f, " --service {s}")?;
                 }
                 if let Some(d) = h.since {
-                    write!(f, " --since {}", humantime::format_duration(d))?;
+                    let d = humantime::format_duration(d).to_string();
+                    if d.contains(' ') {
+                        write!(f, " --since '{d}'")?;
+                    } else {
+                        write!(f, " --since {d}")?;
+                    }
                 }
                 if h.limit != DEFAULT_HISTORY_LIMIT {
                     write!(f, " --limit {}", h.limit)?;
