@@ -1,0 +1,381 @@
+//! The simulator's object store: every object as JSON, keyed by resource type,
+//! namespace and name, with the bookkeeping the API server does on writes
+//! (uid, resourceVersion, generation, creationTimestamp, optimistic
+//! concurrency) and label/field selectors for lists.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{json, Value};
+
+use crate::errors::ApiError;
+use crate::resources::{self, ResourceType};
+
+type Key = (&'static str, String, String);
+
+/// Per-container log lines of one pod: current and previous instance.
+#[derive(Debug, Clone, Default)]
+pub struct PodLogs {
+    pub current: BTreeMap<String, Vec<(jiff::Timestamp, String)>>,
+    pub previous: BTreeMap<String, Vec<(jiff::Timestamp, String)>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Store {
+    objects: BTreeMap<Key, Value>,
+    resource_version: u64,
+    next_uid: u64,
+    pub logs: HashMap<(String, String), PodLogs>,
+    /// Whether the metrics.k8s.io API is served.
+    pub metrics_enabled: bool,
+}
+
+fn key(rt: ResourceType, ns: &str, name: &str) -> Key {
+    (rt.plural, ns.to_string(), name.to_string())
+}
+
+impl Store {
+    pub fn get(&self, rt: ResourceType, ns: &str, name: &str) -> Option<&Value> {
+        self.objects.get(&key(rt, ns, name))
+    }
+
+    pub fn list(&self, rt: ResourceType, ns: Option<&str>) -> Vec<Value> {
+        self.objects
+            .iter()
+            .filter(|((plural, obj_ns, _), _)| {
+                *plural == rt.plural && ns.is_none_or(|n| n == obj_ns)
+            })
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    pub fn resource_version(&self) -> u64 {
+        self.resource_version
+    }
+
+    fn bump(&mut self) -> String {
+        self.resource_version += 1;
+        self.resource_version.to_string()
+    }
+
+    pub fn new_uid(&mut self) -> String {
+        self.next_uid += 1;
+        format!("00000000-0000-4000-8000-{:012x}", self.next_uid)
+    }
+
+    /// Creates an object the way a POST does. `dry_run` validates and returns
+    /// the result without storing it.
+    pub fn create(
+        &mut self,
+        rt: ResourceType,
+        ns: &str,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
+        }
+        let name = match obj["metadata"]["name"].as_str() {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => match obj["metadata"]["generateName"].as_str() {
+                Some(prefix) => format!("{prefix}{}", random_suffix(self.next_uid + 1)),
+                None => return Err(ApiError::invalid(rt, "", "metadata.name: Required value: name or generateName is required")),
+            },
+        };
+        if let Err(why) = validate_name(&name) {
+            return Err(ApiError::invalid(rt, &name, format!("metadata.name: Invalid value: \"{name}\": {why}")));
+        }
+        if rt.namespaced && ns != "default" && self.get(resources::NAMESPACES, "", ns).is_none() {
+            return Err(ApiError::not_found(resources::NAMESPACES, ns));
+        }
+        if self.get(rt, ns, &name).is_some() {
+            return Err(ApiError::already_exists(rt, &name));
+        }
+        let uid = self.new_uid();
+        let now = jiff::Timestamp::now().to_string();
+        {
+            let meta = obj["metadata"].as_object_mut().map(|_| ()).is_some();
+            if !meta {
+                obj["metadata"] = json!({});
+            }
+            let m = &mut obj["metadata"];
+            m["name"] = json!(name);
+            if rt.namespaced {
+                m["namespace"] = json!(ns);
+            }
+            m["uid"] = json!(uid);
+            m["creationTimestamp"] = json!(now);
+            m["generation"] = json!(1);
+        }
+        obj["apiVersion"] = json!(rt.api_version());
+        obj["kind"] = json!(rt.kind);
+        validate_typed(rt, &name, &obj)?;
+        if dry_run {
+            obj["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+            return Ok(obj);
+        }
+        obj["metadata"]["resourceVersion"] = json!(self.bump());
+        self.objects
+            .insert(key(rt, if rt.namespaced { ns } else { "" }, &name), obj.clone());
+        Ok(obj)
+    }
+
+    /// Replaces an object (PUT or a patch's result) with the API server's
+    /// checks: the name cannot change, a stale resourceVersion is a conflict,
+    /// generation moves when the spec does.
+    pub fn replace(
+        &mut self,
+        rt: ResourceType,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        let Some(current) = self.get(rt, ns, name).cloned() else {
+            return Err(ApiError::not_found(rt, name));
+        };
+        if obj["metadata"]["name"].as_str().is_some_and(|n| n != name) {
+            return Err(ApiError::invalid(rt, name, "metadata.name: Invalid value: field is immutable"));
+        }
+        if let Some(rv) = obj["metadata"]["resourceVersion"].as_str() {
+            if rv != current["metadata"]["resourceVersion"].as_str().unwrap_or("") {
+                return Err(ApiError::conflict(rt, name));
+            }
+        }
+        // The server owns these.
+        for field in ["uid", "creationTimestamp", "namespace", "name"] {
+            if !current["metadata"][field].is_null() {
+                obj["metadata"][field] = current["metadata"][field].clone();
+            }
+        }
+        obj["apiVersion"] = json!(rt.api_version());
+        obj["kind"] = json!(rt.kind);
+        let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
+        let spec_changed = obj.get("spec") != current.get("spec");
+        obj["metadata"]["generation"] = json!(if spec_changed { generation + 1 } else { generation });
+        if rt == resources::DEPLOYMENTS || rt == resources::REPLICASETS {
+            if let Some(r) = obj["spec"]["replicas"].as_i64() {
+                if r < 0 {
+                    return Err(ApiError::invalid(rt, name, format!("spec.replicas: Invalid value: {r}: must be greater than or equal to 0")));
+                }
+            }
+        }
+        validate_typed(rt, name, &obj)?;
+        if dry_run {
+            return Ok(obj);
+        }
+        if obj == current {
+            return Ok(current);
+        }
+        obj["metadata"]["resourceVersion"] = json!(self.bump());
+        self.objects.insert(key(rt, ns, name), obj.clone());
+        Ok(obj)
+    }
+
+    /// Writes status or controller-owned fields without the user-facing checks.
+    pub fn put_internal(&mut self, rt: ResourceType, ns: &str, name: &str, mut obj: Value) {
+        if self.get(rt, ns, name) == Some(&obj) {
+            return;
+        }
+        obj["metadata"]["resourceVersion"] = json!(self.bump());
+        self.objects.insert(key(rt, ns, name), obj);
+    }
+
+    pub fn delete(&mut self, rt: ResourceType, ns: &str, name: &str, dry_run: bool) -> Result<Value, ApiError> {
+        let Some(obj) = self.get(rt, ns, name).cloned() else {
+            return Err(ApiError::not_found(rt, name));
+        };
+        if !dry_run {
+            self.objects.remove(&key(rt, ns, name));
+            self.bump();
+            if rt == resources::PODS {
+                self.logs.remove(&(ns.to_string(), name.to_string()));
+            }
+        }
+        Ok(obj)
+    }
+
+    /// Creates an object owned by the simulator itself (controllers, seed).
+    pub fn create_internal(&mut self, rt: ResourceType, ns: &str, obj: Value) -> Result<Value, ApiError> {
+        self.create(rt, ns, obj, false)
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), &'static str> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character")
+    }
+}
+
+/// Deserializes into the k8s-openapi type, as the real server decodes into
+/// its schema: a wrong shape is a 422, not a silent accept.
+fn validate_typed(rt: ResourceType, name: &str, obj: &Value) -> Result<(), ApiError> {
+    use k8s_openapi::api::{apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch, core::v1 as core};
+    fn check<T: serde::de::DeserializeOwned>(rt: ResourceType, name: &str, obj: &Value) -> Result<(), ApiError> {
+        serde_json::from_value::<T>(obj.clone())
+            .map(|_| ())
+            .map_err(|e| ApiError::invalid(rt, name, e.to_string()))
+    }
+    match rt.kind {
+        "Deployment" => check::<apps::Deployment>(rt, name, obj),
+        "ReplicaSet" => check::<apps::ReplicaSet>(rt, name, obj),
+        "Pod" => check::<core::Pod>(rt, name, obj),
+        "Event" => check::<core::Event>(rt, name, obj),
+        "Service" => check::<core::Service>(rt, name, obj),
+        "HorizontalPodAutoscaler" => check::<autoscaling::HorizontalPodAutoscaler>(rt, name, obj),
+        "Job" => check::<batch::Job>(rt, name, obj),
+        "CronJob" => check::<batch::CronJob>(rt, name, obj),
+        _ => Ok(()),
+    }
+}
+
+/// A short pseudo-random lower-case suffix, like the API server's
+/// generateName and ReplicaSet pod names.
+pub fn random_suffix(seed: u64) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(jiff::Timestamp::now().as_nanosecond() as u64)
+        | 1;
+    (0..5)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ALPHABET[(x % ALPHABET.len() as u64) as usize] as char
+        })
+        .collect()
+}
+
+/// A parsed label selector (`app=web,tier!=db,env in (a,b),!legacy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requirement {
+    Eq(String, String),
+    NotEq(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    NotExists(String),
+}
+
+pub fn parse_label_selector(s: &str) -> Result<Vec<Requirement>, ApiError> {
+    let mut out = Vec::new();
+    let mut depth = 0;
+    let mut start = 0;
+    let mut parts = Vec::new();
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    for part in parts.into_iter().map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || ApiError::bad_request(format!("unable to parse requirement: {part:?}"));
+        if let Some((k, v)) = part.split_once("!=") {
+            out.push(Requirement::NotEq(k.trim().into(), v.trim().into()));
+        } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
+            out.push(Requirement::Eq(k.trim().into(), v.trim().into()));
+        } else if let Some(rest) = part.strip_prefix('!') {
+            out.push(Requirement::NotExists(rest.trim().into()));
+        } else if let Some((k, set)) = part.split_once(" notin ") {
+            out.push(Requirement::NotIn(k.trim().into(), parse_set(set).ok_or_else(bad)?));
+        } else if let Some((k, set)) = part.split_once(" in ") {
+            out.push(Requirement::In(k.trim().into(), parse_set(set).ok_or_else(bad)?));
+        } else if part.contains(' ') || part.contains('(') {
+            return Err(bad());
+        } else {
+            out.push(Requirement::Exists(part.into()));
+        }
+    }
+    Ok(out)
+}
+
+fn parse_set(s: &str) -> Option<Vec<String>> {
+    let inner = s.trim().strip_prefix('(')?.strip_suffix(')')?;
+    Some(inner.split(',').map(|v| v.trim().to_string()).collect())
+}
+
+pub fn labels_match(requirements: &[Requirement], labels: &Value) -> bool {
+    let get = |k: &str| labels.get(k).and_then(Value::as_str);
+    requirements.iter().all(|r| match r {
+        Requirement::Eq(k, v) => get(k) == Some(v.as_str()),
+        Requirement::NotEq(k, v) => get(k) != Some(v.as_str()),
+        Requirement::In(k, set) => get(k).is_some_and(|x| set.iter().any(|s| s == x)),
+        Requirement::NotIn(k, set) => get(k).is_none_or(|x| !set.iter().any(|s| s == x)),
+        Requirement::Exists(k) => get(k).is_some(),
+        Requirement::NotExists(k) => get(k).is_none(),
+    })
+}
+
+/// `metadata.name=x,involvedObject.kind=Pod,type!=Normal`
+pub fn field_selector_matches(selector: &str, obj: &Value) -> Result<bool, ApiError> {
+    for part in selector.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (path, want, negate) = if let Some((k, v)) = part.split_once("!=") {
+            (k, v, true)
+        } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
+            (k, v, false)
+        } else {
+            return Err(ApiError::bad_request(format!("invalid field selector: {part:?}")));
+        };
+        let mut node = obj;
+        for seg in path.trim().split('.') {
+            node = &node[seg];
+        }
+        let have = match node {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        if (have == want.trim()) == negate {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_selectors() {
+        let labels = json!({"app": "web", "tier": "front"});
+        let table = [
+            ("app=web", true),
+            ("app==web,tier=front", true),
+            ("app=db", false),
+            ("app!=db", true),
+            ("tier in (front, back)", true),
+            ("tier notin (front)", false),
+            ("app", true),
+            ("!quarantine", true),
+            ("!app", false),
+            ("", true),
+        ];
+        for (sel, want) in table {
+            assert_eq!(labels_match(&parse_label_selector(sel).unwrap(), &labels), want, "{sel}");
+        }
+        assert!(parse_label_selector("app in web").is_err());
+    }
+
+    #[test]
+    fn field_selectors() {
+        let ev = json!({"involvedObject": {"kind": "Pod", "name": "p1"}, "type": "Warning"});
+        assert!(field_selector_matches("involvedObject.name=p1,type!=Normal", &ev).unwrap());
+        assert!(!field_selector_matches("involvedObject.kind=Deployment", &ev).unwrap());
+    }
+}
