@@ -1,0 +1,48 @@
+//! The operations: what commands do to a cluster, through kube-rs.
+//!
+//! Each action is a function over a [`kube::Client`] returning a typed outcome
+//! (before and after, for the reply and the history) or an [`OpsError`] that
+//! is already one clear sentence. No shell and no kubectl binary: every call is
+//! a Kubernetes API request. This is the only part of the crate doing IO.
+
+mod clusters;
+mod error;
+pub mod restart;
+pub mod scale;
+pub mod status;
+
+use std::time::Duration;
+
+pub use clusters::{Clusters, ClustersError};
+pub use error::OpsError;
+
+/// Which deployment an action is about.
+#[derive(Debug, Clone, Copy)]
+pub struct DeploymentRef<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+impl std::fmt::Display for DeploymentRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "deployment/{} in namespace {}", self.name, self.namespace)
+    }
+}
+
+/// How long one Kubernetes API call may take before it is reported as a timeout.
+pub const API_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Runs one API call with the timeout and error mapping every action uses.
+pub(crate) async fn call<T>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, OpsError> {
+    match tokio::time::timeout(API_TIMEOUT, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(OpsError::from_kube(what, e)),
+        Err(_) => Err(OpsError::Timeout {
+            what: what.to_string(),
+            after: API_TIMEOUT,
+        }),
+    }
+}
