@@ -1,1 +1,106 @@
-fn main() {}
+//! The `oncall` command line. Parsing only; the work is in `oncall::app`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "oncall", version, about = "ChatOps for Kubernetes operations, incidents and escalation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Try oncall with nothing configured: a simulated cluster, a local SQLite file and a console.
+    Demo {
+        /// The SQLite file (default: ./oncall-demo.db).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Who you are at first (switch with `:as` in the console).
+        #[arg(long = "as", default_value = "cli:operator")]
+        as_principal: String,
+    },
+    /// Run one command through the router, policy and history; print the reply.
+    ///
+    /// Exit status: 0 ran (or informational), 1 oncall could not start,
+    /// 2 invalid command, 3 denied by policy, 4 failed, 5 held for approval.
+    Exec {
+        #[arg(long, env = "ONCALL_CONFIG")]
+        config: PathBuf,
+        /// The principal to act as, e.g. cli:operator.
+        #[arg(long)]
+        user: String,
+        /// The channel id (policy channel scope is cli:<id>).
+        #[arg(long, default_value = "console")]
+        channel: String,
+        /// Runs at most once per key; a repeat prints the first reply.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// The command text, e.g. "scale backend 5".
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+    /// The long-running server (HTTP: /healthz; chat adapters).
+    Serve {
+        #[arg(long, env = "ONCALL_CONFIG")]
+        config: PathBuf,
+        /// Overrides server.listen.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate a configuration file; non-zero exit on any error.
+    Check {
+        #[arg(long, env = "ONCALL_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run the simulated Kubernetes API server alone, until Ctrl-C.
+    Sim {
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: SocketAddr,
+        /// Write a kubeconfig pointing at the simulator here.
+        #[arg(long)]
+        kubeconfig_out: Option<PathBuf>,
+        /// Seed manifests (multi-document YAML) instead of the runbooks' services.
+        #[arg(long)]
+        seed: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ONCALL_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("oncall: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result: anyhow::Result<i32> = runtime.block_on(async {
+        match cli.command {
+            Cmd::Demo { db, as_principal } => oncall::app::demo(db, &as_principal).await.map(|()| 0),
+            Cmd::Exec { config, user, channel, idempotency_key, text } => {
+                oncall::app::exec(&config, &user, &channel, idempotency_key, &text.join(" ")).await
+            }
+            Cmd::Serve { config, listen } => oncall::app::serve(&config, listen).await.map(|()| 0),
+            Cmd::Check { config } => Ok(oncall::app::check(&config)),
+            Cmd::Sim { listen, kubeconfig_out, seed } => oncall::app::sim(listen, kubeconfig_out, seed).await.map(|()| 0),
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("oncall: {e:#}");
+            ExitCode::from(oncall::app::EXIT_SETUP as u8)
+        }
+    }
+}

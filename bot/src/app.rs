@@ -1,0 +1,141 @@
+//! What each CLI subcommand does, with the wiring between config, store,
+//! clusters and router. `main.rs` only parses arguments.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use oncall_commands::ops::Clusters;
+use oncall_permissions::Principal;
+
+use crate::config::{Config, EXAMPLE};
+use crate::console::Console;
+use crate::router::{Clock, Invocation, Platform, Router};
+use crate::store::Store;
+
+/// Exit status when oncall itself could not run (bad config, no database).
+pub const EXIT_SETUP: i32 = 1;
+
+/// Builds the router for a config, with clusters from the environment.
+pub async fn router_from_config(config: Config) -> anyhow::Result<Router> {
+    let store = Store::open(&config.database.path)
+        .await
+        .with_context(|| format!("opening the database {}", config.database.path.display()))?;
+    let clusters = Clusters::from_environment(&config.contexts()).await?;
+    Ok(Router::new(config, store, clusters, Clock::System))
+}
+
+/// `oncall demo`: simulator + example config + local SQLite + console.
+pub async fn demo(db: Option<PathBuf>, as_principal: &str) -> anyhow::Result<()> {
+    let sim = kube_sim::Simulator::new(kube_sim::SimConfig::default())?
+        .serve("127.0.0.1:0".parse().expect("valid address"))
+        .await?;
+    let mut config = Config::parse(EXAMPLE, "built-in example config")?;
+    config.database.path = db.unwrap_or_else(demo_db_path);
+    let store = Store::open(&config.database.path)
+        .await
+        .with_context(|| format!("opening the demo database {}", config.database.path.display()))?;
+    let client = kube::Client::try_from(kube::Config::new(sim.url().parse()?))?;
+    let router = Router::new(config.clone(), store, Clusters::single(client), Clock::System);
+    let principal: Principal = as_principal.parse()?;
+    println!(
+        "oncall demo: a simulated cluster with the runbooks' services at {}\n\
+         history: {}   you are: {principal}\n\
+         try: scale backend 5 · status backend · :as cli:viewer · scale backend 3 · history · help · :help · :quit\n",
+        sim.url(),
+        config.database.path.display(),
+    );
+    let mut console = Console::new(router, principal);
+    console
+        .run(tokio::io::BufReader::new(tokio::io::stdin()), tokio::io::stdout())
+        .await?;
+    Ok(())
+}
+
+/// `oncall-demo.db` in the working directory, or in the temp dir if the
+/// working directory is not writable.
+fn demo_db_path() -> PathBuf {
+    let here = PathBuf::from("oncall-demo.db");
+    let writable = std::fs::OpenOptions::new().create(true).append(true).open(&here).is_ok();
+    if writable {
+        here
+    } else {
+        std::env::temp_dir().join("oncall-demo.db")
+    }
+}
+
+/// `oncall exec`: one command, reply on stdout, exit status by outcome.
+pub async fn exec(config: &Path, user: &str, channel: &str, key: Option<String>, text: &str) -> anyhow::Result<i32> {
+    let principal: Principal = user.parse().context("--user")?;
+    let config = Config::load(config)?;
+    let router = router_from_config(config).await?;
+    let reply = router
+        .handle(Invocation {
+            platform: Platform::Cli,
+            workspace: None,
+            channel: channel.to_string(),
+            principal,
+            groups: Vec::new(),
+            text: text.to_string(),
+            idempotency_key: key,
+            received_at: router.clock().now(),
+        })
+        .await;
+    print!("{}", reply.to_console());
+    Ok(reply.outcome.exit_code())
+}
+
+/// `oncall serve`: the long-running HTTP process.
+pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let config = Config::load(config)?;
+    let addr = listen.unwrap_or_else(|| config.listen_addr());
+    let router = router_from_config(config).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    tracing::info!("oncall serving on http://{}", listener.local_addr()?);
+    axum::serve(listener, crate::server::app(router))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+/// `oncall check`: validates a config; returns the exit status.
+pub fn check(config: &Path) -> i32 {
+    match Config::load(config) {
+        Ok(c) => {
+            println!(
+                "{}: OK ({} services, {} roles, {} bindings, {} approval rules)",
+                config.display(),
+                c.services.len(),
+                c.policy.roles.len(),
+                c.policy.bindings.len(),
+                c.policy.approvals.len()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            EXIT_SETUP
+        }
+    }
+}
+
+/// `oncall sim`: the simulator alone, until Ctrl-C.
+pub async fn sim(listen: SocketAddr, kubeconfig_out: Option<PathBuf>, seed: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut sim_config = kube_sim::SimConfig::default();
+    if let Some(seed) = seed {
+        sim_config.seed = std::fs::read_to_string(&seed).with_context(|| format!("reading {}", seed.display()))?;
+    }
+    let running = kube_sim::Simulator::new(sim_config)?.serve(listen).await?;
+    if let Some(path) = &kubeconfig_out {
+        std::fs::write(path, kube_sim::kubeconfig_yaml(&running.url()))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("kubeconfig written to {} (export KUBECONFIG={})", path.display(), path.display());
+    }
+    println!("simulated Kubernetes API at {} — Ctrl-C to stop", running.url());
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

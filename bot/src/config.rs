@@ -1,0 +1,275 @@
+//! Configuration: one TOML file with the server, the database, approvals, the
+//! service catalog and the policy.
+//!
+//! Secrets never live here. Where a secret is needed (Slack signing secret,
+//! bot tokens), the file names the environment variable that holds it, and
+//! [`Config::load`] refuses a file whose keys look like they hold one.
+//! Every error names the key at fault and says what was expected, so
+//! `oncall check` can be used in CI on the config repository.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use oncall_commands::{grammar::spec, Catalog, ServiceEntry};
+use oncall_permissions::Policy;
+use serde::Deserialize;
+
+/// The example configuration, embedded so `oncall demo` runs anywhere.
+pub const EXAMPLE: &str = include_str!("../../deploy/examples/oncall.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
+    #[serde(default)]
+    pub services: Vec<ServiceEntry>,
+    #[serde(default)]
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where `oncall serve` listens.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_string()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// The SQLite file; relative paths are relative to the working directory.
+    #[serde(default = "default_db_path")]
+    pub path: PathBuf,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            path: default_db_path(),
+        }
+    }
+}
+
+fn default_db_path() -> PathBuf {
+    PathBuf::from("oncall.db")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsConfig {
+    /// How long a request waits for approval (humantime: `15m`).
+    #[serde(default = "default_ttl", with = "humantime_serde_compat")]
+    pub ttl: Duration,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        ApprovalsConfig { ttl: default_ttl() }
+    }
+}
+
+fn default_ttl() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "expected a duration like \"15m\" or \"1h 30m\", got {s:?} ({e})"
+            ))
+        })
+    }
+}
+
+/// Everything wrong with a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: String, message: String },
+    #[error("{path}: {} problem(s):\n{}", errors.len(), errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { path: String, errors: Vec<String> },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates; `origin` names the file in messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: origin.to_string(),
+            message: e.to_string().trim().replace('\n', "\n  "),
+        })?;
+        let errors = config.validate(text);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: origin.to_string(),
+                errors,
+            })
+        }
+    }
+
+    fn validate(&self, text: &str) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            errors.push(format!(
+                "server.listen: expected an address like \"127.0.0.1:8080\", got {:?}",
+                self.server.listen
+            ));
+        }
+        if self.database.path.as_os_str().is_empty() {
+            errors.push("database.path: expected a file path".to_string());
+        }
+        if self.approvals.ttl < Duration::from_secs(10) {
+            errors.push("approvals.ttl: expected at least 10s".to_string());
+        }
+        errors.extend(self.catalog().validate());
+        errors.extend(
+            self.policy
+                .validate(&spec::policy_verbs())
+                .into_iter()
+                .map(|e| e.to_string()),
+        );
+        errors.extend(secret_looking_keys(text));
+        errors
+    }
+
+    pub fn catalog(&self) -> Catalog {
+        Catalog::new(self.services.clone())
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.server
+            .listen
+            .parse()
+            .expect("validated in Config::parse")
+    }
+
+    /// The kube contexts the catalog names.
+    pub fn contexts(&self) -> Vec<String> {
+        let mut contexts: Vec<String> = self
+            .services
+            .iter()
+            .filter_map(|s| s.context.clone())
+            .collect();
+        contexts.sort();
+        contexts.dedup();
+        contexts
+    }
+}
+
+/// Keys whose names say they hold a secret must hold the name of an
+/// environment variable instead (`signing_secret_env = "SLACK_SIGNING_SECRET"`).
+fn secret_looking_keys(text: &str) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((key, _)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim().to_ascii_lowercase();
+        let secretish = ["secret", "token", "password", "api_key", "private_key"]
+            .iter()
+            .any(|w| key.contains(w));
+        if secretish && !key.ends_with("_env") {
+            errors.push(format!(
+                "line {}: `{key}` looks like a secret; secrets come only from environment variables (use `{key}_env = \"VARIABLE_NAME\"`)",
+                n + 1
+            ));
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_is_valid_and_covers_the_runbooks() {
+        let config = Config::parse(EXAMPLE, "deploy/examples/oncall.toml").unwrap();
+        let catalog = config.catalog();
+        for service in [
+            "backend",
+            "recurring-task-service",
+            "notification-service",
+            "frontend",
+            "oauth2-server",
+            "brownie-metadata-api",
+            "dev-utilities",
+            "vibe-ensemble-server",
+            "postgres",
+        ] {
+            assert!(catalog.get(service).is_some(), "{service} missing");
+        }
+        assert_eq!(catalog.get("recurring-task-service").unwrap().max_replicas, 12);
+        assert_eq!(config.approvals.ttl, Duration::from_secs(900));
+        let roles: Vec<&str> = config.policy.roles.iter().map(|r| r.name.as_str()).collect();
+        for role in ["viewer", "operator", "admin", "incident-commander"] {
+            assert!(roles.contains(&role), "{role}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key_and_what_is_expected() {
+        let table = [
+            ("[server]\nlisten = \"everywhere\"\n", "server.listen: expected an address"),
+            ("[approvals]\nttl = \"soon\"\n", "expected a duration like \"15m\""),
+            ("[approvals]\nttl = \"1s\"\n", "approvals.ttl: expected at least 10s"),
+            ("[[services]]\nname = \"Backend\"\nnamespace = \"default\"\n", "services[0].name: `Backend` is not a DNS-1123 label"),
+            ("[[services]]\nname = \"b\"\nnamespace = \"default\"\nmin_replicas = 5\nmax_replicas = 2\n", "services[0].min_replicas: 5 is above max_replicas 2"),
+            ("[[services]]\nname = \"b\"\nnamespace = \"default\"\nhealth_urls = [\"localhost/health\"]\n", "services[0].health_urls[0]: expected an http:// or https:// URL"),
+            ("[[services]]\nname = \"b\"\nnamespce = \"default\"\n", "unknown field `namespce`"),
+            ("[[policy.roles]]\nname = \"ops\"\ngrants = [{ verbs = [\"scael\"] }]\n", "policy.roles[0].grants[0].verbs: unknown verb `scael`"),
+            ("[[policy.bindings]]\nprincipal = \"bob\"\nroles = []\n", "expected <kind>:<id>"),
+            ("[slack]\nsigning_secret = \"abc\"\n", "unknown field `slack`"),
+            ("[database]\npassword = \"hunter2\"\n", "unknown field `password`"),
+        ];
+        for (text, expected) in table {
+            let err = Config::parse(text, "test.toml").unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}\n=> {err}");
+        }
+        let err = secret_looking_keys("bot_token = \"xoxb-1\"\nbot_token_env = \"SLACK_BOT_TOKEN\"\n");
+        assert_eq!(err.len(), 1);
+        assert!(err[0].contains("line 1: `bot_token` looks like a secret"));
+    }
+}

@@ -1,0 +1,263 @@
+//! Approvals: a request that needs a second person is held with a short id;
+//! `approve <id>` by someone else with an approver role runs it exactly as
+//! requested; `deny <id>` drops it. Requests expire. Each step is recorded.
+
+use oncall_commands::Command;
+use oncall_permissions::{Decision, Principal, Reason};
+
+use crate::reply::{Button, ButtonStyle, Outcome, Reply};
+use crate::router::{Actor, DecisionRecord, Handled, Invocation, Router};
+use crate::store::{ApprovalRow, Completion, NewInvocation};
+
+/// Holds a request for approval; returns the reply and the approval id.
+pub async fn request(
+    router: &Router,
+    inv: &Invocation,
+    command: &Command,
+    rule: &str,
+    approvers: &[String],
+    reason: &Reason,
+    invocation_id: i64,
+) -> (Handled, Option<String>) {
+    let now = router.clock().now();
+    let ttl = router.config().approvals.ttl;
+    let command_json = match serde_json::to_string(command) {
+        Ok(j) => j,
+        Err(e) => return (Handled::failed("Could not hold the request", e), None),
+    };
+    let mut row = ApprovalRow {
+        id: String::new(),
+        created_at: now.as_millisecond(),
+        expires_at: now.as_millisecond() + ttl.as_millis() as i64,
+        requester: inv.principal.to_string(),
+        requester_groups: serde_json::to_string(&inv.groups.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .unwrap_or_else(|_| "[]".into()),
+        platform: inv.platform.as_str().to_string(),
+        workspace: inv.workspace.clone(),
+        channel: inv.channel.clone(),
+        text: command.to_string(),
+        command: command_json,
+        rule: rule.to_string(),
+        approvers: serde_json::to_string(approvers).unwrap_or_else(|_| "[]".into()),
+        state: "pending".into(),
+        decided_by: None,
+        decided_at: None,
+        request_invocation_id: Some(invocation_id),
+        execution_invocation_id: None,
+    };
+    // Ids are short for typing; retry on the rare collision.
+    let mut stored = Err(String::new());
+    for _ in 0..5 {
+        row.id = new_id();
+        match router.store().insert_approval(&row).await {
+            Ok(()) => {
+                stored = Ok(());
+                break;
+            }
+            Err(e) => stored = Err(e.to_string()),
+        }
+    }
+    if let Err(e) = stored {
+        return (Handled::failed("Could not hold the request for approval", e), None);
+    }
+    let id = row.id.clone();
+    let ttl_text = humantime::format_duration(ttl).to_string();
+    let reply = Reply::new(Outcome::Pending, format!("Approval needed: {command}"))
+        .text(format!("{} asked to run `{command}`. {}.", inv.principal, reason.explanation))
+        .fields(vec![
+            ("Request".into(), id.clone()),
+            ("Approvers".into(), approvers.join(" or ")),
+            ("Expires in".into(), ttl_text),
+            ("Approve".into(), format!("/oncall approve {id}")),
+            ("Deny".into(), format!("/oncall deny {id}")),
+        ])
+        .buttons(vec![
+            Button {
+                label: "Approve".into(),
+                action_id: "approve".into(),
+                value: id.clone(),
+                style: ButtonStyle::Primary,
+                confirm: Some(format!("Run `{command}` as requested by {}?", inv.principal)),
+            },
+            Button {
+                label: "Deny".into(),
+                action_id: "deny".into(),
+                value: id.clone(),
+                style: ButtonStyle::Danger,
+                confirm: None,
+            },
+        ]);
+    (Handled::ok(reply, format!("held for approval as {id}")), Some(id))
+}
+
+fn new_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    bytes[..6].iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+}
+
+fn record(id: &str, decision: &str, reason: Option<String>) -> DecisionRecord {
+    DecisionRecord {
+        decision: decision.into(),
+        rule: Some("approval".into()),
+        reason,
+        approval_id: Some(id.to_string()),
+    }
+}
+
+fn refused(id: &str, title: String, why: String) -> (Handled, DecisionRecord) {
+    (
+        Handled::info(Reply::new(Outcome::Denied, title).text(why.clone())),
+        record(id, "deny", Some(why)),
+    )
+}
+
+/// Loads a pending approval, expiring it if its time is up.
+async fn load_pending(router: &Router, id: &str) -> Result<ApprovalRow, (Handled, DecisionRecord)> {
+    let now = router.clock().now().as_millisecond();
+    let row = match router.store().approval(id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => {
+            return Err((
+                Handled::info(Reply::new(Outcome::Invalid, format!("No request `{id}`")).text(
+                    "Check the id in the approval message; ids are shown when a request is held.",
+                )),
+                record(id, "invalid", Some("unknown approval id".into())),
+            ))
+        }
+        Err(e) => return Err((Handled::failed("Could not read the request", e), record(id, "none", None))),
+    };
+    if row.state == "pending" && row.expires_at <= now {
+        let _ = router.store().decide_approval(id, "expired", "oncall", now).await;
+        let at = jiff::Timestamp::from_millisecond(row.expires_at).map(|t| t.to_string()).unwrap_or_default();
+        return Err(refused(
+            id,
+            format!("Request {id} has expired"),
+            format!("`{}` by {} expired at {at} without approval; ask again if it is still needed.", row.text, row.requester),
+        ));
+    }
+    if row.state != "pending" {
+        let by = row.decided_by.clone().unwrap_or_else(|| "oncall".into());
+        return Err(refused(
+            id,
+            format!("Request {id} was already {}", row.state),
+            format!("`{}` by {} was {} by {by}.", row.text, row.requester, row.state),
+        ));
+    }
+    Ok(row)
+}
+
+pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, DecisionRecord) {
+    let row = match load_pending(router, id).await {
+        Ok(row) => row,
+        Err(out) => return out,
+    };
+    let requester: Principal = match row.requester.parse() {
+        Ok(p) => p,
+        Err(e) => return (Handled::failed("The request is unreadable", e), record(id, "none", None)),
+    };
+    let policy = &router.config().policy;
+    if let Err(reason) = policy.may_approve(&row.rule, &inv.principals(), &requester) {
+        return refused(id, format!("You can't approve {id}"), format!("{} ({})", reason.explanation, reason.rule));
+    }
+    let command: Command = match serde_json::from_str(&row.command) {
+        Ok(c) => c,
+        Err(e) => return (Handled::failed("The request is unreadable", e), record(id, "none", None)),
+    };
+    // The requester must still be allowed to run it (roles may have changed).
+    let groups: Vec<Principal> = serde_json::from_str::<Vec<String>>(&row.requester_groups)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|g| g.parse().ok())
+        .collect();
+    let mut requester_principals = vec![requester.clone()];
+    requester_principals.extend(groups.iter().cloned());
+    let entry = command.service().and_then(|s| router.catalog().get(s)).cloned();
+    let channel_scope = format!("{}:{}", row.platform, row.channel);
+    if let Decision::Deny { reason } = router.authorize(&requester_principals, &channel_scope, &command, entry.as_ref()) {
+        return refused(
+            id,
+            format!("Request {id} can no longer run"),
+            format!("{requester} is no longer allowed to run `{command}`: {reason}"),
+        );
+    }
+    let now = router.clock().now().as_millisecond();
+    match router.store().decide_approval(id, "approved", &inv.principal.to_string(), now).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return refused(id, format!("Request {id} was decided by someone else"), "It is no longer pending.".into())
+        }
+        Err(e) => return (Handled::failed("Could not record the approval", e), record(id, "none", None)),
+    }
+    // The execution is its own history row, in the requester's name.
+    let exec_inv = NewInvocation {
+        received_at_ms: now,
+        platform: row.platform.clone(),
+        workspace: row.workspace.clone(),
+        channel: row.channel.clone(),
+        principal: row.requester.clone(),
+        groups: groups.iter().map(ToString::to_string).collect(),
+        text: row.text.clone(),
+        idempotency_key: None,
+    };
+    let exec_id = match router.store().begin_invocation(&exec_inv).await {
+        Ok(i) => i,
+        Err(e) => return (Handled::failed("Could not record the execution; nothing was run", e), record(id, "none", None)),
+    };
+    let actor = Actor { principal: requester.clone(), approved_by: Some(inv.principal.clone()) };
+    let started = std::time::Instant::now();
+    let mut handled = router.execute(&command, entry.as_ref(), &actor, inv).await;
+    let completion = Completion {
+        verb: Some(command.policy_verb().into()),
+        command: Some(command.to_string()),
+        service: command.service().map(String::from),
+        mutating: command.is_mutating(),
+        dry_run: command.is_dry_run(),
+        decision: "approved".into(),
+        rule: Some(format!("approval rule {}", row.rule)),
+        reason: Some(format!("approved by {}", inv.principal)),
+        outcome: handled.reply.outcome.label().into(),
+        summary: handled.summary.clone(),
+        error: handled.error.clone(),
+        duration_ms: started.elapsed().as_millis() as i64,
+        approval_id: Some(id.to_string()),
+    };
+    if let Err(e) = router.store().complete_invocation(exec_id, &completion).await {
+        tracing::error!("could not complete the execution row: {e}");
+    }
+    let _ = router.store().set_execution(id, exec_id).await;
+    handled.reply.title = format!("Approved {id}: {}", handled.reply.title);
+    handled.reply = handled
+        .reply
+        .text(format!("Requested by {requester}, approved by {}.", inv.principal));
+    handled.summary = Some(format!("approved {id}"));
+    (handled, record(id, "allow", Some(format!("{} may approve for rule {}", inv.principal, row.rule))))
+}
+
+pub async fn deny(router: &Router, inv: &Invocation, id: &str) -> (Handled, DecisionRecord) {
+    let row = match load_pending(router, id).await {
+        Ok(row) => row,
+        Err(out) => return out,
+    };
+    let requester: Principal = match row.requester.parse() {
+        Ok(p) => p,
+        Err(e) => return (Handled::failed("The request is unreadable", e), record(id, "none", None)),
+    };
+    // The requester may withdraw their own request; otherwise an approver decides.
+    let withdrawing = inv.principal == requester;
+    if !withdrawing {
+        if let Err(reason) = router.config().policy.may_approve(&row.rule, &inv.principals(), &requester) {
+            return refused(id, format!("You can't deny {id}"), format!("{} ({})", reason.explanation, reason.rule));
+        }
+    }
+    let now = router.clock().now().as_millisecond();
+    match router.store().decide_approval(id, "denied", &inv.principal.to_string(), now).await {
+        Ok(true) => {}
+        Ok(false) => return refused(id, format!("Request {id} was decided by someone else"), "It is no longer pending.".into()),
+        Err(e) => return (Handled::failed("Could not record the decision", e), record(id, "none", None)),
+    }
+    let what = if withdrawing { "withdrawn" } else { "denied" };
+    let reply = Reply::new(Outcome::Done, format!("Request {id} {what}"))
+        .text(format!("`{}` requested by {} was {what} by {}. Nothing was run.", row.text, row.requester, inv.principal));
+    (Handled::ok(reply, format!("{what} {id}")), record(id, "allow", None))
+}

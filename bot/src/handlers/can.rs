@@ -1,0 +1,39 @@
+//! `can <principal> <command…>`: explains the policy decision for someone
+//! else, here, without running anything.
+
+use oncall_commands::Command;
+use oncall_permissions::{Decision, Principal};
+
+use crate::reply::{Outcome, Reply};
+use crate::router::{Handled, Invocation, Router};
+
+pub fn run(router: &Router, inv: &Invocation, principal: &str, command: &Command) -> Handled {
+    let principal: Principal = match principal.parse() {
+        Ok(p) => p,
+        Err(e) => return Handled::failed("Not a principal", e),
+    };
+    let entry = command.service().and_then(|s| router.catalog().get(s));
+    let channel = inv.channel_scope();
+    let decision = router.authorize(std::slice::from_ref(&principal), &channel, command, entry);
+    let (verdict, outcome_line) = match &decision {
+        Decision::Allow { .. } => ("yes", format!("{principal} may run `{command}` in {channel}.")),
+        Decision::Deny { .. } => ("no", format!("{principal} may not run `{command}` in {channel}.")),
+        Decision::NeedsApproval { approvers, .. } => (
+            "with approval",
+            format!(
+                "{principal} may run `{command}` in {channel} once someone with role {} approves.",
+                approvers.join(" or ")
+            ),
+        ),
+    };
+    let roles = router.config().policy.roles_of(std::slice::from_ref(&principal));
+    let reply = Reply::new(Outcome::Info, format!("Can {principal} run `{command}`? {verdict}"))
+        .text(outcome_line)
+        .fields(vec![
+            ("Decided by".into(), decision.reason().rule.clone()),
+            ("Why".into(), decision.reason().explanation.clone()),
+            ("Direct roles".into(), if roles.is_empty() { "none".into() } else { roles.join(", ") }),
+        ])
+        .text("Group and platform-role memberships are only known when that person runs a command; this checks direct bindings.");
+    Handled::info(reply)
+}

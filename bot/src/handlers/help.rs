@@ -1,0 +1,34 @@
+//! `help [verb]`: generated from the grammar's spec table.
+
+use oncall_commands::grammar::{spec, VERBS};
+
+use crate::reply::{Outcome, Reply};
+
+pub fn reply(verb: Option<&str>) -> Reply {
+    match verb.and_then(spec::find) {
+        Some(v) => {
+            let mut r = Reply::new(Outcome::Info, format!("/oncall {}", v.name))
+                .text(v.summary)
+                .code(Some("Usage"), format!("/oncall {}", v.usage()));
+            let flags: Vec<(String, String)> = v
+                .flags
+                .iter()
+                .map(|f| match f.value {
+                    Some(val) => (format!("--{} {val}", f.name), f.help.to_string()),
+                    None => (format!("--{}", f.name), f.help.to_string()),
+                })
+                .collect();
+            r = r.fields(flags);
+            r.text(format!("Example: `/oncall {}`", v.example))
+        }
+        None => {
+            let lines: Vec<Vec<String>> = VERBS
+                .iter()
+                .map(|v| vec![format!("/oncall {}", v.usage()), v.summary.to_string()])
+                .collect();
+            Reply::new(Outcome::Info, "oncall commands")
+                .code(None, crate::reply::table(&["COMMAND", "WHAT IT DOES"], &lines, 90))
+                .text("`/oncall help <command>` shows one command with an example. Add `--public` to show a reply to the channel.")
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! `history`: recent invocations, newest first, with who, what and outcome.
+
+use oncall_commands::rollout::human_duration;
+use oncall_commands::HistoryFilter;
+
+use crate::reply::{table, Outcome, Reply};
+use crate::router::{Handled, Router};
+use crate::store::HistoryQuery;
+
+pub async fn run(router: &Router, filter: &HistoryFilter) -> Handled {
+    let now = router.clock().now();
+    let query = HistoryQuery {
+        principal: filter.user.clone(),
+        service: filter.service.clone(),
+        since_ms: filter.since.map(|d| now.as_millisecond() - d.as_millis() as i64),
+        limit: filter.limit,
+    };
+    let rows = match router.store().history(&query).await {
+        Ok(rows) => rows,
+        Err(e) => return Handled::failed("Could not read the history", e),
+    };
+    // The `history` request itself is still running: leave it out.
+    let rows: Vec<_> = rows.into_iter().filter(|r| r.outcome != "running" || r.verb.is_some()).collect();
+    if rows.is_empty() {
+        return Handled::info(Reply::new(Outcome::Info, "No matching history").text(describe(filter)));
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let when = jiff::Timestamp::from_millisecond(r.received_at)
+                .map(|t| format!("{} ago", human_duration(now.duration_since(t))))
+                .unwrap_or_default();
+            let outcome = match (r.outcome.as_str(), &r.rule, &r.summary, &r.error) {
+                ("denied", Some(rule), _, _) => format!("denied ({rule})"),
+                (o, _, Some(summary), _) => format!("{o}: {summary}"),
+                (o, _, _, Some(err)) => format!("{o}: {err}"),
+                (o, _, _, _) => o.to_string(),
+            };
+            let approval = r.approval_id.as_ref().map(|a| format!(" [{a}]")).unwrap_or_default();
+            vec![format!("#{}", r.id), when, r.principal.clone(), r.text.clone(), format!("{outcome}{approval}")]
+        })
+        .collect();
+    let reply = Reply::new(Outcome::Info, format!("History: {} command(s)", rows.len()))
+        .text(describe(filter))
+        .code(None, table(&["ID", "WHEN", "WHO", "COMMAND", "OUTCOME"], &cells, 60));
+    Handled::info(reply)
+}
+
+fn describe(filter: &HistoryFilter) -> String {
+    let mut parts = vec![format!("newest first, at most {}", filter.limit)];
+    if let Some(u) = &filter.user {
+        parts.push(format!("by {u}"));
+    }
+    if let Some(s) = &filter.service {
+        parts.push(format!("on {s}"));
+    }
+    if let Some(d) = filter.since {
+        parts.push(format!("in the last {}", humantime::format_duration(d)));
+    }
+    parts.join(", ")
+}

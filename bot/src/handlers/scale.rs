@@ -1,0 +1,45 @@
+//! `scale <service> <replicas>`: before → after, who, and how to undo.
+
+use oncall_commands::ops::{scale, DeploymentRef};
+use oncall_commands::ServiceEntry;
+
+use crate::reply::{Outcome, Reply};
+use crate::router::{Actor, Handled};
+
+pub async fn run(client: &kube::Client, entry: &ServiceEntry, replicas: u32, dry_run: bool, actor: &Actor) -> Handled {
+    let target = DeploymentRef { namespace: &entry.namespace, name: entry.deployment() };
+    match scale::scale(client, target, replicas, dry_run).await {
+        Ok(out) => {
+            let name = &entry.name;
+            let (title, verb) = if out.dry_run {
+                (format!("Dry run: {name} would scale {} → {}", out.before, out.after), "would scale")
+            } else {
+                (format!("Scaled {name} {} → {}", out.before, out.after), "scaled")
+            };
+            let mut reply = Reply::new(Outcome::Done, title).text(format!(
+                "{actor} {verb} deployment/{} in namespace {} from {} to {} replicas.",
+                entry.deployment(),
+                entry.namespace,
+                out.before,
+                out.after
+            ));
+            if let Some(hpa) = &out.hpa {
+                reply = reply.text(format!(
+                    "⚠️ HorizontalPodAutoscaler `{}` manages this deployment ({}–{} replicas) and will override a manual change.",
+                    hpa.name, hpa.min, hpa.max
+                ));
+            }
+            if out.dry_run {
+                reply = reply.text("Nothing was changed (server-side dry run).");
+            } else {
+                reply = reply.fields(vec![
+                    ("Follow".into(), format!("/oncall status {name}")),
+                    ("Undo".into(), format!("/oncall scale {name} {}", out.before)),
+                ]);
+            }
+            let summary = format!("{name} {} → {}{}", out.before, out.after, if out.dry_run { " (dry run)" } else { "" });
+            Handled::ok(reply, summary)
+        }
+        Err(e) => Handled::failed(format!("Could not scale {}", entry.name), e),
+    }
+}

@@ -1,0 +1,54 @@
+//! `status <service>`: rollout status by kubectl's algorithm and a pod table.
+
+use oncall_commands::ops::{status, DeploymentRef};
+use oncall_commands::rollout::RolloutState;
+use oncall_commands::ServiceEntry;
+
+use crate::reply::{table, Outcome, Reply};
+use crate::router::Handled;
+
+pub async fn run(client: &kube::Client, entry: &ServiceEntry, now: jiff::Timestamp) -> Handled {
+    let target = DeploymentRef { namespace: &entry.namespace, name: entry.deployment() };
+    match status::status(client, target, now).await {
+        Ok(report) => {
+            let marker = match report.rollout.state {
+                RolloutState::Complete => "✓",
+                RolloutState::Failed => "✗",
+                RolloutState::InProgress | RolloutState::NotObserved => "…",
+            };
+            let mut fields = vec![
+                ("Rollout".into(), format!("{marker} {}", report.rollout.message)),
+                (
+                    "Replicas".into(),
+                    format!(
+                        "{} desired · {} updated · {} ready · {} available",
+                        report.desired, report.updated, report.ready, report.available
+                    ),
+                ),
+                ("Deployment".into(), format!("{}/{}", entry.namespace, entry.deployment())),
+                ("Images".into(), report.images.join(", ")),
+            ];
+            if report.rollout.paused {
+                fields.push(("Paused".into(), "yes: template changes will not roll out".into()));
+            }
+            if let Some(hpa) = &report.hpa {
+                fields.push(("Autoscaler".into(), format!("{} ({}–{} replicas)", hpa.name, hpa.min, hpa.max)));
+            }
+            let rows: Vec<Vec<String>> = report
+                .pods
+                .iter()
+                .map(|p| vec![p.name.clone(), p.ready.clone(), p.status.clone(), p.restarts.clone(), p.age.clone()])
+                .collect();
+            let pods = if rows.is_empty() {
+                "No pods.".to_string()
+            } else {
+                table(&["NAME", "READY", "STATUS", "RESTARTS", "AGE"], &rows, 63)
+            };
+            let reply = Reply::new(Outcome::Info, format!("{}: {}", entry.name, report.rollout.message))
+                .fields(fields)
+                .code(Some("Pods"), pods);
+            Handled::info(reply)
+        }
+        Err(e) => Handled::failed(format!("Could not read {}", entry.name), e),
+    }
+}

@@ -1,0 +1,21 @@
+//! oncall, the bot: configuration, the router, the store, the handlers, and
+//! the adapters that bring requests in (console now; Slack and Discord next).
+//!
+//! Map of the crate:
+//! - [`config`]: the TOML configuration and its validation.
+//! - [`router`]: invocation → parse → authorize → approve/execute → record → reply.
+//! - [`handlers`]: one file per command.
+//! - [`reply`]: the platform-neutral reply and its console rendering.
+//! - [`store`]: SQLite history, idempotency keys and approvals.
+//! - [`console`]: the interactive console of `oncall demo`.
+//! - [`server`]: the HTTP server of `oncall serve`.
+//! - [`app`]: wiring for the CLI's subcommands.
+
+pub mod app;
+pub mod config;
+pub mod console;
+pub mod handlers;
+pub mod reply;
+pub mod router;
+pub mod server;
+pub mod store;

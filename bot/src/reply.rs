@@ -1,0 +1,284 @@
+//! The platform-neutral reply every command produces.
+//!
+//! Handlers build a [`Reply`]: a title, an outcome (which decides colour,
+//! emoji and the `exec` exit code), an ordered list of [`Block`]s (text,
+//! fields, code blocks for tables, buttons with action ids), who can see it,
+//! and a footer with who/where/when. Adapters render it: Block Kit for Slack,
+//! embeds and components for Discord, plain text for the console
+//! ([`Reply::to_console`]). Replies are serializable because a repeated
+//! request (same idempotency key) is answered with the stored first reply.
+
+use serde::{Deserialize, Serialize};
+
+/// What happened, coarsely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The command ran and changed what it was asked to (or would, for a dry run).
+    Done,
+    /// Read-only information (status, history, help).
+    Info,
+    /// Held for a second person.
+    Pending,
+    /// The policy said no.
+    Denied,
+    /// The input was not a valid command.
+    Invalid,
+    /// It was allowed and valid but failed (Kubernetes error, timeout…).
+    Failed,
+}
+
+impl Outcome {
+    pub fn emoji(self) -> &'static str {
+        match self {
+            Outcome::Done => "✅",
+            Outcome::Info => "ℹ️",
+            Outcome::Pending => "⏳",
+            Outcome::Denied => "⛔",
+            Outcome::Invalid => "❓",
+            Outcome::Failed => "❌",
+        }
+    }
+
+    /// `oncall exec`'s exit status (documented in the README).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::Done | Outcome::Info => 0,
+            Outcome::Invalid => 2,
+            Outcome::Denied => 3,
+            Outcome::Failed => 4,
+            Outcome::Pending => 5,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Info => "info",
+            Outcome::Pending => "pending_approval",
+            Outcome::Denied => "denied",
+            Outcome::Invalid => "invalid",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// Who sees the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Everyone in the channel (mutations: the team sees who did what).
+    Public,
+    /// Only the person who asked (help, reads, denials, errors).
+    Private,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ButtonStyle {
+    Default,
+    Primary,
+    Danger,
+}
+
+/// A button: adapters send `action_id` and `value` back when it is clicked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Button {
+    pub label: String,
+    pub action_id: String,
+    pub value: String,
+    pub style: ButtonStyle,
+    /// A confirmation question for dangerous actions.
+    pub confirm: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Block {
+    /// A paragraph; `code spans` allowed.
+    Text { text: String },
+    /// Name/value pairs shown side by side where the platform can.
+    Fields { fields: Vec<(String, String)> },
+    /// Preformatted text: tables, logs.
+    Code { title: Option<String>, body: String },
+    /// A row of buttons.
+    Actions { buttons: Vec<Button> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    pub outcome: Outcome,
+    pub title: String,
+    pub blocks: Vec<Block>,
+    pub visibility: Visibility,
+    /// Who / where / when, set by the router.
+    pub footer: Option<String>,
+}
+
+impl Reply {
+    pub fn new(outcome: Outcome, title: impl Into<String>) -> Self {
+        let visibility = match outcome {
+            Outcome::Done | Outcome::Pending => Visibility::Public,
+            _ => Visibility::Private,
+        };
+        Reply {
+            outcome,
+            title: title.into(),
+            blocks: Vec::new(),
+            visibility,
+            footer: None,
+        }
+    }
+
+    pub fn text(mut self, text: impl Into<String>) -> Self {
+        self.blocks.push(Block::Text { text: text.into() });
+        self
+    }
+
+    pub fn fields(mut self, fields: Vec<(String, String)>) -> Self {
+        if !fields.is_empty() {
+            self.blocks.push(Block::Fields { fields });
+        }
+        self
+    }
+
+    pub fn code(mut self, title: Option<&str>, body: impl Into<String>) -> Self {
+        self.blocks.push(Block::Code {
+            title: title.map(String::from),
+            body: body.into(),
+        });
+        self
+    }
+
+    pub fn buttons(mut self, buttons: Vec<Button>) -> Self {
+        if !buttons.is_empty() {
+            self.blocks.push(Block::Actions { buttons });
+        }
+        self
+    }
+
+    pub fn visibility(mut self, v: Visibility) -> Self {
+        self.visibility = v;
+        self
+    }
+
+    /// All the text of the reply, for tests and logs.
+    pub fn plain_text(&self) -> String {
+        self.to_console()
+    }
+
+    /// The console rendering: the title line, then each block.
+    pub fn to_console(&self) -> String {
+        let mut out = format!("{} {}\n", self.outcome.emoji(), self.title);
+        for block in &self.blocks {
+            match block {
+                Block::Text { text } => {
+                    for line in text.lines() {
+                        out.push_str(&format!("  {line}\n"));
+                    }
+                }
+                Block::Fields { fields } => {
+                    let width = fields.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+                    for (k, v) in fields {
+                        out.push_str(&format!("  {k:width$}  {v}\n"));
+                    }
+                }
+                Block::Code { title, body } => {
+                    if let Some(t) = title {
+                        out.push_str(&format!("  {t}:\n"));
+                    }
+                    for line in body.lines() {
+                        out.push_str(&format!("    {line}\n"));
+                    }
+                }
+                Block::Actions { buttons } => {
+                    let labels: Vec<String> = buttons
+                        .iter()
+                        .map(|b| format!("[{}] (/oncall {} {})", b.label, b.action_id, b.value))
+                        .collect();
+                    out.push_str(&format!("  {}\n", labels.join("  ")));
+                }
+            }
+        }
+        if let Some(f) = &self.footer {
+            out.push_str(&format!("  — {f}\n"));
+        }
+        out
+    }
+}
+
+/// Aligns rows into columns for a code block, like kubectl's tables.
+/// Cells longer than `max_cell` are cut with `…`.
+pub fn table(header: &[&str], rows: &[Vec<String>], max_cell: usize) -> String {
+    let cut = |s: &str| -> String {
+        if s.chars().count() > max_cell {
+            let mut c: String = s.chars().take(max_cell.saturating_sub(1)).collect();
+            c.push('…');
+            c
+        } else {
+            s.to_string()
+        }
+    };
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| cut(c)).collect()).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| -> String {
+        let last = cells.len().saturating_sub(1);
+        cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == last {
+                    c
+                } else {
+                    let pad = widths[i] - c.chars().count();
+                    format!("{c}{}", " ".repeat(pad + 3))
+                }
+            })
+            .collect::<String>()
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        out.push('\n');
+        out.push_str(&line(row));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_and_cut() {
+        let t = table(
+            &["NAME", "READY", "STATUS"],
+            &[
+                vec!["backend-abc".into(), "2/2".into(), "Running".into()],
+                vec!["b".into(), "0/2".into(), "ImagePullBackOffAndMore".into()],
+            ],
+            12,
+        );
+        assert_eq!(
+            t,
+            "NAME          READY   STATUS\nbackend-abc   2/2     Running\nb             0/2     ImagePullBa…"
+        );
+    }
+
+    #[test]
+    fn outcomes_map_to_exit_codes_and_visibility() {
+        assert_eq!(Reply::new(Outcome::Done, "x").visibility, Visibility::Public);
+        assert_eq!(Reply::new(Outcome::Denied, "x").visibility, Visibility::Private);
+        let codes: Vec<i32> = [Outcome::Done, Outcome::Info, Outcome::Invalid, Outcome::Denied, Outcome::Failed, Outcome::Pending]
+            .iter()
+            .map(|o| o.exit_code())
+            .collect();
+        assert_eq!(codes, vec![0, 0, 2, 3, 4, 5]);
+    }
+}
