@@ -32,11 +32,19 @@ pub async fn demo(db: Option<PathBuf>, as_principal: &str) -> anyhow::Result<()>
         .await?;
     let mut config = Config::parse(EXAMPLE, "built-in example config")?;
     config.database.path = db.unwrap_or_else(demo_db_path);
-    let store = Store::open(&config.database.path)
-        .await
-        .with_context(|| format!("opening the demo database {}", config.database.path.display()))?;
+    let store = Store::open(&config.database.path).await.with_context(|| {
+        format!(
+            "opening the demo database {}",
+            config.database.path.display()
+        )
+    })?;
     let client = kube::Client::try_from(kube::Config::new(sim.url().parse()?))?;
-    let router = Router::new(config.clone(), store, Clusters::single(client), Clock::System);
+    let router = Router::new(
+        config.clone(),
+        store,
+        Clusters::single(client),
+        Clock::System,
+    );
     let principal: Principal = as_principal.parse()?;
     println!(
         "oncall demo: a simulated cluster with the runbooks' services at {}\n\
@@ -47,7 +55,10 @@ pub async fn demo(db: Option<PathBuf>, as_principal: &str) -> anyhow::Result<()>
     );
     let mut console = Console::new(router, principal);
     console
-        .run(tokio::io::BufReader::new(tokio::io::stdin()), tokio::io::stdout())
+        .run(
+            tokio::io::BufReader::new(tokio::io::stdin()),
+            tokio::io::stdout(),
+        )
         .await?;
     Ok(())
 }
@@ -56,7 +67,11 @@ pub async fn demo(db: Option<PathBuf>, as_principal: &str) -> anyhow::Result<()>
 /// working directory is not writable.
 fn demo_db_path() -> PathBuf {
     let here = PathBuf::from("oncall-demo.db");
-    let writable = std::fs::OpenOptions::new().create(true).append(true).open(&here).is_ok();
+    let writable = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&here)
+        .is_ok();
     if writable {
         here
     } else {
@@ -65,7 +80,13 @@ fn demo_db_path() -> PathBuf {
 }
 
 /// `oncall exec`: one command, reply on stdout, exit status by outcome.
-pub async fn exec(config: &Path, user: &str, channel: &str, key: Option<String>, text: &str) -> anyhow::Result<i32> {
+pub async fn exec(
+    config: &Path,
+    user: &str,
+    channel: &str,
+    key: Option<String>,
+    text: &str,
+) -> anyhow::Result<i32> {
     let principal: Principal = user.parse().context("--user")?;
     let config = Config::load(config)?;
     let router = router_from_config(config).await?;
@@ -124,18 +145,30 @@ pub fn check(config: &Path) -> i32 {
 }
 
 /// `oncall sim`: the simulator alone, until Ctrl-C.
-pub async fn sim(listen: SocketAddr, kubeconfig_out: Option<PathBuf>, seed: Option<PathBuf>) -> anyhow::Result<()> {
+pub async fn sim(
+    listen: SocketAddr,
+    kubeconfig_out: Option<PathBuf>,
+    seed: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let mut sim_config = kube_sim::SimConfig::default();
     if let Some(seed) = seed {
-        sim_config.seed = std::fs::read_to_string(&seed).with_context(|| format!("reading {}", seed.display()))?;
+        sim_config.seed = std::fs::read_to_string(&seed)
+            .with_context(|| format!("reading {}", seed.display()))?;
     }
     let running = kube_sim::Simulator::new(sim_config)?.serve(listen).await?;
     if let Some(path) = &kubeconfig_out {
         std::fs::write(path, kube_sim::kubeconfig_yaml(&running.url()))
             .with_context(|| format!("writing {}", path.display()))?;
-        println!("kubeconfig written to {} (export KUBECONFIG={})", path.display(), path.display());
+        println!(
+            "kubeconfig written to {} (export KUBECONFIG={})",
+            path.display(),
+            path.display()
+        );
     }
-    println!("simulated Kubernetes API at {} — Ctrl-C to stop", running.url());
+    println!(
+        "simulated Kubernetes API at {} — Ctrl-C to stop",
+        running.url()
+    );
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

@@ -241,9 +241,17 @@ mod tests {
         ] {
             assert!(catalog.get(service).is_some(), "{service} missing");
         }
-        assert_eq!(catalog.get("recurring-task-service").unwrap().max_replicas, 12);
+        assert_eq!(
+            catalog.get("recurring-task-service").unwrap().max_replicas,
+            12
+        );
         assert_eq!(config.approvals.ttl, Duration::from_secs(900));
-        let roles: Vec<&str> = config.policy.roles.iter().map(|r| r.name.as_str()).collect();
+        let roles: Vec<&str> = config
+            .policy
+            .roles
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
         for role in ["viewer", "operator", "admin", "incident-commander"] {
             assert!(roles.contains(&role), "{role}");
         }
@@ -268,7 +276,8 @@ mod tests {
             let err = Config::parse(text, "test.toml").unwrap_err().to_string();
             assert!(err.contains(expected), "{text}\n=> {err}");
         }
-        let err = secret_looking_keys("bot_token = \"xoxb-1\"\nbot_token_env = \"SLACK_BOT_TOKEN\"\n");
+        let err =
+            secret_looking_keys("bot_token = \"xoxb-1\"\nbot_token_env = \"SLACK_BOT_TOKEN\"\n");
         assert_eq!(err.len(), 1);
         assert!(err[0].contains("line 1: `bot_token` looks like a secret"));
     }

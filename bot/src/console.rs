@@ -28,7 +28,11 @@ pub struct Console {
 
 impl Console {
     pub fn new(router: Router, principal: Principal) -> Self {
-        Console { router, principal, channel: "console".to_string() }
+        Console {
+            router,
+            principal,
+            channel: "console".to_string(),
+        }
     }
 
     /// Reads lines until EOF or `:quit`, writing prompts and replies.
@@ -92,7 +96,11 @@ impl Console {
             ("q" | "quit" | "exit", _) => return None,
             ("help" | "h", _) => CONSOLE_HELP.to_string(),
             ("as", Some(who)) => {
-                let who = if who.contains(':') { who.to_string() } else { format!("cli:{who}") };
+                let who = if who.contains(':') {
+                    who.to_string()
+                } else {
+                    format!("cli:{who}")
+                };
                 match who.parse::<Principal>() {
                     Ok(p) if p.kind().is_person() || p.kind() == PrincipalKind::Cli => {
                         self.principal = p;

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "oncall", version, about = "ChatOps for Kubernetes operations, incidents and escalation")]
+#[command(
+    name = "oncall",
+    version,
+    about = "ChatOps for Kubernetes operations, incidents and escalation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -74,11 +78,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ONCALL_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("ONCALL_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("oncall: cannot start the async runtime: {e}");
@@ -87,13 +95,27 @@ fn main() -> ExitCode {
     };
     let result: anyhow::Result<i32> = runtime.block_on(async {
         match cli.command {
-            Cmd::Demo { db, as_principal } => oncall::app::demo(db, &as_principal).await.map(|()| 0),
-            Cmd::Exec { config, user, channel, idempotency_key, text } => {
+            Cmd::Demo { db, as_principal } => {
+                oncall::app::demo(db, &as_principal).await.map(|()| 0)
+            }
+            Cmd::Exec {
+                config,
+                user,
+                channel,
+                idempotency_key,
+                text,
+            } => {
                 oncall::app::exec(&config, &user, &channel, idempotency_key, &text.join(" ")).await
             }
             Cmd::Serve { config, listen } => oncall::app::serve(&config, listen).await.map(|()| 0),
             Cmd::Check { config } => Ok(oncall::app::check(&config)),
-            Cmd::Sim { listen, kubeconfig_out, seed } => oncall::app::sim(listen, kubeconfig_out, seed).await.map(|()| 0),
+            Cmd::Sim {
+                listen,
+                kubeconfig_out,
+                seed,
+            } => oncall::app::sim(listen, kubeconfig_out, seed)
+                .await
+                .map(|()| 0),
         }
     });
     match result {

@@ -178,7 +178,11 @@ impl Reply {
                     }
                 }
                 Block::Fields { fields } => {
-                    let width = fields.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+                    let width = fields
+                        .iter()
+                        .map(|(k, _)| k.chars().count())
+                        .max()
+                        .unwrap_or(0);
                     for (k, v) in fields {
                         out.push_str(&format!("  {k:width$}  {v}\n"));
                     }
@@ -219,7 +223,10 @@ pub fn table(header: &[&str], rows: &[Vec<String>], max_cell: usize) -> String {
             s.to_string()
         }
     };
-    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| cut(c)).collect()).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| cut(c)).collect())
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (i, cell) in row.iter().enumerate() {
@@ -273,12 +280,25 @@ mod tests {
 
     #[test]
     fn outcomes_map_to_exit_codes_and_visibility() {
-        assert_eq!(Reply::new(Outcome::Done, "x").visibility, Visibility::Public);
-        assert_eq!(Reply::new(Outcome::Denied, "x").visibility, Visibility::Private);
-        let codes: Vec<i32> = [Outcome::Done, Outcome::Info, Outcome::Invalid, Outcome::Denied, Outcome::Failed, Outcome::Pending]
-            .iter()
-            .map(|o| o.exit_code())
-            .collect();
+        assert_eq!(
+            Reply::new(Outcome::Done, "x").visibility,
+            Visibility::Public
+        );
+        assert_eq!(
+            Reply::new(Outcome::Denied, "x").visibility,
+            Visibility::Private
+        );
+        let codes: Vec<i32> = [
+            Outcome::Done,
+            Outcome::Info,
+            Outcome::Invalid,
+            Outcome::Denied,
+            Outcome::Failed,
+            Outcome::Pending,
+        ]
+        .iter()
+        .map(|o| o.exit_code())
+        .collect();
         assert_eq!(codes, vec![0, 0, 2, 3, 4, 5]);
     }
 }

@@ -97,7 +97,7 @@ impl Clock {
     pub fn advance(&self, by: std::time::Duration) {
         if let Clock::Manual(t) = self {
             let mut t = t.lock().expect("clock lock");
-            *t = *t + jiff::SignedDuration::try_from(by).expect("duration fits");
+            *t += jiff::SignedDuration::try_from(by).expect("duration fits");
         }
     }
 }
@@ -202,12 +202,16 @@ impl Router {
                     return match serde_json::from_str::<Reply>(&json) {
                         Ok(reply) => reply,
                         Err(e) => Reply::new(Outcome::Failed, "This request was already handled")
-                            .text(format!("Its stored answer is unreadable ({e}); it was not run again.")),
+                            .text(format!(
+                                "Its stored answer is unreadable ({e}); it was not run again."
+                            )),
                     };
                 }
                 Ok(KeyClaim::Running) => {
                     return Reply::new(Outcome::Info, "This request is already being handled")
-                        .text("The same request arrived twice; it runs once and answers when done.");
+                        .text(
+                            "The same request arrived twice; it runs once and answers when done.",
+                        );
                 }
                 Err(e) => return store_unavailable(e),
             }
@@ -248,7 +252,11 @@ impl Router {
             "{} · {} · {}",
             inv.principal,
             inv.channel_scope(),
-            self.inner.clock.now().round(jiff::Unit::Second).unwrap_or(self.inner.clock.now())
+            self.inner
+                .clock
+                .now()
+                .round(jiff::Unit::Second)
+                .unwrap_or(self.inner.clock.now())
         ));
         if let Err(e) = store.complete_invocation(id, &completion).await {
             tracing::error!(invocation = id, "could not complete the history row: {e}");
@@ -270,10 +278,14 @@ impl Router {
     }
 
     /// Parse → validate → authorize → approve-or-execute.
-    async fn run(&self, inv: &Invocation, invocation_id: i64) -> (Handled, Option<Command>, DecisionRecord) {
-        let parsed = match grammar::parse(&inv.text).and_then(|p| {
-            grammar::validate(&p.command, &self.inner.catalog).map(|()| p)
-        }) {
+    async fn run(
+        &self,
+        inv: &Invocation,
+        invocation_id: i64,
+    ) -> (Handled, Option<Command>, DecisionRecord) {
+        let parsed = match grammar::parse(&inv.text)
+            .and_then(|p| grammar::validate(&p.command, &self.inner.catalog).map(|()| p))
+        {
             Ok(p) => p,
             Err(e) => {
                 let reply = Reply::new(Outcome::Invalid, e.to_string()).code(None, e.usage());
@@ -301,19 +313,35 @@ impl Router {
         (handled, Some(command), decision)
     }
 
-    async fn dispatch(&self, inv: &Invocation, command: &Command, invocation_id: i64) -> (Handled, DecisionRecord) {
+    async fn dispatch(
+        &self,
+        inv: &Invocation,
+        command: &Command,
+        invocation_id: i64,
+    ) -> (Handled, DecisionRecord) {
         let none = || DecisionRecord {
             decision: "none".into(),
             ..Default::default()
         };
         match command {
-            Command::Help { verb } => (Handled::info(handlers::help::reply(verb.as_deref())), none()),
+            Command::Help { verb } => (
+                Handled::info(handlers::help::reply(verb.as_deref())),
+                none(),
+            ),
             Command::Whoami => (handlers::whoami::run(self, inv), none()),
             Command::Approve { id } => handlers::approvals::approve(self, inv, id).await,
             Command::Deny { id } => handlers::approvals::deny(self, inv, id).await,
             _ => {
-                let entry = command.service().and_then(|s| self.inner.catalog.get(s)).cloned();
-                let decision = self.authorize(&inv.principals(), &inv.channel_scope(), command, entry.as_ref());
+                let entry = command
+                    .service()
+                    .and_then(|s| self.inner.catalog.get(s))
+                    .cloned();
+                let decision = self.authorize(
+                    &inv.principals(),
+                    &inv.channel_scope(),
+                    command,
+                    entry.as_ref(),
+                );
                 let record = DecisionRecord {
                     decision: decision.label().to_string(),
                     rule: Some(decision.reason().rule.clone()),
@@ -321,18 +349,41 @@ impl Router {
                     approval_id: None,
                 };
                 match decision {
-                    Decision::Deny { reason } => (Handled::info(handlers::denied(command, &reason)), record),
-                    Decision::NeedsApproval { rule, approvers, reason } if !command.is_dry_run() => {
-                        let (handled, approval_id) =
-                            handlers::approvals::request(self, inv, command, &rule, &approvers, &reason, invocation_id).await;
-                        (handled, DecisionRecord { approval_id, ..record })
+                    Decision::Deny { reason } => {
+                        (Handled::info(handlers::denied(command, &reason)), record)
+                    }
+                    Decision::NeedsApproval {
+                        rule,
+                        approvers,
+                        reason,
+                    } if !command.is_dry_run() => {
+                        let (handled, approval_id) = handlers::approvals::request(
+                            self,
+                            inv,
+                            command,
+                            &rule,
+                            &approvers,
+                            &reason,
+                            invocation_id,
+                        )
+                        .await;
+                        (
+                            handled,
+                            DecisionRecord {
+                                approval_id,
+                                ..record
+                            },
+                        )
                     }
                     Decision::NeedsApproval { .. } | Decision::Allow { .. } => {
                         let actor = Actor {
                             principal: inv.principal.clone(),
                             approved_by: None,
                         };
-                        (self.execute(command, entry.as_ref(), &actor, inv).await, record)
+                        (
+                            self.execute(command, entry.as_ref(), &actor, inv).await,
+                            record,
+                        )
                     }
                 }
             }
@@ -365,38 +416,64 @@ impl Router {
 
     /// Runs an authorized command. `actor` is who it runs for (and who
     /// approved it, for approved requests).
-    pub(crate) async fn execute(&self, command: &Command, entry: Option<&ServiceEntry>, actor: &Actor, inv: &Invocation) -> Handled {
-        let client = |entry: &ServiceEntry| self.inner.clusters.client(entry.context.as_deref()).cloned();
-        let needs_entry = || Handled::failed("Unknown service", "the service is not in the catalog");
+    pub(crate) async fn execute(
+        &self,
+        command: &Command,
+        entry: Option<&ServiceEntry>,
+        actor: &Actor,
+        inv: &Invocation,
+    ) -> Handled {
+        let client = |entry: &ServiceEntry| {
+            self.inner
+                .clusters
+                .client(entry.context.as_deref())
+                .cloned()
+        };
+        let needs_entry =
+            || Handled::failed("Unknown service", "the service is not in the catalog");
         match command {
-            Command::Scale { replicas, dry_run, .. } => {
-                let Some(entry) = entry else { return needs_entry() };
+            Command::Scale {
+                replicas, dry_run, ..
+            } => {
+                let Some(entry) = entry else {
+                    return needs_entry();
+                };
                 match client(entry) {
                     Ok(c) => handlers::scale::run(&c, entry, *replicas, *dry_run, actor).await,
                     Err(e) => Handled::failed(format!("Cannot scale {}", entry.name), e),
                 }
             }
             Command::Restart { dry_run, .. } => {
-                let Some(entry) = entry else { return needs_entry() };
+                let Some(entry) = entry else {
+                    return needs_entry();
+                };
                 match client(entry) {
-                    Ok(c) => handlers::restart::run(&c, entry, self.inner.clock.now(), *dry_run, actor).await,
+                    Ok(c) => {
+                        handlers::restart::run(&c, entry, self.inner.clock.now(), *dry_run, actor)
+                            .await
+                    }
                     Err(e) => Handled::failed(format!("Cannot restart {}", entry.name), e),
                 }
             }
             Command::Status { .. } => {
-                let Some(entry) = entry else { return needs_entry() };
+                let Some(entry) = entry else {
+                    return needs_entry();
+                };
                 match client(entry) {
                     Ok(c) => handlers::status::run(&c, entry, self.inner.clock.now()).await,
                     Err(e) => Handled::failed(format!("Cannot read {}", entry.name), e),
                 }
             }
             Command::History(filter) => handlers::history::run(self, filter).await,
-            Command::Can { principal, command } => handlers::can::run(self, inv, principal, command),
+            Command::Can { principal, command } => {
+                handlers::can::run(self, inv, principal, command)
+            }
             Command::Help { verb } => Handled::info(handlers::help::reply(verb.as_deref())),
             Command::Whoami => handlers::whoami::run(self, inv),
-            Command::Approve { .. } | Command::Deny { .. } => {
-                Handled::failed("Not runnable here", "approvals are decided with `approve` and `deny`")
-            }
+            Command::Approve { .. } | Command::Deny { .. } => Handled::failed(
+                "Not runnable here",
+                "approvals are decided with `approve` and `deny`",
+            ),
         }
     }
 }
@@ -419,16 +496,21 @@ impl std::fmt::Display for Actor {
 
 fn store_unavailable(e: crate::store::StoreError) -> Reply {
     tracing::error!("history store unavailable: {e}");
-    Reply::new(Outcome::Failed, "oncall's history is unavailable, so nothing was run")
-        .text("Every command is recorded before it runs; try again in a moment.")
+    Reply::new(
+        Outcome::Failed,
+        "oncall's history is unavailable, so nothing was run",
+    )
+    .text("Every command is recorded before it runs; try again in a moment.")
 }
 
 /// Masks values that look like secrets before raw text goes to the history.
 pub fn redact_for_history(text: &str) -> String {
     static PATTERN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let re = PATTERN.get_or_init(|| {
-        regex::Regex::new(r"(?i)\b([A-Z0-9_]*(PASSWORD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY)[A-Z0-9_]*)=(\S+)")
-            .expect("valid regex")
+        regex::Regex::new(
+            r"(?i)\b([A-Z0-9_]*(PASSWORD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY)[A-Z0-9_]*)=(\S+)",
+        )
+        .expect("valid regex")
     });
     re.replace_all(text, "$1=[REDACTED]").into_owned()
 }

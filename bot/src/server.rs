@@ -10,13 +10,18 @@ use serde_json::json;
 use crate::router::Router;
 
 pub fn app(router: Router) -> axum::Router {
-    axum::Router::new().route("/healthz", get(healthz)).with_state(router)
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .with_state(router)
 }
 
 /// Healthy when the database answers.
 async fn healthz(State(router): State<Router>) -> (StatusCode, Json<serde_json::Value>) {
     match router.store().ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ok", "database": "ok" }))),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "database": "ok" })),
+        ),
         Err(e) => {
             tracing::error!("health check: {e}");
             (

@@ -159,7 +159,8 @@ impl Store {
 
     /// Writes the row for a new invocation before anything runs.
     pub async fn begin_invocation(&self, inv: &NewInvocation) -> Result<i64, StoreError> {
-        let groups = serde_json::to_string(&inv.groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let groups =
+            serde_json::to_string(&inv.groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let id = sqlx::query(
             "INSERT INTO invocations (received_at, platform, workspace, channel, principal, groups, text,
                                       decision, outcome, idempotency_key)
@@ -207,10 +208,12 @@ impl Store {
     }
 
     pub async fn invocation(&self, id: i64) -> Result<Option<InvocationRow>, StoreError> {
-        Ok(sqlx::query_as::<_, InvocationRow>("SELECT * FROM invocations WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as::<_, InvocationRow>("SELECT * FROM invocations WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// History, newest first.
@@ -257,7 +260,12 @@ impl Store {
         })
     }
 
-    pub async fn finish_key(&self, key: &str, reply_json: &str, invocation_id: i64) -> Result<(), StoreError> {
+    pub async fn finish_key(
+        &self,
+        key: &str,
+        reply_json: &str,
+        invocation_id: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE idempotency_keys SET state = 'done', reply = ?, invocation_id = ? WHERE key = ?")
             .bind(reply_json)
             .bind(invocation_id)
@@ -292,16 +300,24 @@ impl Store {
     }
 
     pub async fn approval(&self, id: &str) -> Result<Option<ApprovalRow>, StoreError> {
-        Ok(sqlx::query_as::<_, ApprovalRow>("SELECT * FROM approvals WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as::<_, ApprovalRow>("SELECT * FROM approvals WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Moves a pending approval to `state` if it is still pending; returns
     /// whether this caller made the transition (so two approvers racing
     /// cannot both run it).
-    pub async fn decide_approval(&self, id: &str, state: &str, by: &str, at_ms: i64) -> Result<bool, StoreError> {
+    pub async fn decide_approval(
+        &self,
+        id: &str,
+        state: &str,
+        by: &str,
+        at_ms: i64,
+    ) -> Result<bool, StoreError> {
         let changed = sqlx::query(
             "UPDATE approvals SET state = ?, decided_by = ?, decided_at = ? WHERE id = ? AND state = 'pending'",
         )

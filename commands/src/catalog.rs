@@ -82,10 +82,16 @@ impl Catalog {
         let mut errors = Vec::new();
         for (i, s) in self.services.iter().enumerate() {
             if let Err(why) = crate::grammar::dns1123_label(&s.name) {
-                errors.push(format!("services[{i}].name: `{}` is not a DNS-1123 label: {why}", s.name));
+                errors.push(format!(
+                    "services[{i}].name: `{}` is not a DNS-1123 label: {why}",
+                    s.name
+                ));
             }
             if let Err(why) = crate::grammar::dns1123_label(&s.namespace) {
-                errors.push(format!("services[{i}].namespace: `{}` is not a DNS-1123 label: {why}", s.namespace));
+                errors.push(format!(
+                    "services[{i}].namespace: `{}` is not a DNS-1123 label: {why}",
+                    s.namespace
+                ));
             }
             if s.min_replicas > s.max_replicas {
                 errors.push(format!(
@@ -105,7 +111,10 @@ impl Catalog {
                 }
             }
             if self.services[..i].iter().any(|o| o.name == s.name) {
-                errors.push(format!("services[{i}].name: service `{}` is defined twice", s.name));
+                errors.push(format!(
+                    "services[{i}].name: service `{}` is defined twice",
+                    s.name
+                ));
             }
         }
         errors

@@ -110,11 +110,20 @@ impl PodRow {
         let restarts: i32 = containers.iter().map(|c| c.restart_count).sum();
         let last_restart = containers
             .iter()
-            .filter_map(|c| c.last_state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
+            .filter_map(|c| {
+                c.last_state
+                    .as_ref()?
+                    .terminated
+                    .as_ref()?
+                    .finished_at
+                    .as_ref()
+            })
             .map(|t| t.0)
             .max();
         let restarts = match (restarts, last_restart) {
-            (n, Some(at)) if n > 0 => format!("{n} ({} ago)", human_duration(now.duration_since(at))),
+            (n, Some(at)) if n > 0 => {
+                format!("{n} ({} ago)", human_duration(now.duration_since(at)))
+            }
             (n, _) => n.to_string(),
         };
         let age = pod
@@ -184,7 +193,11 @@ pub fn human_duration(span: jiff::SignedDuration) -> String {
     let minutes = secs / 60;
     if minutes < 10 {
         let s = secs % 60;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
     }
     if minutes < 180 {
         return format!("{minutes}m");
@@ -192,14 +205,22 @@ pub fn human_duration(span: jiff::SignedDuration) -> String {
     let hours = minutes / 60;
     if hours < 8 {
         let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
     }
     if hours < 48 {
         return format!("{hours}h");
     }
     if hours < 24 * 8 {
         let h = hours % 24;
-        return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{h}h", hours / 24) };
+        return if h == 0 {
+            format!("{}d", hours / 24)
+        } else {
+            format!("{}d{h}h", hours / 24)
+        };
     }
     if hours < 24 * 365 * 2 {
         return format!("{}d", hours / 24);
@@ -207,7 +228,11 @@ pub fn human_duration(span: jiff::SignedDuration) -> String {
     let years = hours / 24 / 365;
     if hours < 24 * 365 * 8 {
         let d = (hours / 24) % 365;
-        return if d == 0 { format!("{years}y") } else { format!("{years}y{d}d") };
+        return if d == 0 {
+            format!("{years}y")
+        } else {
+            format!("{years}y{d}d")
+        };
     }
     format!("{years}y")
 }
@@ -229,13 +254,53 @@ mod tests {
     #[test]
     fn kubectl_rollout_status_table() {
         let table = [
-            (deployment(2, json!({"observedGeneration": 1}), 3), RolloutState::NotObserved, "Waiting for deployment spec update to be observed..."),
-            (deployment(2, json!({"observedGeneration": 2, "updatedReplicas": 1, "replicas": 3, "availableReplicas": 2}), 3), RolloutState::InProgress, "1 out of 3 new replicas have been updated..."),
-            (deployment(2, json!({"observedGeneration": 2, "updatedReplicas": 3, "replicas": 4, "availableReplicas": 3}), 3), RolloutState::InProgress, "1 old replicas are pending termination..."),
-            (deployment(2, json!({"observedGeneration": 2, "updatedReplicas": 3, "replicas": 3, "availableReplicas": 1}), 3), RolloutState::InProgress, "1 of 3 updated replicas are available..."),
-            (deployment(2, json!({"observedGeneration": 2, "updatedReplicas": 3, "replicas": 3, "availableReplicas": 3}), 3), RolloutState::Complete, "deployment \"backend\" successfully rolled out"),
             (
-                deployment(2, json!({"observedGeneration": 2, "updatedReplicas": 1, "replicas": 3, "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}), 3),
+                deployment(2, json!({"observedGeneration": 1}), 3),
+                RolloutState::NotObserved,
+                "Waiting for deployment spec update to be observed...",
+            ),
+            (
+                deployment(
+                    2,
+                    json!({"observedGeneration": 2, "updatedReplicas": 1, "replicas": 3, "availableReplicas": 2}),
+                    3,
+                ),
+                RolloutState::InProgress,
+                "1 out of 3 new replicas have been updated...",
+            ),
+            (
+                deployment(
+                    2,
+                    json!({"observedGeneration": 2, "updatedReplicas": 3, "replicas": 4, "availableReplicas": 3}),
+                    3,
+                ),
+                RolloutState::InProgress,
+                "1 old replicas are pending termination...",
+            ),
+            (
+                deployment(
+                    2,
+                    json!({"observedGeneration": 2, "updatedReplicas": 3, "replicas": 3, "availableReplicas": 1}),
+                    3,
+                ),
+                RolloutState::InProgress,
+                "1 of 3 updated replicas are available...",
+            ),
+            (
+                deployment(
+                    2,
+                    json!({"observedGeneration": 2, "updatedReplicas": 3, "replicas": 3, "availableReplicas": 3}),
+                    3,
+                ),
+                RolloutState::Complete,
+                "deployment \"backend\" successfully rolled out",
+            ),
+            (
+                deployment(
+                    2,
+                    json!({"observedGeneration": 2, "updatedReplicas": 1, "replicas": 3, "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}),
+                    3,
+                ),
                 RolloutState::Failed,
                 "deployment \"backend\" exceeded its progress deadline",
             ),
@@ -249,7 +314,17 @@ mod tests {
 
     #[test]
     fn kubectl_durations() {
-        let table = [(5, "5s"), (119, "119s"), (125, "2m5s"), (600, "10m"), (3 * 3600 + 60, "3h1m"), (30 * 3600, "30h"), (3 * 86400 + 3600, "3d1h"), (40 * 86400, "40d"), (800 * 86400, "2y70d")];
+        let table = [
+            (5, "5s"),
+            (119, "119s"),
+            (125, "2m5s"),
+            (600, "10m"),
+            (3 * 3600 + 60, "3h1m"),
+            (30 * 3600, "30h"),
+            (3 * 86400 + 3600, "3d1h"),
+            (40 * 86400, "40d"),
+            (800 * 86400, "2y70d"),
+        ];
         for (secs, want) in table {
             assert_eq!(human_duration(jiff::SignedDuration::from_secs(secs)), want);
         }
@@ -260,9 +335,29 @@ mod tests {
         let pod = |status: serde_json::Value| -> Pod {
             serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}, "status": status})).unwrap()
         };
-        assert_eq!(pod_status_reason(&pod(json!({"phase": "Pending", "containerStatuses": [{"name": "a", "image": "", "imageID": "", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}))), "ImagePullBackOff");
-        assert_eq!(pod_status_reason(&pod(json!({"phase": "Running", "containerStatuses": [{"name": "a", "image": "", "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}}]}))), "Running");
-        assert_eq!(pod_status_reason(&pod(json!({"phase": "Running", "containerStatuses": [{"name": "a", "image": "", "imageID": "", "ready": false, "restartCount": 3, "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}))), "OOMKilled");
-        assert_eq!(pod_status_reason(&pod(json!({"phase": "Running", "containerStatuses": [{"name": "a", "image": "", "imageID": "", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 2}}}]}))), "ExitCode:2");
+        assert_eq!(
+            pod_status_reason(&pod(
+                json!({"phase": "Pending", "containerStatuses": [{"name": "a", "image": "", "imageID": "", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff"}}}]})
+            )),
+            "ImagePullBackOff"
+        );
+        assert_eq!(
+            pod_status_reason(&pod(
+                json!({"phase": "Running", "containerStatuses": [{"name": "a", "image": "", "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}}]})
+            )),
+            "Running"
+        );
+        assert_eq!(
+            pod_status_reason(&pod(
+                json!({"phase": "Running", "containerStatuses": [{"name": "a", "image": "", "imageID": "", "ready": false, "restartCount": 3, "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]})
+            )),
+            "OOMKilled"
+        );
+        assert_eq!(
+            pod_status_reason(&pod(
+                json!({"phase": "Running", "containerStatuses": [{"name": "a", "image": "", "imageID": "", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 2}}}]})
+            )),
+            "ExitCode:2"
+        );
     }
 }

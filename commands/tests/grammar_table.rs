@@ -26,7 +26,11 @@ fn catalog() -> Catalog {
     Catalog::new(vec![
         entry("backend", 20, None),
         entry("notification-service", 20, None),
-        entry("recurring-task-service", 12, Some("one consumer per Kafka partition")),
+        entry(
+            "recurring-task-service",
+            12,
+            Some("one consumer per Kafka partition"),
+        ),
         oauth,
     ])
 }
@@ -37,14 +41,74 @@ fn good_commands_parse_to_typed_commands() {
         ("", Command::Help { verb: None }, false),
         ("/oncall", Command::Help { verb: None }, false),
         ("help", Command::Help { verb: None }, false),
-        ("help scale", Command::Help { verb: Some("scale".into()) }, false),
-        ("/oncall scale backend 5", Command::Scale { service: "backend".into(), replicas: 5, dry_run: false }, false),
-        ("scale backend 5", Command::Scale { service: "backend".into(), replicas: 5, dry_run: false }, false),
-        ("SCALE backend 0 --dry-run", Command::Scale { service: "backend".into(), replicas: 0, dry_run: true }, false),
-        ("scale --public backend 3", Command::Scale { service: "backend".into(), replicas: 3, dry_run: false }, true),
-        ("restart notification-service", Command::Restart { service: "notification-service".into(), dry_run: false }, false),
-        ("status oauth2-server --public", Command::Status { service: "oauth2-server".into() }, true),
-        ("history", Command::History(HistoryFilter { user: None, service: None, since: None, limit: 20 }), false),
+        (
+            "help scale",
+            Command::Help {
+                verb: Some("scale".into()),
+            },
+            false,
+        ),
+        (
+            "/oncall scale backend 5",
+            Command::Scale {
+                service: "backend".into(),
+                replicas: 5,
+                dry_run: false,
+            },
+            false,
+        ),
+        (
+            "scale backend 5",
+            Command::Scale {
+                service: "backend".into(),
+                replicas: 5,
+                dry_run: false,
+            },
+            false,
+        ),
+        (
+            "SCALE backend 0 --dry-run",
+            Command::Scale {
+                service: "backend".into(),
+                replicas: 0,
+                dry_run: true,
+            },
+            false,
+        ),
+        (
+            "scale --public backend 3",
+            Command::Scale {
+                service: "backend".into(),
+                replicas: 3,
+                dry_run: false,
+            },
+            true,
+        ),
+        (
+            "restart notification-service",
+            Command::Restart {
+                service: "notification-service".into(),
+                dry_run: false,
+            },
+            false,
+        ),
+        (
+            "status oauth2-server --public",
+            Command::Status {
+                service: "oauth2-server".into(),
+            },
+            true,
+        ),
+        (
+            "history",
+            Command::History(HistoryFilter {
+                user: None,
+                service: None,
+                since: None,
+                limit: 20,
+            }),
+            false,
+        ),
         (
             "history --user cli:operator --service backend --since '2h 30m' --limit=5",
             Command::History(HistoryFilter {
@@ -60,12 +124,28 @@ fn good_commands_parse_to_typed_commands() {
             "can cli:viewer scale backend 5",
             Command::Can {
                 principal: "cli:viewer".into(),
-                command: Box::new(Command::Scale { service: "backend".into(), replicas: 5, dry_run: false }),
+                command: Box::new(Command::Scale {
+                    service: "backend".into(),
+                    replicas: 5,
+                    dry_run: false,
+                }),
             },
             false,
         ),
-        ("approve k3f9qa", Command::Approve { id: "k3f9qa".into() }, false),
-        ("deny k3f9qa", Command::Deny { id: "k3f9qa".into() }, false),
+        (
+            "approve k3f9qa",
+            Command::Approve {
+                id: "k3f9qa".into(),
+            },
+            false,
+        ),
+        (
+            "deny k3f9qa",
+            Command::Deny {
+                id: "k3f9qa".into(),
+            },
+            false,
+        ),
     ];
     for (text, expected, public) in table {
         let parsed = parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -83,47 +163,165 @@ fn bad_input_gets_a_short_message_and_the_right_usage() {
     let long = format!("scale backend {}", "9".repeat(1000));
     let table: Vec<(&str, &str, &str)> = vec![
         // (input, message contains, usage contains)
-        ("scael backend 5", "unknown command `scael` — did you mean `scale`?", "/oncall help"),
+        (
+            "scael backend 5",
+            "unknown command `scael` — did you mean `scale`?",
+            "/oncall help",
+        ),
         ("restrat backend", "did you mean `restart`?", "/oncall help"),
         ("frobnicate", "unknown command `frobnicate`", "/oncall help"),
-        ("scale", "`scale` needs a service and a replica count", "usage: /oncall scale <service> <replicas> [--dry-run]"),
-        ("scale backend", "`scale` needs a replica count", "usage: /oncall scale"),
-        ("scale backend 5 6", "`scale` takes no argument `6`", "usage: /oncall scale"),
-        ("scale backend five", "replicas must be a whole number from 0 to 1000, not `five`", "usage: /oncall scale"),
+        (
+            "scale",
+            "`scale` needs a service and a replica count",
+            "usage: /oncall scale <service> <replicas> [--dry-run]",
+        ),
+        (
+            "scale backend",
+            "`scale` needs a replica count",
+            "usage: /oncall scale",
+        ),
+        (
+            "scale backend 5 6",
+            "`scale` takes no argument `6`",
+            "usage: /oncall scale",
+        ),
+        (
+            "scale backend five",
+            "replicas must be a whole number from 0 to 1000, not `five`",
+            "usage: /oncall scale",
+        ),
         ("scale backend -1", "not `-1`", "usage: /oncall scale"),
         ("scale backend 1.5", "not `1.5`", "usage: /oncall scale"),
         ("scale backend +3", "not `+3`", "usage: /oncall scale"),
-        ("scale backend 99999999999", "not `99999999999`", "usage: /oncall scale"),
-        ("scale Backend 5", "`Backend` is not a valid service name: use only lower-case letters", "usage: /oncall scale"),
-        ("scale back_end 5", "not a valid service name", "usage: /oncall scale"),
-        ("scale -backend 5", "must start and end with a letter or digit", "usage: /oncall scale"),
-        ("restart backend --force", "`restart` has no flag `--force`", "usage: /oncall restart <service>"),
-        ("restart backend --dryrun", "did you mean `--dry-run`?", "usage: /oncall restart"),
-        ("restart backend --dry-run=yes", "`--dry-run` takes no value", "usage: /oncall restart"),
-        ("status", "`status` needs a service", "usage: /oncall status <service>"),
-        ("history --since soon", "`soon` is not a duration humantime can read", "usage: /oncall history"),
-        ("history --since", "`--since` needs a value (DURATION)", "usage: /oncall history"),
-        ("history --limit 0", "`--limit` must be a whole number from 1 to 100", "usage: /oncall history"),
+        (
+            "scale backend 99999999999",
+            "not `99999999999`",
+            "usage: /oncall scale",
+        ),
+        (
+            "scale Backend 5",
+            "`Backend` is not a valid service name: use only lower-case letters",
+            "usage: /oncall scale",
+        ),
+        (
+            "scale back_end 5",
+            "not a valid service name",
+            "usage: /oncall scale",
+        ),
+        (
+            "scale -backend 5",
+            "must start and end with a letter or digit",
+            "usage: /oncall scale",
+        ),
+        (
+            "restart backend --force",
+            "`restart` has no flag `--force`",
+            "usage: /oncall restart <service>",
+        ),
+        (
+            "restart backend --dryrun",
+            "did you mean `--dry-run`?",
+            "usage: /oncall restart",
+        ),
+        (
+            "restart backend --dry-run=yes",
+            "`--dry-run` takes no value",
+            "usage: /oncall restart",
+        ),
+        (
+            "status",
+            "`status` needs a service",
+            "usage: /oncall status <service>",
+        ),
+        (
+            "history --since soon",
+            "`soon` is not a duration humantime can read",
+            "usage: /oncall history",
+        ),
+        (
+            "history --since",
+            "`--since` needs a value (DURATION)",
+            "usage: /oncall history",
+        ),
+        (
+            "history --limit 0",
+            "`--limit` must be a whole number from 1 to 100",
+            "usage: /oncall history",
+        ),
         ("history --limit 500", "not `500`", "usage: /oncall history"),
-        ("history --user alice", "`alice` is not a principal", "usage: /oncall history"),
-        ("history --limit 5 --limit 6", "`--limit` was given twice", "usage: /oncall history"),
-        ("history extra", "`history` takes no argument `extra`", "usage: /oncall history"),
-        ("logs backend --grep 'oops", "a ' quote was opened but never closed", "/oncall help"),
-        ("can", "`can` needs a principal and a command", "usage: /oncall can"),
-        ("can cli:viewer", "`can` needs a command to explain", "usage: /oncall can"),
-        ("can viewer scale backend 5", "`viewer` is not a principal", "usage: /oncall can"),
-        ("can cli:a can cli:b whoami", "`can` explains commands, not another `can`", "/oncall help"),
-        ("can cli:viewer scael backend 5", "did you mean `scale`?", "/oncall help"),
-        ("approve", "`approve` needs a request id", "usage: /oncall approve <id>"),
-        ("approve K3F9QA", "not a valid request id", "usage: /oncall approve"),
+        (
+            "history --user alice",
+            "`alice` is not a principal",
+            "usage: /oncall history",
+        ),
+        (
+            "history --limit 5 --limit 6",
+            "`--limit` was given twice",
+            "usage: /oncall history",
+        ),
+        (
+            "history extra",
+            "`history` takes no argument `extra`",
+            "usage: /oncall history",
+        ),
+        (
+            "logs backend --grep 'oops",
+            "a ' quote was opened but never closed",
+            "/oncall help",
+        ),
+        (
+            "can",
+            "`can` needs a principal and a command",
+            "usage: /oncall can",
+        ),
+        (
+            "can cli:viewer",
+            "`can` needs a command to explain",
+            "usage: /oncall can",
+        ),
+        (
+            "can viewer scale backend 5",
+            "`viewer` is not a principal",
+            "usage: /oncall can",
+        ),
+        (
+            "can cli:a can cli:b whoami",
+            "`can` explains commands, not another `can`",
+            "/oncall help",
+        ),
+        (
+            "can cli:viewer scael backend 5",
+            "did you mean `scale`?",
+            "/oncall help",
+        ),
+        (
+            "approve",
+            "`approve` needs a request id",
+            "usage: /oncall approve <id>",
+        ),
+        (
+            "approve K3F9QA",
+            "not a valid request id",
+            "usage: /oncall approve",
+        ),
         ("help scael", "did you mean `scale`?", "/oncall help"),
-        (&long, "the command is 1014 characters long; the limit is 1000", "/oncall help"),
+        (
+            &long,
+            "the command is 1014 characters long; the limit is 1000",
+            "/oncall help",
+        ),
     ];
     for (text, message, usage) in table {
-        let err = parse(text).err().unwrap_or_else(|| panic!("`{text}` should not parse"));
+        let err = parse(text)
+            .err()
+            .unwrap_or_else(|| panic!("`{text}` should not parse"));
         let shown = err.to_string();
         assert!(shown.contains(message), "`{text}`: message was `{shown}`");
-        assert!(err.usage().contains(usage), "`{text}`: usage was `{}`", err.usage());
+        assert!(
+            err.usage().contains(usage),
+            "`{text}`: usage was `{}`",
+            err.usage()
+        );
         assert!(shown.len() < 200, "`{text}`: message too long: {shown}");
     }
 }
@@ -131,20 +329,38 @@ fn bad_input_gets_a_short_message_and_the_right_usage() {
 #[test]
 fn catalog_checks_name_the_reason() {
     let table: Vec<(&str, &str)> = vec![
-        ("scale recurring-task-service 13", "recurring-task-service is capped at 12 replicas (one consumer per Kafka partition)"),
+        (
+            "scale recurring-task-service 13",
+            "recurring-task-service is capped at 12 replicas (one consumer per Kafka partition)",
+        ),
         ("scale backend 21", "backend is capped at 20 replicas"),
-        ("scale oauth2-server 1", "oauth2-server needs at least 2 replicas (the HPA floor)"),
-        ("scale bakend 3", "unknown service `bakend` — did you mean `backend`?"),
+        (
+            "scale oauth2-server 1",
+            "oauth2-server needs at least 2 replicas (the HPA floor)",
+        ),
+        (
+            "scale bakend 3",
+            "unknown service `bakend` — did you mean `backend`?",
+        ),
         ("status oauth-server", "did you mean `oauth2-server`?"),
         ("restart payments", "unknown service `payments`"),
         ("history --service bakend", "did you mean `backend`?"),
-        ("can cli:viewer scale recurring-task-service 40", "capped at 12 replicas"),
+        (
+            "can cli:viewer scale recurring-task-service 40",
+            "capped at 12 replicas",
+        ),
     ];
     for (text, message) in table {
         let parsed = parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
-        let err = validate(&parsed.command, &catalog()).err().unwrap_or_else(|| panic!("`{text}` should be refused"));
+        let err = validate(&parsed.command, &catalog())
+            .err()
+            .unwrap_or_else(|| panic!("`{text}` should be refused"));
         assert!(err.to_string().contains(message), "`{text}`: {err}");
-        assert!(err.usage().starts_with("usage: /oncall"), "`{text}`: {}", err.usage());
+        assert!(
+            err.usage().starts_with("usage: /oncall"),
+            "`{text}`: {}",
+            err.usage()
+        );
     }
     // A truly different name gets no misleading suggestion.
     let err = validate(&parse("status zzzzzz").unwrap().command, &catalog()).unwrap_err();
@@ -155,24 +371,44 @@ fn catalog_checks_name_the_reason() {
 fn every_verb_has_usage_summary_and_a_parsing_example() {
     for verb in VERBS {
         assert!(!verb.summary.is_empty(), "{}", verb.name);
-        let parsed = parse(verb.example).unwrap_or_else(|e| panic!("example of {}: {e}", verb.name));
-        assert_eq!(parsed.command.spec().name, verb.name, "example of {} parses to its verb", verb.name);
+        let parsed =
+            parse(verb.example).unwrap_or_else(|e| panic!("example of {}: {e}", verb.name));
+        assert_eq!(
+            parsed.command.spec().name,
+            verb.name,
+            "example of {} parses to its verb",
+            verb.name
+        );
         assert!(verb.usage().starts_with(verb.name));
     }
 }
 
 #[test]
 fn approval_conditions_come_from_the_command() {
-    assert_eq!(parse("scale backend 0").unwrap().command.conditions(), vec!["scale-to-zero"]);
-    assert!(parse("scale backend 1").unwrap().command.conditions().is_empty());
-    assert!(parse("restart backend --dry-run").unwrap().command.is_dry_run());
+    assert_eq!(
+        parse("scale backend 0").unwrap().command.conditions(),
+        vec!["scale-to-zero"]
+    );
+    assert!(parse("scale backend 1")
+        .unwrap()
+        .command
+        .conditions()
+        .is_empty());
+    assert!(parse("restart backend --dry-run")
+        .unwrap()
+        .command
+        .is_dry_run());
     assert!(parse("scale backend 2").unwrap().command.is_mutating());
     assert!(!parse("status backend").unwrap().command.is_mutating());
 }
 
 #[test]
 fn commands_survive_serialization_for_approvals() {
-    for text in ["scale backend 0", "restart backend --dry-run", "history --since 2h --limit 3"] {
+    for text in [
+        "scale backend 0",
+        "restart backend --dry-run",
+        "history --since 2h --limit 3",
+    ] {
         let cmd = parse(text).unwrap().command;
         let json = serde_json::to_string(&cmd).unwrap();
         let back: Command = serde_json::from_str(&json).unwrap();

@@ -4,17 +4,26 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
-use oncall_commands::ops::{restart::restart, scale::scale, status::status, DeploymentRef, OpsError};
+use oncall_commands::ops::{
+    restart::restart, scale::scale, status::status, DeploymentRef, OpsError,
+};
 use oncall_commands::rollout::RolloutState;
 use serde_json::json;
 
 async fn start() -> (kube_sim::RunningSim, kube::Client) {
-    let sim = kube_sim::Simulator::new(kube_sim::SimConfig::fast()).unwrap().serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let sim = kube_sim::Simulator::new(kube_sim::SimConfig::fast())
+        .unwrap()
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let client = kube::Client::try_from(kube::Config::new(sim.url().parse().unwrap())).unwrap();
     (sim, client)
 }
 
-const BACKEND: DeploymentRef<'static> = DeploymentRef { namespace: "default", name: "backend" };
+const BACKEND: DeploymentRef<'static> = DeploymentRef {
+    namespace: "default",
+    name: "backend",
+};
 
 #[tokio::test]
 async fn scale_reports_before_and_after_and_the_hpa() {
@@ -22,14 +31,30 @@ async fn scale_reports_before_and_after_and_the_hpa() {
     let out = scale(&client, BACKEND, 5, false).await.unwrap();
     assert_eq!((out.before, out.after, out.dry_run), (2, 5, false));
     assert!(out.hpa.is_none());
-    let out = scale(&client, DeploymentRef { namespace: "oauth2-server", name: "oauth2-server" }, 4, false).await.unwrap();
+    let out = scale(
+        &client,
+        DeploymentRef {
+            namespace: "oauth2-server",
+            name: "oauth2-server",
+        },
+        4,
+        false,
+    )
+    .await
+    .unwrap();
     let hpa = out.hpa.unwrap();
-    assert_eq!((hpa.name.as_str(), hpa.min, hpa.max), ("oauth2-server", 2, 10));
+    assert_eq!(
+        (hpa.name.as_str(), hpa.min, hpa.max),
+        ("oauth2-server", 2, 10)
+    );
     // A dry run says what would happen and changes nothing.
     let out = scale(&client, BACKEND, 9, true).await.unwrap();
     assert_eq!((out.before, out.after, out.dry_run), (5, 9, true));
     let d: Api<Deployment> = Api::namespaced(client.clone(), "default");
-    assert_eq!(d.get("backend").await.unwrap().spec.unwrap().replicas, Some(5));
+    assert_eq!(
+        d.get("backend").await.unwrap().spec.unwrap().replicas,
+        Some(5)
+    );
 }
 
 #[tokio::test]
@@ -41,16 +66,32 @@ async fn restart_rolls_pods_and_status_follows_the_rollout() {
     let d: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let template = d.get("backend").await.unwrap().spec.unwrap().template;
     let annotations = template.metadata.unwrap().annotations.unwrap();
-    assert_eq!(annotations["kubectl.kubernetes.io/restartedAt"], out.restarted_at);
-    assert!(out.restarted_at.ends_with('Z') && !out.restarted_at.contains('.'), "{}", out.restarted_at);
+    assert_eq!(
+        annotations["kubectl.kubernetes.io/restartedAt"],
+        out.restarted_at
+    );
+    assert!(
+        out.restarted_at.ends_with('Z') && !out.restarted_at.contains('.'),
+        "{}",
+        out.restarted_at
+    );
     let mut seen_in_progress = false;
     for _ in 0..200 {
-        let report = status(&client, BACKEND, jiff::Timestamp::now()).await.unwrap();
+        let report = status(&client, BACKEND, jiff::Timestamp::now())
+            .await
+            .unwrap();
         match report.rollout.state {
             RolloutState::Complete => {
                 assert!(seen_in_progress, "the rollout was never seen in progress");
                 assert_eq!(report.pods.len(), 2);
-                assert!(report.pods.iter().all(|p| p.status == "Running" && p.ready == "2/2"), "{:?}", report.pods);
+                assert!(
+                    report
+                        .pods
+                        .iter()
+                        .all(|p| p.status == "Running" && p.ready == "2/2"),
+                    "{:?}",
+                    report.pods
+                );
                 return;
             }
             RolloutState::InProgress | RolloutState::NotObserved => seen_in_progress = true,
@@ -65,21 +106,48 @@ async fn restart_rolls_pods_and_status_follows_the_rollout() {
 async fn restart_refuses_a_paused_deployment() {
     let (_sim, client) = start().await;
     let d: Api<Deployment> = Api::namespaced(client.clone(), "default");
-    d.patch("backend", &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": true}}))).await.unwrap();
-    let err = restart(&client, BACKEND, jiff::Timestamp::now(), false).await.unwrap_err();
+    d.patch(
+        "backend",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"paused": true}})),
+    )
+    .await
+    .unwrap();
+    let err = restart(&client, BACKEND, jiff::Timestamp::now(), false)
+        .await
+        .unwrap_err();
     assert!(matches!(err, OpsError::Refused { .. }));
     assert!(err.to_string().contains("is paused"), "{err}");
-    assert_eq!(d.get("backend").await.unwrap().metadata.generation, Some(2), "only the pause changed it");
+    assert_eq!(
+        d.get("backend").await.unwrap().metadata.generation,
+        Some(2),
+        "only the pause changed it"
+    );
 }
 
 #[tokio::test]
 async fn failures_are_one_sentence() {
     let (sim, client) = start().await;
-    let err = scale(&client, DeploymentRef { namespace: "default", name: "nope" }, 1, false).await.unwrap_err();
-    assert_eq!(err.to_string(), "deployment/nope in namespace default was not found");
+    let err = scale(
+        &client,
+        DeploymentRef {
+            namespace: "default",
+            name: "nope",
+        },
+        1,
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "deployment/nope in namespace default was not found"
+    );
     drop(sim);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let err = status(&client, BACKEND, jiff::Timestamp::now()).await.unwrap_err();
+    let err = status(&client, BACKEND, jiff::Timestamp::now())
+        .await
+        .unwrap_err();
     assert!(matches!(err, OpsError::Unreachable { .. }), "{err:?}");
     assert!(!err.to_string().contains('\n'));
 }

@@ -43,14 +43,24 @@ fn parse_path(path: &str) -> Result<Target, ApiError> {
         resources::by_path(group, version, plural).ok_or_else(|| ApiError::path_not_found(path))
     };
     let t = match rest {
-        [plural] => Target { rt: lookup(plural)?, namespace: None, name: None, sub: None },
+        [plural] => Target {
+            rt: lookup(plural)?,
+            namespace: None,
+            name: None,
+            sub: None,
+        },
         ["namespaces", ns] => Target {
             rt: resources::NAMESPACES,
             namespace: None,
             name: Some(ns.to_string()),
             sub: None,
         },
-        [plural, name] => Target { rt: lookup(plural)?, namespace: None, name: Some(name.to_string()), sub: None },
+        [plural, name] => Target {
+            rt: lookup(plural)?,
+            namespace: None,
+            name: Some(name.to_string()),
+            sub: None,
+        },
         ["namespaces", ns, plural] => Target {
             rt: lookup(plural)?,
             namespace: Some(ns.to_string()),
@@ -131,11 +141,15 @@ fn route(
             Ok((axum::http::StatusCode::CREATED, Json(created)).into_response())
         }
         (Method::GET, Some(name), None) => {
-            let obj = s.get(t.rt, &ns, name).ok_or_else(|| ApiError::not_found(t.rt, name))?;
+            let obj = s
+                .get(t.rt, &ns, name)
+                .ok_or_else(|| ApiError::not_found(t.rt, name))?;
             Ok(Json(obj.clone()).into_response())
         }
         (Method::GET, Some(name), Some("status")) => {
-            let obj = s.get(t.rt, &ns, name).ok_or_else(|| ApiError::not_found(t.rt, name))?;
+            let obj = s
+                .get(t.rt, &ns, name)
+                .ok_or_else(|| ApiError::not_found(t.rt, name))?;
             Ok(Json(obj.clone()).into_response())
         }
         (Method::PUT, Some(name), None) => {
@@ -146,7 +160,10 @@ fn route(
         }
         (Method::PATCH, Some(name), None) => {
             let kind = patch_kind(headers)?;
-            let mut obj = s.get(t.rt, &ns, name).cloned().ok_or_else(|| ApiError::not_found(t.rt, name))?;
+            let mut obj = s
+                .get(t.rt, &ns, name)
+                .cloned()
+                .ok_or_else(|| ApiError::not_found(t.rt, name))?;
             let rv_before = obj["metadata"]["resourceVersion"].clone();
             obj["metadata"]["resourceVersion"] = Value::Null;
             patch::apply(kind, &mut obj, body).map_err(|e| ApiError::invalid(t.rt, name, e))?;
@@ -162,11 +179,18 @@ fn route(
             Ok(Json(out).into_response())
         }
         (Method::GET, Some(name), Some("scale")) if t.rt == resources::DEPLOYMENTS => {
-            let d = s.get(t.rt, &ns, name).ok_or_else(|| ApiError::not_found(t.rt, name))?;
+            let d = s
+                .get(t.rt, &ns, name)
+                .ok_or_else(|| ApiError::not_found(t.rt, name))?;
             Ok(Json(scale_of(d)).into_response())
         }
-        (Method::PATCH | Method::PUT, Some(name), Some("scale")) if t.rt == resources::DEPLOYMENTS => {
-            let d = s.get(t.rt, &ns, name).cloned().ok_or_else(|| ApiError::not_found(t.rt, name))?;
+        (Method::PATCH | Method::PUT, Some(name), Some("scale"))
+            if t.rt == resources::DEPLOYMENTS =>
+        {
+            let d = s
+                .get(t.rt, &ns, name)
+                .cloned()
+                .ok_or_else(|| ApiError::not_found(t.rt, name))?;
             let mut scale = scale_of(&d);
             let rv_before = scale["metadata"]["resourceVersion"].clone();
             if method == Method::PUT {
@@ -175,7 +199,8 @@ fn route(
             } else {
                 scale["metadata"]["resourceVersion"] = Value::Null;
                 let kind = patch_kind(headers)?;
-                patch::apply(kind, &mut scale, body).map_err(|e| ApiError::invalid(t.rt, name, e))?;
+                patch::apply(kind, &mut scale, body)
+                    .map_err(|e| ApiError::invalid(t.rt, name, e))?;
                 if scale["metadata"]["resourceVersion"].is_null() {
                     scale["metadata"]["resourceVersion"] = rv_before;
                 }
@@ -195,7 +220,9 @@ fn route(
             Ok(Json(scale_of(&out)).into_response())
         }
         (Method::GET, Some(name), Some("log")) if t.rt == resources::PODS => {
-            let pod = s.get(t.rt, &ns, name).ok_or_else(|| ApiError::not_found(t.rt, name))?;
+            let pod = s
+                .get(t.rt, &ns, name)
+                .ok_or_else(|| ApiError::not_found(t.rt, name))?;
             logs(&s, pod, &ns, name, query)
         }
         _ => Err(ApiError::method_not_allowed()),
@@ -262,10 +289,20 @@ fn scale_of(d: &Value) -> Value {
     })
 }
 
-fn logs(s: &Store, pod: &Value, ns: &str, name: &str, query: &HashMap<String, String>) -> Result<Response, ApiError> {
+fn logs(
+    s: &Store,
+    pod: &Value,
+    ns: &str,
+    name: &str,
+    query: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
     let containers: Vec<String> = pod["spec"]["containers"]
         .as_array()
-        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str().map(String::from)).collect())
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c["name"].as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     let container = match query.get("container") {
         Some(c) => {
@@ -288,7 +325,13 @@ fn logs(s: &Store, pod: &Value, ns: &str, name: &str, query: &HashMap<String, St
     let empty = Default::default();
     let all = s.logs.get(&(ns.to_string(), name.to_string()));
     let lines: &Vec<(jiff::Timestamp, String)> = all
-        .and_then(|l| if previous { l.previous.get(&container) } else { l.current.get(&container) })
+        .and_then(|l| {
+            if previous {
+                l.previous.get(&container)
+            } else {
+                l.current.get(&container)
+            }
+        })
         .unwrap_or(&empty);
     if previous && lines.is_empty() {
         return Err(ApiError::bad_request(format!(
@@ -296,12 +339,20 @@ fn logs(s: &Store, pod: &Value, ns: &str, name: &str, query: &HashMap<String, St
         )));
     }
     let now = jiff::Timestamp::now();
-    let since = query.get("sinceSeconds").and_then(|v| v.parse::<i64>().ok());
+    let since = query
+        .get("sinceSeconds")
+        .and_then(|v| v.parse::<i64>().ok());
     let timestamps = query.get("timestamps").is_some_and(|v| v == "true");
     let mut selected: Vec<String> = lines
         .iter()
         .filter(|(t, _)| since.is_none_or(|secs| now.as_second() - t.as_second() <= secs))
-        .map(|(t, l)| if timestamps { format!("{t} {l}") } else { l.clone() })
+        .map(|(t, l)| {
+            if timestamps {
+                format!("{t} {l}")
+            } else {
+                l.clone()
+            }
+        })
         .collect();
     if let Some(tail) = query.get("tailLines").and_then(|v| v.parse::<usize>().ok()) {
         let skip = selected.len().saturating_sub(tail);
@@ -311,14 +362,21 @@ fn logs(s: &Store, pod: &Value, ns: &str, name: &str, query: &HashMap<String, St
     if !text.is_empty() {
         text.push('\n');
     }
-    if let Some(limit) = query.get("limitBytes").and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(limit) = query
+        .get("limitBytes")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         text.truncate(limit);
     }
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain")], text).into_response())
 }
 
 /// metrics.k8s.io/v1beta1 PodMetrics, derived from running pods.
-fn metrics(store: &Shared, path: &str, query: &HashMap<String, String>) -> Result<Response, ApiError> {
+fn metrics(
+    store: &Shared,
+    path: &str,
+    query: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
     let s = store.lock().expect("store lock");
     if !s.metrics_enabled {
         return Err(ApiError::path_not_found(path));
@@ -327,7 +385,9 @@ fn metrics(store: &Shared, path: &str, query: &HashMap<String, String>) -> Resul
     let (ns, name) = match segs.as_slice() {
         ["apis", "metrics.k8s.io", "v1beta1", "pods"] => (None, None),
         ["apis", "metrics.k8s.io", "v1beta1", "namespaces", ns, "pods"] => (Some(*ns), None),
-        ["apis", "metrics.k8s.io", "v1beta1", "namespaces", ns, "pods", name] => (Some(*ns), Some(*name)),
+        ["apis", "metrics.k8s.io", "v1beta1", "namespaces", ns, "pods", name] => {
+            (Some(*ns), Some(*name))
+        }
         _ => return Err(ApiError::path_not_found(path)),
     };
     let selector = match query.get("labelSelector") {

@@ -75,7 +75,10 @@ pub fn tick(store: &mut Store, state: &mut ControllerState, timing: &Timing) {
 
 fn ns_name(obj: &Value) -> (String, String) {
     (
-        obj["metadata"]["namespace"].as_str().unwrap_or("").to_string(),
+        obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
         obj["metadata"]["name"].as_str().unwrap_or("").to_string(),
     )
 }
@@ -87,7 +90,10 @@ fn owned_by<'a>(items: &'a [Value], owner: &Value) -> Vec<&'a Value> {
         .filter(|o| {
             o["metadata"]["ownerReferences"]
                 .as_array()
-                .is_some_and(|refs| refs.iter().any(|r| &r["uid"] == uid && r["controller"] == true))
+                .is_some_and(|refs| {
+                    refs.iter()
+                        .any(|r| &r["uid"] == uid && r["controller"] == true)
+                })
         })
         .collect()
 }
@@ -137,9 +143,10 @@ fn replicas_of(obj: &Value) -> i64 {
 }
 
 fn is_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    pod["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 fn reconcile_deployment(store: &mut Store, d: &Value) {
@@ -150,7 +157,10 @@ fn reconcile_deployment(store: &mut Store, d: &Value) {
     let paused = d["spec"]["paused"] == true;
     let desired = replicas_of(d).max(0);
     let max_revision = owned.iter().map(revision).max().unwrap_or(0);
-    let current = owned.iter().find(|rs| strip_hash(&rs["spec"]["template"]) == *template).cloned();
+    let current = owned
+        .iter()
+        .find(|rs| strip_hash(&rs["spec"]["template"]) == *template)
+        .cloned();
 
     let new_rs = match (current, paused) {
         (Some(mut rs), false) => {
@@ -173,7 +183,8 @@ fn reconcile_deployment(store: &mut Store, d: &Value) {
             let mut selector = d["spec"]["selector"].clone();
             selector["matchLabels"][HASH_LABEL] = json!(hash);
             let mut annotations = json!({ REVISION: (max_revision + 1).to_string() });
-            if let Some(cause) = d["metadata"]["annotations"]["kubernetes.io/change-cause"].as_str() {
+            if let Some(cause) = d["metadata"]["annotations"]["kubernetes.io/change-cause"].as_str()
+            {
                 annotations["kubernetes.io/change-cause"] = json!(cause);
             }
             let rs = json!({
@@ -188,7 +199,10 @@ fn reconcile_deployment(store: &mut Store, d: &Value) {
             match store.create_internal(REPLICASETS, &ns, rs) {
                 Ok(created) => Some(created),
                 Err(e) => {
-                    tracing::warn!("sim: could not create ReplicaSet for {ns}/{name}: {}", e.message);
+                    tracing::warn!(
+                        "sim: could not create ReplicaSet for {ns}/{name}: {}",
+                        e.message
+                    );
                     None
                 }
             }
@@ -196,7 +210,12 @@ fn reconcile_deployment(store: &mut Store, d: &Value) {
     };
 
     let pods = store.list(PODS, Some(&ns));
-    let available_of = |rs: &Value| owned_by(&pods, rs).into_iter().filter(|p| is_ready(p)).count() as i64;
+    let available_of = |rs: &Value| {
+        owned_by(&pods, rs)
+            .into_iter()
+            .filter(|p| is_ready(p))
+            .count() as i64
+    };
     match &new_rs {
         Some(new_rs) if !paused => {
             set_rs_replicas(store, d, new_rs, desired);
@@ -267,7 +286,17 @@ fn reconcile_replicaset_pods(store: &mut Store, rs: &Value) {
         }
     } else if owned.len() > want {
         // Not-ready pods go first, then the newest.
-        owned.sort_by_key(|p| (is_ready(p), std::cmp::Reverse(p["metadata"]["creationTimestamp"].as_str().unwrap_or("").to_string())));
+        owned.sort_by_key(|p| {
+            (
+                is_ready(p),
+                std::cmp::Reverse(
+                    p["metadata"]["creationTimestamp"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                ),
+            )
+        });
         for pod in owned.iter().take(owned.len() - want) {
             let (pns, pname) = ns_name(pod);
             let _ = store.delete(PODS, &pns, &pname, false);
@@ -279,7 +308,10 @@ fn create_pod(store: &mut Store, owner: &Value, ns: &str) {
     let template = &owner["spec"]["template"];
     let base = owner["metadata"]["name"].as_str().unwrap_or("pod");
     let name = format!("{base}-{}", random_suffix(store.resource_version()));
-    let containers: Vec<Value> = template["spec"]["containers"].as_array().cloned().unwrap_or_default();
+    let containers: Vec<Value> = template["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let statuses: Vec<Value> = containers
         .iter()
         .map(|c| {
@@ -326,7 +358,11 @@ fn failure_of(pod: &Value) -> Option<String> {
         .as_array()
         .into_iter()
         .flatten()
-        .any(|c| c["image"].as_str().is_some_and(|i| i.ends_with(":does-not-exist")));
+        .any(|c| {
+            c["image"]
+                .as_str()
+                .is_some_and(|i| i.ends_with(":does-not-exist"))
+        });
     bad_image.then(|| "ImagePullBackOff".to_string())
 }
 
@@ -342,7 +378,10 @@ fn advance_pod(store: &mut Store, mut pod: Value, now: jiff::Timestamp, timing: 
         .unwrap_or(now);
     let age = now.duration_since(created).unsigned_abs();
     let started = age >= timing.pod_start;
-    let containers: Vec<Value> = pod["spec"]["containers"].as_array().cloned().unwrap_or_default();
+    let containers: Vec<Value> = pod["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let is_job = pod["metadata"]["ownerReferences"][0]["kind"] == "Job";
     let failure = failure_of(&pod);
     ensure_logs(store, &ns, &name, &containers, created);
@@ -361,8 +400,16 @@ fn advance_pod(store: &mut Store, mut pod: Value, now: jiff::Timestamp, timing: 
                 "default-scheduler");
         }
         (Some("ImagePullBackOff"), _) => {
-            let image = containers.first().and_then(|c| c["image"].as_str()).unwrap_or("").to_string();
-            for cs in pod["status"]["containerStatuses"].as_array_mut().into_iter().flatten() {
+            let image = containers
+                .first()
+                .and_then(|c| c["image"].as_str())
+                .unwrap_or("")
+                .to_string();
+            for cs in pod["status"]["containerStatuses"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
                 cs["state"] = json!({ "waiting": { "reason": "ImagePullBackOff",
                     "message": format!("Back-off pulling image \"{image}\"") } });
             }
@@ -371,11 +418,21 @@ fn advance_pod(store: &mut Store, mut pod: Value, now: jiff::Timestamp, timing: 
                 "kubelet");
         }
         (Some(reason @ ("CrashLoopBackOff" | "OOMKilled")), _) => {
-            let restarts = (age.saturating_sub(timing.pod_start).as_millis() / timing.crash_every.as_millis().max(1)) as i64 + 1;
-            let terminated_reason = if reason == "OOMKilled" { "OOMKilled" } else { "Error" };
+            let restarts = (age.saturating_sub(timing.pod_start).as_millis()
+                / timing.crash_every.as_millis().max(1)) as i64
+                + 1;
+            let terminated_reason = if reason == "OOMKilled" {
+                "OOMKilled"
+            } else {
+                "Error"
+            };
             let exit_code = if reason == "OOMKilled" { 137 } else { 1 };
             let mut grew = false;
-            for cs in pod["status"]["containerStatuses"].as_array_mut().into_iter().flatten() {
+            for cs in pod["status"]["containerStatuses"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
                 grew |= cs["restartCount"].as_i64().unwrap_or(0) != restarts;
                 cs["restartCount"] = json!(restarts);
                 cs["ready"] = json!(false);
@@ -387,12 +444,23 @@ fn advance_pod(store: &mut Store, mut pod: Value, now: jiff::Timestamp, timing: 
             pod["status"]["phase"] = json!("Running");
             if grew {
                 crash_logs(store, &ns, &name, &containers, reason, now);
-                record_event(store, &pod, "Warning", "BackOff", "Back-off restarting failed container", "kubelet");
+                record_event(
+                    store,
+                    &pod,
+                    "Warning",
+                    "BackOff",
+                    "Back-off restarting failed container",
+                    "kubelet",
+                );
             }
         }
         _ => {
             let done = is_job && age >= timing.pod_start * 2;
-            for cs in pod["status"]["containerStatuses"].as_array_mut().into_iter().flatten() {
+            for cs in pod["status"]["containerStatuses"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
                 if done {
                     cs["ready"] = json!(false);
                     cs["started"] = json!(false);
@@ -417,7 +485,13 @@ fn advance_pod(store: &mut Store, mut pod: Value, now: jiff::Timestamp, timing: 
     store.put_internal(PODS, &ns, &name, pod);
 }
 
-fn ensure_logs(store: &mut Store, ns: &str, pod: &str, containers: &[Value], created: jiff::Timestamp) {
+fn ensure_logs(
+    store: &mut Store,
+    ns: &str,
+    pod: &str,
+    containers: &[Value],
+    created: jiff::Timestamp,
+) {
     let key = (ns.to_string(), pod.to_string());
     if store.logs.contains_key(&key) {
         return;
@@ -430,18 +504,40 @@ fn ensure_logs(store: &mut Store, ns: &str, pod: &str, containers: &[Value], cre
         logs.current.insert(
             cname.clone(),
             vec![
-                (t, format!("level=info msg=\"starting {cname}\" image={image}")),
-                (t, "level=info msg=\"loaded configuration\" env=production".to_string()),
-                (t, "level=info msg=\"connected to database\" pool_size=10".to_string()),
-                (t, "level=info msg=\"listening\" addr=0.0.0.0:8080".to_string()),
-                (t, "level=info msg=\"GET /health\" status=200 duration=0.4ms".to_string()),
+                (
+                    t,
+                    format!("level=info msg=\"starting {cname}\" image={image}"),
+                ),
+                (
+                    t,
+                    "level=info msg=\"loaded configuration\" env=production".to_string(),
+                ),
+                (
+                    t,
+                    "level=info msg=\"connected to database\" pool_size=10".to_string(),
+                ),
+                (
+                    t,
+                    "level=info msg=\"listening\" addr=0.0.0.0:8080".to_string(),
+                ),
+                (
+                    t,
+                    "level=info msg=\"GET /health\" status=200 duration=0.4ms".to_string(),
+                ),
             ],
         );
     }
     store.logs.insert(key, logs);
 }
 
-fn crash_logs(store: &mut Store, ns: &str, pod: &str, containers: &[Value], reason: &str, now: jiff::Timestamp) {
+fn crash_logs(
+    store: &mut Store,
+    ns: &str,
+    pod: &str,
+    containers: &[Value],
+    reason: &str,
+    now: jiff::Timestamp,
+) {
     let Some(logs) = store.logs.get_mut(&(ns.to_string(), pod.to_string())) else {
         return;
     };
@@ -450,7 +546,8 @@ fn crash_logs(store: &mut Store, ns: &str, pod: &str, containers: &[Value], reas
         let last = if reason == "OOMKilled" {
             "level=warn msg=\"heap usage high\" rss=1023Mi limit=1024Mi".to_string()
         } else {
-            "level=error msg=\"failed to connect to database\" error=\"connection refused\"".to_string()
+            "level=error msg=\"failed to connect to database\" error=\"connection refused\""
+                .to_string()
         };
         let previous = vec![
             (now, format!("level=info msg=\"starting {cname}\"")),
@@ -458,8 +555,10 @@ fn crash_logs(store: &mut Store, ns: &str, pod: &str, containers: &[Value], reas
             (now, "panic: fatal error, exiting".to_string()),
         ];
         logs.previous.insert(cname.clone(), previous);
-        logs.current
-            .insert(cname.clone(), vec![(now, format!("level=info msg=\"starting {cname}\""))]);
+        logs.current.insert(
+            cname.clone(),
+            vec![(now, format!("level=info msg=\"starting {cname}\""))],
+        );
     }
 }
 
@@ -478,12 +577,19 @@ fn replicaset_status(store: &mut Store, mut rs: Value) {
     store.put_internal(REPLICASETS, &ns, &name, rs);
 }
 
-fn deployment_status(store: &mut Store, state: &mut ControllerState, mut d: Value, now: jiff::Timestamp) {
+fn deployment_status(
+    store: &mut Store,
+    state: &mut ControllerState,
+    mut d: Value,
+    now: jiff::Timestamp,
+) {
     let (ns, name) = ns_name(&d);
     let all_rs = store.list(REPLICASETS, Some(&ns));
     let owned = owned_by(&all_rs, &d);
     let template = &d["spec"]["template"];
-    let new_rs = owned.iter().find(|rs| strip_hash(&rs["spec"]["template"]) == *template);
+    let new_rs = owned
+        .iter()
+        .find(|rs| strip_hash(&rs["spec"]["template"]) == *template);
     let pods = store.list(PODS, Some(&ns));
     let mut total = 0;
     let mut ready = 0;
@@ -500,9 +606,15 @@ fn deployment_status(store: &mut Store, state: &mut ControllerState, mut d: Valu
     let max_unavailable = desired / 4;
     let complete = new_rs.is_some() && updated == desired && total == desired && ready == desired;
     let deadline = d["spec"]["progressDeadlineSeconds"].as_i64().unwrap_or(600);
-    let rs_name = new_rs.and_then(|rs| rs["metadata"]["name"].as_str()).unwrap_or("").to_string();
+    let rs_name = new_rs
+        .and_then(|rs| rs["metadata"]["name"].as_str())
+        .unwrap_or("")
+        .to_string();
 
-    let signature = format!("{}/{updated}/{ready}/{total}/{desired}", d["metadata"]["generation"]);
+    let signature = format!(
+        "{}/{updated}/{ready}/{total}/{desired}",
+        d["metadata"]["generation"]
+    );
     let key = (ns.clone(), name.clone());
     let since = match state.progress.get(&key) {
         Some((sig, at)) if *sig == signature => *at,
@@ -515,21 +627,42 @@ fn deployment_status(store: &mut Store, state: &mut ControllerState, mut d: Valu
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing").cloned());
     let (p_status, p_reason, p_message) = if d["spec"]["paused"] == true {
-        ("Unknown", "DeploymentPaused", "Deployment is paused".to_string())
+        (
+            "Unknown",
+            "DeploymentPaused",
+            "Deployment is paused".to_string(),
+        )
     } else if complete {
-        ("True", "NewReplicaSetAvailable", format!("ReplicaSet \"{rs_name}\" has successfully progressed."))
+        (
+            "True",
+            "NewReplicaSetAvailable",
+            format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
+        )
     } else if now.duration_since(since).as_secs() > deadline
-        || previous_progressing.as_ref().is_some_and(|c| c["reason"] == "ProgressDeadlineExceeded" && !complete)
+        || previous_progressing
+            .as_ref()
+            .is_some_and(|c| c["reason"] == "ProgressDeadlineExceeded" && !complete)
     {
-        ("False", "ProgressDeadlineExceeded", format!("ReplicaSet \"{rs_name}\" has timed out progressing."))
+        (
+            "False",
+            "ProgressDeadlineExceeded",
+            format!("ReplicaSet \"{rs_name}\" has timed out progressing."),
+        )
     } else {
-        ("True", "ReplicaSetUpdated", format!("ReplicaSet \"{rs_name}\" is progressing."))
+        (
+            "True",
+            "ReplicaSetUpdated",
+            format!("ReplicaSet \"{rs_name}\" is progressing."),
+        )
     };
     let available_ok = ready >= desired - max_unavailable;
     let transition = |kind: &str, status: &str| {
         d["status"]["conditions"]
             .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["type"] == kind && c["status"] == status))
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c["type"] == kind && c["status"] == status)
+            })
             .and_then(|c| c["lastTransitionTime"].as_str().map(String::from))
             .unwrap_or_else(|| now.to_string())
     };
@@ -584,13 +717,17 @@ fn hpa_target(store: &Store, hpa: &Value) -> Option<Value> {
     if target["kind"] != "Deployment" {
         return None;
     }
-    store.get(DEPLOYMENTS, &ns, target["name"].as_str()?).cloned()
+    store
+        .get(DEPLOYMENTS, &ns, target["name"].as_str()?)
+        .cloned()
 }
 
 /// Keeps the target within the autoscaler's bounds, as the HPA controller
 /// would on its next sync.
 fn reconcile_hpa(store: &mut Store, hpa: &Value) {
-    let Some(mut d) = hpa_target(store, hpa) else { return };
+    let Some(mut d) = hpa_target(store, hpa) else {
+        return;
+    };
     let min = hpa["spec"]["minReplicas"].as_i64().unwrap_or(1);
     let max = hpa["spec"]["maxReplicas"].as_i64().unwrap_or(min);
     let current = replicas_of(&d);
@@ -604,7 +741,11 @@ fn reconcile_hpa(store: &mut Store, hpa: &Value) {
     let generation = d["metadata"]["generation"].as_i64().unwrap_or(1);
     d["metadata"]["generation"] = json!(generation + 1);
     store.put_internal(DEPLOYMENTS, &ns, &name, d);
-    let reason = if clamped > current { "below min replicas" } else { "above max replicas" };
+    let reason = if clamped > current {
+        "below min replicas"
+    } else {
+        "above max replicas"
+    };
     record_event(
         store,
         hpa,
@@ -616,7 +757,9 @@ fn reconcile_hpa(store: &mut Store, hpa: &Value) {
 }
 
 fn hpa_status(store: &mut Store, mut hpa: Value) {
-    let Some(d) = hpa_target(store, &hpa) else { return };
+    let Some(d) = hpa_target(store, &hpa) else {
+        return;
+    };
     let (ns, name) = ns_name(&hpa);
     let min = hpa["spec"]["minReplicas"].as_i64().unwrap_or(1);
     let max = hpa["spec"]["maxReplicas"].as_i64().unwrap_or(min);
@@ -660,18 +803,38 @@ fn reconcile_job(store: &mut Store, job: &Value, now: jiff::Timestamp) {
         create_pod(store, &job, &ns);
         job["status"] = json!({ "active": 1, "startTime": now.to_string() });
         store.put_internal(JOBS, &ns, &name, job.clone());
-        record_event(store, &job, "Normal", "SuccessfulCreate", &format!("Created pod for job {name}"), "job-controller");
+        record_event(
+            store,
+            &job,
+            "Normal",
+            "SuccessfulCreate",
+            &format!("Created pod for job {name}"),
+            "job-controller",
+        );
         return;
     }
-    let succeeded = owned.iter().filter(|p| p["status"]["phase"] == "Succeeded").count();
-    let active = owned.iter().filter(|p| p["status"]["phase"] != "Succeeded" && p["status"]["phase"] != "Failed").count();
+    let succeeded = owned
+        .iter()
+        .filter(|p| p["status"]["phase"] == "Succeeded")
+        .count();
+    let active = owned
+        .iter()
+        .filter(|p| p["status"]["phase"] != "Succeeded" && p["status"]["phase"] != "Failed")
+        .count();
     if succeeded > 0 && job["status"]["completionTime"].is_null() {
         job["status"]["succeeded"] = json!(succeeded);
         job["status"]["active"] = Value::Null;
         job["status"]["completionTime"] = json!(now.to_string());
         job["status"]["conditions"] = json!([{ "type": "Complete", "status": "True", "lastTransitionTime": now.to_string() }]);
         store.put_internal(JOBS, &ns, &name, job.clone());
-        record_event(store, &job, "Normal", "Completed", "Job completed", "job-controller");
+        record_event(
+            store,
+            &job,
+            "Normal",
+            "Completed",
+            "Job completed",
+            "job-controller",
+        );
     } else if succeeded == 0 {
         job["status"]["active"] = json!(active);
         store.put_internal(JOBS, &ns, &name, job);
@@ -679,9 +842,20 @@ fn reconcile_job(store: &mut Store, job: &Value, now: jiff::Timestamp) {
 }
 
 /// Records (or bumps the count of) an event about `obj`.
-pub fn record_event(store: &mut Store, obj: &Value, kind: &str, reason: &str, message: &str, component: &str) {
+pub fn record_event(
+    store: &mut Store,
+    obj: &Value,
+    kind: &str,
+    reason: &str,
+    message: &str,
+    component: &str,
+) {
     let (ns, name) = ns_name(obj);
-    let ns = if ns.is_empty() { "default".to_string() } else { ns };
+    let ns = if ns.is_empty() {
+        "default".to_string()
+    } else {
+        ns
+    };
     let now = jiff::Timestamp::now().to_string();
     let involved_kind = obj["kind"].clone();
     let existing = store.list(EVENTS, Some(&ns)).into_iter().find(|e| {
@@ -693,7 +867,8 @@ pub fn record_event(store: &mut Store, obj: &Value, kind: &str, reason: &str, me
     if let Some(mut e) = existing {
         let count = e["count"].as_i64().unwrap_or(1);
         // Repeated kubelet events are bumped at most every few seconds.
-        let last: Option<jiff::Timestamp> = e["lastTimestamp"].as_str().and_then(|s| s.parse().ok());
+        let last: Option<jiff::Timestamp> =
+            e["lastTimestamp"].as_str().and_then(|s| s.parse().ok());
         if last.is_some_and(|l| jiff::Timestamp::now().duration_since(l).as_secs() < 5) {
             return;
         }

@@ -12,8 +12,8 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub name: Option<String>,
-    pub resource: Option<ResourceType>,
+    /// The object the error is about, when there is one.
+    pub details: Option<Box<(String, ResourceType)>>,
 }
 
 impl ApiError {
@@ -22,8 +22,7 @@ impl ApiError {
             code: 404,
             reason: "NotFound",
             message: format!("{} \"{}\" not found", rt.qualified(), name),
-            name: Some(name.to_string()),
-            resource: Some(rt),
+            details: Some(Box::new((name.to_string(), rt))),
         }
     }
 
@@ -32,8 +31,7 @@ impl ApiError {
             code: 404,
             reason: "NotFound",
             message: format!("the server could not find the requested resource ({path})"),
-            name: None,
-            resource: None,
+            details: None,
         }
     }
 
@@ -42,8 +40,7 @@ impl ApiError {
             code: 409,
             reason: "AlreadyExists",
             message: format!("{} \"{}\" already exists", rt.qualified(), name),
-            name: Some(name.to_string()),
-            resource: Some(rt),
+            details: Some(Box::new((name.to_string(), rt))),
         }
     }
 
@@ -56,8 +53,7 @@ impl ApiError {
                 rt.qualified(),
                 name
             ),
-            name: Some(name.to_string()),
-            resource: Some(rt),
+            details: Some(Box::new((name.to_string(), rt))),
         }
     }
 
@@ -66,8 +62,7 @@ impl ApiError {
             code: 422,
             reason: "Invalid",
             message: format!("{} \"{}\" is invalid: {}", rt.kind, name, detail.into()),
-            name: Some(name.to_string()),
-            resource: Some(rt),
+            details: Some(Box::new((name.to_string(), rt))),
         }
     }
 
@@ -76,8 +71,7 @@ impl ApiError {
             code: 400,
             reason: "BadRequest",
             message: message.into(),
-            name: None,
-            resource: None,
+            details: None,
         }
     }
 
@@ -86,8 +80,7 @@ impl ApiError {
             code: 415,
             reason: "UnsupportedMediaType",
             message: format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"),
-            name: None,
-            resource: None,
+            details: None,
         }
     }
 
@@ -96,8 +89,7 @@ impl ApiError {
             code: 405,
             reason: "MethodNotAllowed",
             message: "the server does not allow this method on the requested resource".into(),
-            name: None,
-            resource: None,
+            details: None,
         }
     }
 
@@ -106,8 +98,7 @@ impl ApiError {
             code: 403,
             reason: "Forbidden",
             message: message.into(),
-            name: None,
-            resource: None,
+            details: None,
         }
     }
 
@@ -116,17 +107,15 @@ impl ApiError {
             code: 503,
             reason: "ServiceUnavailable",
             message: message.into(),
-            name: None,
-            resource: None,
+            details: None,
         }
     }
 
     pub fn status_body(&self) -> serde_json::Value {
         let mut details = serde_json::Map::new();
-        if let Some(name) = &self.name {
+        if let Some(d) = &self.details {
+            let (name, rt) = d.as_ref();
             details.insert("name".into(), json!(name));
-        }
-        if let Some(rt) = &self.resource {
             details.insert("group".into(), json!(rt.group));
             details.insert("kind".into(), json!(rt.plural));
         }

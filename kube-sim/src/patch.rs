@@ -169,16 +169,32 @@ mod tests {
     #[test]
     fn strategic_merge_null_deletes_and_scalars_replace() {
         let mut d = json!({"metadata": {"labels": {"a": "1", "quarantine": "true"}}, "spec": {"replicas": 2}});
-        strategic_merge(&mut d, &json!({"metadata": {"labels": {"quarantine": null}}, "spec": {"replicas": 5}}));
-        assert_eq!(d, json!({"metadata": {"labels": {"a": "1"}}, "spec": {"replicas": 5}}));
+        strategic_merge(
+            &mut d,
+            &json!({"metadata": {"labels": {"quarantine": null}}, "spec": {"replicas": 5}}),
+        );
+        assert_eq!(
+            d,
+            json!({"metadata": {"labels": {"a": "1"}}, "spec": {"replicas": 5}})
+        );
     }
 
     #[test]
     fn json_and_merge_patches() {
         let mut d = json!({"spec": {"replicas": 2, "paused": true}});
-        apply(PatchKind::Json, &mut d, br#"[{"op":"replace","path":"/spec/replicas","value":3}]"#).unwrap();
+        apply(
+            PatchKind::Json,
+            &mut d,
+            br#"[{"op":"replace","path":"/spec/replicas","value":3}]"#,
+        )
+        .unwrap();
         apply(PatchKind::Merge, &mut d, br#"{"spec":{"paused":null}}"#).unwrap();
         assert_eq!(d, json!({"spec": {"replicas": 3}}));
-        assert!(apply(PatchKind::Json, &mut d, br#"[{"op":"test","path":"/spec/replicas","value":9}]"#).is_err());
+        assert!(apply(
+            PatchKind::Json,
+            &mut d,
+            br#"[{"op":"test","path":"/spec/replicas","value":9}]"#
+        )
+        .is_err());
     }
 }

@@ -72,17 +72,29 @@ impl Store {
         dry_run: bool,
     ) -> Result<Value, ApiError> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         let name = match obj["metadata"]["name"].as_str() {
             Some(n) if !n.is_empty() => n.to_string(),
             _ => match obj["metadata"]["generateName"].as_str() {
                 Some(prefix) => format!("{prefix}{}", random_suffix(self.next_uid + 1)),
-                None => return Err(ApiError::invalid(rt, "", "metadata.name: Required value: name or generateName is required")),
+                None => {
+                    return Err(ApiError::invalid(
+                        rt,
+                        "",
+                        "metadata.name: Required value: name or generateName is required",
+                    ))
+                }
             },
         };
         if let Err(why) = validate_name(&name) {
-            return Err(ApiError::invalid(rt, &name, format!("metadata.name: Invalid value: \"{name}\": {why}")));
+            return Err(ApiError::invalid(
+                rt,
+                &name,
+                format!("metadata.name: Invalid value: \"{name}\": {why}"),
+            ));
         }
         if rt.namespaced && ns != "default" && self.get(resources::NAMESPACES, "", ns).is_none() {
             return Err(ApiError::not_found(resources::NAMESPACES, ns));
@@ -114,8 +126,10 @@ impl Store {
             return Ok(obj);
         }
         obj["metadata"]["resourceVersion"] = json!(self.bump());
-        self.objects
-            .insert(key(rt, if rt.namespaced { ns } else { "" }, &name), obj.clone());
+        self.objects.insert(
+            key(rt, if rt.namespaced { ns } else { "" }, &name),
+            obj.clone(),
+        );
         Ok(obj)
     }
 
@@ -134,10 +148,18 @@ impl Store {
             return Err(ApiError::not_found(rt, name));
         };
         if obj["metadata"]["name"].as_str().is_some_and(|n| n != name) {
-            return Err(ApiError::invalid(rt, name, "metadata.name: Invalid value: field is immutable"));
+            return Err(ApiError::invalid(
+                rt,
+                name,
+                "metadata.name: Invalid value: field is immutable",
+            ));
         }
         if let Some(rv) = obj["metadata"]["resourceVersion"].as_str() {
-            if rv != current["metadata"]["resourceVersion"].as_str().unwrap_or("") {
+            if rv
+                != current["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or("")
+            {
                 return Err(ApiError::conflict(rt, name));
             }
         }
@@ -151,11 +173,21 @@ impl Store {
         obj["kind"] = json!(rt.kind);
         let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
         let spec_changed = obj.get("spec") != current.get("spec");
-        obj["metadata"]["generation"] = json!(if spec_changed { generation + 1 } else { generation });
+        obj["metadata"]["generation"] = json!(if spec_changed {
+            generation + 1
+        } else {
+            generation
+        });
         if rt == resources::DEPLOYMENTS || rt == resources::REPLICASETS {
             if let Some(r) = obj["spec"]["replicas"].as_i64() {
                 if r < 0 {
-                    return Err(ApiError::invalid(rt, name, format!("spec.replicas: Invalid value: {r}: must be greater than or equal to 0")));
+                    return Err(ApiError::invalid(
+                        rt,
+                        name,
+                        format!(
+                            "spec.replicas: Invalid value: {r}: must be greater than or equal to 0"
+                        ),
+                    ));
                 }
             }
         }
@@ -180,7 +212,13 @@ impl Store {
         self.objects.insert(key(rt, ns, name), obj);
     }
 
-    pub fn delete(&mut self, rt: ResourceType, ns: &str, name: &str, dry_run: bool) -> Result<Value, ApiError> {
+    pub fn delete(
+        &mut self,
+        rt: ResourceType,
+        ns: &str,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
         let Some(obj) = self.get(rt, ns, name).cloned() else {
             return Err(ApiError::not_found(rt, name));
         };
@@ -195,7 +233,12 @@ impl Store {
     }
 
     /// Creates an object owned by the simulator itself (controllers, seed).
-    pub fn create_internal(&mut self, rt: ResourceType, ns: &str, obj: Value) -> Result<Value, ApiError> {
+    pub fn create_internal(
+        &mut self,
+        rt: ResourceType,
+        ns: &str,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
         self.create(rt, ns, obj, false)
     }
 }
@@ -218,8 +261,14 @@ fn validate_name(name: &str) -> Result<(), &'static str> {
 /// Deserializes into the k8s-openapi type, as the real server decodes into
 /// its schema: a wrong shape is a 422, not a silent accept.
 fn validate_typed(rt: ResourceType, name: &str, obj: &Value) -> Result<(), ApiError> {
-    use k8s_openapi::api::{apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch, core::v1 as core};
-    fn check<T: serde::de::DeserializeOwned>(rt: ResourceType, name: &str, obj: &Value) -> Result<(), ApiError> {
+    use k8s_openapi::api::{
+        apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch, core::v1 as core,
+    };
+    fn check<T: serde::de::DeserializeOwned>(
+        rt: ResourceType,
+        name: &str,
+        obj: &Value,
+    ) -> Result<(), ApiError> {
         serde_json::from_value::<T>(obj.clone())
             .map(|_| ())
             .map_err(|e| ApiError::invalid(rt, name, e.to_string()))
@@ -292,9 +341,15 @@ pub fn parse_label_selector(s: &str) -> Result<Vec<Requirement>, ApiError> {
         } else if let Some(rest) = part.strip_prefix('!') {
             out.push(Requirement::NotExists(rest.trim().into()));
         } else if let Some((k, set)) = part.split_once(" notin ") {
-            out.push(Requirement::NotIn(k.trim().into(), parse_set(set).ok_or_else(bad)?));
+            out.push(Requirement::NotIn(
+                k.trim().into(),
+                parse_set(set).ok_or_else(bad)?,
+            ));
         } else if let Some((k, set)) = part.split_once(" in ") {
-            out.push(Requirement::In(k.trim().into(), parse_set(set).ok_or_else(bad)?));
+            out.push(Requirement::In(
+                k.trim().into(),
+                parse_set(set).ok_or_else(bad)?,
+            ));
         } else if part.contains(' ') || part.contains('(') {
             return Err(bad());
         } else {
@@ -329,7 +384,9 @@ pub fn field_selector_matches(selector: &str, obj: &Value) -> Result<bool, ApiEr
         } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
             (k, v, false)
         } else {
-            return Err(ApiError::bad_request(format!("invalid field selector: {part:?}")));
+            return Err(ApiError::bad_request(format!(
+                "invalid field selector: {part:?}"
+            )));
         };
         let mut node = obj;
         for seg in path.trim().split('.') {
@@ -367,7 +424,11 @@ mod tests {
             ("", true),
         ];
         for (sel, want) in table {
-            assert_eq!(labels_match(&parse_label_selector(sel).unwrap(), &labels), want, "{sel}");
+            assert_eq!(
+                labels_match(&parse_label_selector(sel).unwrap(), &labels),
+                want,
+                "{sel}"
+            );
         }
         assert!(parse_label_selector("app in web").is_err());
     }

@@ -9,7 +9,11 @@ use kube_sim::{resources, SimConfig, Simulator};
 use serde_json::json;
 
 async fn start() -> (kube_sim::RunningSim, kube::Client) {
-    let sim = Simulator::new(SimConfig::fast()).unwrap().serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let sim = Simulator::new(SimConfig::fast())
+        .unwrap()
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let config = kube::Config::new(sim.url().parse().unwrap());
     let client = kube::Client::try_from(config).unwrap();
     (sim, client)
@@ -29,16 +33,35 @@ async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) {
 async fn seeded_cluster_is_converged_and_listable() {
     let (_sim, client) = start().await;
     let all: Api<Deployment> = Api::all(client.clone());
-    let names: Vec<String> = all.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|d| d.metadata.name).collect();
-    for expected in ["backend", "recurring-task-service", "notification-service", "oauth2-server", "vibe-ensemble-server"] {
+    let names: Vec<String> = all
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|d| d.metadata.name)
+        .collect();
+    for expected in [
+        "backend",
+        "recurring-task-service",
+        "notification-service",
+        "oauth2-server",
+        "vibe-ensemble-server",
+    ] {
         assert!(names.contains(&expected.to_string()), "{names:?}");
     }
-    let backend = Api::<Deployment>::namespaced(client.clone(), "default").get("backend").await.unwrap();
+    let backend = Api::<Deployment>::namespaced(client.clone(), "default")
+        .get("backend")
+        .await
+        .unwrap();
     let status = backend.status.unwrap();
     assert_eq!(status.available_replicas, Some(2));
     assert_eq!(status.observed_generation, backend.metadata.generation);
     let pods: Api<Pod> = Api::namespaced(client, "default");
-    let list = pods.list(&ListParams::default().labels("app=backend")).await.unwrap();
+    let list = pods
+        .list(&ListParams::default().labels("app=backend"))
+        .await
+        .unwrap();
     assert_eq!(list.items.len(), 2);
 }
 
@@ -49,7 +72,11 @@ async fn scale_subresource_converges_pods_and_records_events() {
     let scale = deployments.get_scale("backend").await.unwrap();
     assert_eq!(scale.spec.unwrap().replicas, Some(2));
     deployments
-        .patch_scale("backend", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 5}})))
+        .patch_scale(
+            "backend",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
         .await
         .unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -58,9 +85,20 @@ async fn scale_subresource_converges_pods_and_records_events() {
         d.status.and_then(|s| s.ready_replicas) == Some(5)
     })
     .await;
-    assert_eq!(pods.list(&ListParams::default().labels("app=backend")).await.unwrap().items.len(), 5);
+    assert_eq!(
+        pods.list(&ListParams::default().labels("app=backend"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        5
+    );
     let events = sim.with_store(|s| s.list(resources::EVENTS, Some("default")));
-    assert!(events.iter().any(|e| e["reason"] == "ScalingReplicaSet" && e["message"].as_str().unwrap().contains("from 2 to 5")), "{events:?}");
+    assert!(
+        events.iter().any(|e| e["reason"] == "ScalingReplicaSet"
+            && e["message"].as_str().unwrap().contains("from 2 to 5")),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]
@@ -68,13 +106,19 @@ async fn template_change_creates_a_new_revision_and_rolls_out() {
     let (_sim, client) = start().await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let patch = json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "2026-11-22T00:00:00Z"}}}}});
-    let d = deployments.patch("backend", &PatchParams::default(), &Patch::Strategic(patch)).await.unwrap();
+    let d = deployments
+        .patch("backend", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .unwrap();
     assert_eq!(d.metadata.generation, Some(2));
     // The rollout is first in progress, then complete.
     wait_for("rollout complete", async || {
         let d = deployments.get("backend").await.unwrap();
         let s = d.status.unwrap();
-        s.observed_generation == Some(2) && s.updated_replicas == Some(2) && s.available_replicas == Some(2) && s.replicas == Some(2)
+        s.observed_generation == Some(2)
+            && s.updated_replicas == Some(2)
+            && s.available_replicas == Some(2)
+            && s.replicas == Some(2)
     })
     .await;
     let rs: Api<ReplicaSet> = Api::namespaced(client, "default");
@@ -85,7 +129,8 @@ async fn template_change_creates_a_new_revision_and_rolls_out() {
         .items
         .into_iter()
         .map(|r| {
-            let rev = r.metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"].clone();
+            let rev = r.metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"]
+                .clone();
             (rev, r.spec.unwrap().replicas.unwrap())
         })
         .collect();
@@ -107,13 +152,21 @@ async fn errors_are_kubernetes_status_objects() {
     }
     // A stale resourceVersion is a 409 conflict.
     let stale = json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 3}});
-    match deployments.patch("backend", &PatchParams::default(), &Patch::Merge(stale)).await.unwrap_err() {
+    match deployments
+        .patch("backend", &PatchParams::default(), &Patch::Merge(stale))
+        .await
+        .unwrap_err()
+    {
         kube::Error::Api(s) => assert_eq!((s.code, s.reason.as_str()), (409, "Conflict")),
         other => panic!("{other:?}"),
     }
     // Negative replicas are a 422.
     match deployments
-        .patch_scale("backend", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": -1}})))
+        .patch_scale(
+            "backend",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": -1}})),
+        )
         .await
         .unwrap_err()
     {
@@ -125,7 +178,11 @@ async fn errors_are_kubernetes_status_objects() {
     let mut copy = existing.clone();
     copy.metadata.resource_version = None;
     copy.metadata.uid = None;
-    match deployments.create(&PostParams::default(), &copy).await.unwrap_err() {
+    match deployments
+        .create(&PostParams::default(), &copy)
+        .await
+        .unwrap_err()
+    {
         kube::Error::Api(s) => assert_eq!((s.code, s.reason.as_str()), (409, "AlreadyExists")),
         other => panic!("{other:?}"),
     }
@@ -137,7 +194,11 @@ async fn dry_run_changes_nothing() {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let before = deployments.get("backend").await.unwrap();
     let out = deployments
-        .patch_scale("backend", &PatchParams::default().dry_run(), &Patch::Merge(json!({"spec": {"replicas": 7}})))
+        .patch_scale(
+            "backend",
+            &PatchParams::default().dry_run(),
+            &Patch::Merge(json!({"spec": {"replicas": 7}})),
+        )
         .await
         .unwrap();
     assert_eq!(out.spec.unwrap().replicas, Some(7));
@@ -150,13 +211,29 @@ async fn dry_run_changes_nothing() {
 async fn pod_logs_need_a_container_when_there_are_several() {
     let (sim, client) = start().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let pod = pods.list(&ListParams::default().labels("app=backend")).await.unwrap().items.remove(0);
+    let pod = pods
+        .list(&ListParams::default().labels("app=backend"))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
     let name = pod.metadata.name.unwrap();
     sim.append_log("default", &name, "backend", "hello from the test");
     let err = pods.logs(&name, &LogParams::default()).await.unwrap_err();
-    assert!(err.to_string().contains("a container name must be specified"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("a container name must be specified"),
+        "{err}"
+    );
     let text = pods
-        .logs(&name, &LogParams { container: Some("backend".into()), tail_lines: Some(1), ..Default::default() })
+        .logs(
+            &name,
+            &LogParams {
+                container: Some("backend".into()),
+                tail_lines: Some(1),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(text, "hello from the test\n");
@@ -167,11 +244,22 @@ async fn hpa_keeps_its_target_within_bounds() {
     let (_sim, client) = start().await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "oauth2-server");
     deployments
-        .patch_scale("oauth2-server", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 15}})))
+        .patch_scale(
+            "oauth2-server",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 15}})),
+        )
         .await
         .unwrap();
     wait_for("hpa clamps to 10", async || {
-        deployments.get("oauth2-server").await.unwrap().spec.unwrap().replicas == Some(10)
+        deployments
+            .get("oauth2-server")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .replicas
+            == Some(10)
     })
     .await;
 }

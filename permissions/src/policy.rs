@@ -43,10 +43,12 @@ impl Selector {
             return true;
         }
         let Some(value) = value else { return false };
-        self.0.iter().any(|pattern| match pattern.strip_suffix('*') {
-            Some(prefix) => value.starts_with(prefix),
-            None => pattern == value,
-        })
+        self.0
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => value.starts_with(prefix),
+                None => pattern == value,
+            })
     }
 
     pub fn is_any(&self) -> bool {
@@ -260,7 +262,10 @@ impl Policy {
             }
             for (g, grant) in role.grants.iter().enumerate() {
                 if grant.verbs.0.is_empty() {
-                    errors.push(PolicyError::EmptyVerbs { role: index, grant: g });
+                    errors.push(PolicyError::EmptyVerbs {
+                        role: index,
+                        grant: g,
+                    });
                 }
                 for verb in &grant.verbs.0 {
                     if verb != ANY && !known_verbs.contains(&verb.as_str()) {

@@ -102,7 +102,10 @@ fn validate_id(kind: PrincipalKind, id: &str) -> Result<(), &'static str> {
     }
     match kind {
         PrincipalKind::SlackUser | PrincipalKind::SlackGroup => {
-            if !id.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
+            if !id
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            {
                 return Err("Slack ids are upper-case letters and digits (U024BE7LH, S0614TZR7)");
             }
         }

@@ -73,29 +73,179 @@ struct Row {
 fn decisions_table() {
     let rows = [
         // Deny by default: a principal with no binding.
-        Row { principals: &["slack:UNOBODY"], channel: "slack:COPS", verb: "status", service: Some("backend"), namespace: Some("default"), environment: Some("production"), conditions: &[], expect: "deny", rule_contains: "default deny" },
+        Row {
+            principals: &["slack:UNOBODY"],
+            channel: "slack:COPS",
+            verb: "status",
+            service: Some("backend"),
+            namespace: Some("default"),
+            environment: Some("production"),
+            conditions: &[],
+            expect: "deny",
+            rule_contains: "default deny",
+        },
         // A viewer can read but not mutate.
-        Row { principals: &["slack:UVIEW"], channel: "slack:COPS", verb: "status", service: Some("backend"), namespace: Some("default"), environment: Some("production"), conditions: &[], expect: "allow", rule_contains: "role viewer, grant 1" },
-        Row { principals: &["slack:UVIEW"], channel: "slack:COPS", verb: "scale", service: Some("backend"), namespace: Some("default"), environment: Some("production"), conditions: &[], expect: "deny", rule_contains: "default deny" },
+        Row {
+            principals: &["slack:UVIEW"],
+            channel: "slack:COPS",
+            verb: "status",
+            service: Some("backend"),
+            namespace: Some("default"),
+            environment: Some("production"),
+            conditions: &[],
+            expect: "allow",
+            rule_contains: "role viewer, grant 1",
+        },
+        Row {
+            principals: &["slack:UVIEW"],
+            channel: "slack:COPS",
+            verb: "scale",
+            service: Some("backend"),
+            namespace: Some("default"),
+            environment: Some("production"),
+            conditions: &[],
+            expect: "deny",
+            rule_contains: "default deny",
+        },
         // Group membership grants operator; the channel must match by id.
-        Row { principals: &["slack:UALICE", "slack-group:SOPS"], channel: "slack:COPS", verb: "scale", service: Some("backend"), namespace: Some("default"), environment: Some("production"), conditions: &[], expect: "allow", rule_contains: "role operator, grant 1" },
-        Row { principals: &["slack:UALICE", "slack-group:SOPS"], channel: "slack:CRANDOM", verb: "scale", service: Some("backend"), namespace: Some("default"), environment: Some("production"), conditions: &[], expect: "deny", rule_contains: "default deny" },
+        Row {
+            principals: &["slack:UALICE", "slack-group:SOPS"],
+            channel: "slack:COPS",
+            verb: "scale",
+            service: Some("backend"),
+            namespace: Some("default"),
+            environment: Some("production"),
+            conditions: &[],
+            expect: "allow",
+            rule_contains: "role operator, grant 1",
+        },
+        Row {
+            principals: &["slack:UALICE", "slack-group:SOPS"],
+            channel: "slack:CRANDOM",
+            verb: "scale",
+            service: Some("backend"),
+            namespace: Some("default"),
+            environment: Some("production"),
+            conditions: &[],
+            expect: "deny",
+            rule_contains: "default deny",
+        },
         // Environment scope: dev is not granted to operators.
-        Row { principals: &["slack:UALICE", "slack-group:SOPS"], channel: "slack:COPS", verb: "scale", service: Some("backend"), namespace: Some("default"), environment: Some("dev"), conditions: &[], expect: "deny", rule_contains: "default deny" },
+        Row {
+            principals: &["slack:UALICE", "slack-group:SOPS"],
+            channel: "slack:COPS",
+            verb: "scale",
+            service: Some("backend"),
+            namespace: Some("default"),
+            environment: Some("dev"),
+            conditions: &[],
+            expect: "deny",
+            rule_contains: "default deny",
+        },
         // Prefix selectors and namespace scope in the second grant, any channel.
-        Row { principals: &["slack:UALICE", "slack-group:SOPS"], channel: "slack:CRANDOM", verb: "scale", service: Some("payments-api"), namespace: Some("payments"), environment: None, conditions: &[], expect: "allow", rule_contains: "role operator, grant 2" },
-        Row { principals: &["slack:UALICE", "slack-group:SOPS"], channel: "slack:CRANDOM", verb: "scale", service: Some("payments-api"), namespace: Some("default"), environment: None, conditions: &[], expect: "deny", rule_contains: "default deny" },
+        Row {
+            principals: &["slack:UALICE", "slack-group:SOPS"],
+            channel: "slack:CRANDOM",
+            verb: "scale",
+            service: Some("payments-api"),
+            namespace: Some("payments"),
+            environment: None,
+            conditions: &[],
+            expect: "allow",
+            rule_contains: "role operator, grant 2",
+        },
+        Row {
+            principals: &["slack:UALICE", "slack-group:SOPS"],
+            channel: "slack:CRANDOM",
+            verb: "scale",
+            service: Some("payments-api"),
+            namespace: Some("default"),
+            environment: None,
+            conditions: &[],
+            expect: "deny",
+            rule_contains: "default deny",
+        },
         // Approval rules: scale to zero and restart in production.
-        Row { principals: &["slack:UALICE", "slack-group:SOPS"], channel: "slack:COPS", verb: "scale", service: Some("backend"), namespace: Some("default"), environment: Some("production"), conditions: &["scale-to-zero"], expect: "needs_approval", rule_contains: "production-scale-to-zero" },
-        Row { principals: &["slack:UALICE", "slack-group:SOPS"], channel: "slack:COPS", verb: "restart", service: Some("backend"), namespace: Some("default"), environment: Some("production"), conditions: &[], expect: "needs_approval", rule_contains: "production-restart" },
-        Row { principals: &["slack:UALICE", "slack-group:SOPS"], channel: "slack:COPS", verb: "restart", service: Some("web"), namespace: Some("default"), environment: Some("staging"), conditions: &[], expect: "allow", rule_contains: "role operator" },
+        Row {
+            principals: &["slack:UALICE", "slack-group:SOPS"],
+            channel: "slack:COPS",
+            verb: "scale",
+            service: Some("backend"),
+            namespace: Some("default"),
+            environment: Some("production"),
+            conditions: &["scale-to-zero"],
+            expect: "needs_approval",
+            rule_contains: "production-scale-to-zero",
+        },
+        Row {
+            principals: &["slack:UALICE", "slack-group:SOPS"],
+            channel: "slack:COPS",
+            verb: "restart",
+            service: Some("backend"),
+            namespace: Some("default"),
+            environment: Some("production"),
+            conditions: &[],
+            expect: "needs_approval",
+            rule_contains: "production-restart",
+        },
+        Row {
+            principals: &["slack:UALICE", "slack-group:SOPS"],
+            channel: "slack:COPS",
+            verb: "restart",
+            service: Some("web"),
+            namespace: Some("default"),
+            environment: Some("staging"),
+            conditions: &[],
+            expect: "allow",
+            rule_contains: "role operator",
+        },
         // Approval applies to admins too: a second person is the point.
-        Row { principals: &["cli:admin"], channel: "cli:console", verb: "restart", service: Some("backend"), namespace: Some("default"), environment: Some("production"), conditions: &[], expect: "needs_approval", rule_contains: "production-restart" },
+        Row {
+            principals: &["cli:admin"],
+            channel: "cli:console",
+            verb: "restart",
+            service: Some("backend"),
+            namespace: Some("default"),
+            environment: Some("production"),
+            conditions: &[],
+            expect: "needs_approval",
+            rule_contains: "production-restart",
+        },
         // Discord roles bind like Slack groups; wildcard verbs.
-        Row { principals: &["discord:1", "discord-role:42"], channel: "discord:99", verb: "scale", service: Some("backend"), namespace: Some("default"), environment: Some("staging"), conditions: &[], expect: "allow", rule_contains: "role admin" },
+        Row {
+            principals: &["discord:1", "discord-role:42"],
+            channel: "discord:99",
+            verb: "scale",
+            service: Some("backend"),
+            namespace: Some("default"),
+            environment: Some("staging"),
+            conditions: &[],
+            expect: "allow",
+            rule_contains: "role admin",
+        },
         // A command with no service matches only wildcard service selectors.
-        Row { principals: &["slack:UVIEW"], channel: "slack:COPS", verb: "history", service: None, namespace: None, environment: None, conditions: &[], expect: "allow", rule_contains: "role viewer" },
-        Row { principals: &["slack:UALICE", "slack-group:SOPS"], channel: "slack:CRANDOM", verb: "scale", service: None, namespace: None, environment: None, conditions: &[], expect: "deny", rule_contains: "default deny" },
+        Row {
+            principals: &["slack:UVIEW"],
+            channel: "slack:COPS",
+            verb: "history",
+            service: None,
+            namespace: None,
+            environment: None,
+            conditions: &[],
+            expect: "allow",
+            rule_contains: "role viewer",
+        },
+        Row {
+            principals: &["slack:UALICE", "slack-group:SOPS"],
+            channel: "slack:CRANDOM",
+            verb: "scale",
+            service: None,
+            namespace: None,
+            environment: None,
+            conditions: &[],
+            expect: "deny",
+            rule_contains: "default deny",
+        },
     ];
     let policy = policy();
     for (i, row) in rows.iter().enumerate() {
@@ -104,12 +254,21 @@ fn decisions_table() {
             principals: &principals,
             channel: row.channel,
             verb: row.verb,
-            target: Target { service: row.service, namespace: row.namespace, cluster: None, environment: row.environment },
+            target: Target {
+                service: row.service,
+                namespace: row.namespace,
+                cluster: None,
+                environment: row.environment,
+            },
             conditions: row.conditions,
         };
         let decision = policy.evaluate(&request);
         assert_eq!(decision.label(), row.expect, "row {i}: {decision:?}");
-        assert!(decision.reason().rule.contains(row.rule_contains), "row {i}: rule was {:?}", decision.reason().rule);
+        assert!(
+            decision.reason().rule.contains(row.rule_contains),
+            "row {i}: rule was {:?}",
+            decision.reason().rule
+        );
     }
 }
 
@@ -121,7 +280,11 @@ fn denial_explains_who_what_and_where() {
         principals: &principals,
         channel: "slack:COPS",
         verb: "scale",
-        target: Target { service: Some("backend"), namespace: Some("default"), ..Default::default() },
+        target: Target {
+            service: Some("backend"),
+            namespace: Some("default"),
+            ..Default::default()
+        },
         conditions: &[],
     });
     let text = d.reason().explanation.clone();
@@ -137,20 +300,36 @@ fn approval_needs_a_different_person_with_an_approver_role() {
     let policy = policy();
     let requester = p("cli:admin");
     // The requester never approves their own request, even as admin.
-    let err = policy.may_approve("production-restart", &[p("cli:admin")], &requester).unwrap_err();
+    let err = policy
+        .may_approve("production-restart", &[p("cli:admin")], &requester)
+        .unwrap_err();
     assert_eq!(err.rule, "four-eyes");
     // Someone without the approver role cannot.
     let err = policy
-        .may_approve("production-restart", &[p("slack:UALICE"), p("slack-group:SOPS")], &requester)
+        .may_approve(
+            "production-restart",
+            &[p("slack:UALICE"), p("slack-group:SOPS")],
+            &requester,
+        )
         .unwrap_err();
-    assert!(err.explanation.contains("needs admin"), "{}", err.explanation);
+    assert!(
+        err.explanation.contains("needs admin"),
+        "{}",
+        err.explanation
+    );
     // An admin through a Discord role can.
     let ok = policy
-        .may_approve("production-restart", &[p("discord:7"), p("discord-role:42")], &requester)
+        .may_approve(
+            "production-restart",
+            &[p("discord:7"), p("discord-role:42")],
+            &requester,
+        )
         .unwrap();
     assert!(ok.explanation.contains("`admin`"));
     // A rule that was removed from the policy cannot be approved.
-    assert!(policy.may_approve("gone", &[p("discord:7"), p("discord-role:42")], &requester).is_err());
+    assert!(policy
+        .may_approve("gone", &[p("discord:7"), p("discord-role:42")], &requester)
+        .is_err());
 }
 
 #[test]
@@ -172,17 +351,36 @@ approvers = ["ghost"]
 "#,
     )
     .unwrap();
-    let errors: Vec<String> = bad.validate(&["scale", "status"]).iter().map(ToString::to_string).collect();
+    let errors: Vec<String> = bad
+        .validate(&["scale", "status"])
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let all = errors.join("\n");
-    assert!(all.contains("policy.roles[0].grants[0].verbs: unknown verb `scael`"), "{all}");
-    assert!(all.contains("policy.roles[1].name: role `ops` is defined twice"), "{all}");
-    assert!(all.contains("policy.bindings[0].roles: role `nobody` is not defined"), "{all}");
-    assert!(all.contains("policy.approvals[0].approvers: role `ghost` is not defined"), "{all}");
-    assert!(policy().validate(&["status", "history", "can", "whoami", "help", "scale", "restart"]).is_empty());
+    assert!(
+        all.contains("policy.roles[0].grants[0].verbs: unknown verb `scael`"),
+        "{all}"
+    );
+    assert!(
+        all.contains("policy.roles[1].name: role `ops` is defined twice"),
+        "{all}"
+    );
+    assert!(
+        all.contains("policy.bindings[0].roles: role `nobody` is not defined"),
+        "{all}"
+    );
+    assert!(
+        all.contains("policy.approvals[0].approvers: role `ghost` is not defined"),
+        "{all}"
+    );
+    assert!(policy()
+        .validate(&["status", "history", "can", "whoami", "help", "scale", "restart"])
+        .is_empty());
 }
 
 #[test]
 fn bad_principals_in_config_are_rejected() {
-    let err = toml::from_str::<Policy>("[[bindings]]\nprincipal = \"alice\"\nroles = []\n").unwrap_err();
+    let err =
+        toml::from_str::<Policy>("[[bindings]]\nprincipal = \"alice\"\nroles = []\n").unwrap_err();
     assert!(err.to_string().contains("expected <kind>:<id>"), "{err}");
 }

@@ -30,8 +30,13 @@ pub async fn request(
         created_at: now.as_millisecond(),
         expires_at: now.as_millisecond() + ttl.as_millis() as i64,
         requester: inv.principal.to_string(),
-        requester_groups: serde_json::to_string(&inv.groups.iter().map(ToString::to_string).collect::<Vec<_>>())
-            .unwrap_or_else(|_| "[]".into()),
+        requester_groups: serde_json::to_string(
+            &inv.groups
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or_else(|_| "[]".into()),
         platform: inv.platform.as_str().to_string(),
         workspace: inv.workspace.clone(),
         channel: inv.channel.clone(),
@@ -58,12 +63,18 @@ pub async fn request(
         }
     }
     if let Err(e) = stored {
-        return (Handled::failed("Could not hold the request for approval", e), None);
+        return (
+            Handled::failed("Could not hold the request for approval", e),
+            None,
+        );
     }
     let id = row.id.clone();
     let ttl_text = humantime::format_duration(ttl).to_string();
     let reply = Reply::new(Outcome::Pending, format!("Approval needed: {command}"))
-        .text(format!("{} asked to run `{command}`. {}.", inv.principal, reason.explanation))
+        .text(format!(
+            "{} asked to run `{command}`. {}.",
+            inv.principal, reason.explanation
+        ))
         .fields(vec![
             ("Request".into(), id.clone()),
             ("Approvers".into(), approvers.join(" or ")),
@@ -77,7 +88,10 @@ pub async fn request(
                 action_id: "approve".into(),
                 value: id.clone(),
                 style: ButtonStyle::Primary,
-                confirm: Some(format!("Run `{command}` as requested by {}?", inv.principal)),
+                confirm: Some(format!(
+                    "Run `{command}` as requested by {}?",
+                    inv.principal
+                )),
             },
             Button {
                 label: "Deny".into(),
@@ -87,13 +101,19 @@ pub async fn request(
                 confirm: None,
             },
         ]);
-    (Handled::ok(reply, format!("held for approval as {id}")), Some(id))
+    (
+        Handled::ok(reply, format!("held for approval as {id}")),
+        Some(id),
+    )
 }
 
 fn new_id() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
     let bytes = uuid::Uuid::new_v4().into_bytes();
-    bytes[..6].iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    bytes[..6]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 fn record(id: &str, decision: &str, reason: Option<String>) -> DecisionRecord {
@@ -117,23 +137,36 @@ async fn load_pending(router: &Router, id: &str) -> Result<ApprovalRow, (Handled
     let now = router.clock().now().as_millisecond();
     let row = match router.store().approval(id).await {
         Ok(Some(row)) => row,
-        Ok(None) => {
-            return Err((
-                Handled::info(Reply::new(Outcome::Invalid, format!("No request `{id}`")).text(
+        Ok(None) => return Err((
+            Handled::info(
+                Reply::new(Outcome::Invalid, format!("No request `{id}`")).text(
                     "Check the id in the approval message; ids are shown when a request is held.",
-                )),
-                record(id, "invalid", Some("unknown approval id".into())),
+                ),
+            ),
+            record(id, "invalid", Some("unknown approval id".into())),
+        )),
+        Err(e) => {
+            return Err((
+                Handled::failed("Could not read the request", e),
+                record(id, "none", None),
             ))
         }
-        Err(e) => return Err((Handled::failed("Could not read the request", e), record(id, "none", None))),
     };
     if row.state == "pending" && row.expires_at <= now {
-        let _ = router.store().decide_approval(id, "expired", "oncall", now).await;
-        let at = jiff::Timestamp::from_millisecond(row.expires_at).map(|t| t.to_string()).unwrap_or_default();
+        let _ = router
+            .store()
+            .decide_approval(id, "expired", "oncall", now)
+            .await;
+        let at = jiff::Timestamp::from_millisecond(row.expires_at)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
         return Err(refused(
             id,
             format!("Request {id} has expired"),
-            format!("`{}` by {} expired at {at} without approval; ask again if it is still needed.", row.text, row.requester),
+            format!(
+                "`{}` by {} expired at {at} without approval; ask again if it is still needed.",
+                row.text, row.requester
+            ),
         ));
     }
     if row.state != "pending" {
@@ -141,7 +174,10 @@ async fn load_pending(router: &Router, id: &str) -> Result<ApprovalRow, (Handled
         return Err(refused(
             id,
             format!("Request {id} was already {}", row.state),
-            format!("`{}` by {} was {} by {by}.", row.text, row.requester, row.state),
+            format!(
+                "`{}` by {} was {} by {by}.",
+                row.text, row.requester, row.state
+            ),
         ));
     }
     Ok(row)
@@ -154,15 +190,29 @@ pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, D
     };
     let requester: Principal = match row.requester.parse() {
         Ok(p) => p,
-        Err(e) => return (Handled::failed("The request is unreadable", e), record(id, "none", None)),
+        Err(e) => {
+            return (
+                Handled::failed("The request is unreadable", e),
+                record(id, "none", None),
+            )
+        }
     };
     let policy = &router.config().policy;
     if let Err(reason) = policy.may_approve(&row.rule, &inv.principals(), &requester) {
-        return refused(id, format!("You can't approve {id}"), format!("{} ({})", reason.explanation, reason.rule));
+        return refused(
+            id,
+            format!("You can't approve {id}"),
+            format!("{} ({})", reason.explanation, reason.rule),
+        );
     }
     let command: Command = match serde_json::from_str(&row.command) {
         Ok(c) => c,
-        Err(e) => return (Handled::failed("The request is unreadable", e), record(id, "none", None)),
+        Err(e) => {
+            return (
+                Handled::failed("The request is unreadable", e),
+                record(id, "none", None),
+            )
+        }
     };
     // The requester must still be allowed to run it (roles may have changed).
     let groups: Vec<Principal> = serde_json::from_str::<Vec<String>>(&row.requester_groups)
@@ -172,9 +222,17 @@ pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, D
         .collect();
     let mut requester_principals = vec![requester.clone()];
     requester_principals.extend(groups.iter().cloned());
-    let entry = command.service().and_then(|s| router.catalog().get(s)).cloned();
+    let entry = command
+        .service()
+        .and_then(|s| router.catalog().get(s))
+        .cloned();
     let channel_scope = format!("{}:{}", row.platform, row.channel);
-    if let Decision::Deny { reason } = router.authorize(&requester_principals, &channel_scope, &command, entry.as_ref()) {
+    if let Decision::Deny { reason } = router.authorize(
+        &requester_principals,
+        &channel_scope,
+        &command,
+        entry.as_ref(),
+    ) {
         return refused(
             id,
             format!("Request {id} can no longer run"),
@@ -182,12 +240,25 @@ pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, D
         );
     }
     let now = router.clock().now().as_millisecond();
-    match router.store().decide_approval(id, "approved", &inv.principal.to_string(), now).await {
+    match router
+        .store()
+        .decide_approval(id, "approved", &inv.principal.to_string(), now)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => {
-            return refused(id, format!("Request {id} was decided by someone else"), "It is no longer pending.".into())
+            return refused(
+                id,
+                format!("Request {id} was decided by someone else"),
+                "It is no longer pending.".into(),
+            )
         }
-        Err(e) => return (Handled::failed("Could not record the approval", e), record(id, "none", None)),
+        Err(e) => {
+            return (
+                Handled::failed("Could not record the approval", e),
+                record(id, "none", None),
+            )
+        }
     }
     // The execution is its own history row, in the requester's name.
     let exec_inv = NewInvocation {
@@ -202,9 +273,17 @@ pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, D
     };
     let exec_id = match router.store().begin_invocation(&exec_inv).await {
         Ok(i) => i,
-        Err(e) => return (Handled::failed("Could not record the execution; nothing was run", e), record(id, "none", None)),
+        Err(e) => {
+            return (
+                Handled::failed("Could not record the execution; nothing was run", e),
+                record(id, "none", None),
+            )
+        }
     };
-    let actor = Actor { principal: requester.clone(), approved_by: Some(inv.principal.clone()) };
+    let actor = Actor {
+        principal: requester.clone(),
+        approved_by: Some(inv.principal.clone()),
+    };
     let started = std::time::Instant::now();
     let mut handled = router.execute(&command, entry.as_ref(), &actor, inv).await;
     let completion = Completion {
@@ -222,16 +301,31 @@ pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, D
         duration_ms: started.elapsed().as_millis() as i64,
         approval_id: Some(id.to_string()),
     };
-    if let Err(e) = router.store().complete_invocation(exec_id, &completion).await {
+    if let Err(e) = router
+        .store()
+        .complete_invocation(exec_id, &completion)
+        .await
+    {
         tracing::error!("could not complete the execution row: {e}");
     }
     let _ = router.store().set_execution(id, exec_id).await;
     handled.reply.title = format!("Approved {id}: {}", handled.reply.title);
-    handled.reply = handled
-        .reply
-        .text(format!("Requested by {requester}, approved by {}.", inv.principal));
+    handled.reply = handled.reply.text(format!(
+        "Requested by {requester}, approved by {}.",
+        inv.principal
+    ));
     handled.summary = Some(format!("approved {id}"));
-    (handled, record(id, "allow", Some(format!("{} may approve for rule {}", inv.principal, row.rule))))
+    (
+        handled,
+        record(
+            id,
+            "allow",
+            Some(format!(
+                "{} may approve for rule {}",
+                inv.principal, row.rule
+            )),
+        ),
+    )
 }
 
 pub async fn deny(router: &Router, inv: &Invocation, id: &str) -> (Handled, DecisionRecord) {
@@ -241,23 +335,57 @@ pub async fn deny(router: &Router, inv: &Invocation, id: &str) -> (Handled, Deci
     };
     let requester: Principal = match row.requester.parse() {
         Ok(p) => p,
-        Err(e) => return (Handled::failed("The request is unreadable", e), record(id, "none", None)),
+        Err(e) => {
+            return (
+                Handled::failed("The request is unreadable", e),
+                record(id, "none", None),
+            )
+        }
     };
     // The requester may withdraw their own request; otherwise an approver decides.
     let withdrawing = inv.principal == requester;
     if !withdrawing {
-        if let Err(reason) = router.config().policy.may_approve(&row.rule, &inv.principals(), &requester) {
-            return refused(id, format!("You can't deny {id}"), format!("{} ({})", reason.explanation, reason.rule));
+        if let Err(reason) =
+            router
+                .config()
+                .policy
+                .may_approve(&row.rule, &inv.principals(), &requester)
+        {
+            return refused(
+                id,
+                format!("You can't deny {id}"),
+                format!("{} ({})", reason.explanation, reason.rule),
+            );
         }
     }
     let now = router.clock().now().as_millisecond();
-    match router.store().decide_approval(id, "denied", &inv.principal.to_string(), now).await {
+    match router
+        .store()
+        .decide_approval(id, "denied", &inv.principal.to_string(), now)
+        .await
+    {
         Ok(true) => {}
-        Ok(false) => return refused(id, format!("Request {id} was decided by someone else"), "It is no longer pending.".into()),
-        Err(e) => return (Handled::failed("Could not record the decision", e), record(id, "none", None)),
+        Ok(false) => {
+            return refused(
+                id,
+                format!("Request {id} was decided by someone else"),
+                "It is no longer pending.".into(),
+            )
+        }
+        Err(e) => {
+            return (
+                Handled::failed("Could not record the decision", e),
+                record(id, "none", None),
+            )
+        }
     }
     let what = if withdrawing { "withdrawn" } else { "denied" };
-    let reply = Reply::new(Outcome::Done, format!("Request {id} {what}"))
-        .text(format!("`{}` requested by {} was {what} by {}. Nothing was run.", row.text, row.requester, inv.principal));
-    (Handled::ok(reply, format!("{what} {id}")), record(id, "allow", None))
+    let reply = Reply::new(Outcome::Done, format!("Request {id} {what}")).text(format!(
+        "`{}` requested by {} was {what} by {}. Nothing was run.",
+        row.text, row.requester, inv.principal
+    ));
+    (
+        Handled::ok(reply, format!("{what} {id}")),
+        record(id, "allow", None),
+    )
 }

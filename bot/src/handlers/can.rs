@@ -16,8 +16,14 @@ pub fn run(router: &Router, inv: &Invocation, principal: &str, command: &Command
     let channel = inv.channel_scope();
     let decision = router.authorize(std::slice::from_ref(&principal), &channel, command, entry);
     let (verdict, outcome_line) = match &decision {
-        Decision::Allow { .. } => ("yes", format!("{principal} may run `{command}` in {channel}.")),
-        Decision::Deny { .. } => ("no", format!("{principal} may not run `{command}` in {channel}.")),
+        Decision::Allow { .. } => (
+            "yes",
+            format!("{principal} may run `{command}` in {channel}."),
+        ),
+        Decision::Deny { .. } => (
+            "no",
+            format!("{principal} may not run `{command}` in {channel}."),
+        ),
         Decision::NeedsApproval { approvers, .. } => (
             "with approval",
             format!(
@@ -26,7 +32,10 @@ pub fn run(router: &Router, inv: &Invocation, principal: &str, command: &Command
             ),
         ),
     };
-    let roles = router.config().policy.roles_of(std::slice::from_ref(&principal));
+    let roles = router
+        .config()
+        .policy
+        .roles_of(std::slice::from_ref(&principal));
     let reply = Reply::new(Outcome::Info, format!("Can {principal} run `{command}`? {verdict}"))
         .text(outcome_line)
         .fields(vec![

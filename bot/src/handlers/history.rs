@@ -12,7 +12,9 @@ pub async fn run(router: &Router, filter: &HistoryFilter) -> Handled {
     let query = HistoryQuery {
         principal: filter.user.clone(),
         service: filter.service.clone(),
-        since_ms: filter.since.map(|d| now.as_millisecond() - d.as_millis() as i64),
+        since_ms: filter
+            .since
+            .map(|d| now.as_millisecond() - d.as_millis() as i64),
         limit: filter.limit,
     };
     let rows = match router.store().history(&query).await {
@@ -20,9 +22,14 @@ pub async fn run(router: &Router, filter: &HistoryFilter) -> Handled {
         Err(e) => return Handled::failed("Could not read the history", e),
     };
     // The `history` request itself is still running: leave it out.
-    let rows: Vec<_> = rows.into_iter().filter(|r| r.outcome != "running" || r.verb.is_some()).collect();
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| r.outcome != "running" || r.verb.is_some())
+        .collect();
     if rows.is_empty() {
-        return Handled::info(Reply::new(Outcome::Info, "No matching history").text(describe(filter)));
+        return Handled::info(
+            Reply::new(Outcome::Info, "No matching history").text(describe(filter)),
+        );
     }
     let cells: Vec<Vec<String>> = rows
         .iter()
@@ -36,13 +43,26 @@ pub async fn run(router: &Router, filter: &HistoryFilter) -> Handled {
                 (o, _, _, Some(err)) => format!("{o}: {err}"),
                 (o, _, _, _) => o.to_string(),
             };
-            let approval = r.approval_id.as_ref().map(|a| format!(" [{a}]")).unwrap_or_default();
-            vec![format!("#{}", r.id), when, r.principal.clone(), r.text.clone(), format!("{outcome}{approval}")]
+            let approval = r
+                .approval_id
+                .as_ref()
+                .map(|a| format!(" [{a}]"))
+                .unwrap_or_default();
+            vec![
+                format!("#{}", r.id),
+                when,
+                r.principal.clone(),
+                r.text.clone(),
+                format!("{outcome}{approval}"),
+            ]
         })
         .collect();
     let reply = Reply::new(Outcome::Info, format!("History: {} command(s)", rows.len()))
         .text(describe(filter))
-        .code(None, table(&["ID", "WHEN", "WHO", "COMMAND", "OUTCOME"], &cells, 60));
+        .code(
+            None,
+            table(&["ID", "WHEN", "WHO", "COMMAND", "OUTCOME"], &cells, 60),
+        );
     Handled::info(reply)
 }
 

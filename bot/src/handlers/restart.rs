@@ -6,8 +6,17 @@ use oncall_commands::ServiceEntry;
 use crate::reply::{Outcome, Reply};
 use crate::router::{Actor, Handled};
 
-pub async fn run(client: &kube::Client, entry: &ServiceEntry, now: jiff::Timestamp, dry_run: bool, actor: &Actor) -> Handled {
-    let target = DeploymentRef { namespace: &entry.namespace, name: entry.deployment() };
+pub async fn run(
+    client: &kube::Client,
+    entry: &ServiceEntry,
+    now: jiff::Timestamp,
+    dry_run: bool,
+    actor: &Actor,
+) -> Handled {
+    let target = DeploymentRef {
+        namespace: &entry.namespace,
+        name: entry.deployment(),
+    };
     match restart::restart(client, target, now, dry_run).await {
         Ok(out) => {
             let name = &entry.name;
@@ -35,7 +44,11 @@ pub async fn run(client: &kube::Client, entry: &ServiceEntry, now: jiff::Timesta
                         ("Undo".into(), "nothing to undo: a restart changes no configuration".into()),
                     ])
             };
-            let summary = format!("{name} restartedAt {}{}", out.restarted_at, if out.dry_run { " (dry run)" } else { "" });
+            let summary = format!(
+                "{name} restartedAt {}{}",
+                out.restarted_at,
+                if out.dry_run { " (dry run)" } else { "" }
+            );
             Handled::ok(reply, summary)
         }
         Err(e) => Handled::failed(format!("Could not restart {}", entry.name), e),

@@ -6,15 +6,30 @@ use oncall_commands::ServiceEntry;
 use crate::reply::{Outcome, Reply};
 use crate::router::{Actor, Handled};
 
-pub async fn run(client: &kube::Client, entry: &ServiceEntry, replicas: u32, dry_run: bool, actor: &Actor) -> Handled {
-    let target = DeploymentRef { namespace: &entry.namespace, name: entry.deployment() };
+pub async fn run(
+    client: &kube::Client,
+    entry: &ServiceEntry,
+    replicas: u32,
+    dry_run: bool,
+    actor: &Actor,
+) -> Handled {
+    let target = DeploymentRef {
+        namespace: &entry.namespace,
+        name: entry.deployment(),
+    };
     match scale::scale(client, target, replicas, dry_run).await {
         Ok(out) => {
             let name = &entry.name;
             let (title, verb) = if out.dry_run {
-                (format!("Dry run: {name} would scale {} → {}", out.before, out.after), "would scale")
+                (
+                    format!("Dry run: {name} would scale {} → {}", out.before, out.after),
+                    "would scale",
+                )
             } else {
-                (format!("Scaled {name} {} → {}", out.before, out.after), "scaled")
+                (
+                    format!("Scaled {name} {} → {}", out.before, out.after),
+                    "scaled",
+                )
             };
             let mut reply = Reply::new(Outcome::Done, title).text(format!(
                 "{actor} {verb} deployment/{} in namespace {} from {} to {} replicas.",
@@ -34,10 +49,18 @@ pub async fn run(client: &kube::Client, entry: &ServiceEntry, replicas: u32, dry
             } else {
                 reply = reply.fields(vec![
                     ("Follow".into(), format!("/oncall status {name}")),
-                    ("Undo".into(), format!("/oncall scale {name} {}", out.before)),
+                    (
+                        "Undo".into(),
+                        format!("/oncall scale {name} {}", out.before),
+                    ),
                 ]);
             }
-            let summary = format!("{name} {} → {}{}", out.before, out.after, if out.dry_run { " (dry run)" } else { "" });
+            let summary = format!(
+                "{name} {} → {}{}",
+                out.before,
+                out.after,
+                if out.dry_run { " (dry run)" } else { "" }
+            );
             Handled::ok(reply, summary)
         }
         Err(e) => Handled::failed(format!("Could not scale {}", entry.name), e),

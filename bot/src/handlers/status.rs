@@ -8,7 +8,10 @@ use crate::reply::{table, Outcome, Reply};
 use crate::router::Handled;
 
 pub async fn run(client: &kube::Client, entry: &ServiceEntry, now: jiff::Timestamp) -> Handled {
-    let target = DeploymentRef { namespace: &entry.namespace, name: entry.deployment() };
+    let target = DeploymentRef {
+        namespace: &entry.namespace,
+        name: entry.deployment(),
+    };
     match status::status(client, target, now).await {
         Ok(report) => {
             let marker = match report.rollout.state {
@@ -17,7 +20,10 @@ pub async fn run(client: &kube::Client, entry: &ServiceEntry, now: jiff::Timesta
                 RolloutState::InProgress | RolloutState::NotObserved => "…",
             };
             let mut fields = vec![
-                ("Rollout".into(), format!("{marker} {}", report.rollout.message)),
+                (
+                    "Rollout".into(),
+                    format!("{marker} {}", report.rollout.message),
+                ),
                 (
                     "Replicas".into(),
                     format!(
@@ -25,28 +31,48 @@ pub async fn run(client: &kube::Client, entry: &ServiceEntry, now: jiff::Timesta
                         report.desired, report.updated, report.ready, report.available
                     ),
                 ),
-                ("Deployment".into(), format!("{}/{}", entry.namespace, entry.deployment())),
+                (
+                    "Deployment".into(),
+                    format!("{}/{}", entry.namespace, entry.deployment()),
+                ),
                 ("Images".into(), report.images.join(", ")),
             ];
             if report.rollout.paused {
-                fields.push(("Paused".into(), "yes: template changes will not roll out".into()));
+                fields.push((
+                    "Paused".into(),
+                    "yes: template changes will not roll out".into(),
+                ));
             }
             if let Some(hpa) = &report.hpa {
-                fields.push(("Autoscaler".into(), format!("{} ({}–{} replicas)", hpa.name, hpa.min, hpa.max)));
+                fields.push((
+                    "Autoscaler".into(),
+                    format!("{} ({}–{} replicas)", hpa.name, hpa.min, hpa.max),
+                ));
             }
             let rows: Vec<Vec<String>> = report
                 .pods
                 .iter()
-                .map(|p| vec![p.name.clone(), p.ready.clone(), p.status.clone(), p.restarts.clone(), p.age.clone()])
+                .map(|p| {
+                    vec![
+                        p.name.clone(),
+                        p.ready.clone(),
+                        p.status.clone(),
+                        p.restarts.clone(),
+                        p.age.clone(),
+                    ]
+                })
                 .collect();
             let pods = if rows.is_empty() {
                 "No pods.".to_string()
             } else {
                 table(&["NAME", "READY", "STATUS", "RESTARTS", "AGE"], &rows, 63)
             };
-            let reply = Reply::new(Outcome::Info, format!("{}: {}", entry.name, report.rollout.message))
-                .fields(fields)
-                .code(Some("Pods"), pods);
+            let reply = Reply::new(
+                Outcome::Info,
+                format!("{}: {}", entry.name, report.rollout.message),
+            )
+            .fields(fields)
+            .code(Some("Pods"), pods);
             Handled::info(reply)
         }
         Err(e) => Handled::failed(format!("Could not read {}", entry.name), e),

@@ -9,9 +9,17 @@ pub fn run(router: &Router, inv: &Invocation) -> Handled {
     let groups = if inv.groups.is_empty() {
         "none".to_string()
     } else {
-        inv.groups.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        inv.groups
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    let roles = if roles.is_empty() { "none (every command is denied)".to_string() } else { roles.join(", ") };
+    let roles = if roles.is_empty() {
+        "none (every command is denied)".to_string()
+    } else {
+        roles.join(", ")
+    };
     Handled::info(
         Reply::new(Outcome::Info, format!("You are {}", inv.principal)).fields(vec![
             ("Principal".into(), inv.principal.to_string()),

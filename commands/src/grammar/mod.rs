@@ -305,7 +305,7 @@ pub enum ParseError {
         max: u32,
         reason: Option<String>,
     },
-    #[error("{service} needs at least {min} replicas{}; scaling to 0 is not allowed for it", reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    #[error("{service} needs at least {min} replica{}{}", if *min == 1 { "" } else { "s" }, reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())]
     BelowMinReplicas {
         verb: &'static VerbSpec,
         service: String,

@@ -109,10 +109,26 @@ pub const VERBS: &[VerbSpec] = &[
         name: "history",
         args: "",
         flags: &[
-            FlagSpec { name: "user", value: Some("PRINCIPAL"), help: "only this principal's commands" },
-            FlagSpec { name: "service", value: Some("SERVICE"), help: "only commands on this service" },
-            FlagSpec { name: "since", value: Some("DURATION"), help: "only this recent (humantime: 2h, 1d 6h)" },
-            FlagSpec { name: "limit", value: Some("N"), help: "at most N rows (1-100, default 20)" },
+            FlagSpec {
+                name: "user",
+                value: Some("PRINCIPAL"),
+                help: "only this principal's commands",
+            },
+            FlagSpec {
+                name: "service",
+                value: Some("SERVICE"),
+                help: "only commands on this service",
+            },
+            FlagSpec {
+                name: "since",
+                value: Some("DURATION"),
+                help: "only this recent (humantime: 2h, 1d 6h)",
+            },
+            FlagSpec {
+                name: "limit",
+                value: Some("N"),
+                help: "at most N rows (1-100, default 20)",
+            },
             PUBLIC,
         ],
         summary: "Recent commands, newest first, with who ran them and the outcome.",

@@ -77,9 +77,18 @@ mod tests {
         let table: &[(&str, &[&str])] = &[
             ("scale backend 5", &["scale", "backend", "5"]),
             ("  scale\tbackend   5 ", &["scale", "backend", "5"]),
-            ("logs backend --grep 'connection refused'", &["logs", "backend", "--grep", "connection refused"]),
-            (r#"logs backend --grep "say \"hi\"""#, &["logs", "backend", "--grep", "say \"hi\""]),
-            ("logs backend --grep “smart quotes”", &["logs", "backend", "--grep", "smart quotes"]),
+            (
+                "logs backend --grep 'connection refused'",
+                &["logs", "backend", "--grep", "connection refused"],
+            ),
+            (
+                r#"logs backend --grep "say \"hi\"""#,
+                &["logs", "backend", "--grep", "say \"hi\""],
+            ),
+            (
+                "logs backend --grep “smart quotes”",
+                &["logs", "backend", "--grep", "smart quotes"],
+            ),
             ("a '' b", &["a", "", "b"]),
             ("", &[]),
         ];
@@ -90,7 +99,13 @@ mod tests {
 
     #[test]
     fn open_quotes_are_errors() {
-        assert_eq!(tokenize("logs 'abc").unwrap_err(), ParseError::UnclosedQuote { quote: '\'' });
-        assert_eq!(tokenize("logs \"abc").unwrap_err(), ParseError::UnclosedQuote { quote: '"' });
+        assert_eq!(
+            tokenize("logs 'abc").unwrap_err(),
+            ParseError::UnclosedQuote { quote: '\'' }
+        );
+        assert_eq!(
+            tokenize("logs \"abc").unwrap_err(),
+            ParseError::UnclosedQuote { quote: '"' }
+        );
     }
 }

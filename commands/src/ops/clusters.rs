@@ -41,8 +41,8 @@ impl Clusters {
         let config = kube::Config::infer()
             .await
             .map_err(|e| ClustersError::NoConfig(e.to_string()))?;
-        let default = kube::Client::try_from(config)
-            .map_err(|e| ClustersError::NoConfig(e.to_string()))?;
+        let default =
+            kube::Client::try_from(config).map_err(|e| ClustersError::NoConfig(e.to_string()))?;
         let mut by_context = BTreeMap::new();
         if !contexts.is_empty() {
             let kubeconfig = Kubeconfig::read().map_err(|e| ClustersError::Context {
@@ -60,14 +60,18 @@ impl Clusters {
                         context: context.clone(),
                         message: e.to_string(),
                     })?;
-                let client = kube::Client::try_from(config).map_err(|e| ClustersError::Context {
-                    context: context.clone(),
-                    message: e.to_string(),
-                })?;
+                let client =
+                    kube::Client::try_from(config).map_err(|e| ClustersError::Context {
+                        context: context.clone(),
+                        message: e.to_string(),
+                    })?;
                 by_context.insert(context.clone(), client);
             }
         }
-        Ok(Clusters { default, by_context })
+        Ok(Clusters {
+            default,
+            by_context,
+        })
     }
 
     /// The client for a context, or the default one.

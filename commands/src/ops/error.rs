@@ -14,7 +14,9 @@ pub enum OpsError {
     NotFound { what: String },
     #[error("oncall's Kubernetes account is not allowed to {what} ({message}); ask a cluster admin to extend its RBAC")]
     Forbidden { what: String, message: String },
-    #[error("{what} was changed by someone else at the same moment; nothing was applied, try again")]
+    #[error(
+        "{what} was changed by someone else at the same moment; nothing was applied, try again"
+    )]
     Conflict { what: String },
     #[error("Kubernetes rejected the change to {what}: {message}")]
     Invalid { what: String, message: String },
@@ -25,7 +27,11 @@ pub enum OpsError {
     #[error("{message}")]
     Refused { message: String },
     #[error("Kubernetes answered {code} for {what}: {message}")]
-    Api { what: String, code: u16, message: String },
+    Api {
+        what: String,
+        code: u16,
+        message: String,
+    },
 }
 
 impl OpsError {
@@ -40,12 +46,24 @@ impl OpsError {
                     409 if status.reason == "AlreadyExists" => OpsError::Invalid { what, message },
                     409 => OpsError::Conflict { what },
                     400 | 422 => OpsError::Invalid { what, message },
-                    code => OpsError::Api { what, code, message },
+                    code => OpsError::Api {
+                        what,
+                        code,
+                        message,
+                    },
                 }
             }
-            kube::Error::HyperError(e) => OpsError::Unreachable { message: first_sentence(&e.to_string()) },
-            kube::Error::Service(e) => OpsError::Unreachable { message: first_sentence(&e.to_string()) },
-            other => OpsError::Api { what, code: 0, message: first_sentence(&other.to_string()) },
+            kube::Error::HyperError(e) => OpsError::Unreachable {
+                message: first_sentence(&e.to_string()),
+            },
+            kube::Error::Service(e) => OpsError::Unreachable {
+                message: first_sentence(&e.to_string()),
+            },
+            other => OpsError::Api {
+                what,
+                code: 0,
+                message: first_sentence(&other.to_string()),
+            },
         }
     }
 

@@ -25,7 +25,11 @@ pub struct DeploymentRef<'a> {
 
 impl std::fmt::Display for DeploymentRef<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "deployment/{} in namespace {}", self.name, self.namespace)
+        write!(
+            f,
+            "deployment/{} in namespace {}",
+            self.name, self.namespace
+        )
     }
 }
 

@@ -39,7 +39,12 @@ pub async fn restart(
     loop {
         attempt += 1;
         let current = call(&what, api.get(target.name)).await?;
-        if current.spec.as_ref().and_then(|s| s.paused).unwrap_or(false) {
+        if current
+            .spec
+            .as_ref()
+            .and_then(|s| s.paused)
+            .unwrap_or(false)
+        {
             return Err(OpsError::Refused {
                 message: format!(
                     "deployments.apps/{} is paused and can't be restarted; resume the rollout first",
@@ -51,7 +56,12 @@ pub async fn restart(
             "metadata": { "resourceVersion": current.metadata.resource_version },
             "spec": { "template": { "metadata": { "annotations": { RESTARTED_AT: restarted_at } } } },
         });
-        match call(&what, api.patch(target.name, &params, &Patch::Strategic(&patch))).await {
+        match call(
+            &what,
+            api.patch(target.name, &params, &Patch::Strategic(&patch)),
+        )
+        .await
+        {
             Ok(d) => {
                 return Ok(RestartOutcome {
                     restarted_at,

@@ -50,11 +50,19 @@ pub async fn scale(
             "metadata": { "resourceVersion": current.metadata.resource_version },
             "spec": { "replicas": replicas },
         });
-        match call(&what, api.patch_scale(target.name, &params, &Patch::Merge(&patch))).await {
+        match call(
+            &what,
+            api.patch_scale(target.name, &params, &Patch::Merge(&patch)),
+        )
+        .await
+        {
             Ok(applied) => {
                 return Ok(ScaleOutcome {
                     before,
-                    after: applied.spec.and_then(|s| s.replicas).unwrap_or(replicas as i32),
+                    after: applied
+                        .spec
+                        .and_then(|s| s.replicas)
+                        .unwrap_or(replicas as i32),
                     dry_run,
                     hpa,
                 })

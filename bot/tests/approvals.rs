@@ -1,0 +1,184 @@
+//! The approval flow end to end: held, refused to the requester and to
+//! non-approvers, run exactly as requested by an approver, expired, denied.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Harness;
+use oncall::reply::Outcome;
+
+/// The approval id from a pending reply's Approve button.
+fn approval_id(reply: &oncall::reply::Reply) -> String {
+    for block in &reply.blocks {
+        if let oncall::reply::Block::Actions { buttons } = block {
+            return buttons
+                .iter()
+                .find(|b| b.action_id == "approve")
+                .unwrap()
+                .value
+                .clone();
+        }
+    }
+    panic!("no approve button in {}", reply.to_console());
+}
+
+#[tokio::test]
+async fn scale_to_zero_in_production_waits_for_a_second_person() {
+    let h = Harness::new().await;
+    let held = h
+        .run("cli:operator", "scale recurring-task-service 0")
+        .await;
+    assert_eq!(held.outcome, Outcome::Pending, "{}", held.to_console());
+    assert!(held.to_console().contains("production-scale-to-zero"));
+    let id = approval_id(&held);
+    assert_eq!(
+        h.replicas("default", "recurring-task-service").await,
+        3,
+        "nothing ran yet"
+    );
+    let row = &h.history().await[0];
+    assert_eq!(
+        (row.decision.as_str(), row.outcome.as_str()),
+        ("needs_approval", "pending_approval")
+    );
+    assert_eq!(row.approval_id.as_deref(), Some(id.as_str()));
+
+    // The requester can never approve their own request.
+    let own = h.run("cli:operator", &format!("approve {id}")).await;
+    assert_eq!(own.outcome, Outcome::Denied);
+    assert!(
+        own.to_console()
+            .contains("made this request and cannot approve it"),
+        "{}",
+        own.to_console()
+    );
+    // Nor can someone without an approver role.
+    let viewer = h.run("cli:viewer", &format!("approve {id}")).await;
+    assert_eq!(viewer.outcome, Outcome::Denied);
+    assert!(
+        viewer
+            .to_console()
+            .contains("needs admin or incident-commander"),
+        "{}",
+        viewer.to_console()
+    );
+    assert_eq!(h.replicas("default", "recurring-task-service").await, 3);
+
+    // An incident commander approves: it runs exactly as requested.
+    let approved = h.run("cli:commander", &format!("approve {id}")).await;
+    assert_eq!(approved.outcome, Outcome::Done, "{}", approved.to_console());
+    assert!(
+        approved
+            .title
+            .contains("Scaled recurring-task-service 3 → 0"),
+        "{}",
+        approved.title
+    );
+    let text = approved.to_console();
+    assert!(
+        text.contains("Requested by cli:operator, approved by cli:commander"),
+        "{text}"
+    );
+    assert_eq!(h.replicas("default", "recurring-task-service").await, 0);
+
+    // Every step is in the history; the execution is in the requester's name.
+    let rows = h.history().await;
+    let exec = rows
+        .iter()
+        .find(|r| r.decision == "approved")
+        .expect("execution row");
+    assert_eq!(exec.principal, "cli:operator");
+    assert_eq!(
+        exec.command.as_deref(),
+        Some("scale recurring-task-service 0")
+    );
+    assert_eq!(exec.outcome, "done");
+    assert_eq!(exec.reason.as_deref(), Some("approved by cli:commander"));
+    assert_eq!(exec.approval_id.as_deref(), Some(id.as_str()));
+    let approval = h.router.store().approval(&id).await.unwrap().unwrap();
+    assert_eq!(approval.state, "approved");
+    assert_eq!(approval.decided_by.as_deref(), Some("cli:commander"));
+    assert_eq!(approval.execution_invocation_id, Some(exec.id));
+
+    // A second approval runs nothing.
+    h.run("cli:operator", "scale recurring-task-service 2")
+        .await;
+    let again = h.run("cli:admin", &format!("approve {id}")).await;
+    assert_eq!(again.outcome, Outcome::Denied);
+    assert!(again.title.contains("already approved"), "{}", again.title);
+    assert_eq!(h.replicas("default", "recurring-task-service").await, 2);
+}
+
+#[tokio::test]
+async fn requests_expire() {
+    let h = Harness::new().await;
+    let generation = h.generation("default", "backend").await;
+    let held = h.run("cli:operator", "restart backend").await;
+    assert_eq!(held.outcome, Outcome::Pending);
+    let id = approval_id(&held);
+    h.clock.advance(Duration::from_secs(15 * 60 + 1));
+    let late = h.run("cli:admin", &format!("approve {id}")).await;
+    assert_eq!(late.outcome, Outcome::Denied);
+    assert!(late.title.contains("expired"), "{}", late.title);
+    assert_eq!(
+        h.generation("default", "backend").await,
+        generation,
+        "nothing ran"
+    );
+    assert_eq!(
+        h.router.store().approval(&id).await.unwrap().unwrap().state,
+        "expired"
+    );
+}
+
+#[tokio::test]
+async fn approvers_deny_and_requesters_withdraw() {
+    let h = Harness::new().await;
+    let generation = h.generation("default", "backend").await;
+    let first = approval_id(&h.run("cli:operator", "restart backend").await);
+    let second = approval_id(&h.run("cli:operator", "restart notification-service").await);
+    // A viewer can't deny someone else's request.
+    assert_eq!(
+        h.run("cli:viewer", &format!("deny {first}")).await.outcome,
+        Outcome::Denied
+    );
+    let denied = h.run("cli:admin", &format!("deny {first}")).await;
+    assert_eq!(denied.outcome, Outcome::Done);
+    assert!(
+        denied
+            .to_console()
+            .contains("denied by cli:admin. Nothing was run."),
+        "{}",
+        denied.to_console()
+    );
+    let withdrawn = h.run("cli:operator", &format!("deny {second}")).await;
+    assert!(withdrawn.title.contains("withdrawn"), "{}", withdrawn.title);
+    // Neither can be approved afterwards.
+    for id in [&first, &second] {
+        let r = h.run("cli:admin", &format!("approve {id}")).await;
+        assert!(r.title.contains("already denied"), "{}", r.title);
+    }
+    assert_eq!(h.generation("default", "backend").await, generation);
+    assert_eq!(
+        h.router
+            .store()
+            .approval(&first)
+            .await
+            .unwrap()
+            .unwrap()
+            .decided_by
+            .as_deref(),
+        Some("cli:admin")
+    );
+}
+
+#[tokio::test]
+async fn unknown_ids_and_dry_runs() {
+    let h = Harness::new().await;
+    let r = h.run("cli:admin", "approve abcd12").await;
+    assert_eq!(r.outcome, Outcome::Invalid);
+    // A dry run of a held operation needs no approval: it changes nothing.
+    let r = h.run("cli:operator", "restart backend --dry-run").await;
+    assert_eq!(r.outcome, Outcome::Done, "{}", r.to_console());
+}

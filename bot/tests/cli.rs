@@ -1,0 +1,270 @@
+//! The `oncall` binary as users run it: the demo, `sim` + `exec`, `check`,
+//! `serve`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_oncall");
+
+/// Kills the child when the test ends, pass or fail.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_file(path: &Path) {
+    let start = Instant::now();
+    while !path.exists()
+        || std::fs::read_to_string(path)
+            .map(|s| s.is_empty())
+            .unwrap_or(true)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_demo_does_what_the_readme_promises() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .arg("demo")
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"/oncall scale backend 5\nstatus backend\n:as cli:viewer\n/oncall scale backend 3\nhistory\n:quit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("✅ Scaled backend 2 → 5"), "{stdout}");
+    assert!(
+        stdout.contains("⛔ Not allowed: scale backend 3"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("cli:viewer (roles: viewer) may not `scale`"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("default deny: no grant matched"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("5 desired"),
+        "status shows the rollout: {stdout}"
+    );
+    // Both attempts in the history.
+    let history = stdout.split("History:").nth(1).expect("history output");
+    assert!(
+        history.contains("cli:operator")
+            && history.contains("/oncall scale backend 5")
+            && history.contains("done: backend 2 → 5"),
+        "{history}"
+    );
+    assert!(
+        history.contains("cli:viewer")
+            && history.contains("/oncall scale backend 3")
+            && history.contains("denied"),
+        "{history}"
+    );
+    assert!(
+        dir.path().join("oncall-demo.db").exists(),
+        "the demo keeps a local SQLite file"
+    );
+}
+
+#[test]
+fn exec_against_oncall_sim_with_documented_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let _sim = Guard(
+        Command::new(BIN)
+            .args(["sim", "--listen", "127.0.0.1:0", "--kubeconfig-out"])
+            .arg(&kubeconfig)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_file(&kubeconfig);
+    let config = dir.path().join("oncall.toml");
+    std::fs::write(&config, oncall::config::EXAMPLE).unwrap();
+    let exec = |user: &str, args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("exec")
+            .arg("--config")
+            .arg(&config)
+            .args(["--user", user])
+            .args(args)
+            .env("KUBECONFIG", &kubeconfig)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = exec("cli:operator", &["scale backend 5"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Scaled backend 2 → 5"), "{out}");
+    let (code, out) = exec("cli:viewer", &["scale", "backend", "3"]);
+    assert_eq!(code, 3, "denied: {out}");
+    let (code, out) = exec("cli:operator", &["scael backend 3"]);
+    assert_eq!(code, 2, "invalid: {out}");
+    let (code, out) = exec("cli:operator", &["restart backend"]);
+    assert_eq!(code, 5, "held for approval: {out}");
+    let (code, out) = exec("cli:operator", &["status backend"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("5 desired"), "{out}");
+    // One idempotency key, two runs: the second prints the first reply.
+    let (code, first) = exec(
+        "cli:operator",
+        &["--idempotency-key", "k-1", "restart dev-utilities"],
+    );
+    assert_eq!(code, 0, "{first}");
+    let (_, second) = exec(
+        "cli:operator",
+        &["--idempotency-key", "k-1", "restart dev-utilities"],
+    );
+    assert_eq!(first, second);
+    let (code, history) = exec("cli:viewer", &["history --service dev-utilities"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        history.matches("restart dev-utilities").count(),
+        1,
+        "ran once: {history}"
+    );
+    assert!(
+        dir.path().join("oncall.db").exists(),
+        "relative database path resolves in the working directory"
+    );
+    // A bad principal is a setup error.
+    let (code, out) = exec("alice", &["status backend"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("expected <kind>:<id>"), "{out}");
+}
+
+#[test]
+fn exec_reports_an_unreachable_cluster_as_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    // Nothing listens on this port.
+    std::fs::write(&kubeconfig, kube_sim::kubeconfig_yaml("http://127.0.0.1:9")).unwrap();
+    let config = dir.path().join("oncall.toml");
+    std::fs::write(&config, oncall::config::EXAMPLE).unwrap();
+    let out = Command::new(BIN)
+        .args(["exec", "--config"])
+        .arg(&config)
+        .args(["--user", "cli:operator", "scale backend 4"])
+        .env("KUBECONFIG", &kubeconfig)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{stdout}");
+    assert!(
+        stdout.contains("the Kubernetes API cannot be reached"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_validates_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, oncall::config::EXAMPLE).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (9 services, 4 roles"));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[approvals]\nttl = \"1s\"\n[[services]]\nname = \"x\"\nnamespace = \"Bad_NS\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("approvals.ttl: expected at least 10s"),
+        "{err}"
+    );
+    assert!(
+        err.contains("services[0].namespace: `Bad_NS` is not a DNS-1123 label"),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .args(["check", "--config", "/nonexistent.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn serve_answers_healthz() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, kube_sim::kubeconfig_yaml("http://127.0.0.1:9")).unwrap();
+    let config = dir.path().join("oncall.toml");
+    std::fs::write(&config, oncall::config::EXAMPLE).unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let _serve = Guard(
+        Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("KUBECONFIG", &kubeconfig)
+            .current_dir(dir.path())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let start = Instant::now();
+    let response = loop {
+        match reqwest::get(&url).await {
+            Ok(r) => break r,
+            Err(_) if start.elapsed() < Duration::from_secs(20) => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("serve never answered: {e}"),
+        }
+    };
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["database"], "ok");
+}

@@ -1,0 +1,113 @@
+//! Shared test harness: a simulated cluster, a real SQLite file in a temp
+//! dir, the example config, and a router wired to them.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::Api;
+use oncall::config::{Config, EXAMPLE};
+use oncall::reply::Reply;
+use oncall::router::{Clock, Invocation, Platform, Router};
+use oncall::store::Store;
+use oncall_commands::ops::Clusters;
+
+pub struct Harness {
+    pub router: Router,
+    pub sim: kube_sim::RunningSim,
+    pub client: kube::Client,
+    pub clock: Clock,
+    pub dir: tempfile::TempDir,
+}
+
+impl Harness {
+    pub async fn new() -> Harness {
+        Self::with_config(Config::parse(EXAMPLE, "example").unwrap()).await
+    }
+
+    pub async fn with_config(mut config: Config) -> Harness {
+        let sim = kube_sim::Simulator::new(kube_sim::SimConfig::fast())
+            .unwrap()
+            .serve("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let client = kube::Client::try_from(kube::Config::new(sim.url().parse().unwrap())).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        config.database.path = dir.path().join("oncall.db");
+        let store = Store::open(&config.database.path).await.unwrap();
+        let clock = Clock::manual(jiff::Timestamp::now());
+        let router = Router::new(
+            config,
+            store,
+            Clusters::single(client.clone()),
+            clock.clone(),
+        );
+        Harness {
+            router,
+            sim,
+            client,
+            clock,
+            dir,
+        }
+    }
+
+    pub fn invocation(&self, who: &str, text: &str) -> Invocation {
+        Invocation {
+            platform: Platform::Cli,
+            workspace: None,
+            channel: "console".into(),
+            principal: who.parse().unwrap(),
+            groups: vec![],
+            text: text.into(),
+            idempotency_key: None,
+            received_at: self.clock.now(),
+        }
+    }
+
+    pub async fn run(&self, who: &str, text: &str) -> Reply {
+        self.router.handle(self.invocation(who, text)).await
+    }
+
+    pub async fn deployment(&self, ns: &str, name: &str) -> Deployment {
+        Api::<Deployment>::namespaced(self.client.clone(), ns)
+            .get(name)
+            .await
+            .unwrap()
+    }
+
+    pub async fn replicas(&self, ns: &str, name: &str) -> i32 {
+        self.deployment(ns, name)
+            .await
+            .spec
+            .unwrap()
+            .replicas
+            .unwrap()
+    }
+
+    pub async fn generation(&self, ns: &str, name: &str) -> i64 {
+        self.deployment(ns, name).await.metadata.generation.unwrap()
+    }
+
+    pub async fn history(&self) -> Vec<oncall::store::InvocationRow> {
+        self.router
+            .store()
+            .history(&oncall::store::HistoryQuery {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+}
+
+/// Polls until `f` holds, or fails the test.
+pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
+    for _ in 0..300 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
