@@ -258,9 +258,68 @@ pub fn table(header: &[&str], rows: &[Vec<String>], max_cell: usize) -> String {
     out
 }
 
+/// The most lines and characters a code block carries into chat; the
+/// adapters apply their platform's own limits on top.
+pub const MAX_BLOCK_LINES: usize = 60;
+pub const MAX_BLOCK_CHARS: usize = 3500;
+
+/// Keeps the last lines that fit (newest log lines matter most) and says
+/// what was cut.
+pub fn clip_tail(lines: &[String]) -> (String, Option<String>) {
+    let mut kept: Vec<&String> = Vec::new();
+    let mut chars = 0;
+    for line in lines.iter().rev() {
+        if kept.len() == MAX_BLOCK_LINES || chars + line.chars().count() + 1 > MAX_BLOCK_CHARS {
+            break;
+        }
+        chars += line.chars().count() + 1;
+        kept.push(line);
+    }
+    kept.reverse();
+    let body = kept.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n");
+    let cut = lines.len() - kept.len();
+    let note = (cut > 0).then(|| format!("✂️ showing the last {} of {} lines ({cut} older lines cut to fit chat)", kept.len(), lines.len()));
+    (body, note)
+}
+
+/// Keeps the first rows of a table that fit and says what was cut.
+pub fn clip_head(table_text: &str) -> (String, Option<String>) {
+    let lines: Vec<&str> = table_text.lines().collect();
+    let mut kept = Vec::new();
+    let mut chars = 0;
+    for line in &lines {
+        if kept.len() == MAX_BLOCK_LINES || chars + line.chars().count() + 1 > MAX_BLOCK_CHARS {
+            break;
+        }
+        chars += line.chars().count() + 1;
+        kept.push(*line);
+    }
+    let cut = lines.len() - kept.len();
+    let note = (cut > 0).then(|| format!("✂️ {cut} more rows not shown (of {})", lines.len().saturating_sub(1)));
+    (kept.join("\n"), note)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clipping_keeps_what_fits_and_says_what_was_cut() {
+        let lines: Vec<String> = (0..100).map(|i| format!("line {i}")).collect();
+        let (body, note) = clip_tail(&lines);
+        assert_eq!(body.lines().count(), MAX_BLOCK_LINES);
+        assert!(body.ends_with("line 99"));
+        assert_eq!(note.unwrap(), "✂️ showing the last 60 of 100 lines (40 older lines cut to fit chat)");
+        let (body, note) = clip_tail(&lines[..3]);
+        assert_eq!((body.as_str(), note), ("line 0\nline 1\nline 2", None));
+        let long: Vec<String> = (0..10).map(|_| "x".repeat(1000)).collect();
+        let (body, _) = clip_tail(&long);
+        assert!(body.chars().count() <= MAX_BLOCK_CHARS);
+        let table: String = (0..80).map(|i| format!("row {i}")).collect::<Vec<_>>().join("\n");
+        let (body, note) = clip_head(&table);
+        assert!(body.starts_with("row 0"));
+        assert_eq!(note.unwrap(), "✂️ 20 more rows not shown (of 79)");
+    }
 
     #[test]
     fn tables_align_and_cut() {

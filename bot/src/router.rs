@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use oncall_commands::ops::Clusters;
-use oncall_commands::{grammar, Catalog, Command, ServiceEntry};
-use oncall_permissions::{Decision, Principal, Request, Target};
+use oncall_commands::{grammar, Catalog, Command, Scope, ServiceEntry};
+use oncall_permissions::{Decision, Principal, Reason, Request, Target};
 
 use crate::config::Config;
 use crate::handlers;
@@ -153,6 +153,27 @@ pub(crate) struct Inner {
     pub store: Store,
     pub clusters: Clusters,
     pub clock: Clock,
+    /// For health probes.
+    pub http: reqwest::Client,
+    pub timing: Timing,
+}
+
+/// How long the router waits on things that take time.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// How often `rollout status --wait` polls.
+    pub rollout_poll: std::time::Duration,
+    /// How long `job run` follows the new Job before answering.
+    pub job_watch: std::time::Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            rollout_poll: std::time::Duration::from_secs(1),
+            job_watch: std::time::Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -162,16 +183,24 @@ pub struct Router {
 
 impl Router {
     pub fn new(config: Config, store: Store, clusters: Clusters, clock: Clock) -> Self {
+        Self::with_timing(config, store, clusters, clock, Timing::default())
+    }
+
+    pub fn with_timing(config: Config, store: Store, clusters: Clusters, clock: Clock, timing: Timing) -> Self {
         let catalog = config.catalog();
-        Router {
-            inner: Arc::new(Inner {
-                config,
-                catalog,
-                store,
-                clusters,
-                clock,
-            }),
-        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("oncall/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client builds with default settings");
+        Router { inner: Arc::new(Inner { config, catalog, store, clusters, clock, http, timing }) }
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    pub(crate) fn timing(&self) -> &Timing {
+        &self.inner.timing
     }
 
     pub fn store(&self) -> &Store {
@@ -332,16 +361,11 @@ impl Router {
             Command::Approve { id } => handlers::approvals::approve(self, inv, id).await,
             Command::Deny { id } => handlers::approvals::deny(self, inv, id).await,
             _ => {
-                let entry = command
-                    .service()
-                    .and_then(|s| self.inner.catalog.get(s))
-                    .cloned();
-                let decision = self.authorize(
-                    &inv.principals(),
-                    &inv.channel_scope(),
-                    command,
-                    entry.as_ref(),
-                );
+                let scope = match self.resolve_scope(command).await {
+                    Ok(scope) => scope,
+                    Err(handled) => return (handled, none()),
+                };
+                let decision = self.authorize(&inv.principals(), &inv.channel_scope(), command, &scope);
                 let record = DecisionRecord {
                     decision: decision.label().to_string(),
                     rule: Some(decision.reason().rule.clone()),
@@ -349,134 +373,140 @@ impl Router {
                     approval_id: None,
                 };
                 match decision {
-                    Decision::Deny { reason } => {
-                        (Handled::info(handlers::denied(command, &reason)), record)
-                    }
-                    Decision::NeedsApproval {
-                        rule,
-                        approvers,
-                        reason,
-                    } if !command.is_dry_run() => {
-                        let (handled, approval_id) = handlers::approvals::request(
-                            self,
-                            inv,
-                            command,
-                            &rule,
-                            &approvers,
-                            &reason,
-                            invocation_id,
-                        )
-                        .await;
-                        (
-                            handled,
-                            DecisionRecord {
-                                approval_id,
-                                ..record
-                            },
-                        )
+                    Decision::Deny { reason } => (Handled::info(handlers::denied(command, &reason)), record),
+                    Decision::NeedsApproval { rule, approvers, reason } if !command.is_dry_run() => {
+                        let (handled, approval_id) =
+                            handlers::approvals::request(self, inv, command, &rule, &approvers, &reason, invocation_id).await;
+                        (handled, DecisionRecord { approval_id, ..record })
                     }
                     Decision::NeedsApproval { .. } | Decision::Allow { .. } => {
-                        let actor = Actor {
-                            principal: inv.principal.clone(),
-                            approved_by: None,
-                        };
-                        (
-                            self.execute(command, entry.as_ref(), &actor, inv).await,
-                            record,
-                        )
+                        let actor = Actor { principal: inv.principal.clone(), approved_by: None };
+                        (self.execute(command, &scope, &actor, inv).await, record)
                     }
                 }
             }
         }
     }
 
-    /// The policy decision for a command in a channel.
-    pub fn authorize(
-        &self,
-        principals: &[Principal],
-        channel: &str,
-        command: &Command,
-        entry: Option<&ServiceEntry>,
-    ) -> Decision {
+    /// What a command acts on. Pure catalog resolution, except a CronJob
+    /// named without a namespace, which is looked up in the catalog's
+    /// namespaces (a read, before any decision to change anything).
+    pub(crate) async fn resolve_scope(&self, command: &Command) -> Result<Scope<'_>, Handled> {
+        let scope = self
+            .inner
+            .catalog
+            .scope(command)
+            .map_err(|name| Handled::failed("Unknown target", format!("`{name}` is not in the catalog")))?;
+        if let Scope::CronJob { cronjob, namespace: None } = &scope {
+            let namespaces: Vec<String> = self.inner.catalog.namespaces().map(String::from).collect();
+            for ns in &namespaces {
+                let client = self.client_for_namespace(ns)?;
+                match oncall_commands::ops::jobs::find_cronjob(&client, cronjob, std::slice::from_ref(ns)).await {
+                    Ok(Some(ns)) => return Ok(Scope::CronJob { cronjob: cronjob.clone(), namespace: Some(ns) }),
+                    Ok(None) => {}
+                    Err(e) => return Err(Handled::failed(format!("Could not look for cronjob/{cronjob}"), e)),
+                }
+            }
+            return Err(Handled::failed(
+                format!("No CronJob `{cronjob}`"),
+                format!("cronjob/{cronjob} is in none of the catalog's namespaces ({})", namespaces.join(", ")),
+            ));
+        }
+        Ok(scope)
+    }
+
+    /// The kube context of the catalog services in a namespace.
+    pub(crate) fn context_of_namespace(&self, namespace: &str) -> Option<String> {
+        self.inner.catalog.services().iter().find(|s| s.namespace == namespace).and_then(|s| s.context.clone())
+    }
+
+    /// The policy decision for a command on its scope, in a channel. Every
+    /// target must be allowed (the first denial decides); if any needs
+    /// approval the whole request does. `--force` also needs the `force` verb.
+    pub fn authorize(&self, principals: &[Principal], channel: &str, command: &Command, scope: &Scope<'_>) -> Decision {
         let conditions = command.conditions();
-        let request = Request {
-            principals,
-            channel,
-            verb: command.policy_verb(),
-            target: Target {
-                service: entry.map(|e| e.name.as_str()),
-                namespace: entry.map(|e| e.namespace.as_str()),
-                cluster: entry.map(|e| e.cluster()),
-                environment: entry.and_then(|e| e.environment.as_deref()),
-            },
-            conditions: &conditions,
+        let mut verbs = vec![command.policy_verb()];
+        if matches!(command, Command::Scale { force: true, .. }) {
+            verbs.push("force");
+        }
+        let namespace_target = |ns: &str| -> Target<'_> {
+            let members: Vec<&ServiceEntry> =
+                self.inner.catalog.services().iter().filter(|s| s.namespace == ns).collect();
+            let environment = members
+                .iter()
+                .filter_map(|s| s.environment.as_deref())
+                .max_by_key(|e| (*e == "production", *e));
+            Target {
+                service: None,
+                namespace: members.first().map(|s| s.namespace.as_str()),
+                cluster: Some(members.first().map(|s| s.cluster()).unwrap_or("default")),
+                environment,
+            }
         };
-        self.inner.config.policy.evaluate(&request)
+        let targets: Vec<Target<'_>> = match scope {
+            Scope::Nothing => vec![Target::default()],
+            Scope::Services(entries) => entries.iter().map(|e| target_of(e)).collect(),
+            Scope::Pod { service, .. } => vec![target_of(service)],
+            Scope::Namespace { namespace, .. } => vec![namespace_target(namespace)],
+            Scope::CronJob { namespace: Some(ns), .. } => vec![namespace_target(ns)],
+            Scope::CronJob { namespace: None, .. } => vec![Target::default()],
+        };
+        let mut allowed: Option<Reason> = None;
+        let mut held: Option<Decision> = None;
+        for target in &targets {
+            for verb in &verbs {
+                let request = Request { principals, channel, verb, target: target.clone(), conditions: &conditions };
+                match self.inner.config.policy.evaluate(&request) {
+                    d @ Decision::Deny { .. } => return d,
+                    d @ Decision::NeedsApproval { .. } => {
+                        held.get_or_insert(d);
+                    }
+                    Decision::Allow { reason } => {
+                        allowed.get_or_insert(reason);
+                    }
+                }
+            }
+        }
+        held.unwrap_or_else(|| Decision::Allow {
+            reason: allowed.unwrap_or_else(|| Reason { rule: "none".into(), explanation: "nothing to decide".into() }),
+        })
     }
 
-    /// Runs an authorized command. `actor` is who it runs for (and who
-    /// approved it, for approved requests).
-    pub(crate) async fn execute(
-        &self,
-        command: &Command,
-        entry: Option<&ServiceEntry>,
-        actor: &Actor,
-        inv: &Invocation,
-    ) -> Handled {
-        let client = |entry: &ServiceEntry| {
-            self.inner
-                .clusters
-                .client(entry.context.as_deref())
-                .cloned()
-        };
-        let needs_entry =
-            || Handled::failed("Unknown service", "the service is not in the catalog");
-        match command {
-            Command::Scale {
-                replicas, dry_run, ..
-            } => {
-                let Some(entry) = entry else {
-                    return needs_entry();
-                };
-                match client(entry) {
-                    Ok(c) => handlers::scale::run(&c, entry, *replicas, *dry_run, actor).await,
-                    Err(e) => Handled::failed(format!("Cannot scale {}", entry.name), e),
-                }
-            }
-            Command::Restart { dry_run, .. } => {
-                let Some(entry) = entry else {
-                    return needs_entry();
-                };
-                match client(entry) {
-                    Ok(c) => {
-                        handlers::restart::run(&c, entry, self.inner.clock.now(), *dry_run, actor)
-                            .await
-                    }
-                    Err(e) => Handled::failed(format!("Cannot restart {}", entry.name), e),
-                }
-            }
-            Command::Status { .. } => {
-                let Some(entry) = entry else {
-                    return needs_entry();
-                };
-                match client(entry) {
-                    Ok(c) => handlers::status::run(&c, entry, self.inner.clock.now()).await,
-                    Err(e) => Handled::failed(format!("Cannot read {}", entry.name), e),
-                }
-            }
-            Command::History(filter) => handlers::history::run(self, filter).await,
-            Command::Can { principal, command } => {
-                handlers::can::run(self, inv, principal, command)
-            }
-            Command::Help { verb } => Handled::info(handlers::help::reply(verb.as_deref())),
-            Command::Whoami => handlers::whoami::run(self, inv),
-            Command::Approve { .. } | Command::Deny { .. } => Handled::failed(
-                "Not runnable here",
-                "approvals are decided with `approve` and `deny`",
-            ),
-        }
+    /// Runs an authorized command on its resolved scope. `actor` is who it
+    /// runs for (and who approved it, for approved requests).
+    pub(crate) async fn execute(&self, command: &Command, scope: &Scope<'_>, actor: &Actor, inv: &Invocation) -> Handled {
+        handlers::execute(self, command, scope, actor, inv).await
+    }
+
+    /// The client for a catalog service.
+    pub(crate) fn client_for(&self, entry: &ServiceEntry) -> Result<kube::Client, Handled> {
+        self.inner
+            .clusters
+            .client(entry.context.as_deref())
+            .cloned()
+            .map_err(|e| Handled::failed(format!("Cannot reach the cluster of {}", entry.name), e))
+    }
+
+    /// The client for a namespace of the catalog.
+    pub(crate) fn client_for_namespace(&self, namespace: &str) -> Result<kube::Client, Handled> {
+        let context = self.context_of_namespace(namespace);
+        self.inner
+            .clusters
+            .client(context.as_deref())
+            .cloned()
+            .map_err(|e| Handled::failed(format!("Cannot reach the cluster of namespace {namespace}"), e))
     }
 }
+
+fn target_of(e: &ServiceEntry) -> Target<'_> {
+    Target {
+        service: Some(e.name.as_str()),
+        namespace: Some(e.namespace.as_str()),
+        cluster: Some(e.cluster()),
+        environment: e.environment.as_deref(),
+    }
+}
+
 
 /// Who a command runs for.
 #[derive(Debug, Clone)]

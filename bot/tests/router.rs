@@ -28,7 +28,7 @@ async fn operator_scales_and_the_row_is_committed_before_the_reply() {
     assert_eq!(row.verb.as_deref(), Some("scale"));
     assert_eq!(row.service.as_deref(), Some("backend"));
     assert_eq!(row.decision, "allow");
-    assert_eq!(row.rule.as_deref(), Some("role operator, grant 1"));
+    assert_eq!(row.rule.as_deref(), Some("role operator, grant 2"));
     assert_eq!(row.outcome, "done");
     assert_eq!(row.summary.as_deref(), Some("backend 2 → 5"));
     assert!(row.mutating);

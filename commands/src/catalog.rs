@@ -53,6 +53,29 @@ impl ServiceEntry {
     }
 }
 
+/// What a command acts on, resolved through the catalog (no IO), so the
+/// policy can decide before anything is read from a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// No cluster object (help, history, approvals…).
+    Nothing,
+    /// One or more catalog services.
+    Services(Vec<&'a ServiceEntry>),
+    /// One pod of a catalog service's deployment.
+    Pod { pod: String, service: &'a ServiceEntry },
+    /// A namespace that holds catalog services.
+    Namespace {
+        namespace: String,
+        /// The strictest environment of the namespace's services
+        /// (`production` if any is).
+        environment: Option<String>,
+        /// The kube context of the namespace's services.
+        context: Option<String>,
+    },
+    /// A CronJob, in a namespace given or to be found among the catalog's.
+    CronJob { cronjob: String, namespace: Option<String> },
+}
+
 /// All services, looked up by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -75,6 +98,100 @@ impl Catalog {
 
     pub fn services(&self) -> &[ServiceEntry] {
         &self.services
+    }
+
+    /// The namespaces the catalog's services live in, deduplicated.
+    pub fn namespaces(&self) -> impl Iterator<Item = &str> {
+        let mut seen: Vec<&str> = Vec::new();
+        for s in &self.services {
+            if !seen.contains(&s.namespace.as_str()) {
+                seen.push(&s.namespace);
+            }
+        }
+        seen.into_iter()
+    }
+
+    /// The service whose deployment owns a pod, by Kubernetes' naming:
+    /// `<deployment>-<pod-template-hash>-<suffix>`.
+    pub fn service_of_pod(&self, pod: &str) -> Option<&ServiceEntry> {
+        self.services
+            .iter()
+            .filter(|s| {
+                pod.strip_prefix(s.deployment())
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .is_some_and(|rest| {
+                        let parts: Vec<&str> = rest.split('-').collect();
+                        parts.len() == 2 && parts.iter().all(|p| !p.is_empty())
+                    })
+            })
+            .max_by_key(|s| s.deployment().len())
+    }
+
+    /// The scope of a namespace that holds catalog services.
+    pub fn namespace_scope(&self, namespace: &str) -> Option<Scope<'_>> {
+        let members: Vec<&ServiceEntry> = self.services.iter().filter(|s| s.namespace == namespace).collect();
+        if members.is_empty() {
+            return None;
+        }
+        let environment = members
+            .iter()
+            .filter_map(|s| s.environment.clone())
+            .max_by_key(|e| (e == "production", e.clone()));
+        Some(Scope::Namespace {
+            namespace: namespace.to_string(),
+            environment,
+            context: members[0].context.clone(),
+        })
+    }
+
+    /// Resolves what a command acts on. `Err(name)` names what is unknown.
+    pub fn scope(&self, command: &crate::Command) -> Result<Scope<'_>, String> {
+        use crate::Command as C;
+        let service = |name: &str| self.get(name).ok_or_else(|| name.to_string());
+        let service_or_pod = |name: &str| match self.get(name) {
+            Some(s) => Ok(Scope::Services(vec![s])),
+            None => match self.service_of_pod(name) {
+                Some(s) => Ok(Scope::Pod { pod: name.to_string(), service: s }),
+                None => Err(name.to_string()),
+            },
+        };
+        let service_or_namespace = |name: &str| match self.get(name) {
+            Some(s) => Ok(Scope::Services(vec![s])),
+            None => self.namespace_scope(name).ok_or_else(|| name.to_string()),
+        };
+        match command {
+            C::Scale { service: s, .. }
+            | C::Status { service: s }
+            | C::RolloutStatus { service: s, .. }
+            | C::RolloutHistory { service: s }
+            | C::Rollback { service: s, .. }
+            | C::SetImage { service: s, .. }
+            | C::Hpa { service: s, .. }
+            | C::Health { service: s }
+            | C::EnvSet { service: s, .. }
+            | C::EnvUnset { service: s, .. } => Ok(Scope::Services(vec![service(s)?])),
+            C::Restart { services, .. } => {
+                let mut entries = Vec::new();
+                for s in services {
+                    entries.push(service(s)?);
+                }
+                Ok(Scope::Services(entries))
+            }
+            C::RestartAll { namespace, .. } => self.namespace_scope(namespace).ok_or_else(|| namespace.clone()),
+            C::Logs(l) => service_or_pod(&l.target),
+            C::Diagnose { target } => service_or_pod(target),
+            C::Quarantine { pod, .. } => match self.service_of_pod(pod) {
+                Some(s) => Ok(Scope::Pod { pod: pod.clone(), service: s }),
+                None => Err(pod.clone()),
+            },
+            C::Pods { target } | C::Events { target, .. } | C::Top { target } => service_or_namespace(target),
+            C::JobRun { cronjob, namespace, .. } => match namespace {
+                Some(ns) if self.namespace_scope(ns).is_none() => Err(ns.clone()),
+                _ => Ok(Scope::CronJob { cronjob: cronjob.clone(), namespace: namespace.clone() }),
+            },
+            C::Can { command, .. } => self.scope(command),
+            C::Help { .. } | C::History(_) | C::Whoami | C::Approve { .. } | C::Deny { .. } => Ok(Scope::Nothing),
+        }
     }
 
     /// Problems with the catalog, each naming its key.

@@ -10,7 +10,9 @@
 pub mod catalog;
 pub mod grammar;
 pub mod ops;
+pub mod redact;
 pub mod rollout;
 
 pub use catalog::{Catalog, ServiceEntry};
-pub use grammar::{parse, validate, Command, HistoryFilter, ParseError, Parsed};
+pub use catalog::Scope;
+pub use grammar::{parse, validate, Command, HistoryFilter, LogsRequest, ParseError, Parsed};

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use oncall_commands::grammar::{parse, validate, Command, HistoryFilter, VERBS};
+use oncall_commands::LogsRequest;
 use oncall_commands::{Catalog, ServiceEntry};
 
 fn catalog() -> Catalog {
@@ -54,6 +55,7 @@ fn good_commands_parse_to_typed_commands() {
                 service: "backend".into(),
                 replicas: 5,
                 dry_run: false,
+                force: false,
             },
             false,
         ),
@@ -63,6 +65,7 @@ fn good_commands_parse_to_typed_commands() {
                 service: "backend".into(),
                 replicas: 5,
                 dry_run: false,
+                force: false,
             },
             false,
         ),
@@ -72,6 +75,7 @@ fn good_commands_parse_to_typed_commands() {
                 service: "backend".into(),
                 replicas: 0,
                 dry_run: true,
+                force: false,
             },
             false,
         ),
@@ -81,13 +85,14 @@ fn good_commands_parse_to_typed_commands() {
                 service: "backend".into(),
                 replicas: 3,
                 dry_run: false,
+                force: false,
             },
             true,
         ),
         (
             "restart notification-service",
             Command::Restart {
-                service: "notification-service".into(),
+                services: vec!["notification-service".into()],
                 dry_run: false,
             },
             false,
@@ -128,6 +133,7 @@ fn good_commands_parse_to_typed_commands() {
                     service: "backend".into(),
                     replicas: 5,
                     dry_run: false,
+                    force: false,
                 }),
             },
             false,
@@ -305,6 +311,34 @@ fn bad_input_gets_a_short_message_and_the_right_usage() {
             "usage: /oncall approve",
         ),
         ("help scael", "did you mean `scale`?", "/oncall help"),
+        ("restart --all", "`restart --all` needs the namespace: `-n <namespace>`", "usage: /oncall restart"),
+        ("restart backend --all -n default", "not both", "usage: /oncall restart"),
+        ("restart backend backend", "`backend` is named twice", "usage: /oncall restart"),
+        ("restart backend -x default", "`restart` has no flag `-x`", "usage: /oncall restart"),
+        ("restart --all -n", "`--namespace` needs a value", "usage: /oncall restart"),
+        ("rollout status backend --wait 2h", "`--wait` is at most 30m", "usage: /oncall rollout status"),
+        ("rollout", "unknown command `rollout`", "/oncall help"),
+        ("rollback backend --to-revision -1", "must be a revision number", "usage: /oncall rollback"),
+        ("rollback backend --to-revision two", "must be a revision number, not `two`", "usage: /oncall rollback"),
+        ("set image backend", "`set image` needs an image", "usage: /oncall set image"),
+        ("set image backend Foo:1", "`Foo:1` is not a valid image reference", "usage: /oncall set image"),
+        ("set image backend app=", "`` is not a valid image reference: it is empty", "usage: /oncall set image"),
+        ("set image backend nginx:bad tag", "takes no argument `tag`", "usage: /oncall set image"),
+        ("logs backend --tail 0", "`--tail` must be a whole number from 1 to 1000", "usage: /oncall logs"),
+        ("logs backend --grep '(unclosed'", "is not a valid regular expression", "usage: /oncall logs"),
+        ("hpa backend --min 5 --max 2", "`--min 5` is above `--max 2`", "usage: /oncall hpa"),
+        ("hpa backend --min 0", "`--min` must be a whole number from 1", "usage: /oncall hpa"),
+        ("hpa backend --dry-run", "`--dry-run` goes with `--min`/`--max`", "usage: /oncall hpa"),
+        ("env set backend", "`env set` needs at least one KEY=VALUE", "usage: /oncall env set"),
+        ("env set backend POOL", "`POOL` is not KEY=VALUE", "usage: /oncall env set"),
+        ("env set backend 1BAD=2", "`1BAD` is not a valid environment variable name", "usage: /oncall env set"),
+        ("env set backend DB_PASSWORD=hunter2", "`DB_PASSWORD` is named like a secret", "usage: /oncall env set"),
+        ("env set backend DATABASE_URL=postgres://app:pw@db/app", "`DATABASE_URL` has a value that looks like a credential", "usage: /oncall env set"),
+        ("env set backend AUTH=AKIAIOSFODNN7EXAMPLE", "looks like a credential", "usage: /oncall env set"),
+        ("env set backend A=1 A=2", "`A` is set twice", "usage: /oncall env set"),
+        ("env unset backend", "`env unset` needs at least one KEY", "usage: /oncall env unset"),
+        ("job run Backup", "`Backup` is not a valid CronJob name", "usage: /oncall job run"),
+        ("quarantine", "`quarantine` needs a pod", "usage: /oncall quarantine <pod>"),
         (
             &long,
             "the command is 1014 characters long; the limit is 1000",
@@ -362,6 +396,12 @@ fn catalog_checks_name_the_reason() {
             err.usage()
         );
     }
+    // Pods resolve to their deployment's service by Kubernetes' naming.
+    let cat = catalog();
+    let scope = cat.scope(&parse("logs backend-7d9f8c6b5d-x2x9k").unwrap().command).unwrap();
+    assert!(matches!(scope, oncall_commands::Scope::Pod { service, .. } if service.name == "backend"));
+    let scope = cat.scope(&parse("pods default").unwrap().command).unwrap();
+    assert!(matches!(scope, oncall_commands::Scope::Namespace { ref environment, .. } if environment.as_deref() == Some("production")));
     // A truly different name gets no misleading suggestion.
     let err = validate(&parse("status zzzzzz").unwrap().command, &catalog()).unwrap_err();
     assert!(!err.to_string().contains("did you mean"), "{err}");
@@ -400,6 +440,12 @@ fn approval_conditions_come_from_the_command() {
         .is_dry_run());
     assert!(parse("scale backend 2").unwrap().command.is_mutating());
     assert!(!parse("status backend").unwrap().command.is_mutating());
+    assert!(!parse("hpa backend").unwrap().command.is_mutating());
+    assert_eq!(parse("hpa backend").unwrap().command.policy_verb(), "hpa");
+    assert!(parse("hpa backend --max 4").unwrap().command.is_mutating());
+    assert_eq!(parse("hpa backend --max 4").unwrap().command.policy_verb(), "hpa-set");
+    assert_eq!(parse("rollout status backend").unwrap().command.policy_verb(), "rollout-status");
+    assert_eq!(parse("scale backend 3 --force").unwrap().command.conditions(), vec!["force"]);
 }
 
 #[test]

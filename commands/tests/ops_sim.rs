@@ -28,7 +28,7 @@ const BACKEND: DeploymentRef<'static> = DeploymentRef {
 #[tokio::test]
 async fn scale_reports_before_and_after_and_the_hpa() {
     let (_sim, client) = start().await;
-    let out = scale(&client, BACKEND, 5, false).await.unwrap();
+    let out = scale(&client, BACKEND, 5, false, false).await.unwrap();
     assert_eq!((out.before, out.after, out.dry_run), (2, 5, false));
     assert!(out.hpa.is_none());
     let out = scale(
@@ -48,7 +48,7 @@ async fn scale_reports_before_and_after_and_the_hpa() {
         ("oauth2-server", 2, 10)
     );
     // A dry run says what would happen and changes nothing.
-    let out = scale(&client, BACKEND, 9, true).await.unwrap();
+    let out = scale(&client, BACKEND, 9, true, false).await.unwrap();
     assert_eq!((out.before, out.after, out.dry_run), (5, 9, true));
     let d: Api<Deployment> = Api::namespaced(client.clone(), "default");
     assert_eq!(

@@ -27,6 +27,8 @@ pub struct Store {
     pub logs: HashMap<(String, String), PodLogs>,
     /// Whether the metrics.k8s.io API is served.
     pub metrics_enabled: bool,
+    /// HTTP methods answered with 403, to test a bot whose RBAC is too narrow.
+    pub forbidden_methods: Vec<String>,
 }
 
 fn key(rt: ResourceType, ns: &str, name: &str) -> Key {

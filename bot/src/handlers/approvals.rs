@@ -222,17 +222,12 @@ pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, D
         .collect();
     let mut requester_principals = vec![requester.clone()];
     requester_principals.extend(groups.iter().cloned());
-    let entry = command
-        .service()
-        .and_then(|s| router.catalog().get(s))
-        .cloned();
+    let scope = match router.resolve_scope(&command).await {
+        Ok(scope) => scope,
+        Err(handled) => return (handled, record(id, "none", None)),
+    };
     let channel_scope = format!("{}:{}", row.platform, row.channel);
-    if let Decision::Deny { reason } = router.authorize(
-        &requester_principals,
-        &channel_scope,
-        &command,
-        entry.as_ref(),
-    ) {
+    if let Decision::Deny { reason } = router.authorize(&requester_principals, &channel_scope, &command, &scope) {
         return refused(
             id,
             format!("Request {id} can no longer run"),
@@ -285,7 +280,7 @@ pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, D
         approved_by: Some(inv.principal.clone()),
     };
     let started = std::time::Instant::now();
-    let mut handled = router.execute(&command, entry.as_ref(), &actor, inv).await;
+    let mut handled = router.execute(&command, &scope, &actor, inv).await;
     let completion = Completion {
         verb: Some(command.policy_verb().into()),
         command: Some(command.to_string()),

@@ -12,9 +12,12 @@ pub fn run(router: &Router, inv: &Invocation, principal: &str, command: &Command
         Ok(p) => p,
         Err(e) => return Handled::failed("Not a principal", e),
     };
-    let entry = command.service().and_then(|s| router.catalog().get(s));
+    let scope = match router.catalog().scope(command) {
+        Ok(scope) => scope,
+        Err(name) => return Handled::failed("Unknown target", format!("`{name}` is not in the catalog")),
+    };
     let channel = inv.channel_scope();
-    let decision = router.authorize(std::slice::from_ref(&principal), &channel, command, entry);
+    let decision = router.authorize(std::slice::from_ref(&principal), &channel, command, &scope);
     let (verdict, outcome_line) = match &decision {
         Decision::Allow { .. } => (
             "yes",

@@ -11,13 +11,14 @@ pub async fn run(
     entry: &ServiceEntry,
     replicas: u32,
     dry_run: bool,
+    force: bool,
     actor: &Actor,
 ) -> Handled {
     let target = DeploymentRef {
         namespace: &entry.namespace,
         name: entry.deployment(),
     };
-    match scale::scale(client, target, replicas, dry_run).await {
+    match scale::scale(client, target, replicas, dry_run, force).await {
         Ok(out) => {
             let name = &entry.name;
             let (title, verb) = if out.dry_run {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use parse::{dns1123_label, parse};
+pub use parse::{dns1123_label, dns1123_subdomain, looks_like_secret, parse, valid_image_reference};
 pub use spec::{FlagSpec, VerbSpec, VERBS};
 
 use crate::catalog::Catalog;
@@ -50,14 +50,94 @@ pub enum Command {
         replicas: u32,
         #[serde(default)]
         dry_run: bool,
+        #[serde(default)]
+        force: bool,
     },
     Restart {
-        service: String,
+        services: Vec<String>,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    RestartAll {
+        namespace: String,
         #[serde(default)]
         dry_run: bool,
     },
     Status {
         service: String,
+    },
+    RolloutStatus {
+        service: String,
+        #[serde(with = "opt_duration_secs")]
+        wait: Option<Duration>,
+    },
+    RolloutHistory {
+        service: String,
+    },
+    Rollback {
+        service: String,
+        to_revision: Option<u32>,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    SetImage {
+        service: String,
+        container: Option<String>,
+        image: String,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    Logs(LogsRequest),
+    Pods {
+        target: String,
+    },
+    Events {
+        target: String,
+        #[serde(with = "opt_duration_secs")]
+        since: Option<Duration>,
+    },
+    Hpa {
+        service: String,
+        min: Option<u32>,
+        max: Option<u32>,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    Health {
+        service: String,
+    },
+    Diagnose {
+        target: String,
+    },
+    JobRun {
+        cronjob: String,
+        name: Option<String>,
+        namespace: Option<String>,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    Quarantine {
+        pod: String,
+        on: bool,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    EnvSet {
+        service: String,
+        vars: Vec<(String, String)>,
+        container: Option<String>,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    EnvUnset {
+        service: String,
+        keys: Vec<String>,
+        container: Option<String>,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    Top {
+        target: String,
     },
     History(HistoryFilter),
     Whoami,
@@ -71,6 +151,20 @@ pub enum Command {
     Deny {
         id: String,
     },
+}
+
+/// `logs`' options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsRequest {
+    /// A service or one of its pods.
+    pub target: String,
+    pub container: Option<String>,
+    pub tail: Option<u32>,
+    #[serde(with = "opt_duration_secs")]
+    pub since: Option<Duration>,
+    #[serde(default)]
+    pub previous: bool,
+    pub grep: Option<String>,
 }
 
 /// `history`'s filters.
@@ -104,8 +198,24 @@ impl Command {
         let name = match self {
             Command::Help { .. } => "help",
             Command::Scale { .. } => "scale",
-            Command::Restart { .. } => "restart",
+            Command::Restart { .. } | Command::RestartAll { .. } => "restart",
             Command::Status { .. } => "status",
+            Command::RolloutStatus { .. } => "rollout status",
+            Command::RolloutHistory { .. } => "rollout history",
+            Command::Rollback { .. } => "rollback",
+            Command::SetImage { .. } => "set image",
+            Command::Logs(_) => "logs",
+            Command::Pods { .. } => "pods",
+            Command::Events { .. } => "events",
+            Command::Hpa { .. } => "hpa",
+            Command::Health { .. } => "health",
+            Command::Diagnose { .. } => "diagnose",
+            Command::JobRun { .. } => "job run",
+            Command::Quarantine { on: true, .. } => "quarantine",
+            Command::Quarantine { on: false, .. } => "unquarantine",
+            Command::EnvSet { .. } => "env set",
+            Command::EnvUnset { .. } => "env unset",
+            Command::Top { .. } => "top",
             Command::History(_) => "history",
             Command::Whoami => "whoami",
             Command::Can { .. } => "can",
@@ -115,30 +225,61 @@ impl Command {
         spec::find(name).expect("every command has a spec")
     }
 
-    /// The verb the policy decides on.
+    /// The verb the policy decides on. Reads are their own verbs; `hpa` with
+    /// new bounds is `hpa-set`.
     pub fn policy_verb(&self) -> &'static str {
-        self.spec().policy_verb
+        match self {
+            Command::Hpa { min, max, .. } if min.is_some() || max.is_some() => "hpa-set",
+            other => other.spec().policy_verb,
+        }
     }
 
     /// Whether it changes anything in a cluster (dry runs included: they are
     /// authorized like the real thing).
     pub fn is_mutating(&self) -> bool {
-        self.spec().mutating
+        match self {
+            Command::Hpa { min, max, .. } => min.is_some() || max.is_some(),
+            other => other.spec().mutating,
+        }
     }
 
     pub fn is_dry_run(&self) -> bool {
-        matches!(
-            self,
-            Command::Scale { dry_run: true, .. } | Command::Restart { dry_run: true, .. }
-        )
+        match self {
+            Command::Scale { dry_run, .. }
+            | Command::Restart { dry_run, .. }
+            | Command::RestartAll { dry_run, .. }
+            | Command::Rollback { dry_run, .. }
+            | Command::SetImage { dry_run, .. }
+            | Command::Hpa { dry_run, .. }
+            | Command::JobRun { dry_run, .. }
+            | Command::Quarantine { dry_run, .. }
+            | Command::EnvSet { dry_run, .. }
+            | Command::EnvUnset { dry_run, .. } => *dry_run,
+            _ => false,
+        }
     }
 
-    /// The catalog service this command acts on, if any.
+    /// The catalog service this command names directly, if any (for the
+    /// history's service column). Pods and namespaces are resolved by
+    /// [`crate::catalog::Catalog::scope`].
     pub fn service(&self) -> Option<&str> {
         match self {
             Command::Scale { service, .. }
-            | Command::Restart { service, .. }
-            | Command::Status { service } => Some(service),
+            | Command::Status { service }
+            | Command::RolloutStatus { service, .. }
+            | Command::RolloutHistory { service }
+            | Command::Rollback { service, .. }
+            | Command::SetImage { service, .. }
+            | Command::Hpa { service, .. }
+            | Command::Health { service }
+            | Command::EnvSet { service, .. }
+            | Command::EnvUnset { service, .. } => Some(service),
+            Command::Restart { services, .. } if services.len() == 1 => Some(&services[0]),
+            Command::Logs(l) => Some(&l.target),
+            Command::Pods { target } | Command::Events { target, .. } | Command::Diagnose { target } | Command::Top { target } => {
+                Some(target)
+            }
+            Command::Quarantine { pod, .. } => Some(pod),
             _ => None,
         }
     }
@@ -149,44 +290,142 @@ impl Command {
         if let Command::Scale { replicas: 0, .. } = self {
             out.push("scale-to-zero");
         }
+        if let Command::Scale { force: true, .. } = self {
+            out.push("force");
+        }
+        if let Command::RestartAll { .. } = self {
+            out.push("all");
+        }
         if self.is_dry_run() {
             out.push("dry-run");
         }
         out
     }
 
-    /// Whether policy and history apply. `help` and `whoami` are answered for
-    /// anyone, still recorded.
+    /// Whether policy applies. `help` and `whoami` are answered for anyone
+    /// (still recorded).
     pub fn needs_authorization(&self) -> bool {
         !matches!(self, Command::Help { .. } | Command::Whoami)
     }
 }
 
+/// Quotes a word for canonical text when it would not survive tokenizing.
+fn quoted(s: &str) -> String {
+    if !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c == '\'' || c == '"' || c == '\\') {
+        return s.to_string();
+    }
+    if !s.contains('\'') {
+        return format!("'{s}'");
+    }
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn duration_text(d: Duration) -> String {
+    quoted(&humantime::format_duration(d).to_string())
+}
+
 impl fmt::Display for Command {
     /// The canonical text of the command: parsing it gives the same command.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dry = |d: &bool| if *d { " --dry-run" } else { "" };
         match self {
             Command::Help { verb: None } => write!(f, "help"),
             Command::Help { verb: Some(v) } => write!(f, "help {v}"),
-            Command::Scale {
-                service,
-                replicas,
-                dry_run,
-            } => {
-                write!(f, "scale {service} {replicas}")?;
-                if *dry_run {
-                    write!(f, " --dry-run")?;
-                }
-                Ok(())
+            Command::Scale { service, replicas, dry_run, force } => {
+                write!(f, "scale {service} {replicas}{}{}", dry(dry_run), if *force { " --force" } else { "" })
             }
-            Command::Restart { service, dry_run } => {
-                write!(f, "restart {service}")?;
-                if *dry_run {
-                    write!(f, " --dry-run")?;
-                }
-                Ok(())
-            }
+            Command::Restart { services, dry_run } => write!(f, "restart {}{}", services.join(" "), dry(dry_run)),
+            Command::RestartAll { namespace, dry_run } => write!(f, "restart --all -n {namespace}{}", dry(dry_run)),
             Command::Status { service } => write!(f, "status {service}"),
+            Command::RolloutStatus { service, wait } => {
+                write!(f, "rollout status {service}")?;
+                if let Some(w) = wait {
+                    write!(f, " --wait {}", duration_text(*w))?;
+                }
+                Ok(())
+            }
+            Command::RolloutHistory { service } => write!(f, "rollout history {service}"),
+            Command::Rollback { service, to_revision, dry_run } => {
+                write!(f, "rollback {service}")?;
+                if let Some(r) = to_revision {
+                    write!(f, " --to-revision {r}")?;
+                }
+                write!(f, "{}", dry(dry_run))
+            }
+            Command::SetImage { service, container, image, dry_run } => match container {
+                Some(c) => write!(f, "set image {service} {c}={image}{}", dry(dry_run)),
+                None => write!(f, "set image {service} {image}{}", dry(dry_run)),
+            },
+            Command::Logs(l) => {
+                write!(f, "logs {}", l.target)?;
+                if let Some(c) = &l.container {
+                    write!(f, " --container {c}")?;
+                }
+                if let Some(t) = l.tail {
+                    write!(f, " --tail {t}")?;
+                }
+                if let Some(s) = l.since {
+                    write!(f, " --since {}", duration_text(s))?;
+                }
+                if l.previous {
+                    write!(f, " --previous")?;
+                }
+                if let Some(g) = &l.grep {
+                    write!(f, " --grep {}", quoted(g))?;
+                }
+                Ok(())
+            }
+            Command::Pods { target } => write!(f, "pods {target}"),
+            Command::Events { target, since } => {
+                write!(f, "events {target}")?;
+                if let Some(s) = since {
+                    write!(f, " --since {}", duration_text(*s))?;
+                }
+                Ok(())
+            }
+            Command::Hpa { service, min, max, dry_run } => {
+                write!(f, "hpa {service}")?;
+                if let Some(m) = min {
+                    write!(f, " --min {m}")?;
+                }
+                if let Some(m) = max {
+                    write!(f, " --max {m}")?;
+                }
+                write!(f, "{}", dry(dry_run))
+            }
+            Command::Health { service } => write!(f, "health {service}"),
+            Command::Diagnose { target } => write!(f, "diagnose {target}"),
+            Command::JobRun { cronjob, name, namespace, dry_run } => {
+                write!(f, "job run {cronjob}")?;
+                if let Some(n) = name {
+                    write!(f, " --name {n}")?;
+                }
+                if let Some(n) = namespace {
+                    write!(f, " -n {n}")?;
+                }
+                write!(f, "{}", dry(dry_run))
+            }
+            Command::Quarantine { pod, on, dry_run } => {
+                write!(f, "{} {pod}{}", if *on { "quarantine" } else { "unquarantine" }, dry(dry_run))
+            }
+            Command::EnvSet { service, vars, container, dry_run } => {
+                write!(f, "env set {service}")?;
+                for (k, v) in vars {
+                    write!(f, " {}", quoted(&format!("{k}={v}")))?;
+                }
+                if let Some(c) = container {
+                    write!(f, " --container {c}")?;
+                }
+                write!(f, "{}", dry(dry_run))
+            }
+            Command::EnvUnset { service, keys, container, dry_run } => {
+                write!(f, "env unset {service} {}", keys.join(" "))?;
+                if let Some(c) = container {
+                    write!(f, " --container {c}")?;
+                }
+                write!(f, "{}", dry(dry_run))
+            }
+            Command::Top { target } => write!(f, "top {target}"),
             Command::History(h) => {
                 write!(f, "history")?;
                 if let Some(u) = &h.user {
@@ -196,12 +435,7 @@ impl fmt::Display for Command {
                     write!(f, " --service {s}")?;
                 }
                 if let Some(d) = h.since {
-                    let d = humantime::format_duration(d).to_string();
-                    if d.contains(' ') {
-                        write!(f, " --since '{d}'")?;
-                    } else {
-                        write!(f, " --since {d}")?;
-                    }
+                    write!(f, " --since {}", duration_text(d))?;
                 }
                 if h.limit != DEFAULT_HISTORY_LIMIT {
                     write!(f, " --limit {}", h.limit)?;
@@ -292,6 +526,11 @@ pub enum ParseError {
     },
     #[error("`can` explains commands, not another `can`")]
     NestedCan,
+    #[error("{message}")]
+    BadValue {
+        verb: &'static VerbSpec,
+        message: String,
+    },
     #[error("unknown service `{service}`{}", did_you_mean(suggestion))]
     UnknownService {
         verb: &'static VerbSpec,
@@ -337,6 +576,7 @@ impl ParseError {
             | BadDuration { verb, .. }
             | BadLimit { verb, .. }
             | BadPrincipal { verb, .. }
+            | BadValue { verb, .. }
             | UnknownService { verb, .. }
             | AboveMaxReplicas { verb, .. }
             | BelowMinReplicas { verb, .. } => Some(verb),
@@ -359,28 +599,25 @@ impl fmt::Display for VerbSpec {
     }
 }
 
-/// Checks a parsed command against the service catalog: the service exists,
-/// and replicas are within its bounds. Pure.
+/// Checks a parsed command against the service catalog: every service, pod
+/// or namespace it names is known, and replicas are within bounds. Pure.
 pub fn validate(command: &Command, catalog: &Catalog) -> Result<(), ParseError> {
     let spec = command.spec();
-    let service = match command {
-        Command::Can { command, .. } => return validate(command, catalog),
-        Command::History(HistoryFilter {
-            service: Some(s), ..
-        }) => s.as_str(),
-        other => match other.service() {
-            Some(s) => s,
-            None => return Ok(()),
-        },
-    };
-    let Some(entry) = catalog.get(service) else {
-        return Err(ParseError::UnknownService {
-            verb: spec,
-            service: service.to_string(),
-            suggestion: closest(service, catalog.names()),
-        });
-    };
-    if let Command::Scale { replicas, .. } = command {
+    if let Command::Can { command, .. } = command {
+        return validate(command, catalog);
+    }
+    if let Command::History(HistoryFilter { service: Some(s), .. }) = command {
+        if catalog.get(s).is_none() {
+            return Err(unknown(spec, s, catalog.names()));
+        }
+        return Ok(());
+    }
+    catalog.scope(command).map_err(|name| {
+        let candidates: Vec<&str> = catalog.names().chain(catalog.namespaces()).collect();
+        unknown(spec, &name, candidates)
+    })?;
+    if let Command::Scale { service, replicas, .. } = command {
+        let entry = catalog.get(service).expect("scope resolved it");
         if *replicas > entry.max_replicas {
             return Err(ParseError::AboveMaxReplicas {
                 verb: spec,
@@ -399,6 +636,14 @@ pub fn validate(command: &Command, catalog: &Catalog) -> Result<(), ParseError> 
         }
     }
     Ok(())
+}
+
+fn unknown<'a>(spec: &'static VerbSpec, name: &str, candidates: impl IntoIterator<Item = &'a str>) -> ParseError {
+    ParseError::UnknownService {
+        verb: spec,
+        service: name.to_string(),
+        suggestion: closest(name, candidates),
+    }
 }
 
 /// The closest candidate to a mistyped word, if one is close enough to be

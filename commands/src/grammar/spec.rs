@@ -12,6 +12,8 @@ pub struct FlagSpec {
     /// `None` for a switch, or the value's placeholder (`DURATION`, `N`).
     pub value: Option<&'static str>,
     pub help: &'static str,
+    /// A one-letter alias (`-n`), if any.
+    pub short: Option<char>,
 }
 
 /// One verb of the command language.
@@ -42,6 +44,9 @@ impl VerbSpec {
             if flag.name == PUBLIC.name {
                 continue;
             }
+            if self.args.contains(&format!("--{}", flag.name)) || (flag.short.is_some() && self.args.contains(" -n ")) {
+                continue;
+            }
             match flag.value {
                 Some(v) => out.push_str(&format!(" [--{} {}]", flag.name, v)),
                 None => out.push_str(&format!(" [--{}]", flag.name)),
@@ -53,18 +58,42 @@ impl VerbSpec {
     pub fn flag(&self, name: &str) -> Option<&'static FlagSpec> {
         self.flags.iter().find(|f| f.name == name)
     }
+
+    pub fn short_flag(&self, c: char) -> Option<&'static FlagSpec> {
+        self.flags.iter().find(|f| f.short == Some(c))
+    }
 }
 
 /// `--public`: post the reply for the whole channel instead of privately.
-pub const PUBLIC: FlagSpec = FlagSpec {
-    name: "public",
-    value: None,
-    help: "show the reply to the whole channel",
-};
-pub const DRY_RUN: FlagSpec = FlagSpec {
-    name: "dry-run",
-    value: None,
-    help: "ask the API server to validate the change without making it",
+pub const PUBLIC: FlagSpec = switch("public", "show the reply to the whole channel");
+pub const DRY_RUN: FlagSpec = switch(
+    "dry-run",
+    "ask the API server to validate the change without making it",
+);
+
+const fn switch(name: &'static str, help: &'static str) -> FlagSpec {
+    FlagSpec {
+        name,
+        value: None,
+        help,
+        short: None,
+    }
+}
+
+const fn valued(name: &'static str, value: &'static str, help: &'static str) -> FlagSpec {
+    FlagSpec {
+        name,
+        value: Some(value),
+        help,
+        short: None,
+    }
+}
+
+const NAMESPACE: FlagSpec = FlagSpec {
+    name: "namespace",
+    value: Some("NAMESPACE"),
+    help: "the namespace",
+    short: Some('n'),
 };
 
 /// Every verb, in the order `help` lists them.
@@ -81,18 +110,27 @@ pub const VERBS: &[VerbSpec] = &[
     VerbSpec {
         name: "scale",
         args: "<service> <replicas>",
-        flags: &[DRY_RUN, PUBLIC],
-        summary: "Set a service's replica count (within the catalog's min and max).",
+        flags: &[
+            DRY_RUN,
+            switch("force", "go above the autoscaler's maximum (needs the `force` permission)"),
+            PUBLIC,
+        ],
+        summary: "Set a service's replica count (within the catalog's bounds and the autoscaler's maximum).",
         example: "scale backend 5",
         policy_verb: "scale",
         mutating: true,
     },
     VerbSpec {
         name: "restart",
-        args: "<service>",
-        flags: &[DRY_RUN, PUBLIC],
-        summary: "Rolling restart of a service, like `kubectl rollout restart`.",
-        example: "restart notification-service",
+        args: "<service>… | --all -n <namespace>",
+        flags: &[
+            switch("all", "every deployment in the namespace given with -n"),
+            NAMESPACE,
+            DRY_RUN,
+            PUBLIC,
+        ],
+        summary: "Rolling restart of one or more services, like `kubectl rollout restart`.",
+        example: "restart backend recurring-task-service",
         policy_verb: "restart",
         mutating: true,
     },
@@ -106,6 +144,174 @@ pub const VERBS: &[VerbSpec] = &[
         mutating: false,
     },
     VerbSpec {
+        name: "rollout status",
+        args: "<service>",
+        flags: &[
+            valued("wait", "DURATION", "follow the rollout until it completes, fails or this time passes (max 30m)"),
+            PUBLIC,
+        ],
+        summary: "kubectl's rollout status; with --wait, follow it to the end.",
+        example: "rollout status backend --wait 5m",
+        policy_verb: "rollout-status",
+        mutating: false,
+    },
+    VerbSpec {
+        name: "rollout history",
+        args: "<service>",
+        flags: &[PUBLIC],
+        summary: "Revisions of a service with change cause, images and age.",
+        example: "rollout history oauth2-server",
+        policy_verb: "rollout-history",
+        mutating: false,
+    },
+    VerbSpec {
+        name: "rollback",
+        args: "<service>",
+        flags: &[
+            valued("to-revision", "N", "the revision to go back to (default: the previous one)"),
+            DRY_RUN,
+            PUBLIC,
+        ],
+        summary: "Roll a service back to a previous revision, exactly like `kubectl rollout undo`.",
+        example: "rollback oauth2-server --to-revision 3",
+        policy_verb: "rollback",
+        mutating: true,
+    },
+    VerbSpec {
+        name: "set image",
+        args: "<service> [<container>=]<image>",
+        flags: &[DRY_RUN, PUBLIC],
+        summary: "Deploy another image (the container name may be omitted when there is one).",
+        example: "set image dev-utilities ghcr.io/example/dev-utilities:2.4.0",
+        policy_verb: "set-image",
+        mutating: true,
+    },
+    VerbSpec {
+        name: "logs",
+        args: "<service|pod>",
+        flags: &[
+            valued("container", "NAME", "the container (default: the one named like the service)"),
+            valued("tail", "N", "last N lines per pod (default 100, max 1000)"),
+            valued("since", "DURATION", "only lines this recent"),
+            switch("previous", "the previous, crashed instance"),
+            valued("grep", "REGEX", "only lines matching (applied after secrets are redacted)"),
+            PUBLIC,
+        ],
+        summary: "Recent logs across a service's pods, each line prefixed by its pod; secrets redacted.",
+        example: "logs backend --since 10m --grep ERROR",
+        policy_verb: "logs",
+        mutating: false,
+    },
+    VerbSpec {
+        name: "pods",
+        args: "<service|namespace>",
+        flags: &[PUBLIC],
+        summary: "kubectl's pod table for a service or a whole namespace.",
+        example: "pods vibe-ensemble",
+        policy_verb: "pods",
+        mutating: false,
+    },
+    VerbSpec {
+        name: "events",
+        args: "<service|namespace>",
+        flags: &[valued("since", "DURATION", "how far back (default 1h)"), PUBLIC],
+        summary: "Recent events, warnings first, newest first.",
+        example: "events oauth2-server --since 30m",
+        policy_verb: "events",
+        mutating: false,
+    },
+    VerbSpec {
+        name: "hpa",
+        args: "<service>",
+        flags: &[
+            valued("min", "N", "set the autoscaler's minimum replicas"),
+            valued("max", "N", "set the autoscaler's maximum replicas"),
+            DRY_RUN,
+            PUBLIC,
+        ],
+        summary: "Show a service's autoscaler, or change its bounds with --min/--max.",
+        example: "hpa oauth2-server --min 3 --max 10",
+        policy_verb: "hpa",
+        mutating: false,
+    },
+    VerbSpec {
+        name: "health",
+        args: "<service>",
+        flags: &[PUBLIC],
+        summary: "Probe the service's health URLs: status, latency and dependencies.",
+        example: "health brownie-metadata-api",
+        policy_verb: "health",
+        mutating: false,
+    },
+    VerbSpec {
+        name: "diagnose",
+        args: "<service|pod>",
+        flags: &[PUBLIC],
+        summary: "Why pods are not running: a verdict, container states, warnings, crash logs.",
+        example: "diagnose oauth2-server",
+        policy_verb: "diagnose",
+        mutating: false,
+    },
+    VerbSpec {
+        name: "job run",
+        args: "<cronjob>",
+        flags: &[
+            valued("name", "NAME", "the Job's name (default: <cronjob>-manual-<time>)"),
+            NAMESPACE,
+            DRY_RUN,
+            PUBLIC,
+        ],
+        summary: "Run a CronJob now, like `kubectl create job --from=cronjob/…`, and report progress.",
+        example: "job run postgres-backup -n vibe-ensemble",
+        policy_verb: "job-run",
+        mutating: true,
+    },
+    VerbSpec {
+        name: "quarantine",
+        args: "<pod>",
+        flags: &[DRY_RUN, PUBLIC],
+        summary: "Label a pod quarantine=true so it leaves its Service's endpoints (kept for forensics).",
+        example: "quarantine vibe-ensemble-server-7d4b9c-x2x9k",
+        policy_verb: "quarantine",
+        mutating: true,
+    },
+    VerbSpec {
+        name: "unquarantine",
+        args: "<pod>",
+        flags: &[DRY_RUN, PUBLIC],
+        summary: "Remove the quarantine label from a pod.",
+        example: "unquarantine vibe-ensemble-server-7d4b9c-x2x9k",
+        policy_verb: "quarantine",
+        mutating: true,
+    },
+    VerbSpec {
+        name: "env set",
+        args: "<service> KEY=VALUE…",
+        flags: &[valued("container", "NAME", "the container (default: the one named like the service)"), DRY_RUN, PUBLIC],
+        summary: "Set environment variables (a rolling restart follows); secrets are refused.",
+        example: "env set backend DB_POOL_SIZE=30 DB_MAX_OVERFLOW=20",
+        policy_verb: "env",
+        mutating: true,
+    },
+    VerbSpec {
+        name: "env unset",
+        args: "<service> KEY…",
+        flags: &[valued("container", "NAME", "the container (default: the one named like the service)"), DRY_RUN, PUBLIC],
+        summary: "Remove environment variables (a rolling restart follows).",
+        example: "env unset backend DB_MAX_OVERFLOW",
+        policy_verb: "env",
+        mutating: true,
+    },
+    VerbSpec {
+        name: "top",
+        args: "<service|namespace>",
+        flags: &[PUBLIC],
+        summary: "CPU and memory per pod, from metrics-server.",
+        example: "top oauth2-server",
+        policy_verb: "top",
+        mutating: false,
+    },
+    VerbSpec {
         name: "history",
         args: "",
         flags: &[
@@ -113,21 +319,25 @@ pub const VERBS: &[VerbSpec] = &[
                 name: "user",
                 value: Some("PRINCIPAL"),
                 help: "only this principal's commands",
+                short: None,
             },
             FlagSpec {
                 name: "service",
                 value: Some("SERVICE"),
                 help: "only commands on this service",
+                short: None,
             },
             FlagSpec {
                 name: "since",
                 value: Some("DURATION"),
                 help: "only this recent (humantime: 2h, 1d 6h)",
+                short: None,
             },
             FlagSpec {
                 name: "limit",
                 value: Some("N"),
                 help: "at most N rows (1-100, default 20)",
+                short: None,
             },
             PUBLIC,
         ],
@@ -201,8 +411,9 @@ pub fn policy_verbs() -> Vec<&'static str> {
 }
 
 /// Permissions that are not commands of their own: `force` lets a scale go
-/// past an autoscaler's maximum.
-pub const EXTRA_POLICY_VERBS: &[&str] = &["force"];
+/// past an autoscaler's maximum; `hpa-set` changes autoscaler bounds (`hpa`
+/// alone only reads).
+pub const EXTRA_POLICY_VERBS: &[&str] = &["force", "hpa-set"];
 
 /// The command reference in Markdown, as the README holds it.
 pub fn reference_markdown() -> String {

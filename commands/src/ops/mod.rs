@@ -6,10 +6,20 @@
 //! a Kubernetes API request. This is the only part of the crate doing IO.
 
 mod clusters;
+pub mod diagnose;
+pub mod env;
 mod error;
+pub mod health;
+pub mod hpa;
+pub mod jobs;
+pub mod logs;
+pub mod pod_label;
 pub mod restart;
+pub mod rollout;
 pub mod scale;
 pub mod status;
+pub mod top;
+pub mod workloads;
 
 use std::time::Duration;
 

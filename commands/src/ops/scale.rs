@@ -26,16 +26,28 @@ pub struct ScaleOutcome {
 }
 
 /// Scales the deployment. The write names the resourceVersion it read, so
-/// `before` is exact; on a conflict it reads again and retries once.
+/// `before` is exact; on a conflict it reads again and retries once. Above an
+/// autoscaler's maximum it refuses unless `force`.
 pub async fn scale(
     client: &kube::Client,
     target: DeploymentRef<'_>,
     replicas: u32,
     dry_run: bool,
+    force: bool,
 ) -> Result<ScaleOutcome, OpsError> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), target.namespace);
     let what = target.to_string();
     let hpa = find_hpa(client, target).await?;
+    if let Some(h) = &hpa {
+        if replicas as i32 > h.max && !force {
+            return Err(OpsError::Refused {
+                message: format!(
+                    "{what} is managed by HorizontalPodAutoscaler {} ({}–{} replicas); {replicas} is above its maximum and it would scale back down. Raise the maximum with `hpa {} --max {replicas}`, or add --force",
+                    h.name, h.min, h.max, target.name
+                ),
+            });
+        }
+    }
     let params = if dry_run {
         PatchParams::default().dry_run()
     } else {

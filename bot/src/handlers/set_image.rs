@@ -1,0 +1,46 @@
+//! `set image`: deploy another image, old → new, with the undo.
+
+use oncall_commands::ops::{rollout, DeploymentRef};
+use oncall_commands::ServiceEntry;
+
+use crate::reply::{Outcome, Reply};
+use crate::router::{Actor, Handled};
+
+pub async fn run(client: &kube::Client, entry: &ServiceEntry, container: Option<&str>, image: &str, dry_run: bool, actor: &Actor) -> Handled {
+    let target = DeploymentRef { namespace: &entry.namespace, name: entry.deployment() };
+    let name = &entry.name;
+    let cause = format!("oncall set image {name} {}{image} by {}", container.map(|c| format!("{c}=")).unwrap_or_default(), actor.principal);
+    match rollout::set_image(client, target, container, image, &cause, dry_run).await {
+        Ok(out) if out.before == out.after => Handled::ok(
+            Reply::new(Outcome::Info, format!("{name} already runs {image}")).text("Nothing was changed."),
+            "unchanged",
+        ),
+        Ok(out) => {
+            let title = if dry_run {
+                format!("Dry run: {name} would run {}", out.after)
+            } else {
+                format!("Deploying {} to {name}", out.after)
+            };
+            let mut reply = Reply::new(Outcome::Done, title).text(format!(
+                "{actor} {} container {} of deployment/{} in namespace {}: {} → {}.",
+                if dry_run { "would change" } else { "changed" },
+                out.container,
+                entry.deployment(),
+                entry.namespace,
+                out.before,
+                out.after
+            ));
+            if dry_run {
+                reply = reply.text("Nothing was changed (server-side dry run).");
+            } else {
+                let mut fields = vec![("Follow".into(), format!("/oncall rollout status {name} --wait 5m"))];
+                if let Some(r) = out.revision_before {
+                    fields.push(("Undo".into(), format!("/oncall rollback {name} --to-revision {r}")));
+                }
+                reply = reply.fields(fields);
+            }
+            Handled::ok(reply, format!("{}: {} → {}{}", out.container, out.before, out.after, if dry_run { " (dry run)" } else { "" }))
+        }
+        Err(e) => Handled::failed(format!("Could not set the image of {name}"), e),
+    }
+}
