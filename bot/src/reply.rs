@@ -276,9 +276,19 @@ pub fn clip_tail(lines: &[String]) -> (String, Option<String>) {
         kept.push(line);
     }
     kept.reverse();
-    let body = kept.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n");
+    let body = kept
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
     let cut = lines.len() - kept.len();
-    let note = (cut > 0).then(|| format!("✂️ showing the last {} of {} lines ({cut} older lines cut to fit chat)", kept.len(), lines.len()));
+    let note = (cut > 0).then(|| {
+        format!(
+            "✂️ showing the last {} of {} lines ({cut} older lines cut to fit chat)",
+            kept.len(),
+            lines.len()
+        )
+    });
     (body, note)
 }
 
@@ -295,7 +305,12 @@ pub fn clip_head(table_text: &str) -> (String, Option<String>) {
         kept.push(*line);
     }
     let cut = lines.len() - kept.len();
-    let note = (cut > 0).then(|| format!("✂️ {cut} more rows not shown (of {})", lines.len().saturating_sub(1)));
+    let note = (cut > 0).then(|| {
+        format!(
+            "✂️ {cut} more rows not shown (of {})",
+            lines.len().saturating_sub(1)
+        )
+    });
     (kept.join("\n"), note)
 }
 
@@ -309,13 +324,19 @@ mod tests {
         let (body, note) = clip_tail(&lines);
         assert_eq!(body.lines().count(), MAX_BLOCK_LINES);
         assert!(body.ends_with("line 99"));
-        assert_eq!(note.unwrap(), "✂️ showing the last 60 of 100 lines (40 older lines cut to fit chat)");
+        assert_eq!(
+            note.unwrap(),
+            "✂️ showing the last 60 of 100 lines (40 older lines cut to fit chat)"
+        );
         let (body, note) = clip_tail(&lines[..3]);
         assert_eq!((body.as_str(), note), ("line 0\nline 1\nline 2", None));
         let long: Vec<String> = (0..10).map(|_| "x".repeat(1000)).collect();
         let (body, _) = clip_tail(&long);
         assert!(body.chars().count() <= MAX_BLOCK_CHARS);
-        let table: String = (0..80).map(|i| format!("row {i}")).collect::<Vec<_>>().join("\n");
+        let table: String = (0..80)
+            .map(|i| format!("row {i}"))
+            .collect::<Vec<_>>()
+            .join("\n");
         let (body, note) = clip_head(&table);
         assert!(body.starts_with("row 0"));
         assert_eq!(note.unwrap(), "✂️ 20 more rows not shown (of 79)");

@@ -186,13 +186,29 @@ impl Router {
         Self::with_timing(config, store, clusters, clock, Timing::default())
     }
 
-    pub fn with_timing(config: Config, store: Store, clusters: Clusters, clock: Clock, timing: Timing) -> Self {
+    pub fn with_timing(
+        config: Config,
+        store: Store,
+        clusters: Clusters,
+        clock: Clock,
+        timing: Timing,
+    ) -> Self {
         let catalog = config.catalog();
         let http = reqwest::Client::builder()
             .user_agent(concat!("oncall/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client builds with default settings");
-        Router { inner: Arc::new(Inner { config, catalog, store, clusters, clock, http, timing }) }
+        Router {
+            inner: Arc::new(Inner {
+                config,
+                catalog,
+                store,
+                clusters,
+                clock,
+                http,
+                timing,
+            }),
+        }
     }
 
     pub(crate) fn http(&self) -> &reqwest::Client {
@@ -365,7 +381,8 @@ impl Router {
                     Ok(scope) => scope,
                     Err(handled) => return (handled, none()),
                 };
-                let decision = self.authorize(&inv.principals(), &inv.channel_scope(), command, &scope);
+                let decision =
+                    self.authorize(&inv.principals(), &inv.channel_scope(), command, &scope);
                 let record = DecisionRecord {
                     decision: decision.label().to_string(),
                     rule: Some(decision.reason().rule.clone()),
@@ -373,14 +390,37 @@ impl Router {
                     approval_id: None,
                 };
                 match decision {
-                    Decision::Deny { reason } => (Handled::info(handlers::denied(command, &reason)), record),
-                    Decision::NeedsApproval { rule, approvers, reason } if !command.is_dry_run() => {
-                        let (handled, approval_id) =
-                            handlers::approvals::request(self, inv, command, &rule, &approvers, &reason, invocation_id).await;
-                        (handled, DecisionRecord { approval_id, ..record })
+                    Decision::Deny { reason } => {
+                        (Handled::info(handlers::denied(command, &reason)), record)
+                    }
+                    Decision::NeedsApproval {
+                        rule,
+                        approvers,
+                        reason,
+                    } if !command.is_dry_run() => {
+                        let (handled, approval_id) = handlers::approvals::request(
+                            self,
+                            inv,
+                            command,
+                            &rule,
+                            &approvers,
+                            &reason,
+                            invocation_id,
+                        )
+                        .await;
+                        (
+                            handled,
+                            DecisionRecord {
+                                approval_id,
+                                ..record
+                            },
+                        )
                     }
                     Decision::NeedsApproval { .. } | Decision::Allow { .. } => {
-                        let actor = Actor { principal: inv.principal.clone(), approved_by: None };
+                        let actor = Actor {
+                            principal: inv.principal.clone(),
+                            approved_by: None,
+                        };
                         (self.execute(command, &scope, &actor, inv).await, record)
                     }
                 }
@@ -391,25 +431,49 @@ impl Router {
     /// What a command acts on. Pure catalog resolution, except a CronJob
     /// named without a namespace, which is looked up in the catalog's
     /// namespaces (a read, before any decision to change anything).
+    // The error is the reply to the user, made once per request.
+    #[allow(clippy::result_large_err)]
     pub(crate) async fn resolve_scope(&self, command: &Command) -> Result<Scope<'_>, Handled> {
-        let scope = self
-            .inner
-            .catalog
-            .scope(command)
-            .map_err(|name| Handled::failed("Unknown target", format!("`{name}` is not in the catalog")))?;
-        if let Scope::CronJob { cronjob, namespace: None } = &scope {
-            let namespaces: Vec<String> = self.inner.catalog.namespaces().map(String::from).collect();
+        let scope = self.inner.catalog.scope(command).map_err(|name| {
+            Handled::failed("Unknown target", format!("`{name}` is not in the catalog"))
+        })?;
+        if let Scope::CronJob {
+            cronjob,
+            namespace: None,
+        } = &scope
+        {
+            let namespaces: Vec<String> =
+                self.inner.catalog.namespaces().map(String::from).collect();
             for ns in &namespaces {
                 let client = self.client_for_namespace(ns)?;
-                match oncall_commands::ops::jobs::find_cronjob(&client, cronjob, std::slice::from_ref(ns)).await {
-                    Ok(Some(ns)) => return Ok(Scope::CronJob { cronjob: cronjob.clone(), namespace: Some(ns) }),
+                match oncall_commands::ops::jobs::find_cronjob(
+                    &client,
+                    cronjob,
+                    std::slice::from_ref(ns),
+                )
+                .await
+                {
+                    Ok(Some(ns)) => {
+                        return Ok(Scope::CronJob {
+                            cronjob: cronjob.clone(),
+                            namespace: Some(ns),
+                        })
+                    }
                     Ok(None) => {}
-                    Err(e) => return Err(Handled::failed(format!("Could not look for cronjob/{cronjob}"), e)),
+                    Err(e) => {
+                        return Err(Handled::failed(
+                            format!("Could not look for cronjob/{cronjob}"),
+                            e,
+                        ))
+                    }
                 }
             }
             return Err(Handled::failed(
                 format!("No CronJob `{cronjob}`"),
-                format!("cronjob/{cronjob} is in none of the catalog's namespaces ({})", namespaces.join(", ")),
+                format!(
+                    "cronjob/{cronjob} is in none of the catalog's namespaces ({})",
+                    namespaces.join(", ")
+                ),
             ));
         }
         Ok(scope)
@@ -417,21 +481,37 @@ impl Router {
 
     /// The kube context of the catalog services in a namespace.
     pub(crate) fn context_of_namespace(&self, namespace: &str) -> Option<String> {
-        self.inner.catalog.services().iter().find(|s| s.namespace == namespace).and_then(|s| s.context.clone())
+        self.inner
+            .catalog
+            .services()
+            .iter()
+            .find(|s| s.namespace == namespace)
+            .and_then(|s| s.context.clone())
     }
 
     /// The policy decision for a command on its scope, in a channel. Every
     /// target must be allowed (the first denial decides); if any needs
     /// approval the whole request does. `--force` also needs the `force` verb.
-    pub fn authorize(&self, principals: &[Principal], channel: &str, command: &Command, scope: &Scope<'_>) -> Decision {
+    pub fn authorize(
+        &self,
+        principals: &[Principal],
+        channel: &str,
+        command: &Command,
+        scope: &Scope<'_>,
+    ) -> Decision {
         let conditions = command.conditions();
         let mut verbs = vec![command.policy_verb()];
         if matches!(command, Command::Scale { force: true, .. }) {
             verbs.push("force");
         }
         let namespace_target = |ns: &str| -> Target<'_> {
-            let members: Vec<&ServiceEntry> =
-                self.inner.catalog.services().iter().filter(|s| s.namespace == ns).collect();
+            let members: Vec<&ServiceEntry> = self
+                .inner
+                .catalog
+                .services()
+                .iter()
+                .filter(|s| s.namespace == ns)
+                .collect();
             let environment = members
                 .iter()
                 .filter_map(|s| s.environment.as_deref())
@@ -448,14 +528,25 @@ impl Router {
             Scope::Services(entries) => entries.iter().map(|e| target_of(e)).collect(),
             Scope::Pod { service, .. } => vec![target_of(service)],
             Scope::Namespace { namespace, .. } => vec![namespace_target(namespace)],
-            Scope::CronJob { namespace: Some(ns), .. } => vec![namespace_target(ns)],
-            Scope::CronJob { namespace: None, .. } => vec![Target::default()],
+            Scope::CronJob {
+                namespace: Some(ns),
+                ..
+            } => vec![namespace_target(ns)],
+            Scope::CronJob {
+                namespace: None, ..
+            } => vec![Target::default()],
         };
         let mut allowed: Option<Reason> = None;
         let mut held: Option<Decision> = None;
         for target in &targets {
             for verb in &verbs {
-                let request = Request { principals, channel, verb, target: target.clone(), conditions: &conditions };
+                let request = Request {
+                    principals,
+                    channel,
+                    verb,
+                    target: target.clone(),
+                    conditions: &conditions,
+                };
                 match self.inner.config.policy.evaluate(&request) {
                     d @ Decision::Deny { .. } => return d,
                     d @ Decision::NeedsApproval { .. } => {
@@ -468,17 +559,28 @@ impl Router {
             }
         }
         held.unwrap_or_else(|| Decision::Allow {
-            reason: allowed.unwrap_or_else(|| Reason { rule: "none".into(), explanation: "nothing to decide".into() }),
+            reason: allowed.unwrap_or_else(|| Reason {
+                rule: "none".into(),
+                explanation: "nothing to decide".into(),
+            }),
         })
     }
 
     /// Runs an authorized command on its resolved scope. `actor` is who it
     /// runs for (and who approved it, for approved requests).
-    pub(crate) async fn execute(&self, command: &Command, scope: &Scope<'_>, actor: &Actor, inv: &Invocation) -> Handled {
+    pub(crate) async fn execute(
+        &self,
+        command: &Command,
+        scope: &Scope<'_>,
+        actor: &Actor,
+        inv: &Invocation,
+    ) -> Handled {
         handlers::execute(self, command, scope, actor, inv).await
     }
 
     /// The client for a catalog service.
+    // The error is the reply to the user, made once per request.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn client_for(&self, entry: &ServiceEntry) -> Result<kube::Client, Handled> {
         self.inner
             .clusters
@@ -488,13 +590,20 @@ impl Router {
     }
 
     /// The client for a namespace of the catalog.
+    // The error is the reply to the user, made once per request.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn client_for_namespace(&self, namespace: &str) -> Result<kube::Client, Handled> {
         let context = self.context_of_namespace(namespace);
         self.inner
             .clusters
             .client(context.as_deref())
             .cloned()
-            .map_err(|e| Handled::failed(format!("Cannot reach the cluster of namespace {namespace}"), e))
+            .map_err(|e| {
+                Handled::failed(
+                    format!("Cannot reach the cluster of namespace {namespace}"),
+                    e,
+                )
+            })
     }
 }
 
@@ -506,7 +615,6 @@ fn target_of(e: &ServiceEntry) -> Target<'_> {
         environment: e.environment.as_deref(),
     }
 }
-
 
 /// Who a command runs for.
 #[derive(Debug, Clone)]

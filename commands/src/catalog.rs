@@ -62,7 +62,10 @@ pub enum Scope<'a> {
     /// One or more catalog services.
     Services(Vec<&'a ServiceEntry>),
     /// One pod of a catalog service's deployment.
-    Pod { pod: String, service: &'a ServiceEntry },
+    Pod {
+        pod: String,
+        service: &'a ServiceEntry,
+    },
     /// A namespace that holds catalog services.
     Namespace {
         namespace: String,
@@ -73,7 +76,10 @@ pub enum Scope<'a> {
         context: Option<String>,
     },
     /// A CronJob, in a namespace given or to be found among the catalog's.
-    CronJob { cronjob: String, namespace: Option<String> },
+    CronJob {
+        cronjob: String,
+        namespace: Option<String>,
+    },
 }
 
 /// All services, looked up by name.
@@ -129,7 +135,11 @@ impl Catalog {
 
     /// The scope of a namespace that holds catalog services.
     pub fn namespace_scope(&self, namespace: &str) -> Option<Scope<'_>> {
-        let members: Vec<&ServiceEntry> = self.services.iter().filter(|s| s.namespace == namespace).collect();
+        let members: Vec<&ServiceEntry> = self
+            .services
+            .iter()
+            .filter(|s| s.namespace == namespace)
+            .collect();
         if members.is_empty() {
             return None;
         }
@@ -151,7 +161,10 @@ impl Catalog {
         let service_or_pod = |name: &str| match self.get(name) {
             Some(s) => Ok(Scope::Services(vec![s])),
             None => match self.service_of_pod(name) {
-                Some(s) => Ok(Scope::Pod { pod: name.to_string(), service: s }),
+                Some(s) => Ok(Scope::Pod {
+                    pod: name.to_string(),
+                    service: s,
+                }),
                 None => Err(name.to_string()),
             },
         };
@@ -177,20 +190,34 @@ impl Catalog {
                 }
                 Ok(Scope::Services(entries))
             }
-            C::RestartAll { namespace, .. } => self.namespace_scope(namespace).ok_or_else(|| namespace.clone()),
+            C::RestartAll { namespace, .. } => self
+                .namespace_scope(namespace)
+                .ok_or_else(|| namespace.clone()),
             C::Logs(l) => service_or_pod(&l.target),
             C::Diagnose { target } => service_or_pod(target),
             C::Quarantine { pod, .. } => match self.service_of_pod(pod) {
-                Some(s) => Ok(Scope::Pod { pod: pod.clone(), service: s }),
+                Some(s) => Ok(Scope::Pod {
+                    pod: pod.clone(),
+                    service: s,
+                }),
                 None => Err(pod.clone()),
             },
-            C::Pods { target } | C::Events { target, .. } | C::Top { target } => service_or_namespace(target),
-            C::JobRun { cronjob, namespace, .. } => match namespace {
+            C::Pods { target } | C::Events { target, .. } | C::Top { target } => {
+                service_or_namespace(target)
+            }
+            C::JobRun {
+                cronjob, namespace, ..
+            } => match namespace {
                 Some(ns) if self.namespace_scope(ns).is_none() => Err(ns.clone()),
-                _ => Ok(Scope::CronJob { cronjob: cronjob.clone(), namespace: namespace.clone() }),
+                _ => Ok(Scope::CronJob {
+                    cronjob: cronjob.clone(),
+                    namespace: namespace.clone(),
+                }),
             },
             C::Can { command, .. } => self.scope(command),
-            C::Help { .. } | C::History(_) | C::Whoami | C::Approve { .. } | C::Deny { .. } => Ok(Scope::Nothing),
+            C::Help { .. } | C::History(_) | C::Whoami | C::Approve { .. } | C::Deny { .. } => {
+                Ok(Scope::Nothing)
+            }
         }
     }
 

@@ -13,6 +13,6 @@ pub mod ops;
 pub mod redact;
 pub mod rollout;
 
-pub use catalog::{Catalog, ServiceEntry};
 pub use catalog::Scope;
+pub use catalog::{Catalog, ServiceEntry};
 pub use grammar::{parse, validate, Command, HistoryFilter, LogsRequest, ParseError, Parsed};

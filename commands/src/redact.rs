@@ -71,7 +71,10 @@ pub fn redact_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<String>
             }
             continue;
         }
-        if line.contains("-----BEGIN") && line.contains("PRIVATE KEY-----") && !line.contains("-----END") {
+        if line.contains("-----BEGIN")
+            && line.contains("PRIVATE KEY-----")
+            && !line.contains("-----END")
+        {
             in_key = true;
             let before = line.split("-----BEGIN").next().unwrap_or("");
             out.push(format!("{}[REDACTED PRIVATE KEY]", redact_line(before)));
@@ -90,18 +93,58 @@ mod tests {
     fn each_kind_of_secret_is_masked() {
         let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
         let table = [
-            ("GET /api Authorization: Bearer abc.def-123_XYZ", "Authorization: Bearer [REDACTED]", "abc.def"),
-            (&format!("token {jwt} accepted") as &str, "token [REDACTED JWT] accepted", "eyJzdWIi"),
-            ("connecting to postgres://app:s3cr3t@db:5432/app", "postgres://app:[REDACTED]@db:5432/app", "s3cr3t"),
-            ("login password=hunter2 user=bob", "password=[REDACTED] user=bob", "hunter2"),
+            (
+                "GET /api Authorization: Bearer abc.def-123_XYZ",
+                "Authorization: Bearer [REDACTED]",
+                "abc.def",
+            ),
+            (
+                &format!("token {jwt} accepted") as &str,
+                "token [REDACTED JWT] accepted",
+                "eyJzdWIi",
+            ),
+            (
+                "connecting to postgres://app:s3cr3t@db:5432/app",
+                "postgres://app:[REDACTED]@db:5432/app",
+                "s3cr3t",
+            ),
+            (
+                "login password=hunter2 user=bob",
+                "password=[REDACTED] user=bob",
+                "hunter2",
+            ),
             ("DB_PASSWORD=hunter2", "DB_PASSWORD=[REDACTED]", "hunter2"),
-            ("client_secret: abcdef123", "client_secret: [REDACTED]", "abcdef123"),
-            (r#"{"user":"bob","password":"hunter2"}"#, r#""password":[REDACTED]"#, "hunter2"),
+            (
+                "client_secret: abcdef123",
+                "client_secret: [REDACTED]",
+                "abcdef123",
+            ),
+            (
+                r#"{"user":"bob","password":"hunter2"}"#,
+                r#""password":[REDACTED]"#,
+                "hunter2",
+            ),
             ("secret=xyz&next=1", "secret=[REDACTED]&next=1", "xyz"),
-            ("aws key AKIAIOSFODNN7EXAMPLE used", "aws key [REDACTED AWS KEY] used", "AKIAIOSFODNN7EXAMPLE"),
-            ("aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "aws_secret_access_key=[REDACTED]", "wJalrXUtnFEMI"),
-            ("key: -----BEGIN RSA PRIVATE KEY-----MIIEow-----END RSA PRIVATE KEY-----", "key: [REDACTED PRIVATE KEY]", "MIIEow"),
-            ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "Authorization: Basic [REDACTED]", "dXNlcjpw"),
+            (
+                "aws key AKIAIOSFODNN7EXAMPLE used",
+                "aws key [REDACTED AWS KEY] used",
+                "AKIAIOSFODNN7EXAMPLE",
+            ),
+            (
+                "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                "aws_secret_access_key=[REDACTED]",
+                "wJalrXUtnFEMI",
+            ),
+            (
+                "key: -----BEGIN RSA PRIVATE KEY-----MIIEow-----END RSA PRIVATE KEY-----",
+                "key: [REDACTED PRIVATE KEY]",
+                "MIIEow",
+            ),
+            (
+                "Authorization: Basic dXNlcjpwYXNzd29yZA==",
+                "Authorization: Basic [REDACTED]",
+                "dXNlcjpw",
+            ),
             ("api_key=sk_live_1234", "api_key=[REDACTED]", "sk_live_1234"),
         ];
         for (input, expected, leaked) in table {
@@ -134,6 +177,9 @@ mod tests {
             "key loaded",
         ];
         let out = redact_lines(lines);
-        assert_eq!(out, vec!["loading key", "[REDACTED PRIVATE KEY]", "key loaded"]);
+        assert_eq!(
+            out,
+            vec!["loading key", "[REDACTED PRIVATE KEY]", "key loaded"]
+        );
     }
 }

@@ -97,6 +97,35 @@ fn good_commands_parse_to_typed_commands() {
             },
             false,
         ),
+        ("restart backend recurring-task-service --dry-run", Command::Restart { services: vec!["backend".into(), "recurring-task-service".into()], dry_run: true }, false),
+        ("restart --all -n default", Command::RestartAll { namespace: "default".into(), dry_run: false }, false),
+        ("scale oauth2-server 10 --force", Command::Scale { service: "oauth2-server".into(), replicas: 10, dry_run: false, force: true }, false),
+        ("rollout status backend --wait 5m", Command::RolloutStatus { service: "backend".into(), wait: Some(Duration::from_secs(300)) }, false),
+        ("rollout history oauth2-server", Command::RolloutHistory { service: "oauth2-server".into() }, false),
+        ("rollback oauth2-server", Command::Rollback { service: "oauth2-server".into(), to_revision: None, dry_run: false }, false),
+        ("rollback oauth2-server --to-revision 0", Command::Rollback { service: "oauth2-server".into(), to_revision: None, dry_run: false }, false),
+        ("rollback oauth2-server --to-revision=3 --dry-run", Command::Rollback { service: "oauth2-server".into(), to_revision: Some(3), dry_run: true }, false),
+        ("set image backend backend=ghcr.io/example/todo-backend:1.5.0", Command::SetImage { service: "backend".into(), container: Some("backend".into()), image: "ghcr.io/example/todo-backend:1.5.0".into(), dry_run: false }, false),
+        ("set image oauth2-server registry.local:5000/oauth@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", Command::SetImage { service: "oauth2-server".into(), container: None, image: "registry.local:5000/oauth@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(), dry_run: false }, false),
+        (
+            "logs backend --container daprd --tail 20 --since 10m --previous --grep 'connection refused'",
+            Command::Logs(LogsRequest { target: "backend".into(), container: Some("daprd".into()), tail: Some(20), since: Some(Duration::from_secs(600)), previous: true, grep: Some("connection refused".into()) }),
+            false,
+        ),
+        ("logs backend-7d9f8c6b5d-x2x9k", Command::Logs(LogsRequest { target: "backend-7d9f8c6b5d-x2x9k".into(), container: None, tail: None, since: None, previous: false, grep: None }), false),
+        ("pods default", Command::Pods { target: "default".into() }, false),
+        ("events oauth2-server --since 30m", Command::Events { target: "oauth2-server".into(), since: Some(Duration::from_secs(1800)) }, false),
+        ("hpa oauth2-server", Command::Hpa { service: "oauth2-server".into(), min: None, max: None, dry_run: false }, false),
+        ("hpa oauth2-server --min 3 --max 10", Command::Hpa { service: "oauth2-server".into(), min: Some(3), max: Some(10), dry_run: false }, false),
+        ("health backend", Command::Health { service: "backend".into() }, false),
+        ("diagnose oauth2-server", Command::Diagnose { target: "oauth2-server".into() }, false),
+        ("job run postgres-backup -n default --name manual-backup-20261122", Command::JobRun { cronjob: "postgres-backup".into(), name: Some("manual-backup-20261122".into()), namespace: Some("default".into()), dry_run: false }, false),
+        ("quarantine backend-7d9f8c6b5d-x2x9k", Command::Quarantine { pod: "backend-7d9f8c6b5d-x2x9k".into(), on: true, dry_run: false }, false),
+        ("unquarantine backend-7d9f8c6b5d-x2x9k --dry-run", Command::Quarantine { pod: "backend-7d9f8c6b5d-x2x9k".into(), on: false, dry_run: true }, false),
+        ("env set backend DB_POOL_SIZE=30 DB_MAX_OVERFLOW=20", Command::EnvSet { service: "backend".into(), vars: vec![("DB_POOL_SIZE".into(), "30".into()), ("DB_MAX_OVERFLOW".into(), "20".into())], container: None, dry_run: false }, false),
+        ("env set backend 'GREETING=hello world' --container backend", Command::EnvSet { service: "backend".into(), vars: vec![("GREETING".into(), "hello world".into())], container: Some("backend".into()), dry_run: false }, false),
+        ("env unset backend DB_MAX_OVERFLOW", Command::EnvUnset { service: "backend".into(), keys: vec!["DB_MAX_OVERFLOW".into()], container: None, dry_run: false }, false),
+        ("top oauth2-server", Command::Top { target: "oauth2-server".into() }, false),
         (
             "status oauth2-server --public",
             Command::Status {
@@ -311,34 +340,142 @@ fn bad_input_gets_a_short_message_and_the_right_usage() {
             "usage: /oncall approve",
         ),
         ("help scael", "did you mean `scale`?", "/oncall help"),
-        ("restart --all", "`restart --all` needs the namespace: `-n <namespace>`", "usage: /oncall restart"),
-        ("restart backend --all -n default", "not both", "usage: /oncall restart"),
-        ("restart backend backend", "`backend` is named twice", "usage: /oncall restart"),
-        ("restart backend -x default", "`restart` has no flag `-x`", "usage: /oncall restart"),
-        ("restart --all -n", "`--namespace` needs a value", "usage: /oncall restart"),
-        ("rollout status backend --wait 2h", "`--wait` is at most 30m", "usage: /oncall rollout status"),
+        (
+            "restart --all",
+            "`restart --all` needs the namespace: `-n <namespace>`",
+            "usage: /oncall restart",
+        ),
+        (
+            "restart backend --all -n default",
+            "not both",
+            "usage: /oncall restart",
+        ),
+        (
+            "restart backend backend",
+            "`backend` is named twice",
+            "usage: /oncall restart",
+        ),
+        (
+            "restart backend -x default",
+            "`restart` has no flag `-x`",
+            "usage: /oncall restart",
+        ),
+        (
+            "restart --all -n",
+            "`--namespace` needs a value",
+            "usage: /oncall restart",
+        ),
+        (
+            "rollout status backend --wait 2h",
+            "`--wait` is at most 30m",
+            "usage: /oncall rollout status",
+        ),
         ("rollout", "unknown command `rollout`", "/oncall help"),
-        ("rollback backend --to-revision -1", "must be a revision number", "usage: /oncall rollback"),
-        ("rollback backend --to-revision two", "must be a revision number, not `two`", "usage: /oncall rollback"),
-        ("set image backend", "`set image` needs an image", "usage: /oncall set image"),
-        ("set image backend Foo:1", "`Foo:1` is not a valid image reference", "usage: /oncall set image"),
-        ("set image backend app=", "`` is not a valid image reference: it is empty", "usage: /oncall set image"),
-        ("set image backend nginx:bad tag", "takes no argument `tag`", "usage: /oncall set image"),
-        ("logs backend --tail 0", "`--tail` must be a whole number from 1 to 1000", "usage: /oncall logs"),
-        ("logs backend --grep '(unclosed'", "is not a valid regular expression", "usage: /oncall logs"),
-        ("hpa backend --min 5 --max 2", "`--min 5` is above `--max 2`", "usage: /oncall hpa"),
-        ("hpa backend --min 0", "`--min` must be a whole number from 1", "usage: /oncall hpa"),
-        ("hpa backend --dry-run", "`--dry-run` goes with `--min`/`--max`", "usage: /oncall hpa"),
-        ("env set backend", "`env set` needs at least one KEY=VALUE", "usage: /oncall env set"),
-        ("env set backend POOL", "`POOL` is not KEY=VALUE", "usage: /oncall env set"),
-        ("env set backend 1BAD=2", "`1BAD` is not a valid environment variable name", "usage: /oncall env set"),
-        ("env set backend DB_PASSWORD=hunter2", "`DB_PASSWORD` is named like a secret", "usage: /oncall env set"),
-        ("env set backend DATABASE_URL=postgres://app:pw@db/app", "`DATABASE_URL` has a value that looks like a credential", "usage: /oncall env set"),
-        ("env set backend AUTH=AKIAIOSFODNN7EXAMPLE", "looks like a credential", "usage: /oncall env set"),
-        ("env set backend A=1 A=2", "`A` is set twice", "usage: /oncall env set"),
-        ("env unset backend", "`env unset` needs at least one KEY", "usage: /oncall env unset"),
-        ("job run Backup", "`Backup` is not a valid CronJob name", "usage: /oncall job run"),
-        ("quarantine", "`quarantine` needs a pod", "usage: /oncall quarantine <pod>"),
+        (
+            "rollback backend --to-revision -1",
+            "must be a revision number",
+            "usage: /oncall rollback",
+        ),
+        (
+            "rollback backend --to-revision two",
+            "must be a revision number, not `two`",
+            "usage: /oncall rollback",
+        ),
+        (
+            "set image backend",
+            "`set image` needs an image",
+            "usage: /oncall set image",
+        ),
+        (
+            "set image backend Foo:1",
+            "`Foo:1` is not a valid image reference",
+            "usage: /oncall set image",
+        ),
+        (
+            "set image backend app=",
+            "`` is not a valid image reference: it is empty",
+            "usage: /oncall set image",
+        ),
+        (
+            "set image backend nginx:bad tag",
+            "takes no argument `tag`",
+            "usage: /oncall set image",
+        ),
+        (
+            "logs backend --tail 0",
+            "`--tail` must be a whole number from 1 to 1000",
+            "usage: /oncall logs",
+        ),
+        (
+            "logs backend --grep '(unclosed'",
+            "is not a valid regular expression",
+            "usage: /oncall logs",
+        ),
+        (
+            "hpa backend --min 5 --max 2",
+            "`--min 5` is above `--max 2`",
+            "usage: /oncall hpa",
+        ),
+        (
+            "hpa backend --min 0",
+            "`--min` must be a whole number from 1",
+            "usage: /oncall hpa",
+        ),
+        (
+            "hpa backend --dry-run",
+            "`--dry-run` goes with `--min`/`--max`",
+            "usage: /oncall hpa",
+        ),
+        (
+            "env set backend",
+            "`env set` needs at least one KEY=VALUE",
+            "usage: /oncall env set",
+        ),
+        (
+            "env set backend POOL",
+            "`POOL` is not KEY=VALUE",
+            "usage: /oncall env set",
+        ),
+        (
+            "env set backend 1BAD=2",
+            "`1BAD` is not a valid environment variable name",
+            "usage: /oncall env set",
+        ),
+        (
+            "env set backend DB_PASSWORD=hunter2",
+            "`DB_PASSWORD` is named like a secret",
+            "usage: /oncall env set",
+        ),
+        (
+            "env set backend DATABASE_URL=postgres://app:pw@db/app",
+            "`DATABASE_URL` has a value that looks like a credential",
+            "usage: /oncall env set",
+        ),
+        (
+            "env set backend AUTH=AKIAIOSFODNN7EXAMPLE",
+            "looks like a credential",
+            "usage: /oncall env set",
+        ),
+        (
+            "env set backend A=1 A=2",
+            "`A` is set twice",
+            "usage: /oncall env set",
+        ),
+        (
+            "env unset backend",
+            "`env unset` needs at least one KEY",
+            "usage: /oncall env unset",
+        ),
+        (
+            "job run Backup",
+            "`Backup` is not a valid CronJob name",
+            "usage: /oncall job run",
+        ),
+        (
+            "quarantine",
+            "`quarantine` needs a pod",
+            "usage: /oncall quarantine <pod>",
+        ),
         (
             &long,
             "the command is 1014 characters long; the limit is 1000",
@@ -398,10 +535,16 @@ fn catalog_checks_name_the_reason() {
     }
     // Pods resolve to their deployment's service by Kubernetes' naming.
     let cat = catalog();
-    let scope = cat.scope(&parse("logs backend-7d9f8c6b5d-x2x9k").unwrap().command).unwrap();
-    assert!(matches!(scope, oncall_commands::Scope::Pod { service, .. } if service.name == "backend"));
+    let scope = cat
+        .scope(&parse("logs backend-7d9f8c6b5d-x2x9k").unwrap().command)
+        .unwrap();
+    assert!(
+        matches!(scope, oncall_commands::Scope::Pod { service, .. } if service.name == "backend")
+    );
     let scope = cat.scope(&parse("pods default").unwrap().command).unwrap();
-    assert!(matches!(scope, oncall_commands::Scope::Namespace { ref environment, .. } if environment.as_deref() == Some("production")));
+    assert!(
+        matches!(scope, oncall_commands::Scope::Namespace { ref environment, .. } if environment.as_deref() == Some("production"))
+    );
     // A truly different name gets no misleading suggestion.
     let err = validate(&parse("status zzzzzz").unwrap().command, &catalog()).unwrap_err();
     assert!(!err.to_string().contains("did you mean"), "{err}");
@@ -443,9 +586,24 @@ fn approval_conditions_come_from_the_command() {
     assert!(!parse("hpa backend").unwrap().command.is_mutating());
     assert_eq!(parse("hpa backend").unwrap().command.policy_verb(), "hpa");
     assert!(parse("hpa backend --max 4").unwrap().command.is_mutating());
-    assert_eq!(parse("hpa backend --max 4").unwrap().command.policy_verb(), "hpa-set");
-    assert_eq!(parse("rollout status backend").unwrap().command.policy_verb(), "rollout-status");
-    assert_eq!(parse("scale backend 3 --force").unwrap().command.conditions(), vec!["force"]);
+    assert_eq!(
+        parse("hpa backend --max 4").unwrap().command.policy_verb(),
+        "hpa-set"
+    );
+    assert_eq!(
+        parse("rollout status backend")
+            .unwrap()
+            .command
+            .policy_verb(),
+        "rollout-status"
+    );
+    assert_eq!(
+        parse("scale backend 3 --force")
+            .unwrap()
+            .command
+            .conditions(),
+        vec!["force"]
+    );
 }
 
 #[test]

@@ -39,6 +39,7 @@ async fn scale_reports_before_and_after_and_the_hpa() {
         },
         4,
         false,
+        false,
     )
     .await
     .unwrap();
@@ -135,6 +136,7 @@ async fn failures_are_one_sentence() {
             name: "nope",
         },
         1,
+        false,
         false,
     )
     .await

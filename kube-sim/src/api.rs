@@ -122,7 +122,10 @@ fn route(
     let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
     let ns = t.namespace.clone().unwrap_or_default();
     let mut s = store.lock().expect("store lock");
-    if s.forbidden_methods.iter().any(|m| m.eq_ignore_ascii_case(method.as_str())) {
+    if s.forbidden_methods
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(method.as_str()))
+    {
         return Err(ApiError::forbidden(format!(
             "{} is forbidden: User \"system:serviceaccount:oncall:oncall\" cannot {} resource \"{}\" in API group \"{}\" in the namespace \"{ns}\"",
             t.rt.qualified(),

@@ -610,6 +610,17 @@ fn deployment_status(
         .and_then(|rs| rs["metadata"]["name"].as_str())
         .unwrap_or("")
         .to_string();
+    // The deployment carries its newest ReplicaSet's revision, as the
+    // deployment controller writes it.
+    if let Some(rev) = new_rs.and_then(|rs| rs["metadata"]["annotations"][REVISION].as_str()) {
+        if d["metadata"]["annotations"][REVISION].as_str() != Some(rev) {
+            if !d["metadata"]["annotations"].is_object() {
+                d["metadata"]["annotations"] = json!({});
+            }
+            d["metadata"]["annotations"][REVISION] = json!(rev);
+            store.put_internal(DEPLOYMENTS, &ns, &name, d.clone());
+        }
+    }
 
     let signature = format!(
         "{}/{updated}/{ready}/{total}/{desired}",

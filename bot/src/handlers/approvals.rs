@@ -227,7 +227,9 @@ pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, D
         Err(handled) => return (handled, record(id, "none", None)),
     };
     let channel_scope = format!("{}:{}", row.platform, row.channel);
-    if let Decision::Deny { reason } = router.authorize(&requester_principals, &channel_scope, &command, &scope) {
+    if let Decision::Deny { reason } =
+        router.authorize(&requester_principals, &channel_scope, &command, &scope)
+    {
         return refused(
             id,
             format!("Request {id} can no longer run"),

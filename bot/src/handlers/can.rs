@@ -14,7 +14,9 @@ pub fn run(router: &Router, inv: &Invocation, principal: &str, command: &Command
     };
     let scope = match router.catalog().scope(command) {
         Ok(scope) => scope,
-        Err(name) => return Handled::failed("Unknown target", format!("`{name}` is not in the catalog")),
+        Err(name) => {
+            return Handled::failed("Unknown target", format!("`{name}` is not in the catalog"))
+        }
     };
     let channel = inv.channel_scope();
     let decision = router.authorize(std::slice::from_ref(&principal), &channel, command, &scope);

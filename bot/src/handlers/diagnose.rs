@@ -7,12 +7,24 @@ use oncall_commands::ServiceEntry;
 use crate::reply::{clip_tail, Outcome, Reply};
 use crate::router::Handled;
 
-pub async fn run(client: &kube::Client, entry: &ServiceEntry, pod: Option<&str>, now: jiff::Timestamp) -> Handled {
-    let subject = Subject::Deployment { namespace: &entry.namespace, name: entry.deployment() };
+pub async fn run(
+    client: &kube::Client,
+    entry: &ServiceEntry,
+    pod: Option<&str>,
+    now: jiff::Timestamp,
+) -> Handled {
+    let subject = Subject::Deployment {
+        namespace: &entry.namespace,
+        name: entry.deployment(),
+    };
     let label = pod.unwrap_or(&entry.name).to_string();
     match diagnose(client, subject, pod, now).await {
         Ok(d) => {
-            let outcome = if d.healthy { Outcome::Info } else { Outcome::Failed };
+            let outcome = if d.healthy {
+                Outcome::Info
+            } else {
+                Outcome::Failed
+            };
             let mut reply = Reply::new(outcome, format!("{label}: {}", d.verdict));
             let mut lines: Vec<String> = Vec::new();
             for p in &d.pods {
@@ -28,7 +40,16 @@ pub async fn run(client: &kube::Client, entry: &ServiceEntry, pod: Option<&str>,
                     lines.push(format!("  • {detail}"));
                 }
                 for w in &p.warnings {
-                    lines.push(format!("  ⚠ {}: {}{}", w.reason, w.message, if w.count > 1 { format!(" (x{})", w.count) } else { String::new() }));
+                    lines.push(format!(
+                        "  ⚠ {}: {}{}",
+                        w.reason,
+                        w.message,
+                        if w.count > 1 {
+                            format!(" (x{})", w.count)
+                        } else {
+                            String::new()
+                        }
+                    ));
                 }
                 if !p.crash_logs.is_empty() {
                     lines.push("  last lines before the crash:".into());

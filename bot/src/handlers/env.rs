@@ -15,19 +15,35 @@ pub async fn run(
     dry_run: bool,
     actor: &Actor,
 ) -> Handled {
-    let target = DeploymentRef { namespace: &entry.namespace, name: entry.deployment() };
+    let target = DeploymentRef {
+        namespace: &entry.namespace,
+        name: entry.deployment(),
+    };
     let name = &entry.name;
     match change_env(client, target, container, changes, dry_run).await {
         Ok(out) => {
-            let show = |v: &Option<String>| v.clone().map(|v| format!("{v:?}")).unwrap_or_else(|| "(unset)".into());
-            let lines: Vec<String> = out.changes.iter().map(|c| format!("{}: {} → {}", c.key, show(&c.before), show(&c.after))).collect();
+            let show = |v: &Option<String>| {
+                v.clone()
+                    .map(|v| format!("{v:?}"))
+                    .unwrap_or_else(|| "(unset)".into())
+            };
+            let lines: Vec<String> = out
+                .changes
+                .iter()
+                .map(|c| format!("{}: {} → {}", c.key, show(&c.before), show(&c.after)))
+                .collect();
             // The undo puts back what was there and removes what was new.
             let restore: Vec<String> = out
                 .changes
                 .iter()
                 .filter_map(|c| c.before.as_ref().map(|b| format!("{}={b}", c.key)))
                 .collect();
-            let remove: Vec<&str> = out.changes.iter().filter(|c| c.before.is_none()).map(|c| c.key.as_str()).collect();
+            let remove: Vec<&str> = out
+                .changes
+                .iter()
+                .filter(|c| c.before.is_none())
+                .map(|c| c.key.as_str())
+                .collect();
             let mut undo = Vec::new();
             if !restore.is_empty() {
                 undo.push(format!("/oncall env set {name} {}", restore.join(" ")));
@@ -55,11 +71,21 @@ pub async fn run(
                 reply = reply
                     .text("The pod template changed, so the pods are being replaced one by one.")
                     .fields(vec![
-                        ("Follow".into(), format!("/oncall rollout status {name} --wait 5m")),
+                        (
+                            "Follow".into(),
+                            format!("/oncall rollout status {name} --wait 5m"),
+                        ),
                         ("Undo".into(), undo.join(" then ")),
                     ]);
             }
-            Handled::ok(reply, format!("{}{}", lines.join("; "), if dry_run { " (dry run)" } else { "" }))
+            Handled::ok(
+                reply,
+                format!(
+                    "{}{}",
+                    lines.join("; "),
+                    if dry_run { " (dry run)" } else { "" }
+                ),
+            )
         }
         Err(e) => Handled::failed(format!("Could not change the environment of {name}"), e),
     }

@@ -20,7 +20,11 @@ pub async fn run(http: &reqwest::Client, entry: &ServiceEntry) -> Handled {
         .iter()
         .map(|p| {
             vec![
-                if p.healthy() { "✓".into() } else { "✗".into() },
+                if p.healthy() {
+                    "✓".into()
+                } else {
+                    "✗".into()
+                },
                 p.url.clone(),
                 p.code.map(|c| c.to_string()).unwrap_or_else(|| "—".into()),
                 format!("{}ms", p.latency_ms),
@@ -31,31 +35,58 @@ pub async fn run(http: &reqwest::Client, entry: &ServiceEntry) -> Handled {
     let mut dependencies = Vec::new();
     for p in &probes {
         for (dep, status) in &p.dependencies {
-            let mark = if p.unhealthy_dependencies().iter().any(|(d, _)| d == dep) { "✗" } else { "✓" };
+            let mark = if p.unhealthy_dependencies().iter().any(|(d, _)| d == dep) {
+                "✗"
+            } else {
+                "✓"
+            };
             dependencies.push((mark, dep.clone(), status.clone()));
         }
     }
     dependencies.sort_by_key(|(mark, dep, _)| (*mark == "✓", dep.clone()));
     let (outcome, title) = if unhealthy == 0 {
-        (Outcome::Info, format!("{name}: healthy ({} checks)", probes.len()))
+        (
+            Outcome::Info,
+            format!("{name}: healthy ({} checks)", probes.len()),
+        )
     } else {
         let first_bad = probes
             .iter()
             .find(|p| !p.healthy())
             .map(|p| {
-                let deps: Vec<String> = p.unhealthy_dependencies().iter().map(|(d, s)| format!("{d} {s}")).collect();
+                let deps: Vec<String> = p
+                    .unhealthy_dependencies()
+                    .iter()
+                    .map(|(d, s)| format!("{d} {s}"))
+                    .collect();
                 if !deps.is_empty() {
                     deps.join(", ")
                 } else {
-                    p.error.clone().or(p.status.clone()).or(p.code.map(|c| format!("HTTP {c}"))).unwrap_or_default()
+                    p.error
+                        .clone()
+                        .or(p.status.clone())
+                        .or(p.code.map(|c| format!("HTTP {c}")))
+                        .unwrap_or_default()
                 }
             })
             .unwrap_or_default();
-        (Outcome::Failed, format!("{name}: {unhealthy} of {} checks unhealthy — {first_bad}", probes.len()))
+        (
+            Outcome::Failed,
+            format!(
+                "{name}: {unhealthy} of {} checks unhealthy — {first_bad}",
+                probes.len()
+            ),
+        )
     };
-    let mut reply = Reply::new(outcome, title).code(None, table(&["", "URL", "CODE", "LATENCY", "STATUS"], &rows, 80));
+    let mut reply = Reply::new(outcome, title).code(
+        None,
+        table(&["", "URL", "CODE", "LATENCY", "STATUS"], &rows, 80),
+    );
     if !dependencies.is_empty() {
-        let lines: Vec<String> = dependencies.iter().map(|(m, d, s)| format!("{m} {d}: {s}")).collect();
+        let lines: Vec<String> = dependencies
+            .iter()
+            .map(|(m, d, s)| format!("{m} {d}: {s}"))
+            .collect();
         reply = reply.code(Some("Dependencies"), lines.join("\n"));
     }
     let mut handled = Handled::info(reply);

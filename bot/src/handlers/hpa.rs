@@ -6,20 +6,40 @@ use oncall_commands::ServiceEntry;
 use crate::reply::{Outcome, Reply};
 use crate::router::{Actor, Handled};
 
-pub async fn run(client: &kube::Client, entry: &ServiceEntry, min: Option<u32>, max: Option<u32>, dry_run: bool, actor: &Actor) -> Handled {
-    let target = DeploymentRef { namespace: &entry.namespace, name: entry.deployment() };
+pub async fn run(
+    client: &kube::Client,
+    entry: &ServiceEntry,
+    min: Option<u32>,
+    max: Option<u32>,
+    dry_run: bool,
+    actor: &Actor,
+) -> Handled {
+    let target = DeploymentRef {
+        namespace: &entry.namespace,
+        name: entry.deployment(),
+    };
     let name = &entry.name;
     if min.is_none() && max.is_none() {
         return match hpa::show(client, target).await {
             Ok(r) => {
                 let mut fields = vec![
                     ("Autoscaler".into(), r.name.clone()),
-                    ("Replicas".into(), format!("{} current · {} desired · {}–{} allowed", r.current, r.desired, r.min, r.max)),
+                    (
+                        "Replicas".into(),
+                        format!(
+                            "{} current · {} desired · {}–{} allowed",
+                            r.current, r.desired, r.min, r.max
+                        ),
+                    ),
                 ];
                 if !r.metrics.is_empty() {
                     fields.push(("Metrics (current / target)".into(), r.metrics.join(", ")));
                 }
-                let mut reply = Reply::new(Outcome::Info, format!("{name}: autoscaled {}–{} replicas", r.min, r.max)).fields(fields);
+                let mut reply = Reply::new(
+                    Outcome::Info,
+                    format!("{name}: autoscaled {}–{} replicas", r.min, r.max),
+                )
+                .fields(fields);
                 if !r.conditions.is_empty() {
                     reply = reply.code(Some("Conditions"), r.conditions.join("\n"));
                 }
@@ -48,9 +68,23 @@ pub async fn run(client: &kube::Client, entry: &ServiceEntry, min: Option<u32>, 
             if dry_run {
                 reply = reply.text("Nothing was changed (server-side dry run).");
             } else {
-                reply = reply.fields(vec![("Undo".into(), format!("/oncall hpa {name} --min {} --max {}", b.0, b.1))]);
+                reply = reply.fields(vec![(
+                    "Undo".into(),
+                    format!("/oncall hpa {name} --min {} --max {}", b.0, b.1),
+                )]);
             }
-            Handled::ok(reply, format!("{} {}–{} → {}–{}{}", c.name, b.0, b.1, a.0, a.1, if dry_run { " (dry run)" } else { "" }))
+            Handled::ok(
+                reply,
+                format!(
+                    "{} {}–{} → {}–{}{}",
+                    c.name,
+                    b.0,
+                    b.1,
+                    a.0,
+                    a.1,
+                    if dry_run { " (dry run)" } else { "" }
+                ),
+            )
         }
         Err(e) => Handled::failed(format!("Could not change the autoscaler of {name}"), e),
     }

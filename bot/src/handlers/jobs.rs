@@ -18,19 +18,35 @@ pub async fn run(
     watch: Duration,
     actor: &Actor,
 ) -> Handled {
-    let job = name.map(String::from).unwrap_or_else(|| default_job_name(cronjob, now));
+    let job = name
+        .map(String::from)
+        .unwrap_or_else(|| default_job_name(cronjob, now));
     match run_from_cronjob(client, namespace, cronjob, &job, dry_run, watch).await {
         Ok(out) => {
             let (title, state) = match &out.state {
-                JobState::DryRun => (format!("Dry run: job/{job} would be created from cronjob/{cronjob}"), "dry run".to_string()),
+                JobState::DryRun => (
+                    format!("Dry run: job/{job} would be created from cronjob/{cronjob}"),
+                    "dry run".to_string(),
+                ),
                 JobState::Complete { seconds } => (
                     format!("job/{job} completed"),
-                    seconds.map(|s| format!("complete in {s}s")).unwrap_or_else(|| "complete".into()),
+                    seconds
+                        .map(|s| format!("complete in {s}s"))
+                        .unwrap_or_else(|| "complete".into()),
                 ),
-                JobState::Running { active } => (format!("job/{job} started"), format!("running ({active} active pod(s))")),
-                JobState::Failed { reason } => (format!("job/{job} failed"), format!("failed: {reason}")),
+                JobState::Running { active } => (
+                    format!("job/{job} started"),
+                    format!("running ({active} active pod(s))"),
+                ),
+                JobState::Failed { reason } => {
+                    (format!("job/{job} failed"), format!("failed: {reason}"))
+                }
             };
-            let outcome = if matches!(out.state, JobState::Failed { .. }) { Outcome::Failed } else { Outcome::Done };
+            let outcome = if matches!(out.state, JobState::Failed { .. }) {
+                Outcome::Failed
+            } else {
+                Outcome::Done
+            };
             let mut reply = Reply::new(outcome, title)
                 .text(format!(
                     "{actor} {} job/{job} in namespace {namespace} from cronjob/{cronjob}, like `kubectl create job --from=cronjob/{cronjob}`.",
@@ -40,7 +56,9 @@ pub async fn run(
             if dry_run {
                 reply = reply.text("Nothing was changed (server-side dry run).");
             } else if matches!(out.state, JobState::Running { .. }) {
-                reply = reply.text(format!("It is still running; check with `/oncall events {namespace}`."));
+                reply = reply.text(format!(
+                    "It is still running; check with `/oncall events {namespace}`."
+                ));
             }
             let mut handled = Handled::ok(reply, format!("job/{job}: {state}"));
             if let JobState::Failed { reason } = out.state {

@@ -7,8 +7,16 @@ use oncall_commands::{LogsRequest, ServiceEntry};
 use crate::reply::{clip_tail, Outcome, Reply};
 use crate::router::Handled;
 
-pub async fn run(client: &kube::Client, entry: &ServiceEntry, pod: Option<&str>, request: &LogsRequest) -> Handled {
-    let target = DeploymentRef { namespace: &entry.namespace, name: entry.deployment() };
+pub async fn run(
+    client: &kube::Client,
+    entry: &ServiceEntry,
+    pod: Option<&str>,
+    request: &LogsRequest,
+) -> Handled {
+    let target = DeploymentRef {
+        namespace: &entry.namespace,
+        name: entry.deployment(),
+    };
     let query = LogsQuery {
         pod,
         container: request.container.as_deref(),
@@ -20,10 +28,19 @@ pub async fn run(client: &kube::Client, entry: &ServiceEntry, pod: Option<&str>,
     let subject = pod.map(String::from).unwrap_or_else(|| entry.name.clone());
     match logs(client, target, &query).await {
         Ok(out) => {
-            let what = if request.previous { "previous instance logs" } else { "logs" };
+            let what = if request.previous {
+                "previous instance logs"
+            } else {
+                "logs"
+            };
             let mut reply = Reply::new(
                 Outcome::Info,
-                format!("{subject}: {} {what} lines from {} pod(s), container {}", out.lines.len(), out.pods, out.container),
+                format!(
+                    "{subject}: {} {what} lines from {} pod(s), container {}",
+                    out.lines.len(),
+                    out.pods,
+                    out.container
+                ),
             );
             if out.lines.is_empty() {
                 reply = reply.text("No lines matched.");
@@ -40,7 +57,8 @@ pub async fn run(client: &kube::Client, entry: &ServiceEntry, pod: Option<&str>,
             for note in &out.notes {
                 reply = reply.text(format!("ℹ️ {note}"));
             }
-            reply = reply.text("Secrets (tokens, passwords, keys) are redacted before anything is shown.");
+            reply = reply
+                .text("Secrets (tokens, passwords, keys) are redacted before anything is shown.");
             Handled::info(reply)
         }
         Err(e) => Handled::failed(format!("Could not read the logs of {subject}"), e),

@@ -38,7 +38,13 @@ pub fn denied(command: &Command, reason: &Reason) -> Reply {
 }
 
 /// Runs an authorized command on its resolved scope.
-pub async fn execute(router: &Router, command: &Command, scope: &Scope<'_>, actor: &Actor, inv: &Invocation) -> Handled {
+pub async fn execute(
+    router: &Router,
+    command: &Command,
+    scope: &Scope<'_>,
+    actor: &Actor,
+    inv: &Invocation,
+) -> Handled {
     let now = router.clock().now();
     // Most commands act on one service (or one of its pods).
     let single: Option<&ServiceEntry> = match scope {
@@ -50,59 +56,175 @@ pub async fn execute(router: &Router, command: &Command, scope: &Scope<'_>, acto
         Scope::Pod { pod, .. } => Some(pod.as_str()),
         _ => None,
     };
-    let client = |entry: &ServiceEntry| router.client_for(entry);
     macro_rules! with_client {
         ($entry:expr, |$c:ident| $body:expr) => {{
-            match client($entry) {
+            match router.client_for($entry) {
                 Ok($c) => $body,
                 Err(handled) => handled,
             }
         }};
     }
     match (command, single) {
-        (Command::Scale { replicas, dry_run, force, .. }, Some(e)) => {
-            with_client!(e, |c| scale::run(&c, e, *replicas, *dry_run, *force, actor).await)
+        (
+            Command::Scale {
+                replicas,
+                dry_run,
+                force,
+                ..
+            },
+            Some(e),
+        ) => {
+            with_client!(e, |c| scale::run(&c, e, *replicas, *dry_run, *force, actor)
+                .await)
         }
         (Command::Restart { dry_run, .. }, _) => {
-            let Scope::Services(entries) = scope else { return mismatch() };
+            let Scope::Services(entries) = scope else {
+                return mismatch();
+            };
             restart::run_many(router, entries, now, *dry_run, actor).await
         }
-        (Command::RestartAll { namespace, dry_run }, _) => restart::run_all(router, namespace, now, *dry_run, actor).await,
+        (Command::RestartAll { namespace, dry_run }, _) => {
+            restart::run_all(router, namespace, now, *dry_run, actor).await
+        }
         (Command::Status { .. }, Some(e)) => with_client!(e, |c| status::run(&c, e, now).await),
         (Command::RolloutStatus { wait, .. }, Some(e)) => {
-            with_client!(e, |c| rollout::status(&c, e, *wait, router.timing().rollout_poll).await)
+            with_client!(e, |c| rollout::status(
+                &c,
+                e,
+                *wait,
+                router.timing().rollout_poll
+            )
+            .await)
         }
-        (Command::RolloutHistory { .. }, Some(e)) => with_client!(e, |c| rollout::history(&c, e, now).await),
-        (Command::Rollback { to_revision, dry_run, .. }, Some(e)) => {
-            with_client!(e, |c| rollback::run(&c, e, *to_revision, *dry_run, actor).await)
+        (Command::RolloutHistory { .. }, Some(e)) => {
+            with_client!(e, |c| rollout::history(&c, e, now).await)
         }
-        (Command::SetImage { container, image, dry_run, .. }, Some(e)) => {
-            with_client!(e, |c| set_image::run(&c, e, container.as_deref(), image, *dry_run, actor).await)
+        (
+            Command::Rollback {
+                to_revision,
+                dry_run,
+                ..
+            },
+            Some(e),
+        ) => {
+            with_client!(e, |c| rollback::run(&c, e, *to_revision, *dry_run, actor)
+                .await)
         }
-        (Command::Logs(request), Some(e)) => with_client!(e, |c| logs::run(&c, e, pod, request).await),
+        (
+            Command::SetImage {
+                container,
+                image,
+                dry_run,
+                ..
+            },
+            Some(e),
+        ) => {
+            with_client!(e, |c| set_image::run(
+                &c,
+                e,
+                container.as_deref(),
+                image,
+                *dry_run,
+                actor
+            )
+            .await)
+        }
+        (Command::Logs(request), Some(e)) => {
+            with_client!(e, |c| logs::run(&c, e, pod, request).await)
+        }
         (Command::Pods { .. }, _) => pods::pods(router, scope, now).await,
         (Command::Events { since, .. }, _) => pods::events(router, scope, *since, now).await,
-        (Command::Hpa { min, max, dry_run, .. }, Some(e)) => with_client!(e, |c| hpa::run(&c, e, *min, *max, *dry_run, actor).await),
+        (
+            Command::Hpa {
+                min, max, dry_run, ..
+            },
+            Some(e),
+        ) => with_client!(e, |c| hpa::run(&c, e, *min, *max, *dry_run, actor).await),
         (Command::Health { .. }, Some(e)) => health::run(router.http(), e).await,
-        (Command::Diagnose { .. }, Some(e)) => with_client!(e, |c| diagnose::run(&c, e, pod, now).await),
-        (Command::JobRun { cronjob, name, dry_run, .. }, _) => {
-            let Scope::CronJob { namespace: Some(ns), .. } = scope else { return mismatch() };
+        (Command::Diagnose { .. }, Some(e)) => {
+            with_client!(e, |c| diagnose::run(&c, e, pod, now).await)
+        }
+        (
+            Command::JobRun {
+                cronjob,
+                name,
+                dry_run,
+                ..
+            },
+            _,
+        ) => {
+            let Scope::CronJob {
+                namespace: Some(ns),
+                ..
+            } = scope
+            else {
+                return mismatch();
+            };
             match router.client_for_namespace(ns) {
-                Ok(c) => jobs::run(&c, ns, cronjob, name.as_deref(), now, *dry_run, router.timing().job_watch, actor).await,
+                Ok(c) => {
+                    jobs::run(
+                        &c,
+                        ns,
+                        cronjob,
+                        name.as_deref(),
+                        now,
+                        *dry_run,
+                        router.timing().job_watch,
+                        actor,
+                    )
+                    .await
+                }
                 Err(handled) => handled,
             }
         }
         (Command::Quarantine { on, dry_run, .. }, Some(e)) => {
             let Some(pod) = pod else { return mismatch() };
-            with_client!(e, |c| quarantine::run(&c, e, pod, *on, *dry_run, actor).await)
+            with_client!(e, |c| quarantine::run(&c, e, pod, *on, *dry_run, actor)
+                .await)
         }
-        (Command::EnvSet { vars, container, dry_run, .. }, Some(e)) => {
-            let changes: Vec<(String, Option<String>)> = vars.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
-            with_client!(e, |c| env::run(&c, e, container.as_deref(), &changes, *dry_run, actor).await)
+        (
+            Command::EnvSet {
+                vars,
+                container,
+                dry_run,
+                ..
+            },
+            Some(e),
+        ) => {
+            let changes: Vec<(String, Option<String>)> = vars
+                .iter()
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .collect();
+            with_client!(e, |c| env::run(
+                &c,
+                e,
+                container.as_deref(),
+                &changes,
+                *dry_run,
+                actor
+            )
+            .await)
         }
-        (Command::EnvUnset { keys, container, dry_run, .. }, Some(e)) => {
-            let changes: Vec<(String, Option<String>)> = keys.iter().map(|k| (k.clone(), None)).collect();
-            with_client!(e, |c| env::run(&c, e, container.as_deref(), &changes, *dry_run, actor).await)
+        (
+            Command::EnvUnset {
+                keys,
+                container,
+                dry_run,
+                ..
+            },
+            Some(e),
+        ) => {
+            let changes: Vec<(String, Option<String>)> =
+                keys.iter().map(|k| (k.clone(), None)).collect();
+            with_client!(e, |c| env::run(
+                &c,
+                e,
+                container.as_deref(),
+                &changes,
+                *dry_run,
+                actor
+            )
+            .await)
         }
         (Command::Top { .. }, _) => top::run(router, scope).await,
         (Command::History(filter), _) => history::run(router, filter).await,
@@ -114,7 +236,10 @@ pub async fn execute(router: &Router, command: &Command, scope: &Scope<'_>, acto
 }
 
 fn mismatch() -> Handled {
-    Handled::failed("Cannot run this here", "the command's target did not resolve as expected")
+    Handled::failed(
+        "Cannot run this here",
+        "the command's target did not resolve as expected",
+    )
 }
 
 /// A `before → after` line for lists.

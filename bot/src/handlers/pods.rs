@@ -13,18 +13,31 @@ fn subject<'a>(scope: &'a Scope<'_>) -> Option<(Subject<'a>, String)> {
     match scope {
         Scope::Services(entries) if entries.len() == 1 => {
             let e = entries[0];
-            Some((Subject::Deployment { namespace: &e.namespace, name: e.deployment() }, e.name.clone()))
+            Some((
+                Subject::Deployment {
+                    namespace: &e.namespace,
+                    name: e.deployment(),
+                },
+                e.name.clone(),
+            ))
         }
-        Scope::Namespace { namespace, .. } => Some((Subject::Namespace(namespace), format!("namespace {namespace}"))),
+        Scope::Namespace { namespace, .. } => Some((
+            Subject::Namespace(namespace),
+            format!("namespace {namespace}"),
+        )),
         _ => None,
     }
 }
 
+#[allow(clippy::result_large_err)] // the error is the reply
 fn client(router: &Router, scope: &Scope<'_>) -> Result<kube::Client, Handled> {
     match scope {
         Scope::Services(entries) if entries.len() == 1 => router.client_for(entries[0]),
         Scope::Namespace { namespace, .. } => router.client_for_namespace(namespace),
-        _ => Err(Handled::failed("Cannot run this here", "expected a service or a namespace")),
+        _ => Err(Handled::failed(
+            "Cannot run this here",
+            "expected a service or a namespace",
+        )),
     }
 }
 
@@ -33,17 +46,42 @@ pub async fn pods(router: &Router, scope: &Scope<'_>, now: jiff::Timestamp) -> H
         return Handled::failed("Cannot run this here", "expected a service or a namespace");
     };
     match workloads::pods(&c, subject, now).await {
-        Ok(rows) if rows.is_empty() => Handled::info(Reply::new(Outcome::Info, format!("{label}: no pods"))),
+        Ok(rows) if rows.is_empty() => {
+            Handled::info(Reply::new(Outcome::Info, format!("{label}: no pods")))
+        }
         Ok(rows) => {
-            let not_running = rows.iter().filter(|r| r.status != "Running" && r.status != "Completed").count();
+            let not_running = rows
+                .iter()
+                .filter(|r| r.status != "Running" && r.status != "Completed")
+                .count();
             let cells: Vec<Vec<String>> = rows
                 .iter()
-                .map(|p| vec![p.name.clone(), p.ready.clone(), p.status.clone(), p.restarts.clone(), p.age.clone()])
+                .map(|p| {
+                    vec![
+                        p.name.clone(),
+                        p.ready.clone(),
+                        p.status.clone(),
+                        p.restarts.clone(),
+                        p.age.clone(),
+                    ]
+                })
                 .collect();
-            let (body, note) = clip_head(&table(&["NAME", "READY", "STATUS", "RESTARTS", "AGE"], &cells, 63));
+            let (body, note) = clip_head(&table(
+                &["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+                &cells,
+                63,
+            ));
             let mut reply = Reply::new(
                 Outcome::Info,
-                format!("{label}: {} pods{}", rows.len(), if not_running > 0 { format!(", {not_running} not running") } else { String::new() }),
+                format!(
+                    "{label}: {} pods{}",
+                    rows.len(),
+                    if not_running > 0 {
+                        format!(", {not_running} not running")
+                    } else {
+                        String::new()
+                    }
+                ),
             )
             .code(None, body);
             if let Some(n) = note {
@@ -55,33 +93,56 @@ pub async fn pods(router: &Router, scope: &Scope<'_>, now: jiff::Timestamp) -> H
     }
 }
 
-pub async fn events(router: &Router, scope: &Scope<'_>, since: Option<Duration>, now: jiff::Timestamp) -> Handled {
+pub async fn events(
+    router: &Router,
+    scope: &Scope<'_>,
+    since: Option<Duration>,
+    now: jiff::Timestamp,
+) -> Handled {
     let (Some((subject, label)), Ok(c)) = (subject(scope), client(router, scope)) else {
         return Handled::failed("Cannot run this here", "expected a service or a namespace");
     };
     let since = since.unwrap_or(Duration::from_secs(3600));
     match workloads::events(&c, subject, since, now).await {
-        Ok(rows) if rows.is_empty() => Handled::info(
-            Reply::new(Outcome::Info, format!("{label}: no events in the last {}", humantime::format_duration(since))),
-        ),
+        Ok(rows) if rows.is_empty() => Handled::info(Reply::new(
+            Outcome::Info,
+            format!(
+                "{label}: no events in the last {}",
+                humantime::format_duration(since)
+            ),
+        )),
         Ok(rows) => {
             let warnings = rows.iter().filter(|r| r.is_warning()).count();
             let cells: Vec<Vec<String>> = rows
                 .iter()
                 .map(|e| {
                     vec![
-                        e.last_seen.map(|t| human_duration(now.duration_since(t))).unwrap_or_else(|| "?".into()),
+                        e.last_seen
+                            .map(|t| human_duration(now.duration_since(t)))
+                            .unwrap_or_else(|| "?".into()),
                         e.kind.clone(),
                         e.reason.clone(),
                         e.object.clone(),
-                        if e.count > 1 { format!("{} (x{})", e.message, e.count) } else { e.message.clone() },
+                        if e.count > 1 {
+                            format!("{} (x{})", e.message, e.count)
+                        } else {
+                            e.message.clone()
+                        },
                     ]
                 })
                 .collect();
-            let (body, note) = clip_head(&table(&["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], &cells, 100));
+            let (body, note) = clip_head(&table(
+                &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+                &cells,
+                100,
+            ));
             let mut reply = Reply::new(
                 Outcome::Info,
-                format!("{label}: {} events, {warnings} warnings, last {}", rows.len(), humantime::format_duration(since)),
+                format!(
+                    "{label}: {} events, {warnings} warnings, last {}",
+                    rows.len(),
+                    humantime::format_duration(since)
+                ),
             )
             .code(None, body);
             if let Some(n) = note {

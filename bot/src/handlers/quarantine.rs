@@ -6,10 +6,21 @@ use oncall_commands::ServiceEntry;
 use crate::reply::{Outcome, Reply};
 use crate::router::{Actor, Handled};
 
-pub async fn run(client: &kube::Client, entry: &ServiceEntry, pod: &str, on: bool, dry_run: bool, actor: &Actor) -> Handled {
+pub async fn run(
+    client: &kube::Client,
+    entry: &ServiceEntry,
+    pod: &str,
+    on: bool,
+    dry_run: bool,
+    actor: &Actor,
+) -> Handled {
     match set_quarantine(client, &entry.namespace, pod, on, dry_run).await {
         Ok(out) => {
-            let show = |v: &Option<String>| v.as_ref().map(|v| format!("quarantine={v}")).unwrap_or_else(|| "no quarantine label".into());
+            let show = |v: &Option<String>| {
+                v.as_ref()
+                    .map(|v| format!("quarantine={v}"))
+                    .unwrap_or_else(|| "no quarantine label".into())
+            };
             let (title, undo, why) = if on {
                 (
                     format!("{}Quarantined {pod}", if dry_run { "Dry run: " } else { "" }),
@@ -18,7 +29,10 @@ pub async fn run(client: &kube::Client, entry: &ServiceEntry, pod: &str, on: boo
                 )
             } else {
                 (
-                    format!("{}Released {pod} from quarantine", if dry_run { "Dry run: " } else { "" }),
+                    format!(
+                        "{}Released {pod} from quarantine",
+                        if dry_run { "Dry run: " } else { "" }
+                    ),
                     format!("/oncall quarantine {pod}"),
                     "It can receive traffic again.",
                 )
@@ -26,7 +40,11 @@ pub async fn run(client: &kube::Client, entry: &ServiceEntry, pod: &str, on: boo
             let mut reply = Reply::new(Outcome::Done, title)
                 .text(format!(
                     "{actor} {} pod {pod} ({} in namespace {}): {} → {}.",
-                    if dry_run { "would relabel" } else { "relabelled" },
+                    if dry_run {
+                        "would relabel"
+                    } else {
+                        "relabelled"
+                    },
                     entry.name,
                     entry.namespace,
                     show(&out.before),
@@ -38,7 +56,10 @@ pub async fn run(client: &kube::Client, entry: &ServiceEntry, pod: &str, on: boo
             } else {
                 reply = reply.fields(vec![("Undo".into(), undo)]);
             }
-            Handled::ok(reply, format!("{pod}: {} → {}", show(&out.before), show(&out.after)))
+            Handled::ok(
+                reply,
+                format!("{pod}: {} → {}", show(&out.before), show(&out.after)),
+            )
         }
         Err(e) => Handled::failed(format!("Could not relabel {pod}"), e),
     }

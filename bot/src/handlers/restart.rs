@@ -11,8 +11,17 @@ use crate::reply::{table, Outcome, Reply};
 use crate::router::{Actor, Handled, Router};
 
 /// One service, as before.
-pub async fn run(client: &kube::Client, entry: &ServiceEntry, now: jiff::Timestamp, dry_run: bool, actor: &Actor) -> Handled {
-    let target = DeploymentRef { namespace: &entry.namespace, name: entry.deployment() };
+pub async fn run(
+    client: &kube::Client,
+    entry: &ServiceEntry,
+    now: jiff::Timestamp,
+    dry_run: bool,
+    actor: &Actor,
+) -> Handled {
+    let target = DeploymentRef {
+        namespace: &entry.namespace,
+        name: entry.deployment(),
+    };
     match restart::restart(client, target, now, dry_run).await {
         Ok(out) => {
             let name = &entry.name;
@@ -40,7 +49,11 @@ pub async fn run(client: &kube::Client, entry: &ServiceEntry, now: jiff::Timesta
                         ("Undo".into(), "nothing to undo: a restart changes no configuration".into()),
                     ])
             };
-            let summary = format!("{name} restartedAt {}{}", out.restarted_at, if out.dry_run { " (dry run)" } else { "" });
+            let summary = format!(
+                "{name} restartedAt {}{}",
+                out.restarted_at,
+                if out.dry_run { " (dry run)" } else { "" }
+            );
             Handled::ok(reply, summary)
         }
         Err(e) => Handled::failed(format!("Could not restart {}", entry.name), e),
@@ -48,7 +61,13 @@ pub async fn run(client: &kube::Client, entry: &ServiceEntry, now: jiff::Timesta
 }
 
 /// Several services: each is restarted; the reply lists every result.
-pub async fn run_many(router: &Router, entries: &[&ServiceEntry], now: jiff::Timestamp, dry_run: bool, actor: &Actor) -> Handled {
+pub async fn run_many(
+    router: &Router,
+    entries: &[&ServiceEntry],
+    now: jiff::Timestamp,
+    dry_run: bool,
+    actor: &Actor,
+) -> Handled {
     if let [one] = entries {
         return match router.client_for(one) {
             Ok(c) => run(&c, one, now, dry_run, actor).await,
@@ -58,19 +77,38 @@ pub async fn run_many(router: &Router, entries: &[&ServiceEntry], now: jiff::Tim
     let mut results: Vec<(String, String, String, Result<(), String>)> = Vec::new();
     for entry in entries {
         let outcome = match router.client_for(entry) {
-            Ok(c) => restart::restart(&c, DeploymentRef { namespace: &entry.namespace, name: entry.deployment() }, now, dry_run)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+            Ok(c) => restart::restart(
+                &c,
+                DeploymentRef {
+                    namespace: &entry.namespace,
+                    name: entry.deployment(),
+                },
+                now,
+                dry_run,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
             Err(h) => Err(h.error.unwrap_or_default()),
         };
-        results.push((entry.name.clone(), entry.namespace.clone(), entry.deployment().to_string(), outcome));
+        results.push((
+            entry.name.clone(),
+            entry.namespace.clone(),
+            entry.deployment().to_string(),
+            outcome,
+        ));
     }
     summarize(results, dry_run, actor, "the named services")
 }
 
 /// Every deployment in a namespace (paused ones are skipped and said so).
-pub async fn run_all(router: &Router, namespace: &str, now: jiff::Timestamp, dry_run: bool, actor: &Actor) -> Handled {
+pub async fn run_all(
+    router: &Router,
+    namespace: &str,
+    now: jiff::Timestamp,
+    dry_run: bool,
+    actor: &Actor,
+) -> Handled {
     let client = match router.client_for_namespace(namespace) {
         Ok(c) => c,
         Err(handled) => return handled,
@@ -78,24 +116,50 @@ pub async fn run_all(router: &Router, namespace: &str, now: jiff::Timestamp, dry
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let list = match api.list(&ListParams::default()).await {
         Ok(l) => l,
-        Err(e) => return Handled::failed(format!("Could not list deployments in {namespace}"), OpsError::from_kube(&format!("deployments in namespace {namespace}"), e)),
+        Err(e) => {
+            return Handled::failed(
+                format!("Could not list deployments in {namespace}"),
+                OpsError::from_kube(&format!("deployments in namespace {namespace}"), e),
+            )
+        }
     };
     let mut results = Vec::new();
     for d in list.items {
         let name = d.metadata.name.clone().unwrap_or_default();
-        let outcome = restart::restart(&client, DeploymentRef { namespace, name: &name }, now, dry_run)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string());
+        let outcome = restart::restart(
+            &client,
+            DeploymentRef {
+                namespace,
+                name: &name,
+            },
+            now,
+            dry_run,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
         results.push((name.clone(), namespace.to_string(), name, outcome));
     }
     if results.is_empty() {
-        return Handled::info(Reply::new(Outcome::Info, format!("No deployments in namespace {namespace}")));
+        return Handled::info(Reply::new(
+            Outcome::Info,
+            format!("No deployments in namespace {namespace}"),
+        ));
     }
-    summarize(results, dry_run, actor, &format!("every deployment in namespace {namespace}"))
+    summarize(
+        results,
+        dry_run,
+        actor,
+        &format!("every deployment in namespace {namespace}"),
+    )
 }
 
-fn summarize(results: Vec<(String, String, String, Result<(), String>)>, dry_run: bool, actor: &Actor, what: &str) -> Handled {
+fn summarize(
+    results: Vec<(String, String, String, Result<(), String>)>,
+    dry_run: bool,
+    actor: &Actor,
+    what: &str,
+) -> Handled {
     let ok = results.iter().filter(|r| r.3.is_ok()).count();
     let total = results.len();
     let rows: Vec<Vec<String>> = results
@@ -112,10 +176,25 @@ fn summarize(results: Vec<(String, String, String, Result<(), String>)>, dry_run
             ]
         })
         .collect();
-    let verb = if dry_run { "Dry run: would restart" } else { "Restarting" };
-    let outcome = if ok == total { Outcome::Done } else { Outcome::Failed };
+    let verb = if dry_run {
+        "Dry run: would restart"
+    } else {
+        "Restarting"
+    };
+    let outcome = if ok == total {
+        Outcome::Done
+    } else {
+        Outcome::Failed
+    };
     let mut reply = Reply::new(outcome, format!("{verb} {ok} of {total} services"))
-        .text(format!("{actor} {} {what}.", if dry_run { "would restart" } else { "restarted" }))
+        .text(format!(
+            "{actor} {} {what}.",
+            if dry_run {
+                "would restart"
+            } else {
+                "restarted"
+            }
+        ))
         .code(None, table(&["SERVICE", "NAMESPACE", "RESULT"], &rows, 120));
     if dry_run {
         reply = reply.text("Nothing was changed (server-side dry run).");
@@ -123,8 +202,15 @@ fn summarize(results: Vec<(String, String, String, Result<(), String>)>, dry_run
         reply = reply.text("Follow each with `/oncall rollout status <service> --wait 5m`. Nothing to undo: a restart changes no configuration.");
     }
     let names: Vec<&str> = results.iter().map(|r| r.0.as_str()).collect();
-    let summary = format!("{ok}/{total} restarted: {}{}", names.join(", "), if dry_run { " (dry run)" } else { "" });
-    let errors: Vec<String> = results.iter().filter_map(|r| r.3.as_ref().err().map(|e| format!("{}: {e}", r.0))).collect();
+    let summary = format!(
+        "{ok}/{total} restarted: {}{}",
+        names.join(", "),
+        if dry_run { " (dry run)" } else { "" }
+    );
+    let errors: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.3.as_ref().err().map(|e| format!("{}: {e}", r.0)))
+        .collect();
     Handled {
         reply,
         summary: Some(summary),

@@ -7,14 +7,24 @@ use super::arrow;
 use crate::reply::{Outcome, Reply};
 use crate::router::{Actor, Handled};
 
-pub async fn run(client: &kube::Client, entry: &ServiceEntry, to_revision: Option<u32>, dry_run: bool, actor: &Actor) -> Handled {
-    let target = DeploymentRef { namespace: &entry.namespace, name: entry.deployment() };
+pub async fn run(
+    client: &kube::Client,
+    entry: &ServiceEntry,
+    to_revision: Option<u32>,
+    dry_run: bool,
+    actor: &Actor,
+) -> Handled {
+    let target = DeploymentRef {
+        namespace: &entry.namespace,
+        name: entry.deployment(),
+    };
     let name = &entry.name;
     match rollout::rollback(client, target, to_revision, dry_run).await {
         Ok(out) => {
             if let Some(skipped) = &out.skipped {
                 return Handled::ok(
-                    Reply::new(Outcome::Info, format!("{name}: nothing to roll back")).text(format!("{skipped}. Nothing was changed.")),
+                    Reply::new(Outcome::Info, format!("{name}: nothing to roll back"))
+                        .text(format!("{skipped}. Nothing was changed.")),
                     skipped.clone(),
                 );
             }
@@ -22,13 +32,31 @@ pub async fn run(client: &kube::Client, entry: &ServiceEntry, to_revision: Optio
                 .images_before
                 .iter()
                 .zip(out.images_after.iter())
-                .map(|(b, a)| if b == a { format!("{b} (unchanged)") } else { arrow(b, a) })
+                .map(|(b, a)| {
+                    if b == a {
+                        format!("{b} (unchanged)")
+                    } else {
+                        arrow(b, a)
+                    }
+                })
                 .collect();
-            let from = out.from_revision.map(|r| r.to_string()).unwrap_or_else(|| "?".into());
+            let from = out
+                .from_revision
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "?".into());
             let mut reply = if dry_run {
-                Reply::new(Outcome::Done, format!("Dry run: {name} would roll back to revision {}", out.to_revision))
+                Reply::new(
+                    Outcome::Done,
+                    format!(
+                        "Dry run: {name} would roll back to revision {}",
+                        out.to_revision
+                    ),
+                )
             } else {
-                Reply::new(Outcome::Done, format!("Rolled back {name} to revision {}", out.to_revision))
+                Reply::new(
+                    Outcome::Done,
+                    format!("Rolled back {name} to revision {}", out.to_revision),
+                )
             };
             reply = reply
                 .text(format!(
@@ -42,13 +70,23 @@ pub async fn run(client: &kube::Client, entry: &ServiceEntry, to_revision: Optio
             if dry_run {
                 reply = reply.text("Nothing was changed (server-side dry run).");
             } else {
-                let mut fields = vec![("Follow".into(), format!("/oncall rollout status {name} --wait 5m"))];
+                let mut fields = vec![(
+                    "Follow".into(),
+                    format!("/oncall rollout status {name} --wait 5m"),
+                )];
                 if let Some(r) = out.from_revision {
-                    fields.push(("Undo".into(), format!("/oncall rollback {name} --to-revision {r}")));
+                    fields.push((
+                        "Undo".into(),
+                        format!("/oncall rollback {name} --to-revision {r}"),
+                    ));
                 }
                 reply = reply.fields(fields);
             }
-            let summary = format!("{name} revision {from} → template of {}{}", out.to_revision, if dry_run { " (dry run)" } else { "" });
+            let summary = format!(
+                "{name} revision {from} → template of {}{}",
+                out.to_revision,
+                if dry_run { " (dry run)" } else { "" }
+            );
             Handled::ok(reply, summary)
         }
         Err(e) => Handled::failed(format!("Could not roll back {name}"), e),

@@ -9,31 +9,57 @@ use oncall_commands::ServiceEntry;
 use crate::reply::{clip_head, table, Outcome, Reply};
 use crate::router::Handled;
 
-pub async fn status(client: &kube::Client, entry: &ServiceEntry, wait: Option<Duration>, poll: Duration) -> Handled {
-    let target = DeploymentRef { namespace: &entry.namespace, name: entry.deployment() };
+pub async fn status(
+    client: &kube::Client,
+    entry: &ServiceEntry,
+    wait: Option<Duration>,
+    poll: Duration,
+) -> Handled {
+    let target = DeploymentRef {
+        namespace: &entry.namespace,
+        name: entry.deployment(),
+    };
     let timeout = wait.unwrap_or(Duration::ZERO);
     match rollout::wait(client, target, timeout, poll, |_| {}).await {
         Ok(out) => {
             let (outcome, title) = match (&out.last.state, out.timed_out, wait.is_some()) {
-                (RolloutState::Complete, _, _) => (Outcome::Info, format!("{}: rolled out", entry.name)),
-                (RolloutState::Failed, _, _) => (Outcome::Failed, format!("{}: rollout failed", entry.name)),
-                (_, true, true) => (Outcome::Failed, format!("{}: still rolling out after {}", entry.name, humantime::format_duration(timeout))),
+                (RolloutState::Complete, _, _) => {
+                    (Outcome::Info, format!("{}: rolled out", entry.name))
+                }
+                (RolloutState::Failed, _, _) => {
+                    (Outcome::Failed, format!("{}: rollout failed", entry.name))
+                }
+                (_, true, true) => (
+                    Outcome::Failed,
+                    format!(
+                        "{}: still rolling out after {}",
+                        entry.name,
+                        humantime::format_duration(timeout)
+                    ),
+                ),
                 _ => (Outcome::Info, format!("{}: rolling out", entry.name)),
             };
             let mut reply = Reply::new(outcome, title).text(out.last.message.clone());
             if out.progress.len() > 1 {
-                let lines: Vec<String> = out.progress.iter().map(|(s, m)| format!("+{s}s  {m}")).collect();
+                let lines: Vec<String> = out
+                    .progress
+                    .iter()
+                    .map(|(s, m)| format!("+{s}s  {m}"))
+                    .collect();
                 reply = reply.code(Some("Progress"), lines.join("\n"));
             }
             match out.last.state {
                 RolloutState::Failed => {
                     reply = reply.text(format!(
-                        "Find out why with `/oncall diagnose {}`; go back with `/oncall rollback {}`.",
-                        entry.name, entry.name
-                    ))
+                    "Find out why with `/oncall diagnose {}`; go back with `/oncall rollback {}`.",
+                    entry.name, entry.name
+                ))
                 }
                 RolloutState::InProgress | RolloutState::NotObserved if wait.is_none() => {
-                    reply = reply.text(format!("Follow it with `/oncall rollout status {} --wait 5m`.", entry.name))
+                    reply = reply.text(format!(
+                        "Follow it with `/oncall rollout status {} --wait 5m`.",
+                        entry.name
+                    ))
                 }
                 _ => {}
             }
@@ -51,30 +77,53 @@ pub async fn status(client: &kube::Client, entry: &ServiceEntry, wait: Option<Du
 }
 
 pub async fn history(client: &kube::Client, entry: &ServiceEntry, now: jiff::Timestamp) -> Handled {
-    let target = DeploymentRef { namespace: &entry.namespace, name: entry.deployment() };
+    let target = DeploymentRef {
+        namespace: &entry.namespace,
+        name: entry.deployment(),
+    };
     match rollout::history(client, target).await {
-        Ok(revisions) if revisions.is_empty() => Handled::info(Reply::new(Outcome::Info, format!("{}: no rollout history", entry.name))),
+        Ok(revisions) if revisions.is_empty() => Handled::info(Reply::new(
+            Outcome::Info,
+            format!("{}: no rollout history", entry.name),
+        )),
         Ok(revisions) => {
             let rows: Vec<Vec<String>> = revisions
                 .iter()
                 .rev()
                 .map(|r| {
                     vec![
-                        format!("{}{}", r.revision, if r.current { " (current)" } else { "" }),
+                        format!(
+                            "{}{}",
+                            r.revision,
+                            if r.current { " (current)" } else { "" }
+                        ),
                         r.change_cause.clone().unwrap_or_else(|| "<none>".into()),
                         r.images.join(", "),
-                        r.created.map(|t| human_duration(now.duration_since(t))).unwrap_or_default(),
+                        r.created
+                            .map(|t| human_duration(now.duration_since(t)))
+                            .unwrap_or_default(),
                     ]
                 })
                 .collect();
-            let (body, note) = clip_head(&table(&["REVISION", "CHANGE-CAUSE", "IMAGES", "AGE"], &rows, 80));
-            let mut reply = Reply::new(Outcome::Info, format!("{}: {} revisions", entry.name, revisions.len())).code(None, body);
+            let (body, note) = clip_head(&table(
+                &["REVISION", "CHANGE-CAUSE", "IMAGES", "AGE"],
+                &rows,
+                120,
+            ));
+            let mut reply = Reply::new(
+                Outcome::Info,
+                format!("{}: {} revisions", entry.name, revisions.len()),
+            )
+            .code(None, body);
             if let Some(n) = note {
                 reply = reply.text(n);
             }
             let previous = revisions.iter().rev().find(|r| !r.current);
             if let Some(p) = previous {
-                reply = reply.text(format!("Go back with `/oncall rollback {} --to-revision {}`.", entry.name, p.revision));
+                reply = reply.text(format!(
+                    "Go back with `/oncall rollback {} --to-revision {}`.",
+                    entry.name, p.revision
+                ));
             }
             Handled::info(reply)
         }

@@ -6,13 +6,28 @@ use oncall_commands::ServiceEntry;
 use crate::reply::{Outcome, Reply};
 use crate::router::{Actor, Handled};
 
-pub async fn run(client: &kube::Client, entry: &ServiceEntry, container: Option<&str>, image: &str, dry_run: bool, actor: &Actor) -> Handled {
-    let target = DeploymentRef { namespace: &entry.namespace, name: entry.deployment() };
+pub async fn run(
+    client: &kube::Client,
+    entry: &ServiceEntry,
+    container: Option<&str>,
+    image: &str,
+    dry_run: bool,
+    actor: &Actor,
+) -> Handled {
+    let target = DeploymentRef {
+        namespace: &entry.namespace,
+        name: entry.deployment(),
+    };
     let name = &entry.name;
-    let cause = format!("oncall set image {name} {}{image} by {}", container.map(|c| format!("{c}=")).unwrap_or_default(), actor.principal);
+    let cause = format!(
+        "oncall set image {name} {}{image} by {}",
+        container.map(|c| format!("{c}=")).unwrap_or_default(),
+        actor.principal
+    );
     match rollout::set_image(client, target, container, image, &cause, dry_run).await {
         Ok(out) if out.before == out.after => Handled::ok(
-            Reply::new(Outcome::Info, format!("{name} already runs {image}")).text("Nothing was changed."),
+            Reply::new(Outcome::Info, format!("{name} already runs {image}"))
+                .text("Nothing was changed."),
             "unchanged",
         ),
         Ok(out) => {
@@ -33,13 +48,28 @@ pub async fn run(client: &kube::Client, entry: &ServiceEntry, container: Option<
             if dry_run {
                 reply = reply.text("Nothing was changed (server-side dry run).");
             } else {
-                let mut fields = vec![("Follow".into(), format!("/oncall rollout status {name} --wait 5m"))];
+                let mut fields = vec![(
+                    "Follow".into(),
+                    format!("/oncall rollout status {name} --wait 5m"),
+                )];
                 if let Some(r) = out.revision_before {
-                    fields.push(("Undo".into(), format!("/oncall rollback {name} --to-revision {r}")));
+                    fields.push((
+                        "Undo".into(),
+                        format!("/oncall rollback {name} --to-revision {r}"),
+                    ));
                 }
                 reply = reply.fields(fields);
             }
-            Handled::ok(reply, format!("{}: {} → {}{}", out.container, out.before, out.after, if dry_run { " (dry run)" } else { "" }))
+            Handled::ok(
+                reply,
+                format!(
+                    "{}: {} → {}{}",
+                    out.container,
+                    out.before,
+                    out.after,
+                    if dry_run { " (dry run)" } else { "" }
+                ),
+            )
         }
         Err(e) => Handled::failed(format!("Could not set the image of {name}"), e),
     }

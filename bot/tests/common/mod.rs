@@ -89,6 +89,43 @@ impl Harness {
         self.deployment(ns, name).await.metadata.generation.unwrap()
     }
 
+    /// Names of a service's pods (by its `app` label), sorted.
+    pub async fn pods_of(&self, ns: &str, app: &str) -> Vec<String> {
+        let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(self.client.clone(), ns);
+        let mut names: Vec<String> = api
+            .list(&kube::api::ListParams::default().labels(&format!("app={app}")))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Patches a deployment directly (failure injection, test setup).
+    pub async fn patch_deployment(&self, ns: &str, name: &str, patch: serde_json::Value) {
+        Api::<Deployment>::namespaced(self.client.clone(), ns)
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Strategic(patch),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Waits until a deployment's rollout is complete.
+    pub async fn rolled_out(&self, ns: &str, name: &str) {
+        eventually(&format!("{name} rolled out"), async || {
+            let d = self.deployment(ns, name).await;
+            oncall_commands::rollout::RolloutStatus::of(&d).state
+                == oncall_commands::rollout::RolloutState::Complete
+        })
+        .await;
+    }
+
     pub async fn history(&self) -> Vec<oncall::store::InvocationRow> {
         self.router
             .store()

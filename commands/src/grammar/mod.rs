@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use parse::{dns1123_label, dns1123_subdomain, looks_like_secret, parse, valid_image_reference};
+pub use parse::{
+    dns1123_label, dns1123_subdomain, looks_like_secret, parse, valid_image_reference,
+};
 pub use spec::{FlagSpec, VerbSpec, VERBS};
 
 use crate::catalog::Catalog;
@@ -276,9 +278,10 @@ impl Command {
             | Command::EnvUnset { service, .. } => Some(service),
             Command::Restart { services, .. } if services.len() == 1 => Some(&services[0]),
             Command::Logs(l) => Some(&l.target),
-            Command::Pods { target } | Command::Events { target, .. } | Command::Diagnose { target } | Command::Top { target } => {
-                Some(target)
-            }
+            Command::Pods { target }
+            | Command::Events { target, .. }
+            | Command::Diagnose { target }
+            | Command::Top { target } => Some(target),
             Command::Quarantine { pod, .. } => Some(pod),
             _ => None,
         }
@@ -311,7 +314,11 @@ impl Command {
 
 /// Quotes a word for canonical text when it would not survive tokenizing.
 fn quoted(s: &str) -> String {
-    if !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c == '\'' || c == '"' || c == '\\') {
+    if !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c == '\'' || c == '"' || c == '\\')
+    {
         return s.to_string();
     }
     if !s.contains('\'') {
@@ -331,11 +338,25 @@ impl fmt::Display for Command {
         match self {
             Command::Help { verb: None } => write!(f, "help"),
             Command::Help { verb: Some(v) } => write!(f, "help {v}"),
-            Command::Scale { service, replicas, dry_run, force } => {
-                write!(f, "scale {service} {replicas}{}{}", dry(dry_run), if *force { " --force" } else { "" })
+            Command::Scale {
+                service,
+                replicas,
+                dry_run,
+                force,
+            } => {
+                write!(
+                    f,
+                    "scale {service} {replicas}{}{}",
+                    dry(dry_run),
+                    if *force { " --force" } else { "" }
+                )
             }
-            Command::Restart { services, dry_run } => write!(f, "restart {}{}", services.join(" "), dry(dry_run)),
-            Command::RestartAll { namespace, dry_run } => write!(f, "restart --all -n {namespace}{}", dry(dry_run)),
+            Command::Restart { services, dry_run } => {
+                write!(f, "restart {}{}", services.join(" "), dry(dry_run))
+            }
+            Command::RestartAll { namespace, dry_run } => {
+                write!(f, "restart --all -n {namespace}{}", dry(dry_run))
+            }
             Command::Status { service } => write!(f, "status {service}"),
             Command::RolloutStatus { service, wait } => {
                 write!(f, "rollout status {service}")?;
@@ -345,14 +366,23 @@ impl fmt::Display for Command {
                 Ok(())
             }
             Command::RolloutHistory { service } => write!(f, "rollout history {service}"),
-            Command::Rollback { service, to_revision, dry_run } => {
+            Command::Rollback {
+                service,
+                to_revision,
+                dry_run,
+            } => {
                 write!(f, "rollback {service}")?;
                 if let Some(r) = to_revision {
                     write!(f, " --to-revision {r}")?;
                 }
                 write!(f, "{}", dry(dry_run))
             }
-            Command::SetImage { service, container, image, dry_run } => match container {
+            Command::SetImage {
+                service,
+                container,
+                image,
+                dry_run,
+            } => match container {
                 Some(c) => write!(f, "set image {service} {c}={image}{}", dry(dry_run)),
                 None => write!(f, "set image {service} {image}{}", dry(dry_run)),
             },
@@ -383,7 +413,12 @@ impl fmt::Display for Command {
                 }
                 Ok(())
             }
-            Command::Hpa { service, min, max, dry_run } => {
+            Command::Hpa {
+                service,
+                min,
+                max,
+                dry_run,
+            } => {
                 write!(f, "hpa {service}")?;
                 if let Some(m) = min {
                     write!(f, " --min {m}")?;
@@ -395,7 +430,12 @@ impl fmt::Display for Command {
             }
             Command::Health { service } => write!(f, "health {service}"),
             Command::Diagnose { target } => write!(f, "diagnose {target}"),
-            Command::JobRun { cronjob, name, namespace, dry_run } => {
+            Command::JobRun {
+                cronjob,
+                name,
+                namespace,
+                dry_run,
+            } => {
                 write!(f, "job run {cronjob}")?;
                 if let Some(n) = name {
                     write!(f, " --name {n}")?;
@@ -406,9 +446,19 @@ impl fmt::Display for Command {
                 write!(f, "{}", dry(dry_run))
             }
             Command::Quarantine { pod, on, dry_run } => {
-                write!(f, "{} {pod}{}", if *on { "quarantine" } else { "unquarantine" }, dry(dry_run))
+                write!(
+                    f,
+                    "{} {pod}{}",
+                    if *on { "quarantine" } else { "unquarantine" },
+                    dry(dry_run)
+                )
             }
-            Command::EnvSet { service, vars, container, dry_run } => {
+            Command::EnvSet {
+                service,
+                vars,
+                container,
+                dry_run,
+            } => {
                 write!(f, "env set {service}")?;
                 for (k, v) in vars {
                     write!(f, " {}", quoted(&format!("{k}={v}")))?;
@@ -418,7 +468,12 @@ impl fmt::Display for Command {
                 }
                 write!(f, "{}", dry(dry_run))
             }
-            Command::EnvUnset { service, keys, container, dry_run } => {
+            Command::EnvUnset {
+                service,
+                keys,
+                container,
+                dry_run,
+            } => {
                 write!(f, "env unset {service} {}", keys.join(" "))?;
                 if let Some(c) = container {
                     write!(f, " --container {c}")?;
@@ -606,7 +661,10 @@ pub fn validate(command: &Command, catalog: &Catalog) -> Result<(), ParseError> 
     if let Command::Can { command, .. } = command {
         return validate(command, catalog);
     }
-    if let Command::History(HistoryFilter { service: Some(s), .. }) = command {
+    if let Command::History(HistoryFilter {
+        service: Some(s), ..
+    }) = command
+    {
         if catalog.get(s).is_none() {
             return Err(unknown(spec, s, catalog.names()));
         }
@@ -616,7 +674,10 @@ pub fn validate(command: &Command, catalog: &Catalog) -> Result<(), ParseError> 
         let candidates: Vec<&str> = catalog.names().chain(catalog.namespaces()).collect();
         unknown(spec, &name, candidates)
     })?;
-    if let Command::Scale { service, replicas, .. } = command {
+    if let Command::Scale {
+        service, replicas, ..
+    } = command
+    {
         let entry = catalog.get(service).expect("scope resolved it");
         if *replicas > entry.max_replicas {
             return Err(ParseError::AboveMaxReplicas {
@@ -638,7 +699,11 @@ pub fn validate(command: &Command, catalog: &Catalog) -> Result<(), ParseError> 
     Ok(())
 }
 
-fn unknown<'a>(spec: &'static VerbSpec, name: &str, candidates: impl IntoIterator<Item = &'a str>) -> ParseError {
+fn unknown<'a>(
+    spec: &'static VerbSpec,
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> ParseError {
     ParseError::UnknownService {
         verb: spec,
         service: name.to_string(),

@@ -74,7 +74,9 @@ impl Args {
         let mut iter = words.iter().peekable();
         let mut only_positional = false;
         while let Some(word) = iter.next() {
-            let short = word.strip_prefix('-').filter(|rest| rest.len() == 1 && rest.chars().all(|c| c.is_ascii_alphabetic()));
+            let short = word
+                .strip_prefix('-')
+                .filter(|rest| rest.len() == 1 && rest.chars().all(|c| c.is_ascii_alphabetic()));
             if let (false, Some(rest)) = (only_positional, short) {
                 let c = rest.chars().next().unwrap_or('-');
                 let Some(flag) = spec.short_flag(c) else {
@@ -91,7 +93,10 @@ impl Args {
                     }
                 };
                 if flags.insert(flag.name, Some(value)).is_some() {
-                    return Err(ParseError::RepeatedFlag { verb: spec, flag: flag.name });
+                    return Err(ParseError::RepeatedFlag {
+                        verb: spec,
+                        flag: flag.name,
+                    });
                 }
                 continue;
             }
@@ -217,10 +222,16 @@ fn build(spec: &'static VerbSpec, mut args: Args) -> Result<Command, ParseError>
             let dry_run = args.switch("dry-run");
             if args.switch("all") {
                 let Some(ns) = args.value("namespace").map(String::from) else {
-                    return Err(bad(spec, "`restart --all` needs the namespace: `-n <namespace>`"));
+                    return Err(bad(
+                        spec,
+                        "`restart --all` needs the namespace: `-n <namespace>`",
+                    ));
                 };
                 if let Some(extra) = args.positional.front() {
-                    return Err(bad(spec, format!("name services or use --all, not both (`{extra}`)")));
+                    return Err(bad(
+                        spec,
+                        format!("name services or use --all, not both (`{extra}`)"),
+                    ));
                 }
                 Command::RestartAll {
                     namespace: name_in(spec, "namespace", ns)?,
@@ -228,9 +239,15 @@ fn build(spec: &'static VerbSpec, mut args: Args) -> Result<Command, ParseError>
                 }
             } else {
                 if args.value("namespace").is_some() {
-                    return Err(bad(spec, "`-n` goes with `--all`; services are found through the catalog"));
+                    return Err(bad(
+                        spec,
+                        "`-n` goes with `--all`; services are found through the catalog",
+                    ));
                 }
-                let mut services = vec![service_name(spec, args.required("a service (or --all -n <namespace>)")?)?];
+                let mut services = vec![service_name(
+                    spec,
+                    args.required("a service (or --all -n <namespace>)")?,
+                )?];
                 while let Some(next) = args.optional() {
                     let next = service_name(spec, next)?;
                     if services.contains(&next) {
@@ -250,7 +267,13 @@ fn build(spec: &'static VerbSpec, mut args: Args) -> Result<Command, ParseError>
                 Some(w) => {
                     let d = duration(spec, w)?;
                     if d > MAX_WAIT {
-                        return Err(bad(spec, format!("`--wait` is at most {}", humantime::format_duration(MAX_WAIT))));
+                        return Err(bad(
+                            spec,
+                            format!(
+                                "`--wait` is at most {}",
+                                humantime::format_duration(MAX_WAIT)
+                            ),
+                        ));
                     }
                     Some(d)
                 }
@@ -266,7 +289,12 @@ fn build(spec: &'static VerbSpec, mut args: Args) -> Result<Command, ParseError>
             let to_revision = match args.value("to-revision") {
                 Some(r) => match r.parse::<u32>() {
                     Ok(n) => Some(n),
-                    Err(_) => return Err(bad(spec, format!("`--to-revision` must be a revision number, not `{r}`"))),
+                    Err(_) => {
+                        return Err(bad(
+                            spec,
+                            format!("`--to-revision` must be a revision number, not `{r}`"),
+                        ))
+                    }
                 },
                 None => None,
             };
@@ -280,11 +308,17 @@ fn build(spec: &'static VerbSpec, mut args: Args) -> Result<Command, ParseError>
             let service = service_name(spec, args.required("a service and an image")?)?;
             let reference = args.required("an image, optionally as <container>=<image>")?;
             let (container, image) = match reference.split_once('=') {
-                Some((c, i)) => (Some(name_in(spec, "container name", c.to_string())?), i.to_string()),
+                Some((c, i)) => (
+                    Some(name_in(spec, "container name", c.to_string())?),
+                    i.to_string(),
+                ),
                 None => (None, reference),
             };
             if let Err(why) = valid_image_reference(&image) {
-                return Err(bad(spec, format!("`{image}` is not a valid image reference: {why}")));
+                return Err(bad(
+                    spec,
+                    format!("`{image}` is not a valid image reference: {why}"),
+                ));
             }
             Command::SetImage {
                 service,
@@ -298,7 +332,14 @@ fn build(spec: &'static VerbSpec, mut args: Args) -> Result<Command, ParseError>
             let tail = match args.value("tail") {
                 Some(t) => match t.parse::<u32>() {
                     Ok(n) if (1..=MAX_TAIL).contains(&n) => Some(n),
-                    _ => return Err(bad(spec, format!("`--tail` must be a whole number from 1 to {MAX_TAIL}, not `{t}`"))),
+                    _ => {
+                        return Err(bad(
+                            spec,
+                            format!(
+                                "`--tail` must be a whole number from 1 to {MAX_TAIL}, not `{t}`"
+                            ),
+                        ))
+                    }
                 },
                 None => None,
             };
@@ -311,7 +352,10 @@ fn build(spec: &'static VerbSpec, mut args: Args) -> Result<Command, ParseError>
                     if let Err(e) = regex::RegexBuilder::new(g).size_limit(1 << 16).build() {
                         let why = e.to_string();
                         let why = why.lines().last().unwrap_or("invalid").trim().to_string();
-                        return Err(bad(spec, format!("`--grep {g}` is not a valid regular expression ({why})")));
+                        return Err(bad(
+                            spec,
+                            format!("`--grep {g}` is not a valid regular expression ({why})"),
+                        ));
                     }
                     Some(g.to_string())
                 }
@@ -363,7 +407,12 @@ fn build(spec: &'static VerbSpec, mut args: Args) -> Result<Command, ParseError>
             if dry_run && min.is_none() && max.is_none() {
                 return Err(bad(spec, "`--dry-run` goes with `--min`/`--max`"));
             }
-            Command::Hpa { service, min, max, dry_run }
+            Command::Hpa {
+                service,
+                min,
+                max,
+                dry_run,
+            }
         }
         "health" => Command::Health {
             service: service_name(spec, args.required("a service")?)?,
@@ -410,7 +459,10 @@ fn build(spec: &'static VerbSpec, mut args: Args) -> Result<Command, ParseError>
                 vars.push((key.to_string(), value.to_string()));
             }
             if vars.is_empty() {
-                return Err(ParseError::MissingArgument { verb: spec, what: "at least one KEY=VALUE" });
+                return Err(ParseError::MissingArgument {
+                    verb: spec,
+                    what: "at least one KEY=VALUE",
+                });
             }
             Command::EnvSet {
                 service,
@@ -432,7 +484,10 @@ fn build(spec: &'static VerbSpec, mut args: Args) -> Result<Command, ParseError>
                 }
             }
             if keys.is_empty() {
-                return Err(ParseError::MissingArgument { verb: spec, what: "at least one KEY" });
+                return Err(ParseError::MissingArgument {
+                    verb: spec,
+                    what: "at least one KEY",
+                });
             }
             Command::EnvUnset {
                 service,
@@ -541,10 +596,19 @@ fn bad(spec: &'static VerbSpec, message: impl Into<String>) -> ParseError {
 }
 
 /// A Kubernetes object name that must be a DNS-1123 label.
-fn name_in(spec: &'static VerbSpec, what: &'static str, value: String) -> Result<String, ParseError> {
+fn name_in(
+    spec: &'static VerbSpec,
+    what: &'static str,
+    value: String,
+) -> Result<String, ParseError> {
     match dns1123_label(&value) {
         Ok(()) => Ok(value),
-        Err(why) => Err(ParseError::BadName { verb: spec, what, value, why }),
+        Err(why) => Err(ParseError::BadName {
+            verb: spec,
+            what,
+            value,
+            why,
+        }),
     }
 }
 
@@ -552,13 +616,20 @@ fn name_in(spec: &'static VerbSpec, what: &'static str, value: String) -> Result
 fn target_name(spec: &'static VerbSpec, value: String) -> Result<String, ParseError> {
     match dns1123_subdomain(&value) {
         Ok(()) => Ok(value),
-        Err(why) => Err(ParseError::BadName { verb: spec, what: "name", value, why }),
+        Err(why) => Err(ParseError::BadName {
+            verb: spec,
+            what: "name",
+            value,
+            why,
+        }),
     }
 }
 
 fn env_key(spec: &'static VerbSpec, key: &str) -> Result<(), ParseError> {
     let mut chars = key.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         && key.len() <= 128;
     if ok {
@@ -571,11 +642,23 @@ fn env_key(spec: &'static VerbSpec, key: &str) -> Result<(), ParseError> {
 /// Why a KEY=VALUE pair looks like a secret, if it does.
 pub fn looks_like_secret(key: &str, value: &str) -> Option<&'static str> {
     let upper = key.to_ascii_uppercase();
-    const SECRET_WORDS: &[&str] = &["PASSWORD", "PASSWD", "SECRET", "TOKEN", "API_KEY", "APIKEY", "PRIVATE_KEY", "CREDENTIAL", "ACCESS_KEY"];
+    const SECRET_WORDS: &[&str] = &[
+        "PASSWORD",
+        "PASSWD",
+        "SECRET",
+        "TOKEN",
+        "API_KEY",
+        "APIKEY",
+        "PRIVATE_KEY",
+        "CREDENTIAL",
+        "ACCESS_KEY",
+    ];
     if SECRET_WORDS.iter().any(|w| upper.contains(w)) {
         return Some("is named like a secret");
     }
-    if crate::redact::redact_line(value) != value || crate::redact::redact_line(&format!("{key}={value}")) != format!("{key}={value}") {
+    if crate::redact::redact_line(value) != value
+        || crate::redact::redact_line(&format!("{key}={value}")) != format!("{key}={value}")
+    {
         return Some("has a value that looks like a credential");
     }
     None

@@ -44,7 +44,9 @@ impl VerbSpec {
             if flag.name == PUBLIC.name {
                 continue;
             }
-            if self.args.contains(&format!("--{}", flag.name)) || (flag.short.is_some() && self.args.contains(" -n ")) {
+            if self.args.contains(&format!("--{}", flag.name))
+                || (flag.short.is_some() && self.args.contains(" -n "))
+            {
                 continue;
             }
             match flag.value {

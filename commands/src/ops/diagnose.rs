@@ -35,7 +35,12 @@ pub struct Diagnosis {
     pub pods: Vec<PodFinding>,
 }
 
-pub async fn diagnose(client: &kube::Client, subject: Subject<'_>, pod: Option<&str>, now: jiff::Timestamp) -> Result<Diagnosis, OpsError> {
+pub async fn diagnose(
+    client: &kube::Client,
+    subject: Subject<'_>,
+    pod: Option<&str>,
+    now: jiff::Timestamp,
+) -> Result<Diagnosis, OpsError> {
     let ns = subject.namespace().to_string();
     let pods: Vec<Pod> = match pod {
         Some(name) => {
@@ -44,7 +49,13 @@ pub async fn diagnose(client: &kube::Client, subject: Subject<'_>, pod: Option<&
         }
         None => list_pods(client, subject).await?,
     };
-    let all_events = events(client, Subject::Namespace(&ns), Duration::from_secs(3600), now).await?;
+    let all_events = events(
+        client,
+        Subject::Namespace(&ns),
+        Duration::from_secs(3600),
+        now,
+    )
+    .await?;
     let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let mut findings = Vec::new();
     for p in &pods {
@@ -71,24 +82,43 @@ pub async fn diagnose(client: &kube::Client, subject: Subject<'_>, pod: Option<&
                     details.push(format!(
                         "{}: waiting, {reason}{}",
                         cs.name,
-                        w.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+                        w.message
+                            .as_ref()
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default()
                     ));
                 }
             }
             if let Some(t) = &state.terminated {
-                details.push(format!("{}: terminated, {} (exit code {})", cs.name, t.reason.clone().unwrap_or_default(), t.exit_code));
+                details.push(format!(
+                    "{}: terminated, {} (exit code {})",
+                    cs.name,
+                    t.reason.clone().unwrap_or_default(),
+                    t.exit_code
+                ));
             }
             if let Some(t) = cs.last_state.as_ref().and_then(|l| l.terminated.as_ref()) {
                 details.push(format!(
                     "{}: last run ended {} (exit code {}), {} restart(s)",
                     cs.name,
-                    t.reason.clone().unwrap_or_else(|| "without a reason".into()),
+                    t.reason
+                        .clone()
+                        .unwrap_or_else(|| "without a reason".into()),
                     t.exit_code,
                     cs.restart_count
                 ));
-                let params = LogParams { container: Some(cs.name.clone()), previous: true, tail_lines: Some(10), ..Default::default() };
+                let params = LogParams {
+                    container: Some(cs.name.clone()),
+                    previous: true,
+                    tail_lines: Some(10),
+                    ..Default::default()
+                };
                 if let Ok(text) = call("previous logs", api.logs(&name, &params)).await {
-                    crash_logs.extend(redact_lines(text.lines()).into_iter().map(|l| format!("[{}] {l}", cs.name)));
+                    crash_logs.extend(
+                        redact_lines(text.lines())
+                            .into_iter()
+                            .map(|l| format!("[{}] {l}", cs.name)),
+                    );
                 }
             }
         }
@@ -98,7 +128,11 @@ pub async fn diagnose(client: &kube::Client, subject: Subject<'_>, pod: Option<&
             .take(3)
             .cloned()
             .collect();
-        let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+        let ready = status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
         findings.push(PodFinding {
             name,
             phase: status.phase.clone().unwrap_or_else(|| "Unknown".into()),
@@ -111,13 +145,20 @@ pub async fn diagnose(client: &kube::Client, subject: Subject<'_>, pod: Option<&
         });
     }
     let (verdict, healthy) = verdict(&findings);
-    Ok(Diagnosis { verdict, healthy, pods: findings })
+    Ok(Diagnosis {
+        verdict,
+        healthy,
+        pods: findings,
+    })
 }
 
 /// The one-line summary, most serious cause first.
 fn verdict(pods: &[PodFinding]) -> (String, bool) {
     if pods.is_empty() {
-        return ("No pods: the deployment has 0 replicas or cannot create pods (see `events`)".into(), false);
+        return (
+            "No pods: the deployment has 0 replicas or cannot create pods (see `events`)".into(),
+            false,
+        );
     }
     let total = pods.len();
     let count = |f: &dyn Fn(&PodFinding) -> bool| pods.iter().filter(|p| f(p)).count();
@@ -132,18 +173,30 @@ fn verdict(pods: &[PodFinding]) -> (String, bool) {
         ("ImagePullBackOff", "can't pull their image"),
         ("ErrImagePull", "can't pull their image"),
         ("not scheduled", "can't be scheduled"),
-        ("OOMKilled", "are being OOM-killed (memory limit too low or a leak)"),
+        (
+            "OOMKilled",
+            "are being OOM-killed (memory limit too low or a leak)",
+        ),
         ("CrashLoopBackOff", "are crash-looping"),
-        ("CreateContainerConfigError", "have a bad container config (missing Secret or ConfigMap?)"),
+        (
+            "CreateContainerConfigError",
+            "have a bad container config (missing Secret or ConfigMap?)",
+        ),
     ] {
         let n = count(&|p: &PodFinding| p.details.iter().any(|d| d.contains(needle)));
         if n > 0 {
-            return (format!("{n} of {total} pods {what} — {}", first_detail(needle)), false);
+            return (
+                format!("{n} of {total} pods {what} — {}", first_detail(needle)),
+                false,
+            );
         }
     }
     let not_ready = count(&|p: &PodFinding| !p.ready);
     if not_ready > 0 {
-        return (format!("{not_ready} of {total} pods are not ready yet"), false);
+        return (
+            format!("{not_ready} of {total} pods are not ready yet"),
+            false,
+        );
     }
     let restarts: i32 = pods.iter().map(|p| p.restarts).sum();
     if restarts > 0 {

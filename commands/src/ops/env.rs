@@ -27,8 +27,18 @@ pub struct EnvOutcome {
 
 /// The container an env change applies to: the named one, else the one
 /// named like the deployment, else the only one.
-pub fn pick_container<'a>(containers: &'a [Container], wanted: Option<&str>, deployment: &str) -> Result<&'a Container, OpsError> {
-    let names = || containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+pub fn pick_container<'a>(
+    containers: &'a [Container],
+    wanted: Option<&str>,
+    deployment: &str,
+) -> Result<&'a Container, OpsError> {
+    let names = || {
+        containers
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     match wanted {
         Some(w) => containers.iter().find(|c| c.name == w).ok_or_else(|| OpsError::Refused {
             message: format!("deployment/{deployment} has no container `{w}` (containers: {})", names()),
@@ -44,19 +54,23 @@ pub fn pick_container<'a>(containers: &'a [Container], wanted: Option<&str>, dep
 }
 
 fn current_value(c: &Container, key: &str) -> Option<String> {
-    c.env.iter().flatten().find(|e| e.name == key).map(|e| match (&e.value, &e.value_from) {
-        (Some(v), _) => v.clone(),
-        (None, Some(from)) => {
-            if let Some(s) = &from.secret_key_ref {
-                format!("<from secret {}/{}>", s.name, s.key)
-            } else if let Some(c) = &from.config_map_key_ref {
-                format!("<from configmap {}/{}>", c.name, c.key)
-            } else {
-                "<from a reference>".into()
+    c.env
+        .iter()
+        .flatten()
+        .find(|e| e.name == key)
+        .map(|e| match (&e.value, &e.value_from) {
+            (Some(v), _) => v.clone(),
+            (None, Some(from)) => {
+                if let Some(s) = &from.secret_key_ref {
+                    format!("<from secret {}/{}>", s.name, s.key)
+                } else if let Some(c) = &from.config_map_key_ref {
+                    format!("<from configmap {}/{}>", c.name, c.key)
+                } else {
+                    "<from a reference>".into()
+                }
             }
-        }
-        (None, None) => String::new(),
-    })
+            (None, None) => String::new(),
+        })
 }
 
 /// Sets (`Some`) or removes (`None`) variables.
@@ -70,7 +84,12 @@ pub async fn change_env(
     let api: Api<Deployment> = Api::namespaced(client.clone(), target.namespace);
     let what = target.to_string();
     let d = call(&what, api.get(target.name)).await?;
-    let containers = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).map(|s| s.containers.clone()).unwrap_or_default();
+    let containers = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|s| s.containers.clone())
+        .unwrap_or_default();
     let c = pick_container(&containers, container, target.name)?;
     let mut report = Vec::new();
     let mut env_patch = Vec::new();
@@ -78,7 +97,10 @@ pub async fn change_env(
         let before = current_value(c, key);
         if before.as_deref().is_some_and(|b| b.starts_with("<from ")) {
             return Err(OpsError::Refused {
-                message: format!("{key} comes from a reference ({}); change the Secret or ConfigMap instead", before.unwrap_or_default()),
+                message: format!(
+                    "{key} comes from a reference ({}); change the Secret or ConfigMap instead",
+                    before.unwrap_or_default()
+                ),
             });
         }
         if before.is_none() && value.is_none() {
@@ -88,22 +110,44 @@ pub async fn change_env(
             Some(v) => env_patch.push(json!({ "name": key, "value": v })),
             None => env_patch.push(json!({ "name": key, "$patch": "delete" })),
         }
-        report.push(EnvChange { key: key.clone(), before, after: value.clone() });
+        report.push(EnvChange {
+            key: key.clone(),
+            before,
+            after: value.clone(),
+        });
     }
     if report.is_empty() {
         return Err(OpsError::Refused {
             message: format!(
                 "none of {} is set on container {}; nothing to change",
-                changes.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", "),
+                changes
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 c.name
             ),
         });
     }
     if report.iter().all(|r| r.before == r.after) {
-        return Err(OpsError::Refused { message: "the variables already have these values; nothing to change".into() });
+        return Err(OpsError::Refused {
+            message: "the variables already have these values; nothing to change".into(),
+        });
     }
     let patch = json!({ "spec": { "template": { "spec": { "containers": [ { "name": c.name, "env": env_patch } ] } } } });
-    let params = if dry_run { PatchParams::default().dry_run() } else { PatchParams::default() };
-    call(&what, api.patch(target.name, &params, &Patch::Strategic(&patch))).await?;
-    Ok(EnvOutcome { container: c.name.clone(), changes: report, dry_run })
+    let params = if dry_run {
+        PatchParams::default().dry_run()
+    } else {
+        PatchParams::default()
+    };
+    call(
+        &what,
+        api.patch(target.name, &params, &Patch::Strategic(&patch)),
+    )
+    .await?;
+    Ok(EnvOutcome {
+        container: c.name.clone(),
+        changes: report,
+        dry_run,
+    })
 }

@@ -22,7 +22,9 @@ pub struct Probe {
     pub error: Option<String>,
 }
 
-const HEALTHY: &[&str] = &["healthy", "ok", "up", "pass", "passing", "green", "ready", "true"];
+const HEALTHY: &[&str] = &[
+    "healthy", "ok", "up", "pass", "passing", "green", "ready", "true",
+];
 
 fn healthy_word(s: &str) -> bool {
     HEALTHY.contains(&s.to_ascii_lowercase().as_str())
@@ -30,7 +32,10 @@ fn healthy_word(s: &str) -> bool {
 
 impl Probe {
     pub fn unhealthy_dependencies(&self) -> Vec<&(String, String)> {
-        self.dependencies.iter().filter(|(_, s)| !healthy_word(s)).collect()
+        self.dependencies
+            .iter()
+            .filter(|(_, s)| !healthy_word(s))
+            .collect()
     }
 
     pub fn healthy(&self) -> bool {
@@ -66,7 +71,11 @@ pub async fn probe(http: &reqwest::Client, url: &str) -> Probe {
             p.latency_ms = started.elapsed().as_millis();
             if let Ok(json) = serde_json::from_slice::<Value>(&body[..body.len().min(64 * 1024)]) {
                 p.status = json.get("status").and_then(status_word);
-                if let Some(deps) = json.get("dependencies").or_else(|| json.get("checks")).and_then(Value::as_object) {
+                if let Some(deps) = json
+                    .get("dependencies")
+                    .or_else(|| json.get("checks"))
+                    .and_then(Value::as_object)
+                {
                     for (name, v) in deps {
                         let s = status_word(v).unwrap_or_else(|| "unknown".into());
                         p.dependencies.push((name.clone(), s));
@@ -92,7 +101,11 @@ pub async fn probe(http: &reqwest::Client, url: &str) -> Probe {
 fn status_word(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
-        Value::Bool(b) => Some(if *b { "healthy".into() } else { "unhealthy".into() }),
+        Value::Bool(b) => Some(if *b {
+            "healthy".into()
+        } else {
+            "unhealthy".into()
+        }),
         Value::Object(m) => m.get("status").and_then(status_word),
         _ => None,
     }

@@ -19,19 +19,28 @@ pub struct HpaReport {
     pub conditions: Vec<String>,
 }
 
-pub async fn find(client: &kube::Client, target: DeploymentRef<'_>) -> Result<Option<HorizontalPodAutoscaler>, OpsError> {
+pub async fn find(
+    client: &kube::Client,
+    target: DeploymentRef<'_>,
+) -> Result<Option<HorizontalPodAutoscaler>, OpsError> {
     let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), target.namespace);
-    let list = call(&format!("autoscalers in namespace {}", target.namespace), api.list(&ListParams::default())).await?;
+    let list = call(
+        &format!("autoscalers in namespace {}", target.namespace),
+        api.list(&ListParams::default()),
+    )
+    .await?;
     Ok(list.items.into_iter().find(|h| {
-        h.spec
-            .as_ref()
-            .is_some_and(|s| s.scale_target_ref.kind == "Deployment" && s.scale_target_ref.name == target.name)
+        h.spec.as_ref().is_some_and(|s| {
+            s.scale_target_ref.kind == "Deployment" && s.scale_target_ref.name == target.name
+        })
     }))
 }
 
 fn not_found(target: DeploymentRef<'_>) -> OpsError {
     OpsError::Refused {
-        message: format!("no HorizontalPodAutoscaler targets {target}; its replicas are set by hand (`scale`)"),
+        message: format!(
+            "no HorizontalPodAutoscaler targets {target}; its replicas are set by hand (`scale`)"
+        ),
     }
 }
 
@@ -52,7 +61,12 @@ pub fn report(h: &HorizontalPodAutoscaler) -> HpaReport {
                 .iter()
                 .flatten()
                 .find_map(|c| c.resource.as_ref().filter(|cr| cr.name == r.name))
-                .and_then(|cr| cr.current.average_utilization.map(|u| format!("{u}%")).or_else(|| cr.current.average_value.as_ref().map(|q| q.0.clone())))
+                .and_then(|cr| {
+                    cr.current
+                        .average_utilization
+                        .map(|u| format!("{u}%"))
+                        .or_else(|| cr.current.average_value.as_ref().map(|q| q.0.clone()))
+                })
                 .unwrap_or_else(|| "<unknown>".into());
             metrics.push(format!("{}: {current} / {target}", r.name));
         }
@@ -67,7 +81,10 @@ pub fn report(h: &HorizontalPodAutoscaler) -> HpaReport {
                 c.type_,
                 c.status,
                 c.reason.clone().unwrap_or_default(),
-                c.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+                c.message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
             )
         })
         .collect();
@@ -83,7 +100,11 @@ pub fn report(h: &HorizontalPodAutoscaler) -> HpaReport {
 }
 
 pub async fn show(client: &kube::Client, target: DeploymentRef<'_>) -> Result<HpaReport, OpsError> {
-    find(client, target).await?.as_ref().map(report).ok_or_else(|| not_found(target))
+    find(client, target)
+        .await?
+        .as_ref()
+        .map(report)
+        .ok_or_else(|| not_found(target))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,14 +122,22 @@ pub async fn set_bounds(
     max: Option<u32>,
     dry_run: bool,
 ) -> Result<HpaChange, OpsError> {
-    let h = find(client, target).await?.ok_or_else(|| not_found(target))?;
+    let h = find(client, target)
+        .await?
+        .ok_or_else(|| not_found(target))?;
     let name = h.metadata.name.clone().unwrap_or_default();
     let spec = h.spec.clone().unwrap_or_default();
     let before = (spec.min_replicas.unwrap_or(1), spec.max_replicas);
-    let after = (min.map(|m| m as i32).unwrap_or(before.0), max.map(|m| m as i32).unwrap_or(before.1));
+    let after = (
+        min.map(|m| m as i32).unwrap_or(before.0),
+        max.map(|m| m as i32).unwrap_or(before.1),
+    );
     if after.0 > after.1 {
         return Err(OpsError::Refused {
-            message: format!("the minimum ({}) would be above the maximum ({}); set both: `--min N --max M`", after.0, after.1),
+            message: format!(
+                "the minimum ({}) would be above the maximum ({}); set both: `--min N --max M`",
+                after.0, after.1
+            ),
         });
     }
     let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), target.namespace);
@@ -116,7 +145,20 @@ pub async fn set_bounds(
         "metadata": { "resourceVersion": h.metadata.resource_version },
         "spec": { "minReplicas": after.0, "maxReplicas": after.1 },
     });
-    let params = if dry_run { PatchParams::default().dry_run() } else { PatchParams::default() };
-    call(&format!("autoscaler {name}"), api.patch(&name, &params, &Patch::Merge(&patch))).await?;
-    Ok(HpaChange { name, before, after, dry_run })
+    let params = if dry_run {
+        PatchParams::default().dry_run()
+    } else {
+        PatchParams::default()
+    };
+    call(
+        &format!("autoscaler {name}"),
+        api.patch(&name, &params, &Patch::Merge(&patch)),
+    )
+    .await?;
+    Ok(HpaChange {
+        name,
+        before,
+        after,
+        dry_run,
+    })
 }

@@ -27,10 +27,17 @@ pub struct JobOutcome {
 }
 
 /// The namespace (among `namespaces`) holding a CronJob of this name.
-pub async fn find_cronjob(client: &kube::Client, name: &str, namespaces: &[String]) -> Result<Option<String>, OpsError> {
+pub async fn find_cronjob(
+    client: &kube::Client,
+    name: &str,
+    namespaces: &[String],
+) -> Result<Option<String>, OpsError> {
     for ns in namespaces {
         let api: Api<CronJob> = Api::namespaced(client.clone(), ns);
-        if call(&format!("cronjob/{name}"), api.get_opt(name)).await?.is_some() {
+        if call(&format!("cronjob/{name}"), api.get_opt(name))
+            .await?
+            .is_some()
+        {
             return Ok(Some(ns.clone()));
         }
     }
@@ -54,8 +61,16 @@ pub async fn run_from_cronjob(
     watch: Duration,
 ) -> Result<JobOutcome, OpsError> {
     let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), namespace);
-    let cj = call(&format!("cronjob/{cronjob} in namespace {namespace}"), cronjobs.get(cronjob)).await?;
-    let template = cj.spec.as_ref().map(|s| s.job_template.clone()).unwrap_or_default();
+    let cj = call(
+        &format!("cronjob/{cronjob} in namespace {namespace}"),
+        cronjobs.get(cronjob),
+    )
+    .await?;
+    let template = cj
+        .spec
+        .as_ref()
+        .map(|s| s.job_template.clone())
+        .unwrap_or_default();
     let tmeta = template.metadata.unwrap_or_default();
     let mut annotations = tmeta.annotations.unwrap_or_default();
     annotations.insert("cronjob.kubernetes.io/instantiate".into(), "manual".into());
@@ -79,18 +94,29 @@ pub async fn run_from_cronjob(
         status: None,
     };
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
-    let params = PostParams { dry_run, ..Default::default() };
+    let params = PostParams {
+        dry_run,
+        ..Default::default()
+    };
     let what = format!("job/{job_name} in namespace {namespace}");
     call(&what, jobs.create(&params, &job)).await?;
     if dry_run {
-        return Ok(JobOutcome { job: job_name.into(), namespace: namespace.into(), state: JobState::DryRun });
+        return Ok(JobOutcome {
+            job: job_name.into(),
+            namespace: namespace.into(),
+            state: JobState::DryRun,
+        });
     }
     let started = Instant::now();
     loop {
         let j = call(&what, jobs.get(job_name)).await?;
         let state = state_of(&j);
         if !matches!(state, JobState::Running { .. }) || started.elapsed() >= watch {
-            return Ok(JobOutcome { job: job_name.into(), namespace: namespace.into(), state });
+            return Ok(JobOutcome {
+                job: job_name.into(),
+                namespace: namespace.into(),
+                state,
+            });
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -107,8 +133,16 @@ pub fn state_of(j: &Job) -> JobState {
             return JobState::Complete { seconds };
         }
         if c.status == "True" && c.type_ == "Failed" {
-            return JobState::Failed { reason: c.reason.clone().or(c.message.clone()).unwrap_or_else(|| "failed".into()) };
+            return JobState::Failed {
+                reason: c
+                    .reason
+                    .clone()
+                    .or(c.message.clone())
+                    .unwrap_or_else(|| "failed".into()),
+            };
         }
     }
-    JobState::Running { active: status.active.unwrap_or(0) }
+    JobState::Running {
+        active: status.active.unwrap_or(0),
+    }
 }

@@ -58,10 +58,20 @@ pub fn default_container(pod: &Pod, deployment: &str) -> Option<String> {
         .map(|c| c.name.clone())
 }
 
-pub async fn logs(client: &kube::Client, target: DeploymentRef<'_>, q: &LogsQuery<'_>) -> Result<LogsOutcome, OpsError> {
+pub async fn logs(
+    client: &kube::Client,
+    target: DeploymentRef<'_>,
+    q: &LogsQuery<'_>,
+) -> Result<LogsOutcome, OpsError> {
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), target.namespace);
     let pods: Vec<Pod> = match q.pod {
-        Some(name) => vec![call(&format!("pod {name} in namespace {}", target.namespace), pods_api.get(name)).await?],
+        Some(name) => vec![
+            call(
+                &format!("pod {name} in namespace {}", target.namespace),
+                pods_api.get(name),
+            )
+            .await?,
+        ],
         None => {
             let deployments: Api<Deployment> = Api::namespaced(client.clone(), target.namespace);
             let d = call(&target.to_string(), deployments.get(target.name)).await?;
@@ -76,22 +86,40 @@ pub async fn logs(client: &kube::Client, target: DeploymentRef<'_>, q: &LogsQuer
         }
     };
     let grep = match q.grep {
-        Some(g) => Some(regex::RegexBuilder::new(g).size_limit(1 << 16).build().map_err(|e| OpsError::Refused {
-            message: format!("invalid --grep: {e}"),
-        })?),
+        Some(g) => Some(
+            regex::RegexBuilder::new(g)
+                .size_limit(1 << 16)
+                .build()
+                .map_err(|e| OpsError::Refused {
+                    message: format!("invalid --grep: {e}"),
+                })?,
+        ),
         None => None,
     };
-    let mut out = LogsOutcome { pods: pods.len(), ..Default::default() };
+    let mut out = LogsOutcome {
+        pods: pods.len(),
+        ..Default::default()
+    };
     let mut stamped: Vec<(String, String)> = Vec::new();
     for pod in &pods {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let container = match q.container {
             Some(c) => {
-                let exists = pod.spec.as_ref().is_some_and(|s| s.containers.iter().any(|x| x.name == c));
+                let exists = pod
+                    .spec
+                    .as_ref()
+                    .is_some_and(|s| s.containers.iter().any(|x| x.name == c));
                 if !exists {
-                    let names: Vec<String> = pod.spec.iter().flat_map(|s| s.containers.iter().map(|c| c.name.clone())).collect();
+                    let names: Vec<String> = pod
+                        .spec
+                        .iter()
+                        .flat_map(|s| s.containers.iter().map(|c| c.name.clone()))
+                        .collect();
                     return Err(OpsError::Refused {
-                        message: format!("pod {name} has no container `{c}` (containers: {})", names.join(", ")),
+                        message: format!(
+                            "pod {name} has no container `{c}` (containers: {})",
+                            names.join(", ")
+                        ),
                     });
                 }
                 c.to_string()
@@ -107,7 +135,12 @@ pub async fn logs(client: &kube::Client, target: DeploymentRef<'_>, q: &LogsQuer
             timestamps: true,
             ..Default::default()
         };
-        let text = match call(&format!("logs of pod {name}"), pods_api.logs(&name, &params)).await {
+        let text = match call(
+            &format!("logs of pod {name}"),
+            pods_api.logs(&name, &params),
+        )
+        .await
+        {
             Ok(t) => t,
             Err(OpsError::Invalid { message, .. }) => {
                 out.notes.push(format!("{name}: {message}"));

@@ -18,11 +18,22 @@ pub struct LabelOutcome {
     pub dry_run: bool,
 }
 
-pub async fn set_quarantine(client: &kube::Client, namespace: &str, pod: &str, on: bool, dry_run: bool) -> Result<LabelOutcome, OpsError> {
+pub async fn set_quarantine(
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+    on: bool,
+    dry_run: bool,
+) -> Result<LabelOutcome, OpsError> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let what = format!("pod {pod} in namespace {namespace}");
     let current = call(&what, api.get(pod)).await?;
-    let before = current.metadata.labels.as_ref().and_then(|l| l.get(QUARANTINE_LABEL)).cloned();
+    let before = current
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(QUARANTINE_LABEL))
+        .cloned();
     let after = if on { Some("true".to_string()) } else { None };
     if before == after {
         return Err(OpsError::Refused {
@@ -34,7 +45,16 @@ pub async fn set_quarantine(client: &kube::Client, namespace: &str, pod: &str, o
         });
     }
     let patch = json!({ "metadata": { "labels": { QUARANTINE_LABEL: after } } });
-    let params = if dry_run { PatchParams::default().dry_run() } else { PatchParams::default() };
+    let params = if dry_run {
+        PatchParams::default().dry_run()
+    } else {
+        PatchParams::default()
+    };
     call(&what, api.patch(pod, &params, &Patch::Merge(&patch))).await?;
-    Ok(LabelOutcome { pod: pod.to_string(), before, after, dry_run })
+    Ok(LabelOutcome {
+        pod: pod.to_string(),
+        before,
+        after,
+        dry_run,
+    })
 }

@@ -67,7 +67,11 @@ pub async fn wait(
                 progress,
             });
         }
-        tokio::time::sleep(poll.min(timeout.saturating_sub(started.elapsed())).max(Duration::from_millis(10))).await;
+        tokio::time::sleep(
+            poll.min(timeout.saturating_sub(started.elapsed()))
+                .max(Duration::from_millis(10)),
+        )
+        .await;
     }
 }
 
@@ -85,11 +89,18 @@ pub struct Revision {
 }
 
 /// The ReplicaSets a deployment controls, by owner uid.
-pub async fn owned_replica_sets(client: &kube::Client, d: &Deployment) -> Result<Vec<ReplicaSet>, OpsError> {
+pub async fn owned_replica_sets(
+    client: &kube::Client,
+    d: &Deployment,
+) -> Result<Vec<ReplicaSet>, OpsError> {
     let ns = d.metadata.namespace.as_deref().unwrap_or("default");
     let api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
     let uid = d.metadata.uid.clone();
-    let all = call(&format!("replica sets in namespace {ns}"), api.list(&ListParams::default())).await?;
+    let all = call(
+        &format!("replica sets in namespace {ns}"),
+        api.list(&ListParams::default()),
+    )
+    .await?;
     Ok(all
         .items
         .into_iter()
@@ -104,7 +115,12 @@ pub async fn owned_replica_sets(client: &kube::Client, d: &Deployment) -> Result
 }
 
 fn revision_of(rs: &ReplicaSet) -> Option<i64> {
-    rs.metadata.annotations.as_ref()?.get(REVISION)?.parse().ok()
+    rs.metadata
+        .annotations
+        .as_ref()?
+        .get(REVISION)?
+        .parse()
+        .ok()
 }
 
 /// `name=image` for each container of a template.
@@ -138,10 +154,17 @@ fn strip_hash(t: &PodTemplateSpec) -> PodTemplateSpec {
     t
 }
 
-pub async fn history(client: &kube::Client, target: DeploymentRef<'_>) -> Result<Vec<Revision>, OpsError> {
+pub async fn history(
+    client: &kube::Client,
+    target: DeploymentRef<'_>,
+) -> Result<Vec<Revision>, OpsError> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), target.namespace);
     let d = call(&target.to_string(), api.get(target.name)).await?;
-    let template = d.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let template = d
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
     let mut out: Vec<Revision> = owned_replica_sets(client, &d)
         .await?
         .iter()
@@ -151,7 +174,11 @@ pub async fn history(client: &kube::Client, target: DeploymentRef<'_>) -> Result
             let t = spec.template.clone().unwrap_or_default();
             Some(Revision {
                 revision,
-                change_cause: rs.metadata.annotations.as_ref().and_then(|a| a.get(CHANGE_CAUSE).cloned()),
+                change_cause: rs
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(CHANGE_CAUSE).cloned()),
                 images: images_of(&t),
                 created: rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
                 current: equal_ignore_hash(&t, &template),
@@ -193,7 +220,9 @@ pub async fn rollback(
     let d = call(&what, api.get(target.name)).await?;
     let replica_sets = owned_replica_sets(client, &d).await?;
     let to = to_revision.map(i64::from).unwrap_or(0);
-    let rs = find_revision(&replica_sets, to).map_err(|message| OpsError::Refused { message: message.replace("{name}", target.name) })?;
+    let rs = find_revision(&replica_sets, to).map_err(|message| OpsError::Refused {
+        message: message.replace("{name}", target.name),
+    })?;
     if d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false) {
         return Err(OpsError::Refused {
             message: format!(
@@ -203,16 +232,31 @@ pub async fn rollback(
         });
     }
     let target_revision = revision_of(rs).unwrap_or(to);
-    let current_template = d.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
-    let rs_template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
-    let from_revision = d.metadata.annotations.as_ref().and_then(|a| a.get(REVISION)).and_then(|r| r.parse().ok());
+    let current_template = d
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
+    let rs_template = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.clone())
+        .unwrap_or_default();
+    let from_revision = d
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REVISION))
+        .and_then(|r| r.parse().ok());
     if equal_ignore_hash(&rs_template, &current_template) {
         return Ok(RollbackOutcome {
             from_revision,
             to_revision: target_revision,
             images_before: images_of(&current_template),
             images_after: images_of(&current_template),
-            skipped: Some(format!("skipped rollback (current template already matches revision {target_revision})")),
+            skipped: Some(format!(
+                "skipped rollback (current template already matches revision {target_revision})"
+            )),
             dry_run,
         });
     }
@@ -233,10 +277,21 @@ pub async fn rollback(
         { "op": "replace", "path": "/spec/template", "value": restored },
         { "op": "replace", "path": "/metadata/annotations", "value": annotations },
     ]);
-    let patch: json_patch::Patch = serde_json::from_value(patch)
-        .map_err(|e| OpsError::Invalid { what: what.clone(), message: e.to_string() })?;
-    let params = if dry_run { PatchParams::default().dry_run() } else { PatchParams::default() };
-    let after = call(&what, api.patch(target.name, &params, &Patch::<()>::Json(patch))).await?;
+    let patch: json_patch::Patch =
+        serde_json::from_value(patch).map_err(|e| OpsError::Invalid {
+            what: what.clone(),
+            message: e.to_string(),
+        })?;
+    let params = if dry_run {
+        PatchParams::default().dry_run()
+    } else {
+        PatchParams::default()
+    };
+    let after = call(
+        &what,
+        api.patch(target.name, &params, &Patch::<()>::Json(patch)),
+    )
+    .await?;
     Ok(RollbackOutcome {
         from_revision,
         to_revision: target_revision,
@@ -255,7 +310,10 @@ fn find_revision(replica_sets: &[ReplicaSet], to: i64) -> Result<&ReplicaSet, St
             .find(|rs| revision_of(rs) == Some(to))
             .ok_or_else(|| format!("unable to find specified revision {to} in history"));
     }
-    let mut revisions: Vec<(i64, &ReplicaSet)> = replica_sets.iter().filter_map(|rs| Some((revision_of(rs)?, rs))).collect();
+    let mut revisions: Vec<(i64, &ReplicaSet)> = replica_sets
+        .iter()
+        .filter_map(|rs| Some((revision_of(rs)?, rs)))
+        .collect();
     revisions.sort_by_key(|(r, _)| *r);
     match revisions.len() {
         0 | 1 => Err("no rollout history found for deployment \"{name}\"".to_string()),
@@ -294,9 +352,15 @@ pub async fn set_image(
         .unwrap_or_default();
     let names: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
     let chosen = match container {
-        Some(c) => containers.iter().find(|x| x.name == c).ok_or_else(|| OpsError::Refused {
-            message: format!("{what} has no container `{c}` (containers: {})", names.join(", ")),
-        })?,
+        Some(c) => containers
+            .iter()
+            .find(|x| x.name == c)
+            .ok_or_else(|| OpsError::Refused {
+                message: format!(
+                    "{what} has no container `{c}` (containers: {})",
+                    names.join(", ")
+                ),
+            })?,
         None if containers.len() == 1 => &containers[0],
         None => {
             return Err(OpsError::Refused {
@@ -310,13 +374,26 @@ pub async fn set_image(
         }
     };
     let before = chosen.image.clone().unwrap_or_default();
-    let revision_before = d.metadata.annotations.as_ref().and_then(|a| a.get(REVISION)).and_then(|r| r.parse().ok());
+    let revision_before = d
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REVISION))
+        .and_then(|r| r.parse().ok());
     let patch = json!({
         "metadata": { "annotations": { CHANGE_CAUSE: cause } },
         "spec": { "template": { "spec": { "containers": [ { "name": chosen.name, "image": image } ] } } },
     });
-    let params = if dry_run { PatchParams::default().dry_run() } else { PatchParams::default() };
-    call(&what, api.patch(target.name, &params, &Patch::Strategic(&patch))).await?;
+    let params = if dry_run {
+        PatchParams::default().dry_run()
+    } else {
+        PatchParams::default()
+    };
+    call(
+        &what,
+        api.patch(target.name, &params, &Patch::Strategic(&patch)),
+    )
+    .await?;
     Ok(SetImageOutcome {
         container: chosen.name.clone(),
         before,

@@ -78,17 +78,23 @@ fn split_quantity(q: &str) -> (&str, &str) {
     (&q[..idx], &q[idx..])
 }
 
-pub async fn top_pods(client: &kube::Client, namespace: &str, selector: Option<&str>) -> Result<Vec<PodUsage>, OpsError> {
+pub async fn top_pods(
+    client: &kube::Client,
+    namespace: &str,
+    selector: Option<&str>,
+) -> Result<Vec<PodUsage>, OpsError> {
     let mut path = format!("/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods");
     if let Some(sel) = selector {
         path.push_str("?labelSelector=");
         path.push_str(&sel.replace('=', "%3D").replace(',', "%2C"));
     }
-    let request = http::Request::get(path).body(Vec::new()).map_err(|e| OpsError::Api {
-        what: "pod metrics".into(),
-        code: 0,
-        message: e.to_string(),
-    })?;
+    let request = http::Request::get(path)
+        .body(Vec::new())
+        .map_err(|e| OpsError::Api {
+            what: "pod metrics".into(),
+            code: 0,
+            message: e.to_string(),
+        })?;
     let list: PodMetricsList = match super::call("pod metrics", client.request(request)).await {
         Ok(l) => l,
         Err(OpsError::NotFound { .. }) => {
@@ -106,8 +112,16 @@ pub async fn top_pods(client: &kube::Client, namespace: &str, selector: Option<&
         .into_iter()
         .map(|p| PodUsage {
             pod: p.metadata.name,
-            cpu_millicores: p.containers.iter().filter_map(|c| cpu_millicores(&c.usage.cpu)).sum(),
-            memory_bytes: p.containers.iter().filter_map(|c| memory_bytes(&c.usage.memory)).sum(),
+            cpu_millicores: p
+                .containers
+                .iter()
+                .filter_map(|c| cpu_millicores(&c.usage.cpu))
+                .sum(),
+            memory_bytes: p
+                .containers
+                .iter()
+                .filter_map(|c| memory_bytes(&c.usage.memory))
+                .sum(),
         })
         .collect();
     out.sort_by(|a, b| a.pod.cmp(&b.pod));

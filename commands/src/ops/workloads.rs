@@ -30,18 +30,35 @@ pub async fn list_pods(client: &kube::Client, subject: Subject<'_>) -> Result<Ve
     let params = match subject {
         Subject::Deployment { namespace, name } => {
             let d: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-            let d = call(&format!("deployment/{name} in namespace {namespace}"), d.get(name)).await?;
+            let d = call(
+                &format!("deployment/{name} in namespace {namespace}"),
+                d.get(name),
+            )
+            .await?;
             ListParams::default().labels(&label_selector(&d))
         }
         Subject::Namespace(_) => ListParams::default(),
     };
-    let mut pods = call(&format!("pods in namespace {}", subject.namespace()), api.list(&params)).await?.items;
+    let mut pods = call(
+        &format!("pods in namespace {}", subject.namespace()),
+        api.list(&params),
+    )
+    .await?
+    .items;
     pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     Ok(pods)
 }
 
-pub async fn pods(client: &kube::Client, subject: Subject<'_>, now: jiff::Timestamp) -> Result<Vec<PodRow>, OpsError> {
-    Ok(list_pods(client, subject).await?.iter().map(|p| PodRow::of(p, now)).collect())
+pub async fn pods(
+    client: &kube::Client,
+    subject: Subject<'_>,
+    now: jiff::Timestamp,
+) -> Result<Vec<PodRow>, OpsError> {
+    Ok(list_pods(client, subject)
+        .await?
+        .iter()
+        .map(|p| PodRow::of(p, now))
+        .collect())
 }
 
 /// One event row.
@@ -83,7 +100,12 @@ pub async fn events(
 ) -> Result<Vec<EventRow>, OpsError> {
     let ns = subject.namespace();
     let api: Api<Event> = Api::namespaced(client.clone(), ns);
-    let items = call(&format!("events in namespace {ns}"), api.list(&ListParams::default())).await?.items;
+    let items = call(
+        &format!("events in namespace {ns}"),
+        api.list(&ListParams::default()),
+    )
+    .await?
+    .items;
     let cutoff = now - jiff::SignedDuration::from_secs(since.as_secs() as i64);
     let mut rows: Vec<EventRow> = items
         .iter()
@@ -102,13 +124,21 @@ pub async fn events(
             reason: e.reason.clone().unwrap_or_default(),
             object: format!(
                 "{}/{}",
-                e.involved_object.kind.clone().unwrap_or_default().to_lowercase(),
+                e.involved_object
+                    .kind
+                    .clone()
+                    .unwrap_or_default()
+                    .to_lowercase(),
                 e.involved_object.name.clone().unwrap_or_default()
             ),
             message: e.message.clone().unwrap_or_default().trim().to_string(),
             count: e.count.unwrap_or(1),
         })
         .collect();
-    rows.sort_by(|a, b| b.is_warning().cmp(&a.is_warning()).then(b.last_seen.cmp(&a.last_seen)));
+    rows.sort_by(|a, b| {
+        b.is_warning()
+            .cmp(&a.is_warning())
+            .then(b.last_seen.cmp(&a.last_seen))
+    });
     Ok(rows)
 }
