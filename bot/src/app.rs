@@ -32,6 +32,7 @@ pub async fn demo(db: Option<PathBuf>, as_principal: &str) -> anyhow::Result<()>
         .await?;
     let mut config = Config::parse(EXAMPLE, "built-in example config")?;
     config.database.path = db.unwrap_or_else(demo_db_path);
+    point_health_urls_at(&mut config, &sim.url());
     let store = Store::open(&config.database.path).await.with_context(|| {
         format!(
             "opening the demo database {}",
@@ -61,6 +62,25 @@ pub async fn demo(db: Option<PathBuf>, as_principal: &str) -> anyhow::Result<()>
         )
         .await?;
     Ok(())
+}
+
+/// The catalog's health URLs name hosts of a real cluster; in the demo they
+/// go to the simulator's health endpoints, keeping their paths.
+pub fn point_health_urls_at(config: &mut Config, sim_url: &str) {
+    for service in &mut config.services {
+        let base = format!(
+            "{sim_url}/sim/health/{}/{}",
+            service.namespace,
+            service.deployment()
+        );
+        for url in &mut service.health_urls {
+            let path = url
+                .split_once("://")
+                .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_string()))
+                .unwrap_or_else(|| "/health".to_string());
+            *url = format!("{base}{path}");
+        }
+    }
 }
 
 /// `oncall-demo.db` in the working directory, or in the temp dir if the

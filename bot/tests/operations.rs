@@ -1004,3 +1004,47 @@ async fn reads_are_their_own_verbs() {
     }
     assert!(Duration::from_secs(1) > Duration::ZERO);
 }
+
+#[tokio::test]
+async fn the_demo_health_endpoints_follow_the_simulated_cluster() {
+    let mut config = oncall::config::Config::parse(oncall::config::EXAMPLE, "example").unwrap();
+    // The harness starts its own simulator; point the URLs at it after start.
+    let h = Harness::with_config(config.clone()).await;
+    oncall::app::point_health_urls_at(&mut config, &h.sim.url());
+    let entry = config
+        .services
+        .iter()
+        .find(|s| s.name == "brownie-metadata-api")
+        .unwrap()
+        .clone();
+    assert!(
+        entry.health_urls[1].ends_with("/sim/health/default/brownie-metadata-api/health/detailed"),
+        "{:?}",
+        entry.health_urls
+    );
+    let http = reqwest::Client::new();
+    let healthy = oncall_commands::ops::health::probe_all(&http, &entry.health_urls).await;
+    assert!(healthy.iter().all(|p| p.healthy()), "{healthy:?}");
+    assert!(healthy.iter().any(|p| p.dependencies.len() == 2));
+    h.patch_deployment(
+        "default",
+        "brownie-metadata-api",
+        json!({"metadata": {"annotations": {"sim.oncall.dev/unhealthy-dependency": "redis"}}}),
+    )
+    .await;
+    let degraded = oncall_commands::ops::health::probe_all(&http, &entry.health_urls).await;
+    assert!(!degraded[0].healthy());
+    assert_eq!(degraded[0].unhealthy_dependencies()[0].0, "redis");
+    h.patch_deployment(
+        "default",
+        "brownie-metadata-api",
+        json!({"spec": {"replicas": 0}}),
+    )
+    .await;
+    eventually("no available pods", async || {
+        !oncall_commands::ops::health::probe_all(&http, &entry.health_urls[..1]).await[0].healthy()
+    })
+    .await;
+    let down = oncall_commands::ops::health::probe_all(&http, &entry.health_urls[..1]).await;
+    assert_eq!(down[0].code, Some(503));
+}

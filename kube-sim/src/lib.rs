@@ -19,6 +19,7 @@
 pub mod api;
 pub mod controller;
 pub mod errors;
+pub mod health;
 pub mod patch;
 pub mod resources;
 pub mod store;
@@ -150,6 +151,10 @@ impl Simulator {
 pub fn router(store: api::Shared) -> axum::Router {
     axum::Router::new()
         .route("/version", axum::routing::get(api::version))
+        .route(
+            "/sim/health/{ns}/{name}/{*rest}",
+            axum::routing::get(health::handle),
+        )
         .fallback(api::handle)
         .with_state(store)
 }
