@@ -29,9 +29,9 @@ pub async fn run(
     match logs(client, target, &query).await {
         Ok(out) => {
             let what = if request.previous {
-                "previous instance logs"
+                "previous-instance log"
             } else {
-                "logs"
+                "log"
             };
             let mut reply = Reply::new(
                 Outcome::Info,
