@@ -1048,3 +1048,33 @@ async fn the_demo_health_endpoints_follow_the_simulated_cluster() {
     let down = oncall_commands::ops::health::probe_all(&http, &entry.health_urls[..1]).await;
     assert_eq!(down[0].code, Some(503));
 }
+
+#[tokio::test]
+async fn a_conflict_is_retried_once_with_a_fresh_read() {
+    let h = Harness::new().await;
+    // One conflicting write: the retry succeeds.
+    h.sim.with_store(|s| s.conflicts_to_inject = 1);
+    let r = h.run("cli:operator", "scale backend 4").await;
+    assert_eq!(r.outcome, Outcome::Done, "{}", r.to_console());
+    assert_eq!(h.replicas("default", "backend").await, 4);
+    h.sim.with_store(|s| s.conflicts_to_inject = 1);
+    let r = h.run("cli:operator", "hpa oauth2-server --max 9").await;
+    assert_eq!(r.outcome, Outcome::Done, "{}", r.to_console());
+    // Two in a row: it gives up after one retry, with one clear sentence.
+    h.sim.with_store(|s| s.conflicts_to_inject = 2);
+    let r = h.run("cli:operator", "scale backend 6").await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert!(
+        r.to_console().contains(
+            "was changed by someone else at the same moment; nothing was applied, try again"
+        ),
+        "{}",
+        r.to_console()
+    );
+    assert_eq!(h.replicas("default", "backend").await, 4);
+    assert_eq!(
+        h.sim.with_store(|s| s.conflicts_to_inject),
+        0,
+        "exactly two writes were attempted"
+    );
+}

@@ -134,6 +134,10 @@ fn route(
             t.rt.group
         )));
     }
+    if (method == Method::PATCH || method == Method::PUT) && s.conflicts_to_inject > 0 {
+        s.conflicts_to_inject -= 1;
+        return Err(ApiError::conflict(t.rt, t.name.as_deref().unwrap_or("")));
+    }
     match (method.clone(), &t.name, t.sub.as_deref()) {
         (Method::GET, None, None) => list(&s, &t, query),
         (Method::POST, None, None) => {

@@ -29,6 +29,9 @@ pub struct Store {
     pub metrics_enabled: bool,
     /// HTTP methods answered with 403, to test a bot whose RBAC is too narrow.
     pub forbidden_methods: Vec<String>,
+    /// How many of the next writes (PATCH/PUT) answer 409 Conflict, as if
+    /// someone else had just changed the object.
+    pub conflicts_to_inject: u32,
 }
 
 fn key(rt: ResourceType, ns: &str, name: &str) -> Key {

@@ -122,43 +122,55 @@ pub async fn set_bounds(
     max: Option<u32>,
     dry_run: bool,
 ) -> Result<HpaChange, OpsError> {
-    let h = find(client, target)
-        .await?
-        .ok_or_else(|| not_found(target))?;
-    let name = h.metadata.name.clone().unwrap_or_default();
-    let spec = h.spec.clone().unwrap_or_default();
-    let before = (spec.min_replicas.unwrap_or(1), spec.max_replicas);
-    let after = (
-        min.map(|m| m as i32).unwrap_or(before.0),
-        max.map(|m| m as i32).unwrap_or(before.1),
-    );
-    if after.0 > after.1 {
-        return Err(OpsError::Refused {
-            message: format!(
-                "the minimum ({}) would be above the maximum ({}); set both: `--min N --max M`",
-                after.0, after.1
-            ),
+    // Read, check, write with the resourceVersion read; on a conflict read
+    // again and retry once.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let h = find(client, target)
+            .await?
+            .ok_or_else(|| not_found(target))?;
+        let name = h.metadata.name.clone().unwrap_or_default();
+        let spec = h.spec.clone().unwrap_or_default();
+        let before = (spec.min_replicas.unwrap_or(1), spec.max_replicas);
+        let after = (
+            min.map(|m| m as i32).unwrap_or(before.0),
+            max.map(|m| m as i32).unwrap_or(before.1),
+        );
+        if after.0 > after.1 {
+            return Err(OpsError::Refused {
+                message: format!(
+                    "the minimum ({}) would be above the maximum ({}); set both: `--min N --max M`",
+                    after.0, after.1
+                ),
+            });
+        }
+        let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), target.namespace);
+        let patch = json!({
+            "metadata": { "resourceVersion": h.metadata.resource_version },
+            "spec": { "minReplicas": after.0, "maxReplicas": after.1 },
         });
+        let params = if dry_run {
+            PatchParams::default().dry_run()
+        } else {
+            PatchParams::default()
+        };
+        match call(
+            &format!("autoscaler {name}"),
+            api.patch(&name, &params, &Patch::Merge(&patch)),
+        )
+        .await
+        {
+            Ok(_) => {
+                return Ok(HpaChange {
+                    name,
+                    before,
+                    after,
+                    dry_run,
+                })
+            }
+            Err(OpsError::Conflict { .. }) if attempt == 1 => continue,
+            Err(e) => return Err(e),
+        }
     }
-    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), target.namespace);
-    let patch = json!({
-        "metadata": { "resourceVersion": h.metadata.resource_version },
-        "spec": { "minReplicas": after.0, "maxReplicas": after.1 },
-    });
-    let params = if dry_run {
-        PatchParams::default().dry_run()
-    } else {
-        PatchParams::default()
-    };
-    call(
-        &format!("autoscaler {name}"),
-        api.patch(&name, &params, &Patch::Merge(&patch)),
-    )
-    .await?;
-    Ok(HpaChange {
-        name,
-        before,
-        after,
-        dry_run,
-    })
 }
