@@ -130,12 +130,31 @@ pub async fn exec(
 pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let config = Config::load(config)?;
     let addr = listen.unwrap_or_else(|| config.listen_addr());
+    let slack_config = config.slack.clone();
     let router = router_from_config(config).await?;
+    let metrics = crate::metrics::Metrics::new();
+    let slack = match crate::slack::SlackSecrets::from_env() {
+        Some(secrets) => {
+            tracing::info!(
+                "Slack enabled: POST /slack/commands, /slack/interactions, /slack/events"
+            );
+            Some(crate::slack::SlackState::new(
+                router.clone(),
+                slack_config,
+                secrets,
+                metrics.clone(),
+            ))
+        }
+        None => {
+            tracing::info!("Slack disabled: SLACK_SIGNING_SECRET is not set");
+            None
+        }
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
     tracing::info!("oncall serving on http://{}", listener.local_addr()?);
-    axum::serve(listener, crate::server::app(router))
+    axum::serve(listener, crate::server::app(router, metrics, slack))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

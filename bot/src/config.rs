@@ -31,6 +31,8 @@ pub struct Config {
     pub services: Vec<ServiceEntry>,
     #[serde(default)]
     pub policy: Policy,
+    #[serde(default)]
+    pub slack: crate::slack::SlackConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

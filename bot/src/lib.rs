@@ -1,5 +1,5 @@
 //! oncall, the bot: configuration, the router, the store, the handlers, and
-//! the adapters that bring requests in (console now; Slack and Discord next).
+//! the adapters that bring requests in (console, Slack; Discord next).
 //!
 //! Map of the crate:
 //! - [`config`]: the TOML configuration and its validation.
@@ -9,13 +9,17 @@
 //! - [`store`]: SQLite history, idempotency keys and approvals.
 //! - [`console`]: the interactive console of `oncall demo`.
 //! - [`server`]: the HTTP server of `oncall serve`.
+//! - [`slack`]: the Slack adapter (slash commands, buttons, events).
+//! - [`metrics`]: Prometheus counters at `/metrics`.
 //! - [`app`]: wiring for the CLI's subcommands.
 
 pub mod app;
 pub mod config;
 pub mod console;
 pub mod handlers;
+pub mod metrics;
 pub mod reply;
 pub mod router;
 pub mod server;
+pub mod slack;
 pub mod store;

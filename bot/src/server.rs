@@ -1,5 +1,5 @@
-//! The HTTP server of `oncall serve`: `/healthz` now; the Slack and Discord
-//! adapters add their routes here.
+//! The HTTP server of `oncall serve`: `/healthz`, `/metrics`, and the chat
+//! adapters' routes (`/slack/*` when `SLACK_SIGNING_SECRET` is set).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -7,12 +7,22 @@ use axum::routing::get;
 use axum::Json;
 use serde_json::json;
 
-use crate::router::Router;
+use std::sync::Arc;
 
-pub fn app(router: Router) -> axum::Router {
-    axum::Router::new()
+use crate::metrics::Metrics;
+use crate::router::Router;
+use crate::slack::SlackState;
+
+/// The whole HTTP surface: health, metrics, and each enabled adapter.
+pub fn app(router: Router, metrics: Metrics, slack: Option<Arc<SlackState>>) -> axum::Router {
+    let mut app = axum::Router::new()
         .route("/healthz", get(healthz))
         .with_state(router)
+        .route("/metrics", get(move || async move { metrics.render() }));
+    if let Some(slack) = slack {
+        app = app.merge(crate::slack::routes(slack));
+    }
+    app
 }
 
 /// Healthy when the database answers.

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_slack;
+
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;

@@ -1,0 +1,201 @@
+//! One client for Slack's Web API and for `response_url` posts.
+//!
+//! The base URL is configurable (`SLACK_API_URL`, default
+//! `https://slack.com/api`) for GovSlack, proxies and tests. The bot token
+//! goes in the Authorization header and nowhere else (never in logs or
+//! errors). A 429 is retried after its `Retry-After`, a few times at most.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub const DEFAULT_API_URL: &str = "https://slack.com/api";
+const MAX_ATTEMPTS: u32 = 4;
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SlackApiError {
+    #[error("Slack API {method} answered ok=false: {error}")]
+    Slack { method: String, error: String },
+    #[error("Slack API {method}: HTTP {status}")]
+    Http { method: String, status: u16 },
+    #[error("Slack API {method}: still rate limited after {MAX_ATTEMPTS} attempts")]
+    RateLimited { method: String },
+    #[error("Slack API {method}: {message}")]
+    Transport { method: String, message: String },
+    #[error("no bot token: set SLACK_BOT_TOKEN")]
+    NoToken,
+}
+
+#[derive(Clone)]
+pub struct SlackApi {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for SlackApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackApi")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "[set]"))
+            .finish()
+    }
+}
+
+impl SlackApi {
+    pub fn new(http: reqwest::Client, base: impl Into<String>, token: Option<String>) -> Self {
+        SlackApi {
+            http,
+            base: base.into().trim_end_matches('/').to_string(),
+            token,
+        }
+    }
+
+    /// Sends one request, retrying after 429s; returns the response body.
+    async fn send(
+        &self,
+        method: &str,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Value, SlackApiError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let resp = make()
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .map_err(|e| SlackApiError::Transport {
+                    method: method.to_string(),
+                    message: if e.is_timeout() {
+                        "timed out".into()
+                    } else {
+                        "request failed".into()
+                    },
+                })?;
+            let status = resp.status().as_u16();
+            if status == 429 {
+                let wait = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs)
+                    .unwrap_or(Duration::from_secs(1))
+                    .min(MAX_RETRY_AFTER);
+                tracing::warn!(
+                    method,
+                    wait_secs = wait.as_secs(),
+                    "Slack rate limited the request; retrying"
+                );
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            if !(200..300).contains(&status) {
+                return Err(SlackApiError::Http {
+                    method: method.to_string(),
+                    status,
+                });
+            }
+            let text = resp.text().await.unwrap_or_default();
+            // response_url answers plain "ok"; the Web API answers JSON.
+            return Ok(
+                serde_json::from_str(&text).unwrap_or_else(|_| json!({ "ok": true, "raw": text }))
+            );
+        }
+        Err(SlackApiError::RateLimited {
+            method: method.to_string(),
+        })
+    }
+
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    fn token(&self) -> Result<&str, SlackApiError> {
+        self.token.as_deref().ok_or(SlackApiError::NoToken)
+    }
+
+    fn checked(method: &str, v: Value) -> Result<Value, SlackApiError> {
+        if v["ok"] == true {
+            Ok(v)
+        } else {
+            Err(SlackApiError::Slack {
+                method: method.to_string(),
+                error: v["error"].as_str().unwrap_or("unknown_error").to_string(),
+            })
+        }
+    }
+
+    /// A Web API method with a JSON body.
+    pub async fn call_json(&self, method: &str, body: &Value) -> Result<Value, SlackApiError> {
+        let token = self.token()?.to_string();
+        let url = format!("{}/{method}", self.base);
+        let v = self
+            .send(method, || {
+                self.http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json; charset=utf-8")
+                    .json(body)
+            })
+            .await?;
+        Self::checked(method, v)
+    }
+
+    /// A Web API read method with form parameters.
+    pub async fn call_form(
+        &self,
+        method: &str,
+        params: &[(&str, &str)],
+    ) -> Result<Value, SlackApiError> {
+        let token = self.token()?.to_string();
+        let url = format!("{}/{method}", self.base);
+        let v = self
+            .send(method, || {
+                self.http.post(&url).bearer_auth(&token).form(params)
+            })
+            .await?;
+        Self::checked(method, v)
+    }
+
+    pub async fn post_message(
+        &self,
+        channel: &str,
+        content: &Value,
+    ) -> Result<Value, SlackApiError> {
+        let mut body = content.clone();
+        body["channel"] = json!(channel);
+        self.call_json("chat.postMessage", &body).await
+    }
+
+    pub async fn update_message(
+        &self,
+        channel: &str,
+        ts: &str,
+        content: &Value,
+    ) -> Result<Value, SlackApiError> {
+        let mut body = content.clone();
+        body["channel"] = json!(channel);
+        body["ts"] = json!(ts);
+        self.call_json("chat.update", &body).await
+    }
+
+    /// The user ids in a user group.
+    pub async fn usergroup_members(&self, group: &str) -> Result<Vec<String>, SlackApiError> {
+        let v = self
+            .call_form("usergroups.users.list", &[("usergroup", group)])
+            .await?;
+        Ok(v["users"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.as_str().map(String::from))
+            .collect())
+    }
+
+    /// Posts to a `response_url` Slack sent (no token: the URL is the credential).
+    pub async fn respond(&self, response_url: &str, body: &Value) -> Result<(), SlackApiError> {
+        self.send("response_url", || self.http.post(response_url).json(body))
+            .await
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,478 @@
+//! The Slack adapter: `/oncall` slash commands, Approve/Deny buttons and the
+//! Events API, on `oncall serve`.
+//!
+//! Every request is verified before anything else ([`verify`]): size first
+//! (a body over the limit is refused before it is read whole), then the
+//! signature and its timestamp. A refusal is a generic 401 and a metric;
+//! neither the secret nor the signature is ever logged.
+//!
+//! A slash command becomes an [`Invocation`] (principal `slack:<user>`, the
+//! user's policy-relevant user groups, the channel, the team, idempotency key
+//! `slack:<team>:<trigger_id>`) and goes through the router. Slack wants an
+//! answer within 3 seconds: a command that finishes sooner answers in the
+//! HTTP response; a slower one is acknowledged at once and finishes through
+//! `response_url`. A repeated delivery never runs twice: the router's
+//! idempotency store answers it with the first outcome.
+
+pub mod api;
+pub mod groups;
+pub mod render;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use slack_morphism::prelude::{SlackCommandEvent, SlackInteractionEvent, SlackPushEvent};
+
+use crate::metrics::Metrics;
+use crate::reply::{Outcome, Reply, Visibility};
+use crate::router::{Invocation, Platform, Router};
+use api::SlackApi;
+use groups::GroupCache;
+
+/// Non-secret Slack settings from the config file (`[slack]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// How long a command may run before it is acknowledged and finished
+    /// through `response_url` (Slack's limit is 3s).
+    #[serde(default = "default_ack", with = "humantime_serde_compat")]
+    pub ack_timeout: Duration,
+    /// How long user-group memberships are cached.
+    #[serde(default = "default_group_ttl", with = "humantime_serde_compat")]
+    pub group_cache_ttl: Duration,
+    /// Requests larger than this are refused before being read.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for SlackConfig {
+    fn default() -> Self {
+        SlackConfig {
+            ack_timeout: default_ack(),
+            group_cache_ttl: default_group_ttl(),
+            max_body_bytes: default_max_body(),
+        }
+    }
+}
+
+fn default_ack() -> Duration {
+    Duration::from_millis(2000)
+}
+fn default_group_ttl() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_max_body() -> usize {
+    64 * 1024
+}
+
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!("expected a duration like \"2s\", got {s:?} ({e})"))
+        })
+    }
+}
+
+/// Secrets and URLs, from the environment only.
+#[derive(Clone)]
+pub struct SlackSecrets {
+    pub signing_secret: Vec<u8>,
+    pub bot_token: Option<String>,
+    pub api_url: String,
+    pub app_token: Option<String>,
+}
+
+impl std::fmt::Debug for SlackSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackSecrets")
+            .field("signing_secret", &"[redacted]")
+            .field("bot_token", &self.bot_token.as_ref().map(|_| "[redacted]"))
+            .field("api_url", &self.api_url)
+            .finish()
+    }
+}
+
+impl SlackSecrets {
+    /// `SLACK_SIGNING_SECRET` (required to enable Slack), `SLACK_BOT_TOKEN`,
+    /// `SLACK_API_URL`, `SLACK_APP_TOKEN`.
+    pub fn from_env() -> Option<Self> {
+        let secret = std::env::var("SLACK_SIGNING_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty())?;
+        Some(SlackSecrets {
+            signing_secret: secret.into_bytes(),
+            bot_token: std::env::var("SLACK_BOT_TOKEN")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            api_url: std::env::var("SLACK_API_URL")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| api::DEFAULT_API_URL.to_string()),
+            app_token: std::env::var("SLACK_APP_TOKEN")
+                .ok()
+                .filter(|s| !s.is_empty()),
+        })
+    }
+}
+
+/// Everything the Slack routes need.
+pub struct SlackState {
+    pub router: Router,
+    pub config: SlackConfig,
+    signing_secret: Vec<u8>,
+    pub api: SlackApi,
+    groups: GroupCache,
+    pub metrics: Metrics,
+}
+
+impl SlackState {
+    pub fn new(
+        router: Router,
+        config: SlackConfig,
+        secrets: SlackSecrets,
+        metrics: Metrics,
+    ) -> Arc<Self> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("oncall/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client builds with default settings");
+        Arc::new(SlackState {
+            api: SlackApi::new(http, secrets.api_url, secrets.bot_token),
+            groups: GroupCache::new(config.group_cache_ttl),
+            signing_secret: secrets.signing_secret,
+            router,
+            config,
+            metrics,
+        })
+    }
+}
+
+pub fn routes(state: Arc<SlackState>) -> axum::Router {
+    axum::Router::new()
+        .route("/slack/commands", post(commands))
+        .route("/slack/interactions", post(interactions))
+        .route("/slack/events", post(events))
+        .with_state(state)
+}
+
+fn refuse(state: &SlackState, reason: &str, status: StatusCode) -> Response {
+    state
+        .metrics
+        .refused
+        .with_label_values(&["slack", reason])
+        .inc();
+    tracing::warn!(reason, "refused a Slack request");
+    let body = if status == StatusCode::UNAUTHORIZED {
+        "unauthorized"
+    } else {
+        "request refused"
+    };
+    (status, body).into_response()
+}
+
+/// Reads at most the size limit, then verifies the signature.
+async fn verified_body(
+    state: &SlackState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, Response> {
+    let limit = state.config.max_body_bytes;
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(refuse(state, "too_large", StatusCode::PAYLOAD_TOO_LARGE));
+    }
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| refuse(state, "too_large", StatusCode::PAYLOAD_TOO_LARGE))?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let now = state.router.clock().now().as_second();
+    verify::verify(
+        &state.signing_secret,
+        header("x-slack-request-timestamp"),
+        header("x-slack-signature"),
+        &bytes,
+        now,
+    )
+    .map_err(|e| refuse(state, e.label(), StatusCode::UNAUTHORIZED))?;
+    Ok(bytes)
+}
+
+fn bad_request(state: &SlackState, what: &str) -> Response {
+    state
+        .metrics
+        .refused
+        .with_label_values(&["slack", "malformed"])
+        .inc();
+    (StatusCode::BAD_REQUEST, format!("malformed {what}")).into_response()
+}
+
+/// `POST /slack/commands`
+async fn commands(
+    State(state): State<Arc<SlackState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let bytes = match verified_body(&state, &headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Ok(cmd) = serde_urlencoded::from_bytes::<SlackCommandEvent>(&bytes) else {
+        return bad_request(&state, "slash command");
+    };
+    let Ok(principal) = format!("slack:{}", cmd.user_id.0).parse() else {
+        return bad_request(&state, "user id");
+    };
+    let groups = state
+        .groups
+        .groups_of(&state.api, &state.router.config().policy, &cmd.user_id.0)
+        .await;
+    let text = cmd.text.clone().unwrap_or_default();
+    let inv = Invocation {
+        platform: Platform::Slack,
+        workspace: Some(cmd.team_id.0.clone()),
+        channel: cmd.channel_id.0.clone(),
+        principal,
+        groups,
+        text: text.clone(),
+        idempotency_key: Some(format!("slack:{}:{}", cmd.team_id.0, cmd.trigger_id.0)),
+        received_at: state.router.clock().now(),
+    };
+    let router = state.router.clone();
+    let mut task = tokio::spawn(async move { router.handle(inv).await });
+    let channel = cmd.channel_id.0.clone();
+    let response_url = cmd.response_url.0.to_string();
+    match tokio::time::timeout(state.config.ack_timeout, &mut task).await {
+        Ok(Ok(reply)) => {
+            count(&state, &reply);
+            if reply.outcome == Outcome::Pending && state.api.has_token() {
+                let state2 = state.clone();
+                tokio::spawn(async move {
+                    post_for_approval(&state2, &channel, &reply, &response_url).await
+                });
+                return Json(approval_ack(&text)).into_response();
+            }
+            Json(render::response(&reply, false)).into_response()
+        }
+        Ok(Err(join)) => {
+            tracing::error!("a Slack command task failed: {join}");
+            Json(render::response(
+                &Reply::new(
+                    Outcome::Failed,
+                    "Something went wrong; nothing more will happen for this request",
+                ),
+                false,
+            ))
+            .into_response()
+        }
+        Err(_) => {
+            // Slower than the ack budget: acknowledge now, finish later.
+            let state2 = state.clone();
+            tokio::spawn(async move {
+                if let Ok(reply) = task.await {
+                    count(&state2, &reply);
+                    if reply.outcome == Outcome::Pending && state2.api.has_token() {
+                        post_for_approval(&state2, &channel, &reply, &response_url).await;
+                    } else if let Err(e) = state2
+                        .api
+                        .respond(&response_url, &render::response(&reply, false))
+                        .await
+                    {
+                        tracing::error!(
+                            "could not deliver a Slack reply through response_url: {e}"
+                        );
+                    }
+                }
+            });
+            let shown = oncall_commands::parse(&text)
+                .map(|p| p.command.to_string())
+                .unwrap_or_else(|_| text.clone());
+            Json(json!({
+                "response_type": "ephemeral",
+                "text": format!("⏳ Working on `{}`… the answer follows here.", render::escape(&shown)),
+            }))
+            .into_response()
+        }
+    }
+}
+
+/// What the requester sees at once when their request needs approval.
+fn approval_ack(text: &str) -> Value {
+    let shown = oncall_commands::parse(text)
+        .map(|p| p.command.to_string())
+        .unwrap_or_else(|_| text.to_string());
+    json!({
+        "response_type": "ephemeral",
+        "text": format!("⏳ `{}` needs approval: the request is posted in this channel with Approve / Deny buttons.", render::escape(&shown)),
+    })
+}
+
+/// Posts an approval request into the channel (so it has a timestamp the
+/// decision can update); falls back to `response_url` if posting fails.
+async fn post_for_approval(state: &SlackState, channel: &str, reply: &Reply, response_url: &str) {
+    if let Err(e) = state
+        .api
+        .post_message(channel, &render::message(reply))
+        .await
+    {
+        tracing::warn!(
+            "could not post the approval request with chat.postMessage ({e}); using response_url"
+        );
+        if let Err(e) = state
+            .api
+            .respond(response_url, &render::response(reply, false))
+            .await
+        {
+            tracing::error!("could not deliver the approval request: {e}");
+        }
+    }
+}
+
+fn count(state: &SlackState, reply: &Reply) {
+    state
+        .metrics
+        .handled
+        .with_label_values(&["slack", reply.outcome.label()])
+        .inc();
+}
+
+#[derive(Deserialize)]
+struct InteractionForm {
+    payload: String,
+}
+
+/// `POST /slack/interactions`: Approve / Deny buttons. Acknowledged at once;
+/// the original message is then updated with the outcome and who decided,
+/// or the clicker is told privately why not.
+async fn interactions(
+    State(state): State<Arc<SlackState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let bytes = match verified_body(&state, &headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Ok(form) = serde_urlencoded::from_bytes::<InteractionForm>(&bytes) else {
+        return bad_request(&state, "interaction");
+    };
+    let Ok(event) = serde_json::from_str::<SlackInteractionEvent>(&form.payload) else {
+        return bad_request(&state, "interaction payload");
+    };
+    let SlackInteractionEvent::BlockActions(ev) = event else {
+        return StatusCode::OK.into_response();
+    };
+    let Some(action) = ev.actions.as_ref().and_then(|a| a.first()).cloned() else {
+        return StatusCode::OK.into_response();
+    };
+    let verb = match action.action_id.0.as_str() {
+        "oncall_approve" => "approve",
+        "oncall_deny" => "deny",
+        _ => return StatusCode::OK.into_response(),
+    };
+    let (Some(user), Some(id)) = (ev.user.as_ref(), action.value.clone()) else {
+        return bad_request(&state, "interaction");
+    };
+    let Ok(principal) = format!("slack:{}", user.id.0).parse() else {
+        return bad_request(&state, "user id");
+    };
+    let channel = ev
+        .channel
+        .as_ref()
+        .map(|c| c.id.0.clone())
+        .unwrap_or_default();
+    let message_ts = match &ev.container {
+        slack_morphism::prelude::SlackInteractionActionContainer::Message(m) => {
+            Some(m.message_ts.0.clone())
+        }
+        _ => None,
+    };
+    let action_ts = action
+        .action_ts
+        .as_ref()
+        .map(|t| t.0.clone())
+        .unwrap_or_default();
+    let inv = Invocation {
+        platform: Platform::Slack,
+        workspace: Some(ev.team.id.0.clone()),
+        channel: channel.clone(),
+        principal,
+        groups: state
+            .groups
+            .groups_of(&state.api, &state.router.config().policy, &user.id.0)
+            .await,
+        text: format!("{verb} {id}"),
+        // The action's own ids: one click runs once, however often delivered.
+        idempotency_key: Some(format!(
+            "slack:{}:{}:{}:{}",
+            ev.team.id.0, action.action_id.0, action_ts, ev.trigger_id.0
+        )),
+        received_at: state.router.clock().now(),
+    };
+    let response_url = ev.response_url.as_ref().map(|u| u.0.to_string());
+    let state2 = state.clone();
+    tokio::spawn(async move {
+        let reply = state2.router.handle(inv).await;
+        count(&state2, &reply);
+        let decided = reply.outcome == Outcome::Done || reply.outcome == Outcome::Failed;
+        let result = match (&message_ts, decided) {
+            // The request was decided: the approval message shows the outcome.
+            (Some(ts), true) => state2
+                .api
+                .update_message(&channel, ts, &render::message(&reply))
+                .await
+                .map(|_| ()),
+            // Refused (e.g. the requester clicked): tell only the clicker.
+            _ => match &response_url {
+                Some(url) => {
+                    let mut private = reply.clone();
+                    private.visibility = Visibility::Private;
+                    state2
+                        .api
+                        .respond(url, &render::response(&private, false))
+                        .await
+                }
+                None => Ok(()),
+            },
+        };
+        if let Err(e) = result {
+            tracing::error!("could not deliver the outcome of a Slack button: {e}");
+        }
+    });
+    StatusCode::OK.into_response()
+}
+
+/// `POST /slack/events`: the Events API. `url_verification` now; pins and
+/// reactions for incident timelines later.
+async fn events(State(state): State<Arc<SlackState>>, headers: HeaderMap, body: Body) -> Response {
+    let bytes = match verified_body(&state, &headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match serde_json::from_slice::<SlackPushEvent>(&bytes) {
+        Ok(SlackPushEvent::UrlVerification(v)) => {
+            Json(json!({ "challenge": v.challenge })).into_response()
+        }
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(_) => match serde_json::from_slice::<Value>(&bytes) {
+            // Event types this version does not model are acknowledged.
+            Ok(_) => StatusCode::OK.into_response(),
+            Err(_) => bad_request(&state, "event"),
+        },
+    }
+}

@@ -1,0 +1,234 @@
+//! A fake Slack: the Web API methods oncall calls and `response_url`s, over
+//! real HTTP on loopback. It checks what Slack checks (bot token, JSON body
+//! with a channel, Block Kit limits) and records every call for assertions.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Json;
+use serde_json::{json, Value};
+
+pub const BOT_TOKEN: &str = "xoxb-test-token";
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub path: String,
+    pub body: Value,
+    pub at: Instant,
+    pub status: u16,
+}
+
+#[derive(Default)]
+pub struct FakeState {
+    pub calls: Mutex<Vec<Call>>,
+    /// user group id → member user ids
+    pub groups: Mutex<HashMap<String, Vec<String>>>,
+    /// How many upcoming chat.postMessage calls answer 429.
+    pub rate_limit_post: Mutex<u32>,
+}
+
+pub struct FakeSlack {
+    pub url: String,
+    pub state: Arc<FakeState>,
+}
+
+impl FakeSlack {
+    pub async fn start() -> FakeSlack {
+        let state = Arc::new(FakeState::default());
+        let app = axum::Router::new()
+            .route("/api/{method}", post(api))
+            .route("/response/{id}", post(response_url))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeSlack { url, state }
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("{}/api", self.url)
+    }
+
+    pub fn response_url(&self, id: u32) -> String {
+        format!("{}/response/{id}", self.url)
+    }
+
+    pub fn calls(&self, path: &str) -> Vec<Call> {
+        self.state
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until at least `n` successful calls were made to `path`.
+    pub async fn wait_for(&self, path: &str, n: usize) -> Vec<Call> {
+        for _ in 0..400 {
+            let ok: Vec<Call> = self
+                .calls(path)
+                .into_iter()
+                .filter(|c| c.status == 200)
+                .collect();
+            if ok.len() >= n {
+                return ok;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "no {n} successful calls to {path}; got {:?}",
+            self.calls(path)
+        );
+    }
+}
+
+fn record(state: &FakeState, path: String, body: Value, status: u16) {
+    state.calls.lock().unwrap().push(Call {
+        path,
+        body,
+        at: Instant::now(),
+        status,
+    });
+}
+
+/// Block Kit limits Slack enforces (invalid_blocks otherwise).
+fn blocks_problem(body: &Value) -> Option<String> {
+    let blocks = body["blocks"].as_array()?;
+    if blocks.len() > 50 {
+        return Some(format!("{} blocks", blocks.len()));
+    }
+    for b in blocks {
+        if b["type"] == "header"
+            && b["text"]["text"]
+                .as_str()
+                .is_none_or(|t| t.chars().count() > 150)
+        {
+            return Some("header text".into());
+        }
+        if let Some(t) = b["text"]["text"].as_str() {
+            if t.chars().count() > 3000 {
+                return Some("text over 3000".into());
+            }
+        }
+        if let Some(f) = b["fields"].as_array() {
+            if f.len() > 10 {
+                return Some("more than 10 fields".into());
+            }
+        }
+        for el in b["elements"].as_array().into_iter().flatten() {
+            if el["type"] == "button"
+                && el["text"]["text"]
+                    .as_str()
+                    .is_none_or(|t| t.chars().count() > 75)
+            {
+                return Some("button text".into());
+            }
+        }
+    }
+    None
+}
+
+async fn api(
+    State(state): State<Arc<FakeState>>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let path = format!("/api/{method}");
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let parsed: Value = if content_type.starts_with("application/json") {
+        serde_json::from_slice(&body).unwrap_or(Value::Null)
+    } else {
+        let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+        json!(form)
+    };
+    let fail = |error: &str| {
+        record(&state, path.clone(), parsed.clone(), 200);
+        Json(json!({ "ok": false, "error": error })).into_response()
+    };
+    if auth.is_empty() {
+        return fail("not_authed");
+    }
+    if auth != format!("Bearer {BOT_TOKEN}") {
+        return fail("invalid_auth");
+    }
+    match method.as_str() {
+        "chat.postMessage" | "chat.update" => {
+            if !content_type.starts_with("application/json") {
+                return fail("invalid_form_data");
+            }
+            if method == "chat.postMessage" {
+                let mut limited = state.rate_limit_post.lock().unwrap();
+                if *limited > 0 {
+                    *limited -= 1;
+                    record(&state, path, parsed, 429);
+                    return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "")
+                        .into_response();
+                }
+            }
+            if parsed["channel"].as_str().is_none_or(str::is_empty) {
+                return fail("channel_not_found");
+            }
+            if method == "chat.update" && parsed["ts"].as_str().is_none_or(str::is_empty) {
+                return fail("message_not_found");
+            }
+            if parsed["text"].is_null() && parsed["blocks"].is_null() {
+                return fail("no_text");
+            }
+            if blocks_problem(&parsed).is_some() {
+                return fail("invalid_blocks");
+            }
+            record(&state, path, parsed.clone(), 200);
+            Json(json!({ "ok": true, "channel": parsed["channel"], "ts": parsed["ts"].as_str().unwrap_or("1700000000.000100") })).into_response()
+        }
+        "usergroups.users.list" => {
+            let group = parsed["usergroup"].as_str().unwrap_or("").to_string();
+            let users = state.groups.lock().unwrap().get(&group).cloned();
+            match users {
+                Some(users) => {
+                    record(&state, path, parsed, 200);
+                    Json(json!({ "ok": true, "users": users })).into_response()
+                }
+                None => fail("no_such_subteam"),
+            }
+        }
+        _ => fail("unknown_method"),
+    }
+}
+
+async fn response_url(
+    State(state): State<Arc<FakeState>>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let ok = parsed.is_object() && blocks_problem(&parsed).is_none();
+    record(
+        &state,
+        format!("/response/{id}"),
+        parsed,
+        if ok { 200 } else { 400 },
+    );
+    if ok {
+        (StatusCode::OK, "ok").into_response()
+    } else {
+        (StatusCode::BAD_REQUEST, "invalid_blocks").into_response()
+    }
+}

@@ -1,0 +1,534 @@
+//! Slack end to end over real HTTP: the `oncall serve` app against the
+//! simulated cluster and a fake Slack, with correctly (and incorrectly)
+//! signed requests.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::fake_slack::{FakeSlack, BOT_TOKEN};
+use common::{eventually, Harness};
+use oncall::config::{Config, EXAMPLE};
+use oncall::metrics::Metrics;
+use oncall::slack::{verify::sign, SlackConfig, SlackSecrets, SlackState};
+use oncall_permissions::Binding;
+use serde_json::{json, Value};
+
+const SECRET: &str = "test-signing-secret";
+
+struct Env {
+    h: Harness,
+    slack: FakeSlack,
+    base: String,
+    http: reqwest::Client,
+}
+
+async fn start() -> Env {
+    let mut config = Config::parse(EXAMPLE, "example").unwrap();
+    for (principal, role) in [
+        ("slack:UOPS1", "operator"),
+        ("slack:UVIEW1", "viewer"),
+        ("slack-group:SADMINS", "admin"),
+    ] {
+        config.policy.bindings.push(Binding {
+            principal: principal.parse().unwrap(),
+            roles: vec![role.into()],
+        });
+    }
+    let h = Harness::with_config(config).await;
+    let slack = FakeSlack::start().await;
+    slack
+        .state
+        .groups
+        .lock()
+        .unwrap()
+        .insert("SADMINS".into(), vec!["UADMIN1".into()]);
+    let secrets = SlackSecrets {
+        signing_secret: SECRET.as_bytes().to_vec(),
+        bot_token: Some(BOT_TOKEN.into()),
+        api_url: slack.api_url(),
+        app_token: None,
+    };
+    let slack_config = SlackConfig {
+        ack_timeout: Duration::from_millis(400),
+        ..SlackConfig::default()
+    };
+    let metrics = Metrics::new();
+    let state = SlackState::new(h.router.clone(), slack_config, secrets, metrics.clone());
+    let app = oncall::server::app(h.router.clone(), metrics, Some(state));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Env {
+        h,
+        slack,
+        base,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Env {
+    fn now(&self) -> i64 {
+        self.h.clock.now().as_second()
+    }
+
+    async fn post_signed(&self, path: &str, body: &str, ts: i64) -> reqwest::Response {
+        let ts = ts.to_string();
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", &ts)
+            .header(
+                "x-slack-signature",
+                sign(SECRET.as_bytes(), &ts, body.as_bytes()),
+            )
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    fn command_body(&self, user: &str, text: &str, trigger: &str, response: u32) -> String {
+        serde_urlencoded::to_string([
+            ("token", "deprecated-verification-token"),
+            ("team_id", "T0001"),
+            ("team_domain", "example"),
+            ("channel_id", "C0OPS"),
+            ("channel_name", "ops"),
+            ("user_id", user),
+            ("user_name", "someone"),
+            ("command", "/oncall"),
+            ("text", text),
+            ("api_app_id", "A0001"),
+            ("response_url", &self.slack.response_url(response)),
+            ("trigger_id", trigger),
+        ])
+        .unwrap()
+    }
+
+    async fn command(&self, user: &str, text: &str, trigger: &str) -> (u16, Value) {
+        let body = self.command_body(user, text, trigger, 1);
+        let resp = self.post_signed("/slack/commands", &body, self.now()).await;
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    fn click_body(
+        &self,
+        user: &str,
+        action: &str,
+        id: &str,
+        message_ts: &str,
+        action_ts: &str,
+        response: u32,
+    ) -> String {
+        let payload = json!({
+            "type": "block_actions",
+            "team": { "id": "T0001", "domain": "example" },
+            "user": { "id": user, "username": "someone", "team_id": "T0001" },
+            "api_app_id": "A0001",
+            "token": "deprecated",
+            "container": { "type": "message", "message_ts": message_ts, "channel_id": "C0OPS", "is_ephemeral": false },
+            "trigger_id": format!("trigger-{action_ts}"),
+            "channel": { "id": "C0OPS", "name": "ops" },
+            "response_url": self.slack.response_url(response),
+            "actions": [{
+                "type": "button", "action_id": format!("oncall_{action}"), "block_id": "b1",
+                "text": { "type": "plain_text", "text": action }, "value": id, "action_ts": action_ts,
+            }],
+        });
+        serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap()
+    }
+
+    async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+fn all_text(v: &Value) -> String {
+    v.to_string()
+}
+
+#[tokio::test]
+async fn a_signed_slash_command_scales_and_is_answered_in_channel() {
+    let env = start().await;
+    let (status, body) = env.command("UOPS1", "scale backend 5", "trig-1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["response_type"], "in_channel",
+        "mutations are posted for the team: {body}"
+    );
+    assert_eq!(body["blocks"][0]["type"], "header");
+    assert_eq!(body["blocks"][0]["text"]["text"], "Scaled backend 2 → 5");
+    assert!(
+        all_text(&body).contains("slack:UOPS1 · slack:C0OPS"),
+        "footer: {body}"
+    );
+    assert_eq!(env.h.replicas("default", "backend").await, 5);
+    let row = &env.h.history().await[0];
+    assert_eq!(
+        (
+            row.platform.as_str(),
+            row.principal.as_str(),
+            row.channel.as_str()
+        ),
+        ("slack", "slack:UOPS1", "C0OPS")
+    );
+    assert_eq!(row.workspace.as_deref(), Some("T0001"));
+    assert_eq!(row.idempotency_key.as_deref(), Some("slack:T0001:trig-1"));
+    // Reads, help and denials are private.
+    let (_, body) = env.command("UVIEW1", "status backend", "trig-2").await;
+    assert_eq!(body["response_type"], "ephemeral");
+    let (_, body) = env
+        .command("UVIEW1", "status backend --public", "trig-3")
+        .await;
+    assert_eq!(body["response_type"], "in_channel");
+    let (_, body) = env.command("UOPS1", "scael backend 3", "trig-4").await;
+    assert_eq!(body["response_type"], "ephemeral");
+    assert!(all_text(&body).contains("did you mean `scale`?"), "{body}");
+}
+
+#[tokio::test]
+async fn a_denied_command_changes_nothing() {
+    let env = start().await;
+    let (status, body) = env.command("UVIEW1", "scale backend 7", "trig-d").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["response_type"], "ephemeral");
+    assert!(
+        all_text(&body).contains("Not allowed: scale backend 7"),
+        "{body}"
+    );
+    assert!(
+        all_text(&body).contains("default deny: no grant matched"),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(env.h.replicas("default", "backend").await, 2);
+    // Someone with no binding at all.
+    let (_, body) = env.command("UNOBODY", "status backend", "trig-n").await;
+    assert!(all_text(&body).contains("Not allowed"), "{body}");
+}
+
+#[tokio::test]
+async fn forged_stale_future_unsigned_malformed_and_oversized_requests_are_refused() {
+    let env = start().await;
+    let body = env.command_body("UOPS1", "scale backend 9", "trig-x", 1);
+    let now = env.now();
+    let url = format!("{}/slack/commands", env.base);
+    // A forged signature.
+    let r = env
+        .http
+        .post(&url)
+        .header("x-slack-request-timestamp", now.to_string())
+        .header(
+            "x-slack-signature",
+            sign(b"wrong-secret", &now.to_string(), body.as_bytes()),
+        )
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.text().await.unwrap(), "unauthorized", "a generic body");
+    // A changed byte after signing.
+    let ts = now.to_string();
+    let sig = sign(SECRET.as_bytes(), &ts, body.as_bytes());
+    let tampered = body.replace("9", "8");
+    let r = env
+        .http
+        .post(&url)
+        .header("x-slack-request-timestamp", &ts)
+        .header("x-slack-signature", &sig)
+        .body(tampered)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Stale and future, correctly signed for their timestamps.
+    assert_eq!(
+        env.post_signed("/slack/commands", &body, now - 301)
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        env.post_signed("/slack/commands", &body, now + 301)
+            .await
+            .status(),
+        401
+    );
+    // Missing headers.
+    assert_eq!(
+        env.http
+            .post(&url)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // A signed body that is not a slash-command form.
+    let r = env
+        .post_signed("/slack/commands", "{\"text\":\"scale backend 9\"}", now)
+        .await;
+    assert_eq!(r.status(), 400);
+    // Over the size limit: refused before it is read.
+    let big = "x".repeat(200 * 1024);
+    let r = env.post_signed("/slack/commands", &big, now).await;
+    assert_eq!(r.status(), 413);
+    // Nothing ran and nothing was recorded.
+    assert_eq!(env.h.replicas("default", "backend").await, 2);
+    assert!(env.h.history().await.is_empty());
+    let m = env.metrics().await;
+    assert!(
+        m.contains(r#"oncall_requests_refused_total{platform="slack",reason="bad_signature"} 2"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"reason="stale"} 1"#) && m.contains(r#"reason="future"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"reason="missing_header"} 1"#) && m.contains(r#"reason="too_large"} 1"#),
+        "{m}"
+    );
+    assert!(!m.contains(SECRET), "the secret never leaves");
+}
+
+#[tokio::test]
+async fn the_same_trigger_id_three_times_runs_once() {
+    let env = start().await;
+    let before = env.h.generation("default", "dev-utilities").await;
+    let mut bodies = Vec::new();
+    for _ in 0..3 {
+        let (status, body) = env
+            .command("UOPS1", "restart dev-utilities", "trig-same")
+            .await;
+        assert_eq!(status, 200);
+        bodies.push(body);
+    }
+    assert_eq!(
+        bodies[0]["blocks"][0]["text"]["text"],
+        "Restarting dev-utilities"
+    );
+    assert_eq!(bodies[1], bodies[0], "a repeat gets the first outcome");
+    assert_eq!(bodies[2], bodies[0]);
+    assert_eq!(
+        env.h.generation("default", "dev-utilities").await,
+        before + 1,
+        "executed once"
+    );
+    let rows = env.h.history().await;
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.idempotency_key.as_deref() == Some("slack:T0001:trig-same"))
+            .count(),
+        1
+    );
+    // Slack's retry header changes nothing either.
+    let body = env.command_body("UOPS1", "restart dev-utilities", "trig-same", 1);
+    let ts = env.now().to_string();
+    let r = env
+        .http
+        .post(format!("{}/slack/commands", env.base))
+        .header("x-slack-request-timestamp", &ts)
+        .header(
+            "x-slack-signature",
+            sign(SECRET.as_bytes(), &ts, body.as_bytes()),
+        )
+        .header("x-slack-retry-num", "1")
+        .header("x-slack-retry-reason", "http_timeout")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), bodies[0]);
+    assert_eq!(
+        env.h.generation("default", "dev-utilities").await,
+        before + 1
+    );
+}
+
+#[tokio::test]
+async fn a_slow_command_is_acked_in_time_and_finished_through_response_url() {
+    let env = start().await;
+    env.command(
+        "UOPS1",
+        "set image dev-utilities ghcr.io/example/dev-utilities:2.4.0",
+        "trig-s1",
+    )
+    .await;
+    let started = Instant::now();
+    let (status, body) = env
+        .command("UOPS1", "rollout status dev-utilities --wait 1m", "trig-s2")
+        .await;
+    let took = started.elapsed();
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_secs(3), "acked in {took:?}");
+    assert_eq!(body["response_type"], "ephemeral");
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .contains("⏳ Working on `rollout status dev-utilities --wait 1m`"),
+        "{body}"
+    );
+    let calls = env.slack.wait_for("/response/1", 1).await;
+    let last = &calls.last().unwrap().body;
+    assert_eq!(
+        last["blocks"][0]["text"]["text"], "dev-utilities: rolled out",
+        "{last}"
+    );
+}
+
+#[tokio::test]
+async fn approvals_as_buttons_refuse_the_requester_and_run_for_an_approver() {
+    let env = start().await;
+    let before = env.h.generation("default", "backend").await;
+    let (_, body) = env.command("UOPS1", "restart backend", "trig-a").await;
+    assert_eq!(body["response_type"], "ephemeral");
+    assert!(
+        body["text"].as_str().unwrap().contains("needs approval"),
+        "{body}"
+    );
+    // The request is posted in the channel with Approve / Deny buttons.
+    let posted = env.slack.wait_for("/api/chat.postMessage", 1).await;
+    let msg = &posted[0].body;
+    assert_eq!(msg["channel"], "C0OPS");
+    let buttons = msg["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "actions")
+        .expect("actions block")["elements"]
+        .clone();
+    assert_eq!(buttons[0]["action_id"], "oncall_approve");
+    assert_eq!(buttons[1]["action_id"], "oncall_deny");
+    assert!(
+        buttons[0]["confirm"].is_object(),
+        "a confirm dialog on the dangerous button"
+    );
+    let id = buttons[0]["value"].as_str().unwrap().to_string();
+
+    // The requester clicks Approve: refused, privately, nothing runs.
+    let click = env.click_body(
+        "UOPS1",
+        "approve",
+        &id,
+        "1700000000.000100",
+        "1700000001.000001",
+        2,
+    );
+    assert_eq!(
+        env.post_signed("/slack/interactions", &click, env.now())
+            .await
+            .status(),
+        200
+    );
+    let private = env.slack.wait_for("/response/2", 1).await;
+    assert_eq!(private[0].body["response_type"], "ephemeral");
+    assert!(
+        all_text(&private[0].body).contains("made this request and cannot approve it"),
+        "{}",
+        private[0].body
+    );
+    assert_eq!(env.h.generation("default", "backend").await, before);
+    assert!(env.slack.calls("/api/chat.update").is_empty());
+
+    // An admin (through the SADMINS user group) approves: it runs, and the
+    // message is updated with the outcome and who decided.
+    let click = env.click_body(
+        "UADMIN1",
+        "approve",
+        &id,
+        "1700000000.000100",
+        "1700000002.000002",
+        3,
+    );
+    assert_eq!(
+        env.post_signed("/slack/interactions", &click, env.now())
+            .await
+            .status(),
+        200
+    );
+    let updated = env.slack.wait_for("/api/chat.update", 1).await;
+    let u = &updated[0].body;
+    assert_eq!(
+        (u["channel"].as_str(), u["ts"].as_str()),
+        (Some("C0OPS"), Some("1700000000.000100"))
+    );
+    assert!(all_text(u).contains(&format!("Approved {id}")), "{u}");
+    assert!(
+        all_text(u).contains("Requested by slack:UOPS1, approved by slack:UADMIN1"),
+        "{u}"
+    );
+    assert!(
+        !all_text(u).contains("oncall_approve"),
+        "the buttons are gone"
+    );
+    eventually("restart ran", async || {
+        env.h.generation("default", "backend").await == before + 1
+    })
+    .await;
+    // The same click delivered again runs nothing more.
+    assert_eq!(
+        env.post_signed("/slack/interactions", &click, env.now())
+            .await
+            .status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(env.h.generation("default", "backend").await, before + 1);
+    assert!(env
+        .slack
+        .calls("/api/usergroups.users.list")
+        .iter()
+        .any(|c| c.body["usergroup"] == "SADMINS"));
+}
+
+#[tokio::test]
+async fn rate_limited_chat_post_message_is_retried_after_retry_after() {
+    let env = start().await;
+    *env.slack.state.rate_limit_post.lock().unwrap() = 1;
+    env.command("UOPS1", "scale backend 0", "trig-r").await;
+    let ok = env.slack.wait_for("/api/chat.postMessage", 1).await;
+    let all = env.slack.calls("/api/chat.postMessage");
+    assert_eq!(all.len(), 2, "one 429, one retry");
+    assert_eq!(all[0].status, 429);
+    let gap = ok[0].at.duration_since(all[0].at);
+    assert!(
+        gap >= Duration::from_millis(950),
+        "waited for Retry-After: {gap:?}"
+    );
+}
+
+#[tokio::test]
+async fn events_url_verification_is_answered_when_signed() {
+    let env = start().await;
+    let body = json!({"token": "x", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"}).to_string();
+    let r = env.post_signed("/slack/events", &body, env.now()).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["challenge"],
+        "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+    );
+    let r = env
+        .http
+        .post(format!("{}/slack/events", env.base))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let _ = Arc::new(());
+}
