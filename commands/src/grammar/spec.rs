@@ -417,6 +417,17 @@ pub fn policy_verbs() -> Vec<&'static str> {
 /// alone only reads).
 pub const EXTRA_POLICY_VERBS: &[&str] = &["force", "hpa-set"];
 
+/// The slash command's usage hint (Slack's app manifest): every verb.
+pub fn usage_hint() -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for v in VERBS {
+        if !names.contains(&v.name) {
+            names.push(v.name);
+        }
+    }
+    format!("{} …", names.join(" | "))
+}
+
 /// The command reference in Markdown, as the README holds it.
 pub fn reference_markdown() -> String {
     let mut out = String::from("| Command | What it does | Example |\n|---|---|---|\n");
