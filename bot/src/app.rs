@@ -131,6 +131,7 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
     let config = Config::load(config)?;
     let addr = listen.unwrap_or_else(|| config.listen_addr());
     let slack_config = config.slack.clone();
+    let discord_config = config.discord.clone();
     let router = router_from_config(config).await?;
     let metrics = crate::metrics::Metrics::new();
     let slack = match crate::slack::SlackSecrets::from_env() {
@@ -150,15 +151,69 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
             None
         }
     };
+    let discord_secrets = crate::discord::DiscordSecrets::from_env();
+    let gateway = std::env::var("DISCORD_GATEWAY").is_ok_and(|v| v == "true" || v == "1");
+    let discord = if discord_secrets.public_key.is_some() || gateway {
+        let token = discord_secrets.bot_token.clone();
+        let state = crate::discord::DiscordState::new(
+            router.clone(),
+            discord_config,
+            discord_secrets,
+            metrics.clone(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        if gateway {
+            let token = token.context("DISCORD_GATEWAY=true needs DISCORD_BOT_TOKEN")?;
+            let gw = state.clone();
+            tracing::info!("Discord gateway mode: connecting");
+            tokio::spawn(async move {
+                if let Err(e) = crate::discord::gateway::run(gw, &token).await {
+                    tracing::error!("the Discord gateway stopped: {e}");
+                }
+            });
+        } else {
+            tracing::info!("Discord enabled: POST /discord/interactions");
+        }
+        Some(state)
+    } else {
+        tracing::info!("Discord disabled: DISCORD_PUBLIC_KEY is not set");
+        None
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
     tracing::info!("oncall serving on http://{}", listener.local_addr()?);
-    axum::serve(listener, crate::server::app(router, metrics, slack))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    axum::serve(
+        listener,
+        crate::server::app(router, metrics, slack, discord),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}
+
+/// `oncall discord register`: bulk-overwrites the application's commands
+/// with the definitions generated from the grammar.
+pub async fn discord_register(config: &Path, guild: Option<&str>) -> anyhow::Result<()> {
+    Config::load(config)?;
+    let secrets = crate::discord::DiscordSecrets::from_env();
+    let api = crate::discord::api::DiscordApi::new(
+        reqwest::Client::new(),
+        secrets.api_url,
+        secrets.bot_token,
+        secrets.application_id,
+    );
+    let commands = serde_json::Value::Array(vec![crate::discord::schema::oncall_command_json()]);
+    let registered = api.overwrite_commands(guild, &commands).await?;
+    let count = registered.as_array().map(Vec::len).unwrap_or(0);
+    match guild {
+        Some(g) => println!("registered {count} command(s) in guild {g} (available at once)"),
+        None => println!(
+            "registered {count} global command(s) (may take up to an hour to appear everywhere)"
+        ),
+    }
     Ok(())
 }
 

@@ -33,6 +33,8 @@ pub struct Config {
     pub policy: Policy,
     #[serde(default)]
     pub slack: crate::slack::SlackConfig,
+    #[serde(default)]
+    pub discord: crate::discord::DiscordConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -271,7 +273,7 @@ mod tests {
             ("[[services]]\nname = \"b\"\nnamespce = \"default\"\n", "unknown field `namespce`"),
             ("[[policy.roles]]\nname = \"ops\"\ngrants = [{ verbs = [\"scael\"] }]\n", "policy.roles[0].grants[0].verbs: unknown verb `scael`"),
             ("[[policy.bindings]]\nprincipal = \"bob\"\nroles = []\n", "expected <kind>:<id>"),
-            ("[slack]\nsigning_secret = \"abc\"\n", "unknown field `slack`"),
+            ("[slack]\nsigning_secret = \"abc\"\n", "unknown field `signing_secret`"),
             ("[database]\npassword = \"hunter2\"\n", "unknown field `password`"),
         ];
         for (text, expected) in table {

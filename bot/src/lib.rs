@@ -1,5 +1,5 @@
 //! oncall, the bot: configuration, the router, the store, the handlers, and
-//! the adapters that bring requests in (console, Slack; Discord next).
+//! the adapters that bring requests in (console, Slack, Discord).
 //!
 //! Map of the crate:
 //! - [`config`]: the TOML configuration and its validation.
@@ -10,12 +10,14 @@
 //! - [`console`]: the interactive console of `oncall demo`.
 //! - [`server`]: the HTTP server of `oncall serve`.
 //! - [`slack`]: the Slack adapter (slash commands, buttons, events).
+//! - [`discord`]: the Discord adapter (interactions endpoint and gateway).
 //! - [`metrics`]: Prometheus counters at `/metrics`.
 //! - [`app`]: wiring for the CLI's subcommands.
 
 pub mod app;
 pub mod config;
 pub mod console;
+pub mod discord;
 pub mod handlers;
 pub mod metrics;
 pub mod reply;

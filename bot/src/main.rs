@@ -61,6 +61,11 @@ enum Cmd {
         #[arg(long, env = "ONCALL_CONFIG")]
         config: PathBuf,
     },
+    /// Discord setup.
+    Discord {
+        #[command(subcommand)]
+        command: DiscordCmd,
+    },
     /// Run the simulated Kubernetes API server alone, until Ctrl-C.
     Sim {
         #[arg(long, default_value = "127.0.0.1:6443")]
@@ -71,6 +76,19 @@ enum Cmd {
         /// Seed manifests (multi-document YAML) instead of the runbooks' services.
         #[arg(long)]
         seed: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DiscordCmd {
+    /// Register (bulk-overwrite) the /oncall application command, generated from
+    /// the grammar. Needs DISCORD_APPLICATION_ID and DISCORD_BOT_TOKEN.
+    Register {
+        #[arg(long, env = "ONCALL_CONFIG")]
+        config: PathBuf,
+        /// Register in one guild (instant) instead of globally.
+        #[arg(long)]
+        guild: Option<String>,
     },
 }
 
@@ -114,6 +132,11 @@ fn main() -> ExitCode {
                 kubeconfig_out,
                 seed,
             } => oncall::app::sim(listen, kubeconfig_out, seed)
+                .await
+                .map(|()| 0),
+            Cmd::Discord {
+                command: DiscordCmd::Register { config, guild },
+            } => oncall::app::discord_register(&config, guild.as_deref())
                 .await
                 .map(|()| 0),
         }

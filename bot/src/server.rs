@@ -9,18 +9,27 @@ use serde_json::json;
 
 use std::sync::Arc;
 
+use crate::discord::DiscordState;
 use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::slack::SlackState;
 
 /// The whole HTTP surface: health, metrics, and each enabled adapter.
-pub fn app(router: Router, metrics: Metrics, slack: Option<Arc<SlackState>>) -> axum::Router {
+pub fn app(
+    router: Router,
+    metrics: Metrics,
+    slack: Option<Arc<SlackState>>,
+    discord: Option<Arc<DiscordState>>,
+) -> axum::Router {
     let mut app = axum::Router::new()
         .route("/healthz", get(healthz))
         .with_state(router)
         .route("/metrics", get(move || async move { metrics.render() }));
     if let Some(slack) = slack {
         app = app.merge(crate::slack::routes(slack));
+    }
+    if let Some(discord) = discord {
+        app = app.merge(crate::discord::routes(discord));
     }
     app
 }

@@ -64,15 +64,34 @@ fn the_readme_documents_every_exit_code() {
 #[test]
 fn the_slack_manifest_matches_the_routes_and_the_grammar() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/slack/manifest.yaml");
-    let manifest: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let manifest: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let command = &manifest["features"]["slash_commands"][0];
     assert_eq!(command["command"].as_str(), Some("/oncall"));
-    assert!(command["url"].as_str().unwrap().ends_with("/slack/commands"));
-    assert_eq!(command["usage_hint"].as_str().unwrap(), oncall_commands::grammar::spec::usage_hint(), "regenerate the usage hint");
+    assert!(command["url"]
+        .as_str()
+        .unwrap()
+        .ends_with("/slack/commands"));
+    assert_eq!(
+        command["usage_hint"].as_str().unwrap(),
+        oncall_commands::grammar::spec::usage_hint(),
+        "regenerate the usage hint"
+    );
     let settings = &manifest["settings"];
-    assert!(settings["interactivity"]["request_url"].as_str().unwrap().ends_with("/slack/interactions"));
-    assert!(settings["event_subscriptions"]["request_url"].as_str().unwrap().ends_with("/slack/events"));
-    let scopes: Vec<&str> = manifest["oauth_config"]["scopes"]["bot"].as_sequence().unwrap().iter().filter_map(|s| s.as_str()).collect();
+    assert!(settings["interactivity"]["request_url"]
+        .as_str()
+        .unwrap()
+        .ends_with("/slack/interactions"));
+    assert!(settings["event_subscriptions"]["request_url"]
+        .as_str()
+        .unwrap()
+        .ends_with("/slack/events"));
+    let scopes: Vec<&str> = manifest["oauth_config"]["scopes"]["bot"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.as_str())
+        .collect();
     for needed in ["commands", "chat:write", "usergroups:read"] {
         assert!(scopes.contains(&needed), "{needed}");
     }

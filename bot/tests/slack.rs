@@ -56,7 +56,7 @@ async fn start() -> Env {
     };
     let metrics = Metrics::new();
     let state = SlackState::new(h.router.clone(), slack_config, secrets, metrics.clone());
-    let app = oncall::server::app(h.router.clone(), metrics, Some(state));
+    let app = oncall::server::app(h.router.clone(), metrics, Some(state), None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

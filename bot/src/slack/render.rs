@@ -199,7 +199,7 @@ mod tests {
 
     #[test]
     fn a_reply_renders_within_slacks_limits() {
-        let long_table: String = (0..400)
+        let long_table: String = (0..4000)
             .map(|i| format!("row {i} <b> & {}", "x".repeat(40)))
             .collect::<Vec<_>>()
             .join("\n");

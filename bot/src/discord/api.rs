@@ -1,0 +1,184 @@
+//! Discord's REST API: editing and following up interaction responses,
+//! answering gateway interactions, and registering commands.
+//!
+//! The base URL is configurable (`DISCORD_API_URL`, default
+//! `https://discord.com/api/v10`) so proxies and tests work. 429s are waited
+//! out (`Retry-After`, or the body's `retry_after`) and retried a few times.
+//! The bot token only ever goes in the Authorization header.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const DEFAULT_API_URL: &str = "https://discord.com/api/v10";
+const MAX_ATTEMPTS: u32 = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiscordApiError {
+    #[error("Discord API {what}: HTTP {status}: {message}")]
+    Http {
+        what: String,
+        status: u16,
+        message: String,
+    },
+    #[error("Discord API {what}: still rate limited after {MAX_ATTEMPTS} attempts")]
+    RateLimited { what: String },
+    #[error("Discord API {what}: {message}")]
+    Transport { what: String, message: String },
+    #[error("{0} is not set")]
+    Missing(&'static str),
+}
+
+#[derive(Clone)]
+pub struct DiscordApi {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    pub application_id: Option<String>,
+}
+
+impl std::fmt::Debug for DiscordApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscordApi")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "[set]"))
+            .finish()
+    }
+}
+
+impl DiscordApi {
+    pub fn new(
+        http: reqwest::Client,
+        base: impl Into<String>,
+        token: Option<String>,
+        application_id: Option<String>,
+    ) -> Self {
+        DiscordApi {
+            http,
+            base: base.into().trim_end_matches('/').to_string(),
+            token,
+            application_id,
+        }
+    }
+
+    async fn send(
+        &self,
+        what: &str,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Value, DiscordApiError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let resp = make()
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .map_err(|e| DiscordApiError::Transport {
+                    what: what.to_string(),
+                    message: if e.is_timeout() {
+                        "timed out".into()
+                    } else {
+                        "request failed".into()
+                    },
+                })?;
+            let status = resp.status().as_u16();
+            let header_wait = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok());
+            let text = resp.text().await.unwrap_or_default();
+            if status == 429 {
+                let body_wait = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v["retry_after"].as_f64());
+                let wait = Duration::from_secs_f64(
+                    header_wait.or(body_wait).unwrap_or(1.0).clamp(0.0, 30.0),
+                );
+                tracing::warn!(
+                    what,
+                    wait_ms = wait.as_millis() as u64,
+                    "Discord rate limited the request; retrying"
+                );
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            if !(200..300).contains(&status) {
+                let message: String = text.chars().take(200).collect();
+                return Err(DiscordApiError::Http {
+                    what: what.to_string(),
+                    status,
+                    message,
+                });
+            }
+            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+        }
+        Err(DiscordApiError::RateLimited {
+            what: what.to_string(),
+        })
+    }
+
+    fn app(&self) -> Result<&str, DiscordApiError> {
+        self.application_id
+            .as_deref()
+            .ok_or(DiscordApiError::Missing("DISCORD_APPLICATION_ID"))
+    }
+
+    fn bot(&self) -> Result<String, DiscordApiError> {
+        self.token
+            .as_ref()
+            .map(|t| format!("Bot {t}"))
+            .ok_or(DiscordApiError::Missing("DISCORD_BOT_TOKEN"))
+    }
+
+    /// `PATCH /webhooks/{application_id}/{token}/messages/@original`
+    pub async fn edit_original(&self, token: &str, body: &Value) -> Result<Value, DiscordApiError> {
+        let url = format!(
+            "{}/webhooks/{}/{token}/messages/@original",
+            self.base,
+            self.app()?
+        );
+        self.send("edit original response", || {
+            self.http.patch(&url).json(body)
+        })
+        .await
+    }
+
+    /// `POST /webhooks/{application_id}/{token}`
+    pub async fn followup(&self, token: &str, body: &Value) -> Result<Value, DiscordApiError> {
+        let url = format!("{}/webhooks/{}/{token}", self.base, self.app()?);
+        self.send("follow-up message", || self.http.post(&url).json(body))
+            .await
+    }
+
+    /// `POST /interactions/{id}/{token}/callback` (gateway mode).
+    pub async fn callback(
+        &self,
+        id: &str,
+        token: &str,
+        body: &Value,
+    ) -> Result<Value, DiscordApiError> {
+        let url = format!("{}/interactions/{id}/{token}/callback", self.base);
+        self.send("interaction callback", || self.http.post(&url).json(body))
+            .await
+    }
+
+    /// Bulk-overwrites the application's commands, globally or in a guild.
+    pub async fn overwrite_commands(
+        &self,
+        guild: Option<&str>,
+        commands: &Value,
+    ) -> Result<Value, DiscordApiError> {
+        let app = self.app()?;
+        let auth = self.bot()?;
+        let url = match guild {
+            Some(g) => format!("{}/applications/{app}/guilds/{g}/commands", self.base),
+            None => format!("{}/applications/{app}/commands", self.base),
+        };
+        self.send("register commands", || {
+            self.http
+                .put(&url)
+                .header("authorization", &auth)
+                .json(commands)
+        })
+        .await
+    }
+}

@@ -1,0 +1,428 @@
+//! The Discord adapter: `/oncall` as an application command, over the HTTP
+//! interactions endpoint (`POST /discord/interactions`) or the gateway.
+//!
+//! Both paths end in [`handle`]: PING → PONG; application commands become
+//! command text (from their options, [`schema::options_to_text`]) and go
+//! through the router like Slack's; Approve/Deny buttons are component
+//! interactions; autocomplete answers with catalog names. Within Discord's
+//! 3 seconds we answer directly (type 4) when the command is fast, or defer
+//! (type 5, ephemeral where the answer will be) and then edit the original
+//! response. The interaction id is the idempotency key: the same interaction
+//! never runs twice.
+//!
+//! Principals are `discord:<user id>` with the member's roles as
+//! `discord-role:<id>`; guild and channel ids scope the policy.
+
+pub mod api;
+pub mod gateway;
+pub mod render;
+pub mod schema;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Json;
+use oncall_permissions::Principal;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::metrics::Metrics;
+use crate::reply::{Outcome, Reply, Visibility};
+use crate::router::{Invocation, Platform, Router};
+use api::DiscordApi;
+use verify::PublicKey;
+
+/// Non-secret Discord settings from the config file (`[discord]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordConfig {
+    /// How long a command may run before the response is deferred.
+    #[serde(default = "default_ack", with = "humantime_serde_compat")]
+    pub ack_timeout: Duration,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for DiscordConfig {
+    fn default() -> Self {
+        DiscordConfig {
+            ack_timeout: default_ack(),
+            max_body_bytes: default_max_body(),
+        }
+    }
+}
+
+fn default_ack() -> Duration {
+    Duration::from_millis(2000)
+}
+fn default_max_body() -> usize {
+    64 * 1024
+}
+
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!("expected a duration like \"2s\", got {s:?} ({e})"))
+        })
+    }
+}
+
+/// From the environment only.
+#[derive(Clone, Default)]
+pub struct DiscordSecrets {
+    pub public_key: Option<String>,
+    pub bot_token: Option<String>,
+    pub application_id: Option<String>,
+    pub api_url: String,
+}
+
+impl std::fmt::Debug for DiscordSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscordSecrets")
+            .field("public_key", &self.public_key)
+            .field("bot_token", &self.bot_token.as_ref().map(|_| "[redacted]"))
+            .field("application_id", &self.application_id)
+            .field("api_url", &self.api_url)
+            .finish()
+    }
+}
+
+impl DiscordSecrets {
+    /// `DISCORD_PUBLIC_KEY`, `DISCORD_BOT_TOKEN`, `DISCORD_APPLICATION_ID`, `DISCORD_API_URL`.
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+        DiscordSecrets {
+            public_key: var("DISCORD_PUBLIC_KEY"),
+            bot_token: var("DISCORD_BOT_TOKEN"),
+            application_id: var("DISCORD_APPLICATION_ID"),
+            api_url: var("DISCORD_API_URL").unwrap_or_else(|| api::DEFAULT_API_URL.to_string()),
+        }
+    }
+}
+
+pub struct DiscordState {
+    pub router: Router,
+    pub config: DiscordConfig,
+    key: Option<PublicKey>,
+    pub api: DiscordApi,
+    pub metrics: Metrics,
+}
+
+impl DiscordState {
+    pub fn new(
+        router: Router,
+        config: DiscordConfig,
+        secrets: DiscordSecrets,
+        metrics: Metrics,
+    ) -> Result<Arc<Self>, String> {
+        let key = secrets
+            .public_key
+            .as_deref()
+            .map(PublicKey::from_hex)
+            .transpose()?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!(
+                "DiscordBot (oncall, ",
+                env!("CARGO_PKG_VERSION"),
+                ")"
+            ))
+            .build()
+            .expect("the HTTP client builds with default settings");
+        Ok(Arc::new(DiscordState {
+            api: DiscordApi::new(
+                http,
+                secrets.api_url,
+                secrets.bot_token,
+                secrets.application_id,
+            ),
+            router,
+            config,
+            key,
+            metrics,
+        }))
+    }
+}
+
+pub fn routes(state: Arc<DiscordState>) -> axum::Router {
+    axum::Router::new()
+        .route("/discord/interactions", post(interactions))
+        .with_state(state)
+}
+
+fn refuse(state: &DiscordState, reason: &str, status: StatusCode) -> Response {
+    state
+        .metrics
+        .refused
+        .with_label_values(&["discord", reason])
+        .inc();
+    tracing::warn!(reason, "refused a Discord request");
+    (
+        status,
+        if status == StatusCode::UNAUTHORIZED {
+            "invalid request signature"
+        } else {
+            "request refused"
+        },
+    )
+        .into_response()
+}
+
+/// `POST /discord/interactions`
+async fn interactions(
+    State(state): State<Arc<DiscordState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let limit = state.config.max_body_bytes;
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return refuse(&state, "too_large", StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+        return refuse(&state, "too_large", StatusCode::PAYLOAD_TOO_LARGE);
+    };
+    let Some(key) = &state.key else {
+        return refuse(&state, "no_public_key", StatusCode::UNAUTHORIZED);
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let now = state.router.clock().now().as_second();
+    if let Err(e) = verify::verify(
+        key,
+        header("x-signature-ed25519"),
+        header("x-signature-timestamp"),
+        &bytes,
+        now,
+    ) {
+        return refuse(&state, e.label(), StatusCode::UNAUTHORIZED);
+    }
+    let Ok(interaction) = serde_json::from_slice::<Value>(&bytes) else {
+        return refuse(&state, "malformed", StatusCode::BAD_REQUEST);
+    };
+    Json(handle(&state, &interaction).await).into_response()
+}
+
+/// Who is asking: the member's user (in a guild) or the user (in a DM), and
+/// the member's roles.
+fn principals(interaction: &Value) -> Option<(Principal, Vec<Principal>)> {
+    let user_id = interaction["member"]["user"]["id"]
+        .as_str()
+        .or(interaction["user"]["id"].as_str())?;
+    let principal: Principal = format!("discord:{user_id}").parse().ok()?;
+    let roles = interaction["member"]["roles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str())
+        .filter_map(|r| format!("discord-role:{r}").parse().ok())
+        .collect();
+    Some((principal, roles))
+}
+
+fn ephemeral(reply: &Reply) -> Value {
+    let mut private = reply.clone();
+    private.visibility = Visibility::Private;
+    render::message(&private)
+}
+
+fn plain_ephemeral(text: &str) -> Value {
+    json!({ "type": 4, "data": { "content": text, "flags": render::EPHEMERAL } })
+}
+
+/// Handles one interaction (from HTTP or the gateway); returns the immediate
+/// response and, when it deferred, finishes the work in the background.
+pub async fn handle(state: &Arc<DiscordState>, interaction: &Value) -> Value {
+    match interaction["type"].as_u64() {
+        Some(1) => json!({ "type": 1 }),
+        Some(4) => autocomplete(state, interaction),
+        Some(2) => command(state, interaction).await,
+        Some(3) => component(state, interaction).await,
+        _ => plain_ephemeral("This kind of interaction is not supported."),
+    }
+}
+
+fn autocomplete(state: &DiscordState, interaction: &Value) -> Value {
+    let Some((_, options)) = schema::invoked(&interaction["data"]) else {
+        return schema::choices(&[], "");
+    };
+    let Some((name, typed)) = schema::focused(&options) else {
+        return schema::choices(&[], "");
+    };
+    let catalog = state.router.catalog();
+    let mut candidates: Vec<String> = catalog.names().map(String::from).collect();
+    if name == "target" {
+        candidates.extend(
+            catalog
+                .namespaces()
+                .map(String::from)
+                .filter(|n| catalog.get(n).is_none()),
+        );
+    }
+    // `restart` takes several services: complete the last word.
+    let (prefix, last) = match typed.rsplit_once(' ') {
+        Some((p, l)) if name == "services" => (format!("{p} "), l.to_string()),
+        _ => (String::new(), typed.clone()),
+    };
+    let completed: Vec<String> = candidates.iter().map(|c| format!("{prefix}{c}")).collect();
+    let filtered: Vec<String> = completed
+        .into_iter()
+        .filter(|c| c[prefix.len()..].contains(&last.to_lowercase()))
+        .collect();
+    schema::choices(&filtered, &format!("{prefix}{last}"))
+}
+
+fn invocation(
+    interaction: &Value,
+    text: String,
+    principal: Principal,
+    groups: Vec<Principal>,
+    state: &DiscordState,
+) -> Invocation {
+    Invocation {
+        platform: Platform::Discord,
+        workspace: interaction["guild_id"].as_str().map(String::from),
+        channel: interaction["channel_id"]
+            .as_str()
+            .or(interaction["channel"]["id"].as_str())
+            .unwrap_or("dm")
+            .to_string(),
+        principal,
+        groups,
+        text,
+        idempotency_key: interaction["id"].as_str().map(|id| format!("discord:{id}")),
+        received_at: state.router.clock().now(),
+    }
+}
+
+fn count(state: &DiscordState, reply: &Reply) {
+    state
+        .metrics
+        .handled
+        .with_label_values(&["discord", reply.outcome.label()])
+        .inc();
+}
+
+async fn command(state: &Arc<DiscordState>, interaction: &Value) -> Value {
+    if interaction["data"]["name"] != "oncall" {
+        return plain_ephemeral("Unknown command; try `/oncall help`.");
+    }
+    let Some(text) = schema::invoked(&interaction["data"])
+        .and_then(|(verb, options)| schema::options_to_text(&verb, &options))
+    else {
+        return plain_ephemeral("That command is not one oncall knows; try `/oncall help`.");
+    };
+    let Some((principal, groups)) = principals(interaction) else {
+        return plain_ephemeral("Could not tell who is asking.");
+    };
+    // Will the answer be public? Mutations are, and anything with --public.
+    let public = oncall_commands::parse(&text)
+        .map(|p| p.public || p.command.is_mutating())
+        .unwrap_or(false);
+    let inv = invocation(interaction, text, principal, groups, state);
+    let token = interaction["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let router = state.router.clone();
+    let mut task = tokio::spawn(async move { router.handle(inv).await });
+    match tokio::time::timeout(state.config.ack_timeout, &mut task).await {
+        Ok(Ok(reply)) => {
+            count(state, &reply);
+            json!({ "type": 4, "data": render::message(&reply) })
+        }
+        Ok(Err(e)) => {
+            tracing::error!("a Discord command task failed: {e}");
+            plain_ephemeral("Something went wrong; nothing more will happen for this request.")
+        }
+        Err(_) => {
+            let state2 = state.clone();
+            tokio::spawn(async move {
+                if let Ok(reply) = task.await {
+                    count(&state2, &reply);
+                    if let Err(e) = state2
+                        .api
+                        .edit_original(&token, &render::message(&reply))
+                        .await
+                    {
+                        tracing::error!("could not edit the deferred Discord response: {e}");
+                    }
+                }
+            });
+            let mut data = json!({});
+            if !public {
+                data["flags"] = json!(render::EPHEMERAL);
+            }
+            json!({ "type": 5, "data": data })
+        }
+    }
+}
+
+/// Approve / Deny buttons (`oncall:approve:<id>`).
+async fn component(state: &Arc<DiscordState>, interaction: &Value) -> Value {
+    let custom_id = interaction["data"]["custom_id"]
+        .as_str()
+        .unwrap_or_default();
+    let text = match custom_id.split(':').collect::<Vec<_>>().as_slice() {
+        ["oncall", verb @ ("approve" | "deny"), id] => format!("{verb} {id}"),
+        _ => return plain_ephemeral("This button is not one oncall knows."),
+    };
+    let Some((principal, groups)) = principals(interaction) else {
+        return plain_ephemeral("Could not tell who is asking.");
+    };
+    let inv = invocation(interaction, text, principal, groups, state);
+    let token = interaction["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let router = state.router.clone();
+    let mut task = tokio::spawn(async move { router.handle(inv).await });
+    let decided = |reply: &Reply| matches!(reply.outcome, Outcome::Done | Outcome::Failed);
+    match tokio::time::timeout(state.config.ack_timeout, &mut task).await {
+        Ok(Ok(reply)) => {
+            count(state, &reply);
+            if decided(&reply) {
+                // The approval message now shows the outcome, without buttons.
+                let mut data = render::message(&reply);
+                data["components"] = json!([]);
+                json!({ "type": 7, "data": data })
+            } else {
+                json!({ "type": 4, "data": ephemeral(&reply) })
+            }
+        }
+        Ok(Err(e)) => {
+            tracing::error!("a Discord button task failed: {e}");
+            plain_ephemeral("Something went wrong; nothing more will happen for this click.")
+        }
+        Err(_) => {
+            let state2 = state.clone();
+            tokio::spawn(async move {
+                if let Ok(reply) = task.await {
+                    count(&state2, &reply);
+                    let result = if decided(&reply) {
+                        let mut data = render::message(&reply);
+                        data["components"] = json!([]);
+                        state2.api.edit_original(&token, &data).await
+                    } else {
+                        state2.api.followup(&token, &ephemeral(&reply)).await
+                    };
+                    if let Err(e) = result {
+                        tracing::error!("could not deliver the outcome of a Discord button: {e}");
+                    }
+                }
+            });
+            json!({ "type": 6 })
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! `/oncall` as a Discord application command, generated from the grammar.
+//!
+//! Each verb is a subcommand (two-word verbs such as `rollout status` are a
+//! subcommand group and a subcommand). Positional arguments become typed
+//! options (services autocomplete from the catalog, replicas are integers
+//! with bounds); every flag of the verb's spec becomes an option too
+//! (switches are booleans, `N` values integers, the rest strings). So the
+//! registered commands can never drift from `help`.
+//!
+//! An invocation's options are turned back into command text
+//! ([`options_to_text`]) and parsed by the same grammar as Slack and the
+//! console, so both paths produce the same typed `Command`.
+
+use oncall_commands::grammar::spec::{VerbSpec, VERBS};
+use oncall_commands::grammar::MAX_REPLICAS;
+use serde_json::{json, Value};
+use serenity::all::{CommandOptionType, CreateCommand, CreateCommandOption};
+
+/// One positional option.
+#[derive(Debug, Clone, Copy)]
+pub struct Positional {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub kind: Kind,
+    pub required: bool,
+    /// Suggest catalog names while typing.
+    pub autocomplete: bool,
+    /// The value is several words (`KEY=VALUE KEY2=VALUE2`) inserted as is.
+    pub multi: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Integer { min: i64, max: i64 },
+}
+
+const fn text(
+    name: &'static str,
+    description: &'static str,
+    required: bool,
+    autocomplete: bool,
+) -> Positional {
+    Positional {
+        name,
+        description,
+        kind: Kind::Text,
+        required,
+        autocomplete,
+        multi: false,
+    }
+}
+
+const fn words(
+    name: &'static str,
+    description: &'static str,
+    required: bool,
+    autocomplete: bool,
+) -> Positional {
+    Positional {
+        name,
+        description,
+        kind: Kind::Text,
+        required,
+        autocomplete,
+        multi: true,
+    }
+}
+
+/// The positional arguments of each verb, in order.
+pub fn positionals(verb: &str) -> Vec<Positional> {
+    let service = text("service", "The service, from the catalog", true, true);
+    match verb {
+        "help" => vec![text("verb", "A command to explain", false, false)],
+        "scale" => vec![
+            service,
+            Positional {
+                name: "replicas",
+                description: "How many replicas",
+                kind: Kind::Integer {
+                    min: 0,
+                    max: MAX_REPLICAS as i64,
+                },
+                required: true,
+                autocomplete: false,
+                multi: false,
+            },
+        ],
+        "restart" => vec![words(
+            "services",
+            "One or more services, separated by spaces",
+            false,
+            true,
+        )],
+        "status" | "rollout status" | "rollout history" | "rollback" | "hpa" | "health" => {
+            vec![service]
+        }
+        "set image" => vec![
+            service,
+            text("image", "The image, or container=image", true, false),
+        ],
+        "logs" | "diagnose" => vec![text("target", "A service or one of its pods", true, true)],
+        "pods" | "events" | "top" => vec![text("target", "A service or a namespace", true, true)],
+        "job run" => vec![text("cronjob", "The CronJob to run now", true, false)],
+        "quarantine" | "unquarantine" => vec![text("pod", "The pod", true, false)],
+        "env set" => vec![
+            service,
+            words("vars", "KEY=VALUE pairs, separated by spaces", true, false),
+        ],
+        "env unset" => vec![
+            service,
+            words("keys", "Variable names, separated by spaces", true, false),
+        ],
+        "can" => vec![
+            text(
+                "principal",
+                "Whose permission to check (slack:U…, discord:<id>, cli:<name>)",
+                true,
+                false,
+            ),
+            words(
+                "command",
+                "The command to check, e.g. scale backend 5",
+                true,
+                false,
+            ),
+        ],
+        "approve" | "deny" => vec![text(
+            "id",
+            "The request id shown with the approval request",
+            true,
+            false,
+        )],
+        _ => vec![],
+    }
+}
+
+/// Discord allows at most 100 characters of description.
+fn describe(s: &str) -> String {
+    if s.chars().count() <= 100 {
+        s.to_string()
+    } else {
+        let mut c: String = s.chars().take(99).collect();
+        c.push('…');
+        c
+    }
+}
+
+fn option_name(flag: &str) -> String {
+    flag.to_string()
+}
+
+/// The options of one verb's subcommand: required first, as Discord demands.
+fn subcommand(verb: &VerbSpec, leaf_name: &str) -> CreateCommandOption {
+    let mut sub = CreateCommandOption::new(
+        CommandOptionType::SubCommand,
+        leaf_name,
+        describe(verb.summary),
+    );
+    let mut all: Vec<CreateCommandOption> = Vec::new();
+    let mut optional: Vec<CreateCommandOption> = Vec::new();
+    for p in positionals(verb.name) {
+        let mut o = match p.kind {
+            Kind::Text => {
+                CreateCommandOption::new(CommandOptionType::String, p.name, describe(p.description))
+            }
+            Kind::Integer { min, max } => CreateCommandOption::new(
+                CommandOptionType::Integer,
+                p.name,
+                describe(p.description),
+            )
+            .min_int_value(min as u64)
+            .max_int_value(max as u64),
+        };
+        o = o.required(p.required);
+        if p.autocomplete {
+            o = o.set_autocomplete(true);
+        }
+        if p.name == "verb" {
+            for v in VERBS.iter().take(25) {
+                o = o.add_string_choice(v.name, v.name);
+            }
+        }
+        if p.required {
+            all.push(o);
+        } else {
+            optional.push(o);
+        }
+    }
+    for flag in verb.flags {
+        let o = match flag.value {
+            None => CreateCommandOption::new(
+                CommandOptionType::Boolean,
+                option_name(flag.name),
+                describe(flag.help),
+            ),
+            Some("N") => CreateCommandOption::new(
+                CommandOptionType::Integer,
+                option_name(flag.name),
+                describe(flag.help),
+            ),
+            Some(_) => {
+                let o = CreateCommandOption::new(
+                    CommandOptionType::String,
+                    option_name(flag.name),
+                    describe(flag.help),
+                );
+                if flag.name == "service" {
+                    o.set_autocomplete(true)
+                } else {
+                    o
+                }
+            }
+        };
+        optional.push(o.required(false));
+    }
+    all.extend(optional);
+    for o in all {
+        sub = sub.add_sub_option(o);
+    }
+    sub
+}
+
+/// The `/oncall` command definition, as Discord's bulk-overwrite takes it.
+pub fn oncall_command() -> CreateCommand {
+    let mut cmd = CreateCommand::new("oncall")
+        .description("Operate services safely: scale, restart, roll back, logs, health, approvals");
+    // Two-word verbs become a group of subcommands, in the spec's order.
+    let mut groups: Vec<(&str, Vec<CreateCommandOption>)> = Vec::new();
+    for verb in VERBS {
+        match verb.name.split_once(' ') {
+            None => cmd = cmd.add_option(subcommand(verb, verb.name)),
+            Some((group, leaf)) => match groups.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, leaves)) => leaves.push(subcommand(verb, leaf)),
+                None => groups.push((group, vec![subcommand(verb, leaf)])),
+            },
+        }
+    }
+    for (group, leaves) in groups {
+        let mut g = CreateCommandOption::new(
+            CommandOptionType::SubCommandGroup,
+            group,
+            describe(&format!("{group} commands")),
+        );
+        for leaf in leaves {
+            g = g.add_sub_option(leaf);
+        }
+        cmd = cmd.add_option(g);
+    }
+    cmd
+}
+
+/// The JSON of the definition.
+pub fn oncall_command_json() -> Value {
+    serde_json::to_value(oncall_command()).expect("command definitions serialize")
+}
+
+/// Finds the invoked verb and its options in an interaction's `data`.
+/// Returns (verb name, options of the leaf subcommand).
+pub fn invoked(data: &Value) -> Option<(String, Vec<Value>)> {
+    let first = data["options"].as_array()?.first()?.clone();
+    match first["type"].as_u64()? {
+        1 => Some((
+            first["name"].as_str()?.to_string(),
+            first["options"].as_array().cloned().unwrap_or_default(),
+        )),
+        2 => {
+            let leaf = first["options"].as_array()?.first()?.clone();
+            Some((
+                format!("{} {}", first["name"].as_str()?, leaf["name"].as_str()?),
+                leaf["options"].as_array().cloned().unwrap_or_default(),
+            ))
+        }
+        _ => None,
+    }
+}
+
+fn quote(s: &str) -> String {
+    if !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c == '\'' || c == '"')
+    {
+        s.to_string()
+    } else if !s.contains('\'') {
+        format!("'{s}'")
+    } else {
+        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The command text an invocation means: the verb, the positional values in
+/// order, then the flags.
+pub fn options_to_text(verb: &str, options: &[Value]) -> Option<String> {
+    let spec = VERBS.iter().find(|v| v.name == verb)?;
+    let get = |name: &str| {
+        options
+            .iter()
+            .find(|o| o["name"] == name)
+            .map(|o| &o["value"])
+    };
+    let mut parts = vec![verb.to_string()];
+    for p in positionals(verb) {
+        if let Some(v) = get(p.name) {
+            let text = value_text(v);
+            parts.push(if p.multi { text } else { quote(&text) });
+        }
+    }
+    for flag in spec.flags {
+        match (flag.value, get(flag.name)) {
+            (None, Some(Value::Bool(true))) => parts.push(format!("--{}", flag.name)),
+            (Some(_), Some(v)) => parts.push(format!("--{} {}", flag.name, quote(&value_text(v)))),
+            _ => {}
+        }
+    }
+    Some(parts.join(" "))
+}
+
+/// The focused option of an autocomplete interaction: (option name, typed text).
+pub fn focused(options: &[Value]) -> Option<(String, String)> {
+    options.iter().find(|o| o["focused"] == true).map(|o| {
+        (
+            o["name"].as_str().unwrap_or("").to_string(),
+            value_text(&o["value"]),
+        )
+    })
+}
+
+/// Up to 25 autocomplete choices: names starting with the typed text first,
+/// then names containing it.
+pub fn choices(candidates: &[String], typed: &str) -> Value {
+    let typed = typed.to_lowercase();
+    let mut starts: Vec<&String> = candidates
+        .iter()
+        .filter(|c| c.starts_with(&typed))
+        .collect();
+    let contains: Vec<&String> = candidates
+        .iter()
+        .filter(|c| !c.starts_with(&typed) && c.contains(&typed))
+        .collect();
+    starts.extend(contains);
+    let list: Vec<Value> = starts
+        .into_iter()
+        .take(25)
+        .map(|c| json!({ "name": c, "value": c }))
+        .collect();
+    json!({ "type": 8, "data": { "choices": list } })
+}

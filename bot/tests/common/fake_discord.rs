@@ -1,0 +1,229 @@
+//! A fake Discord REST API over real HTTP on loopback: interaction callbacks,
+//! webhook edits and follow-ups, and command registration. It checks what
+//! Discord checks (bot token on registration, embed and component limits,
+//! command definition rules) and records every call.
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+pub const BOT_TOKEN: &str = "discord-test-bot-token";
+pub const APP_ID: &str = "700000000000000001";
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub path: String,
+    pub body: Value,
+    pub status: u16,
+}
+
+#[derive(Default)]
+pub struct FakeState {
+    pub calls: Mutex<Vec<Call>>,
+    pub rate_limit_edits: Mutex<u32>,
+}
+
+pub struct FakeDiscord {
+    pub url: String,
+    pub state: Arc<FakeState>,
+}
+
+impl FakeDiscord {
+    pub async fn start() -> FakeDiscord {
+        let state = Arc::new(FakeState::default());
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeDiscord { url, state }
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("{}/api/v10", self.url)
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.calls.lock().unwrap().clone()
+    }
+
+    pub async fn wait_for(&self, method: &str, path_contains: &str) -> Call {
+        for _ in 0..400 {
+            if let Some(c) = self
+                .calls()
+                .into_iter()
+                .find(|c| c.method == method && c.path.contains(path_contains) && c.status < 300)
+            {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no {method} {path_contains}; got {:?}", self.calls());
+    }
+}
+
+fn embed_problem(body: &Value) -> Option<&'static str> {
+    if body["content"]
+        .as_str()
+        .is_some_and(|c| c.chars().count() > 2000)
+    {
+        return Some("content over 2000");
+    }
+    for e in body["embeds"].as_array().into_iter().flatten() {
+        if e["title"].as_str().is_some_and(|t| t.chars().count() > 256) {
+            return Some("title over 256");
+        }
+        if e["description"]
+            .as_str()
+            .is_some_and(|t| t.chars().count() > 4096)
+        {
+            return Some("description over 4096");
+        }
+        if e["fields"].as_array().is_some_and(|f| f.len() > 25) {
+            return Some("more than 25 fields");
+        }
+    }
+    let rows = body["components"].as_array().map(|r| r.len()).unwrap_or(0);
+    if rows > 5 {
+        return Some("more than 5 rows");
+    }
+    for row in body["components"].as_array().into_iter().flatten() {
+        if row["components"].as_array().is_some_and(|b| b.len() > 5) {
+            return Some("more than 5 buttons in a row");
+        }
+    }
+    None
+}
+
+fn command_problem(cmd: &Value) -> Option<String> {
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 32
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    };
+    fn walk(o: &Value, name_ok: &dyn Fn(&str) -> bool, depth: usize) -> Option<String> {
+        let name = o["name"].as_str().unwrap_or("");
+        if !name_ok(name) {
+            return Some(format!("bad name {name:?}"));
+        }
+        let desc = o["description"].as_str().unwrap_or("");
+        if desc.is_empty() || desc.chars().count() > 100 {
+            return Some(format!("bad description for {name}"));
+        }
+        let options = o["options"].as_array().cloned().unwrap_or_default();
+        if options.len() > 25 {
+            return Some(format!("{name} has {} options", options.len()));
+        }
+        let mut seen_optional = false;
+        for opt in &options {
+            let required = opt["required"] == true;
+            if required && seen_optional {
+                return Some(format!("{name}: required option after an optional one"));
+            }
+            seen_optional |= !required && opt["type"].as_u64().is_some_and(|t| t > 2);
+            if opt["choices"].as_array().is_some_and(|c| c.len() > 25) {
+                return Some("more than 25 choices".into());
+            }
+            if depth > 3 {
+                return Some("nested too deep".into());
+            }
+            if let Some(p) = walk(opt, name_ok, depth + 1) {
+                return Some(p);
+            }
+        }
+        None
+    }
+    walk(cmd, &name_ok, 0)
+}
+
+async fn handle(
+    State(state): State<Arc<FakeState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let record = |status: u16| {
+        state.calls.lock().unwrap().push(Call {
+            method: method.to_string(),
+            path: path.clone(),
+            body: parsed.clone(),
+            status,
+        });
+    };
+    let _ = Path::<()>;
+    if path.contains("/applications/") && method == Method::PUT {
+        if headers.get("authorization").and_then(|v| v.to_str().ok())
+            != Some(&format!("Bot {BOT_TOKEN}"))
+        {
+            record(401);
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"message": "401: Unauthorized", "code": 0})),
+            )
+                .into_response();
+        }
+        for cmd in parsed.as_array().into_iter().flatten() {
+            if let Some(p) = command_problem(cmd) {
+                record(400);
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"message": "Invalid Form Body", "errors": p})),
+                )
+                    .into_response();
+            }
+        }
+        record(200);
+        let registered: Vec<Value> = parsed
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mut c| {
+                c["id"] = json!("800000000000000001");
+                c
+            })
+            .collect();
+        return Json(Value::Array(registered)).into_response();
+    }
+    let data = if path.contains("/callback") {
+        &parsed["data"]
+    } else {
+        &parsed
+    };
+    if let Some(p) = embed_problem(data) {
+        record(400);
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"message": "Invalid Form Body", "errors": p})),
+        )
+            .into_response();
+    }
+    if method == Method::PATCH {
+        let mut limited = state.rate_limit_edits.lock().unwrap();
+        if *limited > 0 {
+            *limited -= 1;
+            drop(limited);
+            record(429);
+            return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0.5")], Json(json!({"message": "You are being rate limited.", "retry_after": 0.5, "global": false}))).into_response();
+        }
+    }
+    record(200);
+    if path.contains("/callback") {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    Json(json!({"id": "900000000000000009", "content": "", "embeds": parsed["embeds"]}))
+        .into_response()
+}

@@ -1,0 +1,635 @@
+//! Discord end to end over real HTTP: the interactions endpoint of the
+//! `oncall serve` app against the simulator and a fake Discord REST API,
+//! signed with a test Ed25519 key; and the gateway handler.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::fake_discord::{FakeDiscord, APP_ID, BOT_TOKEN};
+use common::{eventually, Harness};
+use ed25519_dalek::{Signer, SigningKey};
+use oncall::config::{Config, EXAMPLE};
+use oncall::discord::{schema, DiscordConfig, DiscordSecrets, DiscordState};
+use oncall::metrics::Metrics;
+use oncall_permissions::Binding;
+use serde_json::{json, Value};
+
+const OPERATOR: &str = "111111111111111111";
+const ADMIN: &str = "222222222222222222";
+const VIEWER: &str = "333333333333333333";
+const OPS_ROLE: &str = "900000000000000001";
+const ADMIN_ROLE: &str = "900000000000000002";
+
+/// (verb, the subcommand options Discord sends) for each verb's example.
+fn option_table() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "help",
+            json!([{"name": "verb", "type": 3, "value": "scale"}]),
+        ),
+        (
+            "scale",
+            json!([{"name": "service", "type": 3, "value": "backend"}, {"name": "replicas", "type": 4, "value": 5}]),
+        ),
+        (
+            "restart",
+            json!([{"name": "services", "type": 3, "value": "backend recurring-task-service"}]),
+        ),
+        (
+            "status",
+            json!([{"name": "service", "type": 3, "value": "backend"}]),
+        ),
+        (
+            "rollout status",
+            json!([{"name": "service", "type": 3, "value": "backend"}, {"name": "wait", "type": 3, "value": "5m"}]),
+        ),
+        (
+            "rollout history",
+            json!([{"name": "service", "type": 3, "value": "oauth2-server"}]),
+        ),
+        (
+            "rollback",
+            json!([{"name": "service", "type": 3, "value": "oauth2-server"}, {"name": "to-revision", "type": 4, "value": 3}]),
+        ),
+        (
+            "set image",
+            json!([{"name": "service", "type": 3, "value": "dev-utilities"}, {"name": "image", "type": 3, "value": "ghcr.io/example/dev-utilities:2.4.0"}]),
+        ),
+        (
+            "logs",
+            json!([{"name": "target", "type": 3, "value": "backend"}, {"name": "since", "type": 3, "value": "10m"}, {"name": "grep", "type": 3, "value": "ERROR"}]),
+        ),
+        (
+            "pods",
+            json!([{"name": "target", "type": 3, "value": "vibe-ensemble"}]),
+        ),
+        (
+            "events",
+            json!([{"name": "target", "type": 3, "value": "oauth2-server"}, {"name": "since", "type": 3, "value": "30m"}]),
+        ),
+        (
+            "hpa",
+            json!([{"name": "service", "type": 3, "value": "oauth2-server"}, {"name": "min", "type": 4, "value": 3}, {"name": "max", "type": 4, "value": 10}]),
+        ),
+        (
+            "health",
+            json!([{"name": "service", "type": 3, "value": "brownie-metadata-api"}]),
+        ),
+        (
+            "diagnose",
+            json!([{"name": "target", "type": 3, "value": "oauth2-server"}]),
+        ),
+        (
+            "job run",
+            json!([{"name": "cronjob", "type": 3, "value": "postgres-backup"}, {"name": "namespace", "type": 3, "value": "vibe-ensemble"}]),
+        ),
+        (
+            "quarantine",
+            json!([{"name": "pod", "type": 3, "value": "vibe-ensemble-server-7d4b9c-x2x9k"}]),
+        ),
+        (
+            "unquarantine",
+            json!([{"name": "pod", "type": 3, "value": "vibe-ensemble-server-7d4b9c-x2x9k"}]),
+        ),
+        (
+            "env set",
+            json!([{"name": "service", "type": 3, "value": "backend"}, {"name": "vars", "type": 3, "value": "DB_POOL_SIZE=30 DB_MAX_OVERFLOW=20"}]),
+        ),
+        (
+            "env unset",
+            json!([{"name": "service", "type": 3, "value": "backend"}, {"name": "keys", "type": 3, "value": "DB_MAX_OVERFLOW"}]),
+        ),
+        (
+            "top",
+            json!([{"name": "target", "type": 3, "value": "oauth2-server"}]),
+        ),
+        (
+            "history",
+            json!([{"name": "service", "type": 3, "value": "backend"}, {"name": "since", "type": 3, "value": "2h"}]),
+        ),
+        ("whoami", json!([])),
+        (
+            "can",
+            json!([{"name": "principal", "type": 3, "value": "cli:viewer"}, {"name": "command", "type": 3, "value": "scale backend 5"}]),
+        ),
+        (
+            "approve",
+            json!([{"name": "id", "type": 3, "value": "k3f9qa"}]),
+        ),
+        (
+            "deny",
+            json!([{"name": "id", "type": 3, "value": "k3f9qa"}]),
+        ),
+    ]
+}
+
+/// `data.options` for a verb: a subcommand, or a group and a subcommand.
+fn data_options(verb: &str, options: &Value) -> Value {
+    match verb.split_once(' ') {
+        None => json!([{"name": verb, "type": 1, "options": options}]),
+        Some((group, leaf)) => {
+            json!([{"name": group, "type": 2, "options": [{"name": leaf, "type": 1, "options": options}]}])
+        }
+    }
+}
+
+#[test]
+fn every_subcommand_maps_to_the_same_command_as_its_text() {
+    let table = option_table();
+    let verbs: Vec<&str> = oncall_commands::grammar::VERBS
+        .iter()
+        .map(|v| v.name)
+        .collect();
+    assert_eq!(
+        table.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
+        verbs,
+        "one row per verb, in order"
+    );
+    for (verb, options) in table {
+        let spec = oncall_commands::grammar::VERBS
+            .iter()
+            .find(|v| v.name == verb)
+            .unwrap();
+        let data = json!({"name": "oncall", "options": data_options(verb, &options)});
+        let (found, opts) = schema::invoked(&data).unwrap();
+        assert_eq!(found, verb);
+        let text = schema::options_to_text(&found, &opts).unwrap();
+        let from_options =
+            oncall_commands::parse(&text).unwrap_or_else(|e| panic!("{verb}: `{text}`: {e}"));
+        let from_text = oncall_commands::parse(spec.example).unwrap();
+        assert_eq!(
+            from_options, from_text,
+            "{verb}: `{text}` vs `{}`",
+            spec.example
+        );
+    }
+}
+
+#[test]
+fn the_command_definition_follows_discords_rules() {
+    let def = schema::oncall_command_json();
+    assert_eq!(def["name"], "oncall");
+    let top = def["options"].as_array().unwrap();
+    assert!(top.len() <= 25, "{} top-level subcommands", top.len());
+    let rollout = top.iter().find(|o| o["name"] == "rollout").unwrap();
+    assert_eq!(rollout["type"], 2, "a subcommand group");
+    let leaves: Vec<&str> = rollout["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(leaves, vec!["status", "history"]);
+    let scale = top.iter().find(|o| o["name"] == "scale").unwrap();
+    let replicas = scale["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "replicas")
+        .unwrap();
+    assert_eq!(
+        (
+            replicas["type"].as_u64(),
+            replicas["required"].as_bool(),
+            replicas["min_value"].as_u64(),
+            replicas["max_value"].as_u64()
+        ),
+        (Some(4), Some(true), Some(0), Some(1000))
+    );
+    let service = &scale["options"][0];
+    assert_eq!(
+        (service["name"].as_str(), service["autocomplete"].as_bool()),
+        (Some("service"), Some(true))
+    );
+    let dry = scale["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "dry-run")
+        .unwrap();
+    assert_eq!(dry["type"], 5, "switches are booleans");
+}
+
+struct Env {
+    h: Harness,
+    discord: FakeDiscord,
+    base: String,
+    http: reqwest::Client,
+    key: SigningKey,
+    state: Arc<DiscordState>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+async fn start(ack: Duration) -> Env {
+    let mut config = Config::parse(EXAMPLE, "example").unwrap();
+    for (principal, role) in [
+        (format!("discord-role:{OPS_ROLE}"), "operator"),
+        (format!("discord-role:{ADMIN_ROLE}"), "admin"),
+        (format!("discord:{VIEWER}"), "viewer"),
+    ] {
+        config.policy.bindings.push(Binding {
+            principal: principal.parse().unwrap(),
+            roles: vec![role.into()],
+        });
+    }
+    let h = Harness::with_config(config).await;
+    let discord = FakeDiscord::start().await;
+    let key = SigningKey::from_bytes(&[7u8; 32]);
+    let secrets = DiscordSecrets {
+        public_key: Some(hex::encode(key.verifying_key().to_bytes())),
+        bot_token: Some(BOT_TOKEN.into()),
+        application_id: Some(APP_ID.into()),
+        api_url: discord.api_url(),
+    };
+    let metrics = Metrics::new();
+    let state = DiscordState::new(
+        h.router.clone(),
+        DiscordConfig {
+            ack_timeout: ack,
+            ..DiscordConfig::default()
+        },
+        secrets,
+        metrics.clone(),
+    )
+    .unwrap();
+    let app = oncall::server::app(h.router.clone(), metrics, None, Some(state.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Env {
+        h,
+        discord,
+        base,
+        http: reqwest::Client::new(),
+        key,
+        state,
+        next_id: 1_000_000_000_000_000_000u64.into(),
+    }
+}
+
+impl Env {
+    fn id(&self) -> String {
+        self.next_id
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            .to_string()
+    }
+
+    async fn send_at(&self, body: &Value, ts: i64) -> reqwest::Response {
+        let body = body.to_string();
+        let ts = ts.to_string();
+        let sig = self.key.sign(&[ts.as_bytes(), body.as_bytes()].concat());
+        self.http
+            .post(format!("{}/discord/interactions", self.base))
+            .header("content-type", "application/json")
+            .header("x-signature-ed25519", hex::encode(sig.to_bytes()))
+            .header("x-signature-timestamp", ts)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn send(&self, body: &Value) -> (u16, Value) {
+        let r = self.send_at(body, self.h.clock.now().as_second()).await;
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    fn member(user: &str, roles: &[&str]) -> Value {
+        json!({"user": {"id": user, "username": "someone", "discriminator": "0", "global_name": null, "avatar": null}, "roles": roles, "joined_at": "2024-01-01T00:00:00Z", "deaf": false, "mute": false, "flags": 0, "pending": false, "permissions": "0"})
+    }
+
+    fn command(&self, id: &str, user: &str, roles: &[&str], verb: &str, options: Value) -> Value {
+        json!({
+            "id": id, "application_id": APP_ID, "type": 2, "token": format!("tok-{id}"), "version": 1,
+            "guild_id": "500000000000000001", "channel_id": "600000000000000001",
+            "member": Self::member(user, roles), "locale": "en-US", "guild_locale": "en-US",
+            "app_permissions": "0", "entitlements": [], "authorizing_integration_owners": {}, "context": 0, "attachment_size_limit": 8388608,
+            "data": {"id": "800000000000000001", "name": "oncall", "type": 1, "options": data_options(verb, &options)},
+        })
+    }
+
+    fn click(&self, id: &str, user: &str, roles: &[&str], custom_id: &str) -> Value {
+        json!({
+            "id": id, "application_id": APP_ID, "type": 3, "token": format!("tok-{id}"), "version": 1,
+            "guild_id": "500000000000000001", "channel_id": "600000000000000001",
+            "member": Self::member(user, roles), "locale": "en-US",
+            "message": {"id": "650000000000000001", "channel_id": "600000000000000001", "content": "", "embeds": [], "components": []},
+            "data": {"custom_id": custom_id, "component_type": 2},
+        })
+    }
+}
+
+fn text_of(v: &Value) -> String {
+    v.to_string()
+}
+
+#[tokio::test]
+async fn ping_is_answered_with_pong_and_bad_signatures_are_refused() {
+    let env = start(Duration::from_secs(2)).await;
+    let ping =
+        json!({"id": env.id(), "application_id": APP_ID, "type": 1, "token": "t", "version": 1});
+    let (status, body) = env.send(&ping).await;
+    assert_eq!((status, body), (200, json!({"type": 1})));
+    // A forged signature (another key), a stale one, a future one, none.
+    let other = SigningKey::from_bytes(&[8u8; 32]);
+    let ts = env.h.clock.now().as_second().to_string();
+    let b = ping.to_string();
+    let forged = other.sign(&[ts.as_bytes(), b.as_bytes()].concat());
+    let r = env
+        .http
+        .post(format!("{}/discord/interactions", env.base))
+        .header("x-signature-ed25519", hex::encode(forged.to_bytes()))
+        .header("x-signature-timestamp", &ts)
+        .body(b.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let now = env.h.clock.now().as_second();
+    assert_eq!(env.send_at(&ping, now - 301).await.status(), 401);
+    assert_eq!(env.send_at(&ping, now + 301).await.status(), 401);
+    let r = env
+        .http
+        .post(format!("{}/discord/interactions", env.base))
+        .body(b)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn scale_through_the_interactions_endpoint_and_denials_change_nothing() {
+    let env = start(Duration::from_secs(3)).await;
+    let id = env.id();
+    let cmd = env.command(&id, OPERATOR, &[OPS_ROLE], "scale", json!([{"name": "service", "type": 3, "value": "backend"}, {"name": "replicas", "type": 4, "value": 5}]));
+    let (status, body) = env.send(&cmd).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["type"], 4, "{body}");
+    let embed = &body["data"]["embeds"][0];
+    assert_eq!(embed["title"], "✅ Scaled backend 2 → 5");
+    assert!(body["data"].get("flags").is_none(), "mutations are public");
+    assert!(
+        text_of(embed).contains(&format!("discord:{OPERATOR} · discord:600000000000000001")),
+        "footer: {embed}"
+    );
+    assert_eq!(env.h.replicas("default", "backend").await, 5);
+    let row = &env.h.history().await[0];
+    assert_eq!(
+        (row.platform.as_str(), row.principal.as_str()),
+        ("discord", format!("discord:{OPERATOR}").as_str())
+    );
+    assert_eq!(row.workspace.as_deref(), Some("500000000000000001"));
+    // The same interaction delivered again: the first answer, nothing more.
+    let (_, again) = env.send(&cmd).await;
+    assert_eq!(again, body);
+    assert_eq!(env.h.history().await.len(), 1);
+    // A viewer is refused, privately, with the rule; nothing changes.
+    let cmd = env.command(&env.id(), VIEWER, &[], "scale", json!([{"name": "service", "type": 3, "value": "backend"}, {"name": "replicas", "type": 4, "value": 1}]));
+    let (_, body) = env.send(&cmd).await;
+    assert_eq!(body["type"], 4);
+    assert_eq!(body["data"]["flags"], 64);
+    assert!(
+        text_of(&body).contains("default deny: no grant matched"),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(env.h.replicas("default", "backend").await, 5);
+}
+
+#[tokio::test]
+async fn every_subcommand_runs_through_the_endpoint() {
+    let env = start(Duration::from_secs(3)).await;
+    let table = option_table();
+    for (verb, options) in &table {
+        let cmd = env.command(&env.id(), ADMIN, &[ADMIN_ROLE], verb, options.clone());
+        let (status, body) = env.send(&cmd).await;
+        assert_eq!(status, 200, "{verb}");
+        assert!(body["type"] == 4 || body["type"] == 5, "{verb}: {body}");
+    }
+    // Each ran as the command its text example means.
+    eventually("all recorded", async || {
+        env.h
+            .history()
+            .await
+            .iter()
+            .filter(|r| r.outcome != "running")
+            .count()
+            >= table.len()
+    })
+    .await;
+    let rows = env.h.history().await;
+    for (verb, _) in &table {
+        let spec = oncall_commands::grammar::VERBS
+            .iter()
+            .find(|v| v.name == *verb)
+            .unwrap();
+        let canonical = oncall_commands::parse(spec.example)
+            .unwrap()
+            .command
+            .to_string();
+        assert!(
+            rows.iter()
+                .any(|r| r.command.as_deref() == Some(canonical.as_str())),
+            "{verb}: no row with `{canonical}`"
+        );
+    }
+}
+
+#[tokio::test]
+async fn autocomplete_suggests_catalog_names() {
+    let env = start(Duration::from_secs(2)).await;
+    let mut ac = env.command(
+        &env.id(),
+        OPERATOR,
+        &[OPS_ROLE],
+        "scale",
+        json!([{"name": "service", "type": 3, "value": "back", "focused": true}]),
+    );
+    ac["type"] = json!(4);
+    let (_, body) = env.send(&ac).await;
+    assert_eq!(body["type"], 8);
+    let names: Vec<&str> = body["data"]["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["backend"]);
+    let mut ac = env.command(
+        &env.id(),
+        OPERATOR,
+        &[OPS_ROLE],
+        "pods",
+        json!([{"name": "target", "type": 3, "value": "vibe", "focused": true}]),
+    );
+    ac["type"] = json!(4);
+    let (_, body) = env.send(&ac).await;
+    let names: Vec<&str> = body["data"]["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["value"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"vibe-ensemble-server") && names.contains(&"vibe-ensemble"),
+        "{names:?}"
+    );
+    let mut ac = env.command(
+        &env.id(),
+        OPERATOR,
+        &[OPS_ROLE],
+        "restart",
+        json!([{"name": "services", "type": 3, "value": "backend notif", "focused": true}]),
+    );
+    ac["type"] = json!(4);
+    let (_, body) = env.send(&ac).await;
+    assert_eq!(
+        body["data"]["choices"][0]["value"],
+        "backend notification-service"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_command_is_deferred_then_the_original_is_edited() {
+    let env = start(Duration::from_millis(300)).await;
+    let set = env.command(&env.id(), OPERATOR, &[OPS_ROLE], "set image", json!([{"name": "service", "type": 3, "value": "dev-utilities"}, {"name": "image", "type": 3, "value": "ghcr.io/example/dev-utilities:2.4.0"}]));
+    env.send(&set).await;
+    *env.discord.state.rate_limit_edits.lock().unwrap() = 1;
+    let id = env.id();
+    let wait = env.command(&id, OPERATOR, &[OPS_ROLE], "rollout status", json!([{"name": "service", "type": 3, "value": "dev-utilities"}, {"name": "wait", "type": 3, "value": "1m"}]));
+    let (_, body) = env.send(&wait).await;
+    assert_eq!(body["type"], 5, "{body}");
+    assert_eq!(body["data"]["flags"], 64, "a read: deferred privately");
+    let edit = env
+        .discord
+        .wait_for(
+            "PATCH",
+            &format!("/webhooks/{APP_ID}/tok-{id}/messages/@original"),
+        )
+        .await;
+    assert_eq!(
+        edit.body["embeds"][0]["title"], "ℹ️ dev-utilities: rolled out",
+        "{}",
+        edit.body
+    );
+    let limited = env
+        .discord
+        .calls()
+        .iter()
+        .filter(|c| c.status == 429)
+        .count();
+    assert_eq!(limited, 1, "a 429 was waited out and retried");
+}
+
+#[tokio::test]
+async fn approval_buttons_refuse_the_requester_and_run_for_another_member() {
+    let env = start(Duration::from_secs(3)).await;
+    let before = env.h.generation("default", "backend").await;
+    let cmd = env.command(
+        &env.id(),
+        OPERATOR,
+        &[OPS_ROLE],
+        "restart",
+        json!([{"name": "services", "type": 3, "value": "backend"}]),
+    );
+    let (_, body) = env.send(&cmd).await;
+    assert_eq!(body["type"], 4);
+    let buttons = &body["data"]["components"][0]["components"];
+    assert_eq!(buttons[0]["style"], 1);
+    assert_eq!(buttons[1]["style"], 4);
+    let approve = buttons[0]["custom_id"].as_str().unwrap().to_string();
+    assert!(approve.starts_with("oncall:approve:"), "{approve}");
+    // The requester clicks: refused, privately.
+    let (_, refused) = env
+        .send(&env.click(&env.id(), OPERATOR, &[OPS_ROLE], &approve))
+        .await;
+    assert_eq!(refused["type"], 4);
+    assert_eq!(refused["data"]["flags"], 64);
+    assert!(text_of(&refused).contains("cannot approve it"), "{refused}");
+    assert_eq!(env.h.generation("default", "backend").await, before);
+    // Another member with the admin role: runs, and the message is updated.
+    let click = env.click(&env.id(), ADMIN, &[ADMIN_ROLE], &approve);
+    let (_, done) = env.send(&click).await;
+    assert_eq!(done["type"], 7, "{done}");
+    assert_eq!(done["data"]["components"], json!([]));
+    assert!(
+        text_of(&done).contains(&format!("approved by discord:{ADMIN}")),
+        "{done}"
+    );
+    assert_eq!(env.h.generation("default", "backend").await, before + 1);
+    // The same click again: answered the same, run once.
+    let (_, again) = env.send(&click).await;
+    assert_eq!(again, done);
+    assert_eq!(env.h.generation("default", "backend").await, before + 1);
+}
+
+#[tokio::test]
+async fn the_gateway_handler_runs_the_same_path() {
+    let env = start(Duration::from_secs(3)).await;
+    let id = env.id();
+    let cmd = env.command(&id, OPERATOR, &[OPS_ROLE], "scale", json!([{"name": "service", "type": 3, "value": "backend"}, {"name": "replicas", "type": 4, "value": 4}]));
+    let interaction: serenity::all::Interaction =
+        serde_json::from_value(cmd).expect("a gateway interaction");
+    oncall::discord::gateway::on_interaction(&env.state, &interaction).await;
+    let callback = env
+        .discord
+        .wait_for("POST", &format!("/interactions/{id}/tok-{id}/callback"))
+        .await;
+    assert_eq!(callback.body["type"], 4, "{}", callback.body);
+    assert_eq!(
+        callback.body["data"]["embeds"][0]["title"], "✅ Scaled backend 2 → 4",
+        "{}",
+        callback.body
+    );
+    assert_eq!(env.h.replicas("default", "backend").await, 4);
+}
+
+#[tokio::test]
+async fn register_overwrites_the_commands_generated_from_the_grammar() {
+    let discord = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("oncall.toml");
+    std::fs::write(&config, EXAMPLE).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_oncall"))
+        .args(["discord", "register", "--config"])
+        .arg(&config)
+        .args(["--guild", "500000000000000001"])
+        .env("DISCORD_API_URL", discord.api_url())
+        .env("DISCORD_APPLICATION_ID", APP_ID)
+        .env("DISCORD_BOT_TOKEN", BOT_TOKEN)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("registered 1 command(s) in guild 500000000000000001"),
+        "{stdout}"
+    );
+    let put = discord
+        .wait_for(
+            "PUT",
+            &format!("/applications/{APP_ID}/guilds/500000000000000001/commands"),
+        )
+        .await;
+    assert_eq!(put.body[0], schema::oncall_command_json());
+    // Without the token, Discord refuses and so does the command.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_oncall"))
+        .args(["discord", "register", "--config"])
+        .arg(&config)
+        .env("DISCORD_API_URL", discord.api_url())
+        .env("DISCORD_APPLICATION_ID", APP_ID)
+        .env("DISCORD_BOT_TOKEN", "wrong")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
