@@ -136,18 +136,31 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
     let metrics = crate::metrics::Metrics::new();
     let slack = match crate::slack::SlackSecrets::from_env() {
         Some(secrets) => {
-            tracing::info!(
-                "Slack enabled: POST /slack/commands, /slack/interactions, /slack/events"
-            );
-            Some(crate::slack::SlackState::new(
+            let app_token = secrets.app_token.clone();
+            let http = secrets.signing_secret.is_some();
+            let state = crate::slack::SlackState::new(
                 router.clone(),
                 slack_config,
                 secrets,
                 metrics.clone(),
-            ))
+            );
+            if let Some(token) = app_token {
+                tracing::info!("Slack Socket Mode enabled");
+                tokio::spawn(crate::slack::socket::run(state.clone(), token));
+            }
+            if http {
+                tracing::info!(
+                    "Slack enabled: POST /slack/commands, /slack/interactions, /slack/events"
+                );
+                Some(state)
+            } else {
+                None
+            }
         }
         None => {
-            tracing::info!("Slack disabled: SLACK_SIGNING_SECRET is not set");
+            tracing::info!(
+                "Slack disabled: neither SLACK_SIGNING_SECRET nor SLACK_APP_TOKEN is set"
+            );
             None
         }
     };

@@ -25,6 +25,9 @@ use crate::handlers;
 use crate::reply::{Outcome, Reply};
 use crate::store::{Completion, KeyClaim, NewInvocation, Store};
 
+/// How many 50ms steps a duplicate delivery waits for the first one's answer.
+const DUPLICATE_WAIT_STEPS: u32 = 30;
+
 /// Where an invocation came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Platform {
@@ -253,6 +256,16 @@ impl Router {
                     };
                 }
                 Ok(KeyClaim::Running) => {
+                    // The first delivery is still running: wait a little for
+                    // its answer rather than running anything.
+                    for _ in 0..DUPLICATE_WAIT_STEPS {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        if let Ok(KeyClaim::Done(json)) = store.claim_key(key, now_ms).await {
+                            if let Ok(reply) = serde_json::from_str::<Reply>(&json) {
+                                return reply;
+                            }
+                        }
+                    }
                     return Reply::new(Outcome::Info, "This request is already being handled")
                         .text(
                             "The same request arrived twice; it runs once and answers when done.",

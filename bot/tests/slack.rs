@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::fake_slack::{FakeSlack, BOT_TOKEN};
+use common::fake_slack::{FakeSlack, APP_TOKEN, BOT_TOKEN};
 use common::{eventually, Harness};
 use oncall::config::{Config, EXAMPLE};
 use oncall::metrics::Metrics;
@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 const SECRET: &str = "test-signing-secret";
 
 struct Env {
+    state: Arc<SlackState>,
     h: Harness,
     slack: FakeSlack,
     base: String,
@@ -45,7 +46,7 @@ async fn start() -> Env {
         .unwrap()
         .insert("SADMINS".into(), vec!["UADMIN1".into()]);
     let secrets = SlackSecrets {
-        signing_secret: SECRET.as_bytes().to_vec(),
+        signing_secret: Some(SECRET.as_bytes().to_vec()),
         bot_token: Some(BOT_TOKEN.into()),
         api_url: slack.api_url(),
         app_token: None,
@@ -56,11 +57,12 @@ async fn start() -> Env {
     };
     let metrics = Metrics::new();
     let state = SlackState::new(h.router.clone(), slack_config, secrets, metrics.clone());
-    let app = oncall::server::app(h.router.clone(), metrics, Some(state), None);
+    let app = oncall::server::app(h.router.clone(), metrics, Some(state.clone()), None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Env {
+        state,
         h,
         slack,
         base,
@@ -531,4 +533,52 @@ async fn events_url_verification_is_answered_when_signed() {
         .unwrap();
     assert_eq!(r.status(), 401);
     let _ = Arc::new(());
+}
+
+#[tokio::test]
+async fn socket_mode_runs_commands_through_the_same_handler_once() {
+    let env = start().await;
+    let payload = json!({
+        "token": "x", "team_id": "T0001", "team_domain": "example", "channel_id": "C0OPS", "channel_name": "ops",
+        "user_id": "UOPS1", "user_name": "ops", "command": "/oncall", "text": "scale backend 3",
+        "api_app_id": "A0001", "response_url": env.slack.response_url(9), "trigger_id": "sock-trigger-1",
+    });
+    // The same command delivered twice (Slack redelivers unacknowledged envelopes).
+    *env.slack.state.socket_envelopes.lock().unwrap() = vec![
+        json!({"envelope_id": "env-1", "type": "slash_commands", "payload": payload, "accepts_response_payload": true}),
+        json!({"envelope_id": "env-2", "type": "slash_commands", "payload": payload, "accepts_response_payload": true}),
+    ];
+    let state = env.state.clone();
+    let task =
+        tokio::spawn(async move { oncall::slack::socket::connect_once(&state, APP_TOKEN).await });
+    eventually("two acknowledgements", async || {
+        env.slack.state.socket_acks.lock().unwrap().len() >= 2
+    })
+    .await;
+    let acks = env.slack.state.socket_acks.lock().unwrap().clone();
+    let first = acks
+        .iter()
+        .find(|a| a["envelope_id"] == "env-1")
+        .expect("env-1 acked");
+    let second = acks
+        .iter()
+        .find(|a| a["envelope_id"] == "env-2")
+        .expect("env-2 acked");
+    assert_eq!(
+        first["payload"]["blocks"][0]["text"]["text"], "Scaled backend 2 → 3",
+        "{first}"
+    );
+    assert_eq!(
+        first["payload"], second["payload"],
+        "the repeat gets the first outcome"
+    );
+    assert_eq!(env.h.replicas("default", "backend").await, 3);
+    assert_eq!(env.h.history().await.len(), 1, "executed once");
+    assert_eq!(env.h.history().await[0].principal, "slack:UOPS1");
+    task.abort();
+    // The wrong token is refused by Slack, and the connection attempt says so.
+    let err = oncall::slack::socket::connect_once(&env.state, "xapp-wrong")
+        .await
+        .unwrap_err();
+    assert!(err.contains("invalid_auth"), "{err}");
 }

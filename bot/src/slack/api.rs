@@ -192,6 +192,24 @@ impl SlackApi {
             .collect())
     }
 
+    /// `apps.connections.open` with the app-level token: a Socket Mode URL.
+    pub async fn open_socket(&self, app_token: &str) -> Result<String, SlackApiError> {
+        let url = format!("{}/apps.connections.open", self.base);
+        let v = self
+            .send("apps.connections.open", || {
+                self.http.post(&url).bearer_auth(app_token)
+            })
+            .await?;
+        let v = Self::checked("apps.connections.open", v)?;
+        v["url"]
+            .as_str()
+            .map(String::from)
+            .ok_or(SlackApiError::Slack {
+                method: "apps.connections.open".into(),
+                error: "no url".into(),
+            })
+    }
+
     /// Posts to a `response_url` Slack sent (no token: the URL is the credential).
     pub async fn respond(&self, response_url: &str, body: &Value) -> Result<(), SlackApiError> {
         self.send("response_url", || self.http.post(response_url).json(body))

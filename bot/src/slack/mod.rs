@@ -17,6 +17,7 @@
 pub mod api;
 pub mod groups;
 pub mod render;
+pub mod socket;
 pub mod verify;
 
 use std::sync::Arc;
@@ -89,7 +90,8 @@ mod humantime_serde_compat {
 /// Secrets and URLs, from the environment only.
 #[derive(Clone)]
 pub struct SlackSecrets {
-    pub signing_secret: Vec<u8>,
+    /// Needed for the HTTP routes; Socket Mode alone does without.
+    pub signing_secret: Option<Vec<u8>>,
     pub bot_token: Option<String>,
     pub api_url: String,
     pub app_token: Option<String>,
@@ -106,24 +108,20 @@ impl std::fmt::Debug for SlackSecrets {
 }
 
 impl SlackSecrets {
-    /// `SLACK_SIGNING_SECRET` (required to enable Slack), `SLACK_BOT_TOKEN`,
-    /// `SLACK_API_URL`, `SLACK_APP_TOKEN`.
+    /// `SLACK_SIGNING_SECRET` (HTTP) and/or `SLACK_APP_TOKEN` (Socket Mode)
+    /// enable Slack; then `SLACK_BOT_TOKEN` and `SLACK_API_URL`.
     pub fn from_env() -> Option<Self> {
-        let secret = std::env::var("SLACK_SIGNING_SECRET")
-            .ok()
-            .filter(|s| !s.is_empty())?;
+        let var = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+        let secret = var("SLACK_SIGNING_SECRET");
+        let app_token = var("SLACK_APP_TOKEN");
+        if secret.is_none() && app_token.is_none() {
+            return None;
+        }
         Some(SlackSecrets {
-            signing_secret: secret.into_bytes(),
-            bot_token: std::env::var("SLACK_BOT_TOKEN")
-                .ok()
-                .filter(|s| !s.is_empty()),
-            api_url: std::env::var("SLACK_API_URL")
-                .ok()
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| api::DEFAULT_API_URL.to_string()),
-            app_token: std::env::var("SLACK_APP_TOKEN")
-                .ok()
-                .filter(|s| !s.is_empty()),
+            signing_secret: secret.map(String::into_bytes),
+            bot_token: var("SLACK_BOT_TOKEN"),
+            api_url: var("SLACK_API_URL").unwrap_or_else(|| api::DEFAULT_API_URL.to_string()),
+            app_token,
         })
     }
 }
@@ -132,7 +130,7 @@ impl SlackSecrets {
 pub struct SlackState {
     pub router: Router,
     pub config: SlackConfig,
-    signing_secret: Vec<u8>,
+    signing_secret: Option<Vec<u8>>,
     pub api: SlackApi,
     groups: GroupCache,
     pub metrics: Metrics,
@@ -202,8 +200,12 @@ async fn verified_body(
         .map_err(|_| refuse(state, "too_large", StatusCode::PAYLOAD_TOO_LARGE))?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let now = state.router.clock().now().as_second();
+    // Without a signing secret nothing over HTTP can be trusted.
+    let Some(secret) = &state.signing_secret else {
+        return Err(refuse(state, "no_signing_secret", StatusCode::UNAUTHORIZED));
+    };
     verify::verify(
-        &state.signing_secret,
+        secret,
         header("x-slack-request-timestamp"),
         header("x-slack-signature"),
         &bytes,
@@ -235,8 +237,21 @@ async fn commands(
     let Ok(cmd) = serde_urlencoded::from_bytes::<SlackCommandEvent>(&bytes) else {
         return bad_request(&state, "slash command");
     };
+    match command_response(&state, cmd).await {
+        Ok(v) => Json(v).into_response(),
+        Err(what) => bad_request(&state, what),
+    }
+}
+
+/// Runs a slash command (from HTTP or Socket Mode) and returns the immediate
+/// response: the answer when it came within the ack budget, an
+/// acknowledgement otherwise (the answer then follows through `response_url`).
+pub async fn command_response(
+    state: &Arc<SlackState>,
+    cmd: SlackCommandEvent,
+) -> Result<Value, &'static str> {
     let Ok(principal) = format!("slack:{}", cmd.user_id.0).parse() else {
-        return bad_request(&state, "user id");
+        return Err("user id");
     };
     let groups = state
         .groups
@@ -259,26 +274,25 @@ async fn commands(
     let response_url = cmd.response_url.0.to_string();
     match tokio::time::timeout(state.config.ack_timeout, &mut task).await {
         Ok(Ok(reply)) => {
-            count(&state, &reply);
+            count(state, &reply);
             if reply.outcome == Outcome::Pending && state.api.has_token() {
                 let state2 = state.clone();
                 tokio::spawn(async move {
                     post_for_approval(&state2, &channel, &reply, &response_url).await
                 });
-                return Json(approval_ack(&text)).into_response();
+                return Ok(approval_ack(&text));
             }
-            Json(render::response(&reply, false)).into_response()
+            Ok(render::response(&reply, false))
         }
         Ok(Err(join)) => {
             tracing::error!("a Slack command task failed: {join}");
-            Json(render::response(
+            Ok(render::response(
                 &Reply::new(
                     Outcome::Failed,
                     "Something went wrong; nothing more will happen for this request",
                 ),
                 false,
             ))
-            .into_response()
         }
         Err(_) => {
             // Slower than the ack budget: acknowledge now, finish later.
@@ -302,11 +316,10 @@ async fn commands(
             let shown = oncall_commands::parse(&text)
                 .map(|p| p.command.to_string())
                 .unwrap_or_else(|_| text.clone());
-            Json(json!({
+            Ok(json!({
                 "response_type": "ephemeral",
                 "text": format!("⏳ Working on `{}`… the answer follows here.", render::escape(&shown)),
             }))
-            .into_response()
         }
     }
 }
@@ -374,22 +387,34 @@ async fn interactions(
     let Ok(event) = serde_json::from_str::<SlackInteractionEvent>(&form.payload) else {
         return bad_request(&state, "interaction payload");
     };
+    match start_interaction(&state, event).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(what) => bad_request(&state, what),
+    }
+}
+
+/// Starts handling a button click (from HTTP or Socket Mode) and returns at
+/// once; the outcome is delivered with `chat.update` or `response_url`.
+pub async fn start_interaction(
+    state: &Arc<SlackState>,
+    event: SlackInteractionEvent,
+) -> Result<(), &'static str> {
     let SlackInteractionEvent::BlockActions(ev) = event else {
-        return StatusCode::OK.into_response();
+        return Ok(());
     };
     let Some(action) = ev.actions.as_ref().and_then(|a| a.first()).cloned() else {
-        return StatusCode::OK.into_response();
+        return Ok(());
     };
     let verb = match action.action_id.0.as_str() {
         "oncall_approve" => "approve",
         "oncall_deny" => "deny",
-        _ => return StatusCode::OK.into_response(),
+        _ => return Ok(()),
     };
     let (Some(user), Some(id)) = (ev.user.as_ref(), action.value.clone()) else {
-        return bad_request(&state, "interaction");
+        return Err("interaction");
     };
     let Ok(principal) = format!("slack:{}", user.id.0).parse() else {
-        return bad_request(&state, "user id");
+        return Err("user id");
     };
     let channel = ev
         .channel
@@ -454,7 +479,7 @@ async fn interactions(
             tracing::error!("could not deliver the outcome of a Slack button: {e}");
         }
     });
-    StatusCode::OK.into_response()
+    Ok(())
 }
 
 /// `POST /slack/events`: the Events API. `url_verification` now; pins and

@@ -16,6 +16,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 pub const BOT_TOKEN: &str = "xoxb-test-token";
+pub const APP_TOKEN: &str = "xapp-test-token";
 
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -32,6 +33,12 @@ pub struct FakeState {
     pub groups: Mutex<HashMap<String, Vec<String>>>,
     /// How many upcoming chat.postMessage calls answer 429.
     pub rate_limit_post: Mutex<u32>,
+    /// Envelopes the Socket Mode websocket delivers after `hello`.
+    pub socket_envelopes: Mutex<Vec<Value>>,
+    /// What the client sent back on the websocket.
+    pub socket_acks: Mutex<Vec<Value>>,
+    /// The address the websocket is served on.
+    pub socket_url: Mutex<String>,
 }
 
 pub struct FakeSlack {
@@ -45,9 +52,12 @@ impl FakeSlack {
         let app = axum::Router::new()
             .route("/api/{method}", post(api))
             .route("/response/{id}", post(response_url))
+            .route("/socket", axum::routing::get(socket))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        *state.socket_url.lock().unwrap() =
+            format!("ws://{}/socket", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         FakeSlack { url, state }
     }
@@ -166,6 +176,15 @@ async fn api(
     if auth.is_empty() {
         return fail("not_authed");
     }
+    if method == "apps.connections.open" {
+        // Socket Mode takes the app-level token, not the bot token.
+        if auth != format!("Bearer {APP_TOKEN}") {
+            return fail("invalid_auth");
+        }
+        let url = state.socket_url.lock().unwrap().clone();
+        record(&state, path, parsed, 200);
+        return Json(json!({ "ok": true, "url": url })).into_response();
+    }
     if auth != format!("Bearer {BOT_TOKEN}") {
         return fail("invalid_auth");
     }
@@ -231,4 +250,39 @@ async fn response_url(
     } else {
         (StatusCode::BAD_REQUEST, "invalid_blocks").into_response()
     }
+}
+
+async fn socket(
+    State(state): State<Arc<FakeState>>,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    use axum::extract::ws::Message;
+    ws.on_upgrade(move |mut socket| async move {
+        let hello =
+            json!({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0001"}});
+        if socket
+            .send(Message::Text(hello.to_string().into()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let envelopes = state.socket_envelopes.lock().unwrap().clone();
+        for e in envelopes {
+            if socket
+                .send(Message::Text(e.to_string().into()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        while let Some(Ok(msg)) = socket.recv().await {
+            if let Message::Text(t) = msg {
+                if let Ok(v) = serde_json::from_str::<Value>(&t) {
+                    state.socket_acks.lock().unwrap().push(v);
+                }
+            }
+        }
+    })
 }
