@@ -95,11 +95,12 @@ fn default_ttl() -> Duration {
     Duration::from_secs(15 * 60)
 }
 
-mod humantime_serde_compat {
+/// Durations in the config are humantime text (`15m`, `2s`, `1h 30m`).
+pub(crate) mod humantime_serde_compat {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s).map_err(|e| {
             serde::de::Error::custom(format!(

@@ -11,6 +11,7 @@
 //! - [`server`]: the HTTP server of `oncall serve`.
 //! - [`slack`]: the Slack adapter (slash commands, buttons, events).
 //! - [`discord`]: the Discord adapter (interactions endpoint and gateway).
+//! - [`inbound`]: size limits, timestamp checks and refusals shared by adapters.
 //! - [`metrics`]: Prometheus counters at `/metrics`.
 //! - [`app`]: wiring for the CLI's subcommands.
 
@@ -19,6 +20,8 @@ pub mod config;
 pub mod console;
 pub mod discord;
 pub mod handlers;
+pub mod http_retry;
+pub mod inbound;
 pub mod metrics;
 pub mod reply;
 pub mod router;

@@ -211,18 +211,21 @@ impl Reply {
     }
 }
 
+/// Cuts text to at most `max` characters, ending with `…` when cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut c: String = s.chars().take(max.saturating_sub(1)).collect();
+        c.push('…');
+        c
+    }
+}
+
 /// Aligns rows into columns for a code block, like kubectl's tables.
 /// Cells longer than `max_cell` are cut with `…`.
 pub fn table(header: &[&str], rows: &[Vec<String>], max_cell: usize) -> String {
-    let cut = |s: &str| -> String {
-        if s.chars().count() > max_cell {
-            let mut c: String = s.chars().take(max_cell.saturating_sub(1)).collect();
-            c.push('…');
-            c
-        } else {
-            s.to_string()
-        }
-    };
+    let cut = |s: &str| truncate(s, max_cell);
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|r| r.iter().map(|c| cut(c)).collect())

@@ -328,7 +328,7 @@ fn text_of(v: &Value) -> String {
 
 #[tokio::test]
 async fn ping_is_answered_with_pong_and_bad_signatures_are_refused() {
-    let env = start(Duration::from_secs(2)).await;
+    let env = start(Duration::from_secs(10)).await;
     let ping =
         json!({"id": env.id(), "application_id": APP_ID, "type": 1, "token": "t", "version": 1});
     let (status, body) = env.send(&ping).await;
@@ -363,7 +363,7 @@ async fn ping_is_answered_with_pong_and_bad_signatures_are_refused() {
 
 #[tokio::test]
 async fn scale_through_the_interactions_endpoint_and_denials_change_nothing() {
-    let env = start(Duration::from_secs(3)).await;
+    let env = start(Duration::from_secs(10)).await;
     let id = env.id();
     let cmd = env.command(&id, OPERATOR, &[OPS_ROLE], "scale", json!([{"name": "service", "type": 3, "value": "backend"}, {"name": "replicas", "type": 4, "value": 5}]));
     let (status, body) = env.send(&cmd).await;
@@ -402,7 +402,7 @@ async fn scale_through_the_interactions_endpoint_and_denials_change_nothing() {
 
 #[tokio::test]
 async fn every_subcommand_runs_through_the_endpoint() {
-    let env = start(Duration::from_secs(3)).await;
+    let env = start(Duration::from_secs(10)).await;
     let table = option_table();
     for (verb, options) in &table {
         let cmd = env.command(&env.id(), ADMIN, &[ADMIN_ROLE], verb, options.clone());
@@ -441,7 +441,7 @@ async fn every_subcommand_runs_through_the_endpoint() {
 
 #[tokio::test]
 async fn autocomplete_suggests_catalog_names() {
-    let env = start(Duration::from_secs(2)).await;
+    let env = start(Duration::from_secs(10)).await;
     let mut ac = env.command(
         &env.id(),
         OPERATOR,
@@ -527,7 +527,7 @@ async fn a_slow_command_is_deferred_then_the_original_is_edited() {
 
 #[tokio::test]
 async fn approval_buttons_refuse_the_requester_and_run_for_another_member() {
-    let env = start(Duration::from_secs(3)).await;
+    let env = start(Duration::from_secs(10)).await;
     let before = env.h.generation("default", "backend").await;
     let cmd = env.command(
         &env.id(),
@@ -569,7 +569,7 @@ async fn approval_buttons_refuse_the_requester_and_run_for_another_member() {
 
 #[tokio::test]
 async fn the_gateway_handler_runs_the_same_path() {
-    let env = start(Duration::from_secs(3)).await;
+    let env = start(Duration::from_secs(10)).await;
     let id = env.id();
     let cmd = env.command(&id, OPERATOR, &[OPS_ROLE], "scale", json!([{"name": "service", "type": 3, "value": "backend"}, {"name": "replicas", "type": 4, "value": 4}]));
     let interaction: serenity::all::Interaction =

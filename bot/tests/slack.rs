@@ -26,6 +26,10 @@ struct Env {
 }
 
 async fn start() -> Env {
+    start_with_ack(Duration::from_secs(10)).await
+}
+
+async fn start_with_ack(ack: Duration) -> Env {
     let mut config = Config::parse(EXAMPLE, "example").unwrap();
     for (principal, role) in [
         ("slack:UOPS1", "operator"),
@@ -52,7 +56,7 @@ async fn start() -> Env {
         app_token: None,
     };
     let slack_config = SlackConfig {
-        ack_timeout: Duration::from_millis(400),
+        ack_timeout: ack,
         ..SlackConfig::default()
     };
     let metrics = Metrics::new();
@@ -362,7 +366,7 @@ async fn the_same_trigger_id_three_times_runs_once() {
 
 #[tokio::test]
 async fn a_slow_command_is_acked_in_time_and_finished_through_response_url() {
-    let env = start().await;
+    let env = start_with_ack(Duration::from_millis(300)).await;
     env.command(
         "UOPS1",
         "set image dev-utilities ghcr.io/example/dev-utilities:2.4.0",

@@ -77,7 +77,7 @@ async fn restart_rolls_pods_and_status_follows_the_rollout() {
         out.restarted_at
     );
     let mut seen_in_progress = false;
-    for _ in 0..200 {
+    for _ in 0..600 {
         let report = status(&client, BACKEND, jiff::Timestamp::now())
             .await
             .unwrap();

@@ -20,7 +20,7 @@ async fn start() -> (kube_sim::RunningSim, kube::Client) {
 }
 
 async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    for _ in 0..200 {
+    for _ in 0..600 {
         if f().await {
             return;
         }

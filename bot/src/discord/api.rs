@@ -6,12 +6,9 @@
 //! out (`Retry-After`, or the body's `retry_after`) and retried a few times.
 //! The bot token only ever goes in the Authorization header.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
 pub const DEFAULT_API_URL: &str = "https://discord.com/api/v10";
-const MAX_ATTEMPTS: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscordApiError {
@@ -21,7 +18,10 @@ pub enum DiscordApiError {
         status: u16,
         message: String,
     },
-    #[error("Discord API {what}: still rate limited after {MAX_ATTEMPTS} attempts")]
+    #[error(
+        "Discord API {what}: still rate limited after {} attempts",
+        crate::http_retry::MAX_ATTEMPTS
+    )]
     RateLimited { what: String },
     #[error("Discord API {what}: {message}")]
     Transport { what: String, message: String },
@@ -66,54 +66,31 @@ impl DiscordApi {
         what: &str,
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Value, DiscordApiError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let resp = make()
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await
-                .map_err(|e| DiscordApiError::Transport {
+        let body_wait = |body: &str| {
+            serde_json::from_str::<Value>(body)
+                .ok()
+                .and_then(|v| v["retry_after"].as_f64())
+        };
+        let answer = crate::http_retry::send(what, make, body_wait)
+            .await
+            .map_err(|e| match e {
+                crate::http_retry::SendError::Transport(message) => DiscordApiError::Transport {
                     what: what.to_string(),
-                    message: if e.is_timeout() {
-                        "timed out".into()
-                    } else {
-                        "request failed".into()
-                    },
-                })?;
-            let status = resp.status().as_u16();
-            let header_wait = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<f64>().ok());
-            let text = resp.text().await.unwrap_or_default();
-            if status == 429 {
-                let body_wait = serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .and_then(|v| v["retry_after"].as_f64());
-                let wait = Duration::from_secs_f64(
-                    header_wait.or(body_wait).unwrap_or(1.0).clamp(0.0, 30.0),
-                );
-                tracing::warn!(
-                    what,
-                    wait_ms = wait.as_millis() as u64,
-                    "Discord rate limited the request; retrying"
-                );
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-            if !(200..300).contains(&status) {
-                let message: String = text.chars().take(200).collect();
-                return Err(DiscordApiError::Http {
+                    message: message.into(),
+                },
+                crate::http_retry::SendError::RateLimited => DiscordApiError::RateLimited {
                     what: what.to_string(),
-                    status,
-                    message,
-                });
-            }
-            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+                },
+            })?;
+        if !(200..300).contains(&answer.status) {
+            let message: String = answer.body.chars().take(200).collect();
+            return Err(DiscordApiError::Http {
+                what: what.to_string(),
+                status: answer.status,
+                message,
+            });
         }
-        Err(DiscordApiError::RateLimited {
-            what: what.to_string(),
-        })
+        Ok(serde_json::from_str(&answer.body).unwrap_or(Value::Null))
     }
 
     fn app(&self) -> Result<&str, DiscordApiError> {

@@ -43,7 +43,10 @@ use verify::PublicKey;
 #[serde(deny_unknown_fields)]
 pub struct DiscordConfig {
     /// How long a command may run before the response is deferred.
-    #[serde(default = "default_ack", with = "humantime_serde_compat")]
+    #[serde(
+        default = "default_ack",
+        with = "crate::config::humantime_serde_compat"
+    )]
     pub ack_timeout: Duration,
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
@@ -63,18 +66,6 @@ fn default_ack() -> Duration {
 }
 fn default_max_body() -> usize {
     64 * 1024
-}
-
-mod humantime_serde_compat {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| {
-            serde::de::Error::custom(format!("expected a duration like \"2s\", got {s:?} ({e})"))
-        })
-    }
 }
 
 /// From the environment only.
@@ -160,21 +151,7 @@ pub fn routes(state: Arc<DiscordState>) -> axum::Router {
 }
 
 fn refuse(state: &DiscordState, reason: &str, status: StatusCode) -> Response {
-    state
-        .metrics
-        .refused
-        .with_label_values(&["discord", reason])
-        .inc();
-    tracing::warn!(reason, "refused a Discord request");
-    (
-        status,
-        if status == StatusCode::UNAUTHORIZED {
-            "invalid request signature"
-        } else {
-            "request refused"
-        },
-    )
-        .into_response()
+    crate::inbound::refuse(&state.metrics, "discord", reason, status)
 }
 
 /// `POST /discord/interactions`
@@ -183,21 +160,22 @@ async fn interactions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let limit = state.config.max_body_bytes;
-    let declared = headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return refuse(&state, "too_large", StatusCode::PAYLOAD_TOO_LARGE);
-    }
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        return refuse(&state, "too_large", StatusCode::PAYLOAD_TOO_LARGE);
+    let bytes = match crate::inbound::read_limited(
+        &state.metrics,
+        "discord",
+        &headers,
+        body,
+        state.config.max_body_bytes,
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     let Some(key) = &state.key else {
         return refuse(&state, "no_public_key", StatusCode::UNAUTHORIZED);
     };
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let header = |name: &str| crate::inbound::header(&headers, name);
     let now = state.router.clock().now().as_second();
     if let Err(e) = verify::verify(
         key,

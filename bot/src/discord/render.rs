@@ -10,7 +10,7 @@ use serenity::all::{
     CreateEmbedFooter,
 };
 
-use crate::reply::{Block, ButtonStyle, Outcome, Reply, Visibility};
+use crate::reply::{truncate as cut, Block, ButtonStyle, Outcome, Reply, Visibility};
 
 pub const MAX_TITLE: usize = 256;
 pub const MAX_DESCRIPTION: usize = 4096;
@@ -24,16 +24,6 @@ pub const MAX_ROWS: usize = 5;
 pub const MAX_BUTTONS_PER_ROW: usize = 5;
 /// The ephemeral message flag.
 pub const EPHEMERAL: u64 = 64;
-
-fn cut(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut c: String = s.chars().take(max.saturating_sub(1)).collect();
-        c.push('…');
-        c
-    }
-}
 
 pub fn colour(outcome: Outcome) -> u32 {
     match outcome {

@@ -6,33 +6,7 @@
 
 use serenity::interactions_endpoint::Verifier;
 
-pub const MAX_SKEW_SECS: i64 = 5 * 60;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum VerifyError {
-    #[error("missing signature or timestamp header")]
-    MissingHeader,
-    #[error("timestamp is not a number")]
-    BadTimestamp,
-    #[error("timestamp is more than five minutes old")]
-    Stale,
-    #[error("timestamp is more than five minutes in the future")]
-    Future,
-    #[error("signature does not verify")]
-    BadSignature,
-}
-
-impl VerifyError {
-    pub fn label(self) -> &'static str {
-        match self {
-            VerifyError::MissingHeader => "missing_header",
-            VerifyError::BadTimestamp => "bad_timestamp",
-            VerifyError::Stale => "stale",
-            VerifyError::Future => "future",
-            VerifyError::BadSignature => "bad_signature",
-        }
-    }
-}
+pub use crate::inbound::{VerifyError, MAX_SKEW_SECS};
 
 /// The application's public key, parsed once.
 pub struct PublicKey(Verifier);
@@ -71,17 +45,7 @@ pub fn verify(
     key.0
         .verify(signature, timestamp, body)
         .map_err(|()| VerifyError::BadSignature)?;
-    let ts: i64 = timestamp
-        .trim()
-        .parse()
-        .map_err(|_| VerifyError::BadTimestamp)?;
-    if now - ts > MAX_SKEW_SECS {
-        return Err(VerifyError::Stale);
-    }
-    if ts - now > MAX_SKEW_SECS {
-        return Err(VerifyError::Future);
-    }
-    Ok(())
+    crate::inbound::check_age(timestamp, now)
 }
 
 #[cfg(test)]

@@ -242,6 +242,23 @@ fn mismatch() -> Handled {
     )
 }
 
+/// kubectl's pod table for a code block.
+pub(crate) fn pod_table(pods: &[oncall_commands::rollout::PodRow]) -> String {
+    let rows: Vec<Vec<String>> = pods
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                p.ready.clone(),
+                p.status.clone(),
+                p.restarts.clone(),
+                p.age.clone(),
+            ]
+        })
+        .collect();
+    crate::reply::table(&["NAME", "READY", "STATUS", "RESTARTS", "AGE"], &rows, 63)
+}
+
 /// A `before → after` line for lists.
 pub(crate) fn arrow(before: &str, after: &str) -> String {
     format!("{before} → {after}")

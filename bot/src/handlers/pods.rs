@@ -54,23 +54,7 @@ pub async fn pods(router: &Router, scope: &Scope<'_>, now: jiff::Timestamp) -> H
                 .iter()
                 .filter(|r| r.status != "Running" && r.status != "Completed")
                 .count();
-            let cells: Vec<Vec<String>> = rows
-                .iter()
-                .map(|p| {
-                    vec![
-                        p.name.clone(),
-                        p.ready.clone(),
-                        p.status.clone(),
-                        p.restarts.clone(),
-                        p.age.clone(),
-                    ]
-                })
-                .collect();
-            let (body, note) = clip_head(&table(
-                &["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
-                &cells,
-                63,
-            ));
+            let (body, note) = clip_head(&super::pod_table(&rows));
             let mut reply = Reply::new(
                 Outcome::Info,
                 format!(

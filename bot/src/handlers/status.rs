@@ -4,7 +4,7 @@ use oncall_commands::ops::{status, DeploymentRef};
 use oncall_commands::rollout::RolloutState;
 use oncall_commands::ServiceEntry;
 
-use crate::reply::{table, Outcome, Reply};
+use crate::reply::{Outcome, Reply};
 use crate::router::Handled;
 
 pub async fn run(client: &kube::Client, entry: &ServiceEntry, now: jiff::Timestamp) -> Handled {
@@ -49,23 +49,10 @@ pub async fn run(client: &kube::Client, entry: &ServiceEntry, now: jiff::Timesta
                     format!("{} ({}–{} replicas)", hpa.name, hpa.min, hpa.max),
                 ));
             }
-            let rows: Vec<Vec<String>> = report
-                .pods
-                .iter()
-                .map(|p| {
-                    vec![
-                        p.name.clone(),
-                        p.ready.clone(),
-                        p.status.clone(),
-                        p.restarts.clone(),
-                        p.age.clone(),
-                    ]
-                })
-                .collect();
-            let pods = if rows.is_empty() {
+            let pods = if report.pods.is_empty() {
                 "No pods.".to_string()
             } else {
-                table(&["NAME", "READY", "STATUS", "RESTARTS", "AGE"], &rows, 63)
+                super::pod_table(&report.pods)
             };
             let reply = Reply::new(
                 Outcome::Info,

@@ -5,13 +5,9 @@
 //! goes in the Authorization header and nowhere else (never in logs or
 //! errors). A 429 is retried after its `Retry-After`, a few times at most.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
 pub const DEFAULT_API_URL: &str = "https://slack.com/api";
-const MAX_ATTEMPTS: u32 = 4;
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SlackApiError {
@@ -19,7 +15,10 @@ pub enum SlackApiError {
     Slack { method: String, error: String },
     #[error("Slack API {method}: HTTP {status}")]
     Http { method: String, status: u16 },
-    #[error("Slack API {method}: still rate limited after {MAX_ATTEMPTS} attempts")]
+    #[error(
+        "Slack API {method}: still rate limited after {} attempts",
+        crate::http_retry::MAX_ATTEMPTS
+    )]
     RateLimited { method: String },
     #[error("Slack API {method}: {message}")]
     Transport { method: String, message: String },
@@ -58,52 +57,26 @@ impl SlackApi {
         method: &str,
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Value, SlackApiError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let resp = make()
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await
-                .map_err(|e| SlackApiError::Transport {
+        let answer = crate::http_retry::send(method, make, |_| None)
+            .await
+            .map_err(|e| match e {
+                crate::http_retry::SendError::Transport(message) => SlackApiError::Transport {
                     method: method.to_string(),
-                    message: if e.is_timeout() {
-                        "timed out".into()
-                    } else {
-                        "request failed".into()
-                    },
-                })?;
-            let status = resp.status().as_u16();
-            if status == 429 {
-                let wait = resp
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs)
-                    .unwrap_or(Duration::from_secs(1))
-                    .min(MAX_RETRY_AFTER);
-                tracing::warn!(
-                    method,
-                    wait_secs = wait.as_secs(),
-                    "Slack rate limited the request; retrying"
-                );
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-            if !(200..300).contains(&status) {
-                return Err(SlackApiError::Http {
+                    message: message.into(),
+                },
+                crate::http_retry::SendError::RateLimited => SlackApiError::RateLimited {
                     method: method.to_string(),
-                    status,
-                });
-            }
-            let text = resp.text().await.unwrap_or_default();
-            // response_url answers plain "ok"; the Web API answers JSON.
-            return Ok(
-                serde_json::from_str(&text).unwrap_or_else(|_| json!({ "ok": true, "raw": text }))
-            );
+                },
+            })?;
+        if !(200..300).contains(&answer.status) {
+            return Err(SlackApiError::Http {
+                method: method.to_string(),
+                status: answer.status,
+            });
         }
-        Err(SlackApiError::RateLimited {
-            method: method.to_string(),
-        })
+        // response_url answers plain "ok"; the Web API answers JSON.
+        Ok(serde_json::from_str(&answer.body)
+            .unwrap_or_else(|_| json!({ "ok": true, "raw": answer.body })))
     }
 
     pub fn has_token(&self) -> bool {

@@ -45,10 +45,16 @@ use groups::GroupCache;
 pub struct SlackConfig {
     /// How long a command may run before it is acknowledged and finished
     /// through `response_url` (Slack's limit is 3s).
-    #[serde(default = "default_ack", with = "humantime_serde_compat")]
+    #[serde(
+        default = "default_ack",
+        with = "crate::config::humantime_serde_compat"
+    )]
     pub ack_timeout: Duration,
     /// How long user-group memberships are cached.
-    #[serde(default = "default_group_ttl", with = "humantime_serde_compat")]
+    #[serde(
+        default = "default_group_ttl",
+        with = "crate::config::humantime_serde_compat"
+    )]
     pub group_cache_ttl: Duration,
     /// Requests larger than this are refused before being read.
     #[serde(default = "default_max_body")]
@@ -73,18 +79,6 @@ fn default_group_ttl() -> Duration {
 }
 fn default_max_body() -> usize {
     64 * 1024
-}
-
-mod humantime_serde_compat {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| {
-            serde::de::Error::custom(format!("expected a duration like \"2s\", got {s:?} ({e})"))
-        })
-    }
 }
 
 /// Secrets and URLs, from the environment only.
@@ -167,18 +161,7 @@ pub fn routes(state: Arc<SlackState>) -> axum::Router {
 }
 
 fn refuse(state: &SlackState, reason: &str, status: StatusCode) -> Response {
-    state
-        .metrics
-        .refused
-        .with_label_values(&["slack", reason])
-        .inc();
-    tracing::warn!(reason, "refused a Slack request");
-    let body = if status == StatusCode::UNAUTHORIZED {
-        "unauthorized"
-    } else {
-        "request refused"
-    };
-    (status, body).into_response()
+    crate::inbound::refuse(&state.metrics, "slack", reason, status)
 }
 
 /// Reads at most the size limit, then verifies the signature.
@@ -187,18 +170,15 @@ async fn verified_body(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Bytes, Response> {
-    let limit = state.config.max_body_bytes;
-    let declared = headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(refuse(state, "too_large", StatusCode::PAYLOAD_TOO_LARGE));
-    }
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| refuse(state, "too_large", StatusCode::PAYLOAD_TOO_LARGE))?;
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let bytes = crate::inbound::read_limited(
+        &state.metrics,
+        "slack",
+        headers,
+        body,
+        state.config.max_body_bytes,
+    )
+    .await?;
+    let header = |name: &str| crate::inbound::header(headers, name);
     let now = state.router.clock().now().as_second();
     // Without a signing secret nothing over HTTP can be trusted.
     let Some(secret) = &state.signing_secret else {

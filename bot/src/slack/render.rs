@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 use slack_morphism::prelude::*;
 
-use crate::reply::{Block, ButtonStyle, Outcome, Reply, Visibility};
+use crate::reply::{truncate as cut, Block, ButtonStyle, Outcome, Reply, Visibility};
 
 pub const MAX_BLOCKS: usize = 50;
 pub const MAX_TEXT: usize = 3000;
@@ -22,16 +22,6 @@ pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
-}
-
-fn cut(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut c: String = s.chars().take(max.saturating_sub(1)).collect();
-        c.push('…');
-        c
-    }
 }
 
 fn mrkdwn(text: String) -> SlackBlockText {

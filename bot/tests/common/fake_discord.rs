@@ -57,7 +57,7 @@ impl FakeDiscord {
     }
 
     pub async fn wait_for(&self, method: &str, path_contains: &str) -> Call {
-        for _ in 0..400 {
+        for _ in 0..800 {
             if let Some(c) = self
                 .calls()
                 .into_iter()

@@ -83,7 +83,7 @@ impl FakeSlack {
 
     /// Waits until at least `n` successful calls were made to `path`.
     pub async fn wait_for(&self, path: &str, n: usize) -> Vec<Call> {
-        for _ in 0..400 {
+        for _ in 0..800 {
             let ok: Vec<Call> = self
                 .calls(path)
                 .into_iter()

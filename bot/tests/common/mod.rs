@@ -143,7 +143,7 @@ impl Harness {
 
 /// Polls until `f` holds, or fails the test.
 pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
-    for _ in 0..300 {
+    for _ in 0..750 {
         if f().await {
             return;
         }
