@@ -183,6 +183,33 @@ async fn load_pending(router: &Router, id: &str) -> Result<ApprovalRow, (Handled
     Ok(row)
 }
 
+/// Moves a pending request to `state` for this caller, exactly once: if
+/// someone else decided it first, says so.
+async fn decide(
+    router: &Router,
+    inv: &Invocation,
+    id: &str,
+    state: &str,
+) -> Result<(), (Handled, DecisionRecord)> {
+    let now = router.clock().now().as_millisecond();
+    match router
+        .store()
+        .decide_approval(id, state, &inv.principal.to_string(), now)
+        .await
+    {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(refused(
+            id,
+            format!("Request {id} was decided by someone else"),
+            "It is no longer pending.".into(),
+        )),
+        Err(e) => Err((
+            Handled::failed("Could not record the decision", e),
+            record(id, "none", None),
+        )),
+    }
+}
+
 pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, DecisionRecord) {
     let row = match load_pending(router, id).await {
         Ok(row) => row,
@@ -236,30 +263,12 @@ pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, D
             format!("{requester} is no longer allowed to run `{command}`: {reason}"),
         );
     }
-    let now = router.clock().now().as_millisecond();
-    match router
-        .store()
-        .decide_approval(id, "approved", &inv.principal.to_string(), now)
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            return refused(
-                id,
-                format!("Request {id} was decided by someone else"),
-                "It is no longer pending.".into(),
-            )
-        }
-        Err(e) => {
-            return (
-                Handled::failed("Could not record the approval", e),
-                record(id, "none", None),
-            )
-        }
+    if let Err(out) = decide(router, inv, id, "approved").await {
+        return out;
     }
     // The execution is its own history row, in the requester's name.
     let exec_inv = NewInvocation {
-        received_at_ms: now,
+        received_at_ms: router.clock().now().as_millisecond(),
         platform: row.platform.clone(),
         workspace: row.workspace.clone(),
         channel: row.channel.clone(),
@@ -355,26 +364,8 @@ pub async fn deny(router: &Router, inv: &Invocation, id: &str) -> (Handled, Deci
             );
         }
     }
-    let now = router.clock().now().as_millisecond();
-    match router
-        .store()
-        .decide_approval(id, "denied", &inv.principal.to_string(), now)
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            return refused(
-                id,
-                format!("Request {id} was decided by someone else"),
-                "It is no longer pending.".into(),
-            )
-        }
-        Err(e) => {
-            return (
-                Handled::failed("Could not record the decision", e),
-                record(id, "none", None),
-            )
-        }
+    if let Err(out) = decide(router, inv, id, "denied").await {
+        return out;
     }
     let what = if withdrawing { "withdrawn" } else { "denied" };
     let reply = Reply::new(Outcome::Done, format!("Request {id} {what}")).text(format!(
