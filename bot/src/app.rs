@@ -131,6 +131,7 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
     let config = Config::load(config)?;
     let addr = listen.unwrap_or_else(|| config.listen_addr());
     let slack_config = config.slack.clone();
+    let approval_sweep = std::time::Duration::from_secs(60);
     let discord_config = config.discord.clone();
     let router = router_from_config(config).await?;
     let metrics = crate::metrics::Metrics::new();
@@ -192,6 +193,20 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
         tracing::info!("Discord disabled: DISCORD_PUBLIC_KEY is not set");
         None
     };
+    // Requests past their deadline are marked expired even if nobody asks.
+    let sweeper = router.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(approval_sweep);
+        loop {
+            tick.tick().await;
+            let now = sweeper.clock().now().as_millisecond();
+            match sweeper.store().expire_approvals(now).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(expired = n, "approval requests expired"),
+                Err(e) => tracing::warn!("could not expire approval requests: {e}"),
+            }
+        }
+    });
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;

@@ -182,3 +182,30 @@ async fn unknown_ids_and_dry_runs() {
     let r = h.run("cli:operator", "restart backend --dry-run").await;
     assert_eq!(r.outcome, Outcome::Done, "{}", r.to_console());
 }
+
+#[tokio::test]
+async fn the_sweep_expires_requests_nobody_touched() {
+    let h = Harness::new().await;
+    let id = approval_id(&h.run("cli:operator", "restart backend").await);
+    let store = h.router.store();
+    assert_eq!(
+        store
+            .expire_approvals(h.clock.now().as_millisecond())
+            .await
+            .unwrap(),
+        0,
+        "not yet"
+    );
+    h.clock.advance(Duration::from_secs(16 * 60));
+    assert_eq!(
+        store
+            .expire_approvals(h.clock.now().as_millisecond())
+            .await
+            .unwrap(),
+        1
+    );
+    let row = store.approval(&id).await.unwrap().unwrap();
+    assert_eq!(row.state, "expired");
+    let r = h.run("cli:admin", &format!("approve {id}")).await;
+    assert!(r.title.contains("already expired"), "{}", r.title);
+}

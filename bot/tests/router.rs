@@ -199,11 +199,16 @@ async fn history_filters_by_user_service_and_time() {
         recent.contains("scale frontend 3") && !recent.contains("scale backend 3"),
         "{recent}"
     );
-    let limited = h.run("cli:viewer", "history --limit 1").await.to_console();
+    let two = h.run("cli:viewer", "history --limit 2").await;
     assert_eq!(
-        limited.matches("cli:").count() - 1,
-        1,
-        "one row plus the footer: {limited}"
+        two.title, "History: 2 command(s)",
+        "the limit counts earlier commands, not this one"
+    );
+    let limited = h.run("cli:viewer", "history --limit 1").await;
+    assert_eq!(limited.title, "History: 1 command(s)");
+    assert!(
+        limited.to_console().contains("history --limit 2"),
+        "the newest earlier command"
     );
     // Newest first.
     let pos = |s: &str| all.find(s).unwrap();

@@ -238,6 +238,13 @@ fn autocomplete(state: &DiscordState, interaction: &Value) -> Value {
     let Some((name, typed)) = schema::focused(&options) else {
         return schema::choices(&[], "");
     };
+    if name == "verb" {
+        let verbs: Vec<String> = oncall_commands::grammar::VERBS
+            .iter()
+            .map(|v| v.name.to_string())
+            .collect();
+        return schema::choices(&verbs, &typed);
+    }
     let catalog = state.router.catalog();
     let mut candidates: Vec<String> = catalog.names().map(String::from).collect();
     if name == "target" {

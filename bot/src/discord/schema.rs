@@ -71,7 +71,7 @@ const fn words(
 pub fn positionals(verb: &str) -> Vec<Positional> {
     let service = text("service", "The service, from the catalog", true, true);
     match verb {
-        "help" => vec![text("verb", "A command to explain", false, false)],
+        "help" => vec![text("verb", "A command to explain", false, true)],
         "scale" => vec![
             service,
             Positional {
@@ -175,11 +175,6 @@ fn subcommand(verb: &VerbSpec, leaf_name: &str) -> CreateCommandOption {
         o = o.required(p.required);
         if p.autocomplete {
             o = o.set_autocomplete(true);
-        }
-        if p.name == "verb" {
-            for v in VERBS.iter().take(25) {
-                o = o.add_string_choice(v.name, v.name);
-            }
         }
         if p.required {
             all.push(o);

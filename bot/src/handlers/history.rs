@@ -15,7 +15,8 @@ pub async fn run(router: &Router, filter: &HistoryFilter) -> Handled {
         since_ms: filter
             .since
             .map(|d| now.as_millisecond() - d.as_millis() as i64),
-        limit: filter.limit,
+        // One more: this request's own row is still running and left out.
+        limit: filter.limit + 1,
     };
     let rows = match router.store().history(&query).await {
         Ok(rows) => rows,
@@ -25,6 +26,7 @@ pub async fn run(router: &Router, filter: &HistoryFilter) -> Handled {
     let rows: Vec<_> = rows
         .into_iter()
         .filter(|r| r.outcome != "running" || r.verb.is_some())
+        .take(filter.limit as usize)
         .collect();
     if rows.is_empty() {
         return Handled::info(
