@@ -38,6 +38,9 @@ use crate::router::{Invocation, Platform, Router};
 use api::DiscordApi;
 use verify::PublicKey;
 
+/// The longest `rollout status --wait` Discord can answer (tokens last 15m).
+pub const MAX_DISCORD_WAIT: Duration = Duration::from_secs(14 * 60);
+
 /// Non-secret Discord settings from the config file (`[discord]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -311,6 +314,16 @@ async fn command(state: &Arc<DiscordState>, interaction: &Value) -> Value {
     let Some((principal, groups)) = principals(interaction) else {
         return plain_ephemeral("Could not tell who is asking.");
     };
+    // Interaction tokens last 15 minutes: a longer wait could never answer.
+    if let Ok(oncall_commands::Parsed {
+        command: oncall_commands::Command::RolloutStatus { wait: Some(w), .. },
+        ..
+    }) = oncall_commands::parse(&text)
+    {
+        if w > MAX_DISCORD_WAIT {
+            return plain_ephemeral("Discord lets a bot answer an interaction for 15 minutes; use `wait` of 14m or less.");
+        }
+    }
     // Will the answer be public? Mutations are, and anything with --public.
     let public = oncall_commands::parse(&text)
         .map(|p| p.public || p.command.is_mutating())
