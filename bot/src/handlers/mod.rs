@@ -259,6 +259,27 @@ pub(crate) fn pod_table(pods: &[oncall_commands::rollout::PodRow]) -> String {
     crate::reply::table(&["NAME", "READY", "STATUS", "RESTARTS", "AGE"], &rows, 63)
 }
 
+/// The end of a mutating reply: for a dry run, that nothing changed;
+/// otherwise how to follow the change and how to undo it.
+pub(crate) fn follow_and_undo(
+    reply: Reply,
+    dry_run: bool,
+    follow: Option<String>,
+    undo: Option<String>,
+) -> Reply {
+    if dry_run {
+        return reply.text("Nothing was changed (server-side dry run).");
+    }
+    let mut fields = Vec::new();
+    if let Some(f) = follow {
+        fields.push(("Follow".to_string(), f));
+    }
+    if let Some(u) = undo {
+        fields.push(("Undo".to_string(), u));
+    }
+    reply.fields(fields)
+}
+
 /// A `before → after` line for lists.
 pub(crate) fn arrow(before: &str, after: &str) -> String {
     format!("{before} → {after}")

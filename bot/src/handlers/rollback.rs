@@ -67,21 +67,13 @@ pub async fn run(
                     out.to_revision
                 ))
                 .code(Some("Images"), changes.join("\n"));
-            if dry_run {
-                reply = reply.text("Nothing was changed (server-side dry run).");
-            } else {
-                let mut fields = vec![(
-                    "Follow".into(),
-                    format!("/oncall rollout status {name} --wait 5m"),
-                )];
-                if let Some(r) = out.from_revision {
-                    fields.push((
-                        "Undo".into(),
-                        format!("/oncall rollback {name} --to-revision {r}"),
-                    ));
-                }
-                reply = reply.fields(fields);
-            }
+            reply = super::follow_and_undo(
+                reply,
+                dry_run,
+                Some(format!("/oncall rollout status {name} --wait 5m")),
+                out.from_revision
+                    .map(|r| format!("/oncall rollback {name} --to-revision {r}")),
+            );
             let summary = format!(
                 "{name} revision {from} → template of {}{}",
                 out.to_revision,

@@ -45,17 +45,12 @@ pub async fn run(
                     hpa.name, hpa.min, hpa.max
                 ));
             }
-            if out.dry_run {
-                reply = reply.text("Nothing was changed (server-side dry run).");
-            } else {
-                reply = reply.fields(vec![
-                    ("Follow".into(), format!("/oncall status {name}")),
-                    (
-                        "Undo".into(),
-                        format!("/oncall scale {name} {}", out.before),
-                    ),
-                ]);
-            }
+            reply = super::follow_and_undo(
+                reply,
+                out.dry_run,
+                Some(format!("/oncall status {name}")),
+                Some(format!("/oncall scale {name} {}", out.before)),
+            );
             let summary = format!(
                 "{name} {} → {}{}",
                 out.before,

@@ -45,21 +45,13 @@ pub async fn run(
                 out.before,
                 out.after
             ));
-            if dry_run {
-                reply = reply.text("Nothing was changed (server-side dry run).");
-            } else {
-                let mut fields = vec![(
-                    "Follow".into(),
-                    format!("/oncall rollout status {name} --wait 5m"),
-                )];
-                if let Some(r) = out.revision_before {
-                    fields.push((
-                        "Undo".into(),
-                        format!("/oncall rollback {name} --to-revision {r}"),
-                    ));
-                }
-                reply = reply.fields(fields);
-            }
+            reply = super::follow_and_undo(
+                reply,
+                dry_run,
+                Some(format!("/oncall rollout status {name} --wait 5m")),
+                out.revision_before
+                    .map(|r| format!("/oncall rollback {name} --to-revision {r}")),
+            );
             Handled::ok(
                 reply,
                 format!(

@@ -5,7 +5,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Container;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use serde_json::json;
 
 use super::{call, DeploymentRef, OpsError};
@@ -135,11 +135,7 @@ pub async fn change_env(
         });
     }
     let patch = json!({ "spec": { "template": { "spec": { "containers": [ { "name": c.name, "env": env_patch } ] } } } });
-    let params = if dry_run {
-        PatchParams::default().dry_run()
-    } else {
-        PatchParams::default()
-    };
+    let params = super::patch_params(dry_run);
     call(
         &what,
         api.patch(target.name, &params, &Patch::Strategic(&patch)),

@@ -1,7 +1,7 @@
 //! `hpa`: a service's HorizontalPodAutoscaler, and changing its bounds.
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch};
 use serde_json::json;
 
 use super::{call, DeploymentRef, OpsError};
@@ -150,11 +150,7 @@ pub async fn set_bounds(
             "metadata": { "resourceVersion": h.metadata.resource_version },
             "spec": { "minReplicas": after.0, "maxReplicas": after.1 },
         });
-        let params = if dry_run {
-            PatchParams::default().dry_run()
-        } else {
-            PatchParams::default()
-        };
+        let params = super::patch_params(dry_run);
         match call(
             &format!("autoscaler {name}"),
             api.patch(&name, &params, &Patch::Merge(&patch)),

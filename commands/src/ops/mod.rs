@@ -43,6 +43,15 @@ impl std::fmt::Display for DeploymentRef<'_> {
     }
 }
 
+/// Patch parameters: a server-side dry run (`dryRun=All`) or the real thing.
+pub(crate) fn patch_params(dry_run: bool) -> kube::api::PatchParams {
+    if dry_run {
+        kube::api::PatchParams::default().dry_run()
+    } else {
+        kube::api::PatchParams::default()
+    }
+}
+
 /// How long one Kubernetes API call may take before it is reported as a timeout.
 pub const API_TIMEOUT: Duration = Duration::from_secs(15);
 

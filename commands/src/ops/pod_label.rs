@@ -3,7 +3,7 @@
 //! `quarantine notin (true)` stop sending it traffic.
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use serde_json::json;
 
 use super::{call, OpsError};
@@ -45,11 +45,7 @@ pub async fn set_quarantine(
         });
     }
     let patch = json!({ "metadata": { "labels": { QUARANTINE_LABEL: after } } });
-    let params = if dry_run {
-        PatchParams::default().dry_run()
-    } else {
-        PatchParams::default()
-    };
+    let params = super::patch_params(dry_run);
     call(&what, api.patch(pod, &params, &Patch::Merge(&patch))).await?;
     Ok(LabelOutcome {
         pod: pod.to_string(),

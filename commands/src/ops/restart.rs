@@ -4,7 +4,7 @@
 //! paused deployment is refused, as kubectl refuses it.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use serde_json::json;
 
 use super::{call, DeploymentRef, OpsError};
@@ -28,11 +28,7 @@ pub async fn restart(
 ) -> Result<RestartOutcome, OpsError> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), target.namespace);
     let what = target.to_string();
-    let params = if dry_run {
-        PatchParams::default().dry_run()
-    } else {
-        PatchParams::default()
-    };
+    let params = super::patch_params(dry_run);
     // RFC 3339 to the second, as kubectl writes it.
     let restarted_at = now.round(jiff::Unit::Second).unwrap_or(now).to_string();
     let mut attempt = 0;

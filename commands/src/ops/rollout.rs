@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch};
 use serde_json::json;
 
 use super::{call, DeploymentRef, OpsError};
@@ -282,11 +282,7 @@ pub async fn rollback(
             what: what.clone(),
             message: e.to_string(),
         })?;
-    let params = if dry_run {
-        PatchParams::default().dry_run()
-    } else {
-        PatchParams::default()
-    };
+    let params = super::patch_params(dry_run);
     let after = call(
         &what,
         api.patch(target.name, &params, &Patch::<()>::Json(patch)),
@@ -384,11 +380,7 @@ pub async fn set_image(
         "metadata": { "annotations": { CHANGE_CAUSE: cause } },
         "spec": { "template": { "spec": { "containers": [ { "name": chosen.name, "image": image } ] } } },
     });
-    let params = if dry_run {
-        PatchParams::default().dry_run()
-    } else {
-        PatchParams::default()
-    };
+    let params = super::patch_params(dry_run);
     call(
         &what,
         api.patch(target.name, &params, &Patch::Strategic(&patch)),

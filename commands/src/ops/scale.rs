@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch};
 use serde_json::json;
 
 use super::{call, DeploymentRef, OpsError};
@@ -48,11 +48,7 @@ pub async fn scale(
             });
         }
     }
-    let params = if dry_run {
-        PatchParams::default().dry_run()
-    } else {
-        PatchParams::default()
-    };
+    let params = super::patch_params(dry_run);
     let mut attempt = 0;
     loop {
         attempt += 1;
