@@ -119,6 +119,7 @@ pub async fn exec(
             groups: Vec::new(),
             text: text.to_string(),
             idempotency_key: key,
+            progress: None,
             received_at: router.clock().now(),
         })
         .await;

@@ -74,6 +74,7 @@ impl Console {
                     groups: Vec::new(),
                     text: line.to_string(),
                     idempotency_key: None,
+                    progress: None,
                     received_at: self.router.clock().now(),
                 })
                 .await;

@@ -62,7 +62,13 @@ pub struct Invocation {
     /// Slack trigger_id, Discord interaction id…: one key runs at most once.
     pub idempotency_key: Option<String>,
     pub received_at: jiff::Timestamp,
+    /// Where long commands report progress (`rollout status --wait`);
+    /// adapters show it as message edits.
+    pub progress: Option<ProgressSink>,
 }
+
+/// Progress messages of a long-running command.
+pub type ProgressSink = tokio::sync::mpsc::UnboundedSender<String>;
 
 impl Invocation {
     /// `<platform>:<channel id>`, the form the policy's channel scopes use.

@@ -504,17 +504,34 @@ async fn a_slow_command_is_deferred_then_the_original_is_edited() {
     let (_, body) = env.send(&wait).await;
     assert_eq!(body["type"], 5, "{body}");
     assert_eq!(body["data"]["flags"], 64, "a read: deferred privately");
-    let edit = env
-        .discord
-        .wait_for(
-            "PATCH",
-            &format!("/webhooks/{APP_ID}/tok-{id}/messages/@original"),
-        )
-        .await;
+    let path = format!("/webhooks/{APP_ID}/tok-{id}/messages/@original");
+    let edits = || {
+        env.discord
+            .calls()
+            .into_iter()
+            .filter(|c| c.method == "PATCH" && c.status == 200 && c.path.contains(&path))
+            .collect::<Vec<_>>()
+    };
+    eventually("the final edit", async || {
+        edits()
+            .iter()
+            .any(|c| c.body["embeds"][0]["title"] == "ℹ️ dev-utilities: rolled out")
+    })
+    .await;
+    // Progress edits first, the answer last.
+    let all = edits();
+    assert!(all.len() >= 2, "{all:?}");
+    assert!(
+        all[0].body["embeds"][0]["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("⏳ "),
+        "{:?}",
+        all[0].body
+    );
     assert_eq!(
-        edit.body["embeds"][0]["title"], "ℹ️ dev-utilities: rolled out",
-        "{}",
-        edit.body
+        all.last().unwrap().body["embeds"][0]["title"],
+        "ℹ️ dev-utilities: rolled out"
     );
     let limited = env
         .discord

@@ -277,8 +277,10 @@ fn invocation(
     principal: Principal,
     groups: Vec<Principal>,
     state: &DiscordState,
+    progress: Option<crate::router::ProgressSink>,
 ) -> Invocation {
     Invocation {
+        progress,
         platform: Platform::Discord,
         workspace: interaction["guild_id"].as_str().map(String::from),
         channel: interaction["channel_id"]
@@ -328,7 +330,15 @@ async fn command(state: &Arc<DiscordState>, interaction: &Value) -> Value {
     let public = oncall_commands::parse(&text)
         .map(|p| p.public || p.command.is_mutating())
         .unwrap_or(false);
-    let inv = invocation(interaction, text, principal, groups, state);
+    let (progress_tx, progress_rx) = tokio::sync::mpsc::unbounded_channel();
+    let inv = invocation(
+        interaction,
+        text,
+        principal,
+        groups,
+        state,
+        Some(progress_tx),
+    );
     let token = interaction["token"]
         .as_str()
         .unwrap_or_default()
@@ -347,7 +357,11 @@ async fn command(state: &Arc<DiscordState>, interaction: &Value) -> Value {
         Err(_) => {
             let state2 = state.clone();
             tokio::spawn(async move {
-                if let Ok(reply) = task.await {
+                let progress =
+                    tokio::spawn(forward_progress(state2.clone(), token.clone(), progress_rx));
+                let done = task.await;
+                let _ = progress.await;
+                if let Ok(reply) = done {
                     count(&state2, &reply);
                     if let Err(e) = state2
                         .api
@@ -367,6 +381,27 @@ async fn command(state: &Arc<DiscordState>, interaction: &Value) -> Value {
     }
 }
 
+/// Shows a long command's progress by editing the deferred response (at
+/// most every two seconds); the final answer replaces it.
+async fn forward_progress(
+    state: Arc<DiscordState>,
+    token: String,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    // Let the acknowledgement reach the platform before editing it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut last: Option<std::time::Instant> = None;
+    while let Some(message) = rx.recv().await {
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
+            continue;
+        }
+        let body = json!({ "embeds": [{ "title": format!("⏳ {}", render::truncate_title(&message)), "color": render::colour(Outcome::Pending) }] });
+        if state.api.edit_original(&token, &body).await.is_ok() {
+            last = Some(std::time::Instant::now());
+        }
+    }
+}
+
 /// Approve / Deny buttons (`oncall:approve:<id>`).
 async fn component(state: &Arc<DiscordState>, interaction: &Value) -> Value {
     let custom_id = interaction["data"]["custom_id"]
@@ -379,7 +414,7 @@ async fn component(state: &Arc<DiscordState>, interaction: &Value) -> Value {
     let Some((principal, groups)) = principals(interaction) else {
         return plain_ephemeral("Could not tell who is asking.");
     };
-    let inv = invocation(interaction, text, principal, groups, state);
+    let inv = invocation(interaction, text, principal, groups, state, None);
     let token = interaction["token"]
         .as_str()
         .unwrap_or_default()

@@ -25,6 +25,11 @@ pub const MAX_BUTTONS_PER_ROW: usize = 5;
 /// The ephemeral message flag.
 pub const EPHEMERAL: u64 = 64;
 
+/// Text cut to fit an embed title.
+pub fn truncate_title(s: &str) -> String {
+    cut(s, MAX_TITLE - 4)
+}
+
 pub fn colour(outcome: Outcome) -> u32 {
     match outcome {
         Outcome::Done => 0x2e_a0_43,

@@ -92,7 +92,8 @@ pub async fn execute(
                 &c,
                 e,
                 *wait,
-                router.timing().rollout_poll
+                router.timing().rollout_poll,
+                inv.progress.clone()
             )
             .await)
         }

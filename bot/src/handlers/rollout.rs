@@ -14,13 +14,20 @@ pub async fn status(
     entry: &ServiceEntry,
     wait: Option<Duration>,
     poll: Duration,
+    progress: Option<crate::router::ProgressSink>,
 ) -> Handled {
     let target = DeploymentRef {
         namespace: &entry.namespace,
         name: entry.deployment(),
     };
     let timeout = wait.unwrap_or(Duration::ZERO);
-    match rollout::wait(client, target, timeout, poll, |_| {}).await {
+    match rollout::wait(client, target, timeout, poll, |s| {
+        if let Some(p) = &progress {
+            let _ = p.send(s.message.clone());
+        }
+    })
+    .await
+    {
         Ok(out) => {
             let (outcome, title) = match (&out.last.state, out.timed_out, wait.is_some()) {
                 (RolloutState::Complete, _, _) => {

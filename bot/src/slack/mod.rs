@@ -238,6 +238,7 @@ pub async fn command_response(
         .groups_of(&state.api, &state.router.config().policy, &cmd.user_id.0)
         .await;
     let text = cmd.text.clone().unwrap_or_default();
+    let (progress_tx, progress_rx) = tokio::sync::mpsc::unbounded_channel();
     let inv = Invocation {
         platform: Platform::Slack,
         workspace: Some(cmd.team_id.0.clone()),
@@ -247,6 +248,7 @@ pub async fn command_response(
         text: text.clone(),
         idempotency_key: Some(format!("slack:{}:{}", cmd.team_id.0, cmd.trigger_id.0)),
         received_at: state.router.clock().now(),
+        progress: Some(progress_tx),
     };
     let router = state.router.clone();
     let mut task = tokio::spawn(async move { router.handle(inv).await });
@@ -275,10 +277,18 @@ pub async fn command_response(
             ))
         }
         Err(_) => {
-            // Slower than the ack budget: acknowledge now, finish later.
+            // Slower than the ack budget: acknowledge now, show progress,
+            // finish later.
             let state2 = state.clone();
             tokio::spawn(async move {
-                if let Ok(reply) = task.await {
+                let progress = tokio::spawn(forward_progress(
+                    state2.clone(),
+                    response_url.clone(),
+                    progress_rx,
+                ));
+                let done = task.await;
+                let _ = progress.await;
+                if let Ok(reply) = done {
                     count(&state2, &reply);
                     if reply.outcome == Outcome::Pending && state2.api.has_token() {
                         post_for_approval(&state2, &channel, &reply, &response_url).await;
@@ -300,6 +310,37 @@ pub async fn command_response(
                 "response_type": "ephemeral",
                 "text": format!("⏳ Working on `{}`… the answer follows here.", render::escape(&shown)),
             }))
+        }
+    }
+}
+
+/// `response_url` takes five posts; progress may use three, leaving room for
+/// the answer.
+const MAX_PROGRESS_POSTS: u32 = 3;
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Shows a long command's progress by replacing the acknowledgement.
+async fn forward_progress(
+    state: Arc<SlackState>,
+    response_url: String,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    // Let the acknowledgement reach the platform before editing it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut posted = 0;
+    let mut last: Option<std::time::Instant> = None;
+    while let Some(message) = rx.recv().await {
+        if posted >= MAX_PROGRESS_POSTS || last.is_some_and(|t| t.elapsed() < PROGRESS_INTERVAL) {
+            continue;
+        }
+        let body = json!({
+            "response_type": "ephemeral",
+            "replace_original": true,
+            "text": format!("⏳ {}", render::escape(&message)),
+        });
+        if state.api.respond(&response_url, &body).await.is_ok() {
+            posted += 1;
+            last = Some(std::time::Instant::now());
         }
     }
 }
@@ -428,6 +469,7 @@ pub async fn start_interaction(
             ev.team.id.0, action.action_id.0, action_ts, ev.trigger_id.0
         )),
         received_at: state.router.clock().now(),
+        progress: None,
     };
     let response_url = ev.response_url.as_ref().map(|u| u.0.to_string());
     let state2 = state.clone();

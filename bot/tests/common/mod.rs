@@ -64,6 +64,7 @@ impl Harness {
             groups: vec![],
             text: text.into(),
             idempotency_key: None,
+            progress: None,
             received_at: self.clock.now(),
         }
     }
