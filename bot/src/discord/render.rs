@@ -62,7 +62,6 @@ pub fn message(reply: &Reply) -> Value {
             Block::Actions { buttons: b } => buttons.extend(b.iter().cloned()),
         }
     }
-    let mut note = None;
     if description.chars().count() > MAX_DESCRIPTION {
         // Keep the start; close an open code fence so the rest renders.
         let mut d = cut(&description, MAX_DESCRIPTION - 80);
@@ -71,7 +70,6 @@ pub fn message(reply: &Reply) -> Value {
         }
         d.push_str("\n✂️ cut to fit Discord's 4,096-character limit");
         description = d;
-        note = Some(());
     }
     let title = cut(
         &format!("{} {}", reply.outcome.emoji(), reply.title),
@@ -110,7 +108,6 @@ pub fn message(reply: &Reply) -> Value {
     if let Some(f) = footer {
         embed = embed.footer(CreateEmbedFooter::new(f));
     }
-    let _ = note;
     let rows: Vec<CreateActionRow> = buttons
         .chunks(MAX_BUTTONS_PER_ROW)
         .take(MAX_ROWS)

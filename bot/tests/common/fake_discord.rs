@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -163,7 +163,6 @@ async fn handle(
             status,
         });
     };
-    let _ = Path::<()>;
     if path.contains("/applications/") && method == Method::PUT {
         if headers.get("authorization").and_then(|v| v.to_str().ok())
             != Some(&format!("Bot {BOT_TOKEN}"))
