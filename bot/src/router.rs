@@ -23,7 +23,7 @@ use oncall_permissions::{Decision, Principal, Reason, Request, Target};
 use crate::config::Config;
 use crate::handlers;
 use crate::reply::{Outcome, Reply};
-use crate::store::{Completion, KeyClaim, NewInvocation, Store};
+use crate::store::{Completion, KeyClaim, NewInvocation, Start, Store};
 
 /// How many 50ms steps a duplicate delivery waits for the first one's answer.
 const DUPLICATE_WAIT_STEPS: u32 = 30;
@@ -249,37 +249,6 @@ impl Router {
     pub async fn handle(&self, inv: Invocation) -> Reply {
         let store = &self.inner.store;
         let now_ms = self.inner.clock.now().as_millisecond();
-        if let Some(key) = &inv.idempotency_key {
-            match store.claim_key(key, now_ms).await {
-                Ok(KeyClaim::Claimed) => {}
-                Ok(KeyClaim::Done(json)) => {
-                    return match serde_json::from_str::<Reply>(&json) {
-                        Ok(reply) => reply,
-                        Err(e) => Reply::new(Outcome::Failed, "This request was already handled")
-                            .text(format!(
-                                "Its stored answer is unreadable ({e}); it was not run again."
-                            )),
-                    };
-                }
-                Ok(KeyClaim::Running) => {
-                    // The first delivery is still running: wait a little for
-                    // its answer rather than running anything.
-                    for _ in 0..DUPLICATE_WAIT_STEPS {
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        if let Ok(KeyClaim::Done(json)) = store.claim_key(key, now_ms).await {
-                            if let Ok(reply) = serde_json::from_str::<Reply>(&json) {
-                                return reply;
-                            }
-                        }
-                    }
-                    return Reply::new(Outcome::Info, "This request is already being handled")
-                        .text(
-                            "The same request arrived twice; it runs once and answers when done.",
-                        );
-                }
-                Err(e) => return store_unavailable(e),
-            }
-        }
         let started = Instant::now();
         let record = NewInvocation {
             received_at_ms: inv.received_at.as_millisecond(),
@@ -291,8 +260,23 @@ impl Router {
             text: redact_for_history(&inv.text),
             idempotency_key: inv.idempotency_key.clone(),
         };
-        let id = match store.begin_invocation(&record).await {
-            Ok(id) => id,
+        // One commit: the key is claimed and the row written together.
+        let id = match store.start_invocation(&record, now_ms).await {
+            Ok(Start::Begun(id)) => id,
+            Ok(Start::Repeat(KeyClaim::Done(json))) => return stored_reply(&json),
+            Ok(Start::Repeat(_)) => {
+                // The first delivery is still running: wait a little for its
+                // answer rather than running anything.
+                let key = inv.idempotency_key.as_deref().unwrap_or_default();
+                for _ in 0..DUPLICATE_WAIT_STEPS {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    if let Ok(Some(json)) = store.key_reply(key).await {
+                        return stored_reply(&json);
+                    }
+                }
+                return Reply::new(Outcome::Info, "This request is already being handled")
+                    .text("The same request arrived twice; it runs once and answers when done.");
+            }
             Err(e) => return store_unavailable(e),
         };
         let (mut handled, command, decision) = self.run(&inv, id).await;
@@ -312,31 +296,29 @@ impl Router {
             approval_id: decision.approval_id,
         };
         let mut reply = handled.reply;
+        let now = self.inner.clock.now();
         reply.footer = Some(format!(
             "{} · {} · {}",
             inv.principal,
             inv.channel_scope(),
-            self.inner
-                .clock
-                .now()
-                .round(jiff::Unit::Second)
-                .unwrap_or(self.inner.clock.now())
+            now.round(jiff::Unit::Second).unwrap_or(now)
         ));
-        if let Err(e) = store.complete_invocation(id, &completion).await {
+        // One commit: the row is completed and the reply kept for repeats,
+        // before the reply is returned.
+        let json = match (&inv.idempotency_key, serde_json::to_string(&reply)) {
+            (Some(_), Ok(json)) => Some(json),
+            (Some(_), Err(e)) => {
+                tracing::error!("could not serialize a reply: {e}");
+                None
+            }
+            (None, _) => None,
+        };
+        let key_reply = inv.idempotency_key.as_deref().zip(json.as_deref());
+        if let Err(e) = store.finish_invocation(id, &completion, key_reply).await {
             tracing::error!(invocation = id, "could not complete the history row: {e}");
             reply = reply.text(format!(
                 "⚠️ The history could not record the outcome of this request (#{id}): {e}"
             ));
-        }
-        if let Some(key) = &inv.idempotency_key {
-            match serde_json::to_string(&reply) {
-                Ok(json) => {
-                    if let Err(e) = store.finish_key(key, &json, id).await {
-                        tracing::error!("could not store the reply for an idempotency key: {e}");
-                    }
-                }
-                Err(e) => tracing::error!("could not serialize a reply: {e}"),
-            }
         }
         reply
     }
@@ -648,6 +630,16 @@ impl std::fmt::Display for Actor {
             Some(by) => write!(f, "{} (approved by {by})", self.principal),
             None => write!(f, "{}", self.principal),
         }
+    }
+}
+
+/// A repeat's answer: the first delivery's stored reply.
+fn stored_reply(json: &str) -> Reply {
+    match serde_json::from_str::<Reply>(json) {
+        Ok(reply) => reply,
+        Err(e) => Reply::new(Outcome::Failed, "This request was already handled").text(format!(
+            "Its stored answer is unreadable ({e}); it was not run again."
+        )),
     }
 }
 

@@ -1,8 +1,10 @@
 //! The store: history, idempotency keys and approvals in SQLite.
 //!
-//! SQLite in WAL mode with `synchronous = FULL`, so a row is durable once the
-//! statement returns: the router writes the history row before it returns the
-//! reply. Migrations in `migrations/` are embedded and run at start. Queries
+//! SQLite in WAL mode with `synchronous = FULL`, so a row is durable once its
+//! transaction commits. Each request costs two commits: one claims its
+//! idempotency key and writes its history row before anything runs, one
+//! completes the row and keeps the reply for repeats before the reply is
+//! returned. Migrations in `migrations/` are embedded and run at start. Queries
 //! are runtime-checked (`query_as` + `FromRow`), so building needs no
 //! database. Incidents and escalation will add their tables beside these.
 
@@ -97,6 +99,15 @@ pub struct HistoryQuery {
     pub limit: u32,
 }
 
+/// How starting an invocation went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// The row was written (and the key claimed): run it.
+    Begun(i64),
+    /// The key was seen before.
+    Repeat(KeyClaim),
+}
+
 /// The state of an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyClaim {
@@ -157,54 +168,89 @@ impl Store {
         Ok(())
     }
 
-    /// Writes the row for a new invocation before anything runs.
+    /// Writes the row for a new invocation (no idempotency key) before
+    /// anything runs.
     pub async fn begin_invocation(&self, inv: &NewInvocation) -> Result<i64, StoreError> {
-        let groups =
-            serde_json::to_string(&inv.groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let id = sqlx::query(
-            "INSERT INTO invocations (received_at, platform, workspace, channel, principal, groups, text,
-                                      decision, outcome, idempotency_key)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 'running', ?)",
-        )
-        .bind(inv.received_at_ms)
-        .bind(&inv.platform)
-        .bind(&inv.workspace)
-        .bind(&inv.channel)
-        .bind(&inv.principal)
-        .bind(groups)
-        .bind(&inv.text)
-        .bind(&inv.idempotency_key)
-        .execute(&self.pool)
-        .await?
-        .last_insert_rowid();
-        Ok(id)
+        let mut conn = self.pool.acquire().await?;
+        insert_invocation(&mut conn, inv).await
     }
 
     /// Records the decision and outcome of an invocation.
     pub async fn complete_invocation(&self, id: i64, c: &Completion) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE invocations SET verb = ?, command = ?, service = ?, mutating = ?, dry_run = ?,
-                    decision = ?, rule = ?, reason = ?, outcome = ?, summary = ?, error = ?,
-                    duration_ms = ?, approval_id = ?
-             WHERE id = ?",
-        )
-        .bind(&c.verb)
-        .bind(&c.command)
-        .bind(&c.service)
-        .bind(c.mutating)
-        .bind(c.dry_run)
-        .bind(&c.decision)
-        .bind(&c.rule)
-        .bind(&c.reason)
-        .bind(&c.outcome)
-        .bind(&c.summary)
-        .bind(&c.error)
-        .bind(c.duration_ms)
-        .bind(&c.approval_id)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        let mut conn = self.pool.acquire().await?;
+        update_invocation(&mut conn, id, c).await
+    }
+
+    /// Starts an invocation in one transaction (one commit): claims its
+    /// idempotency key, if it has one, and writes its row. Exactly one
+    /// caller per key gets `Begun`; the others learn how the first is doing.
+    pub async fn start_invocation(
+        &self,
+        inv: &NewInvocation,
+        now_ms: i64,
+    ) -> Result<Start, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(key) = &inv.idempotency_key {
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (key, state, created_at) VALUES (?, 'running', ?)
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                let (state, reply): (String, Option<String>) =
+                    sqlx::query_as("SELECT state, reply FROM idempotency_keys WHERE key = ?")
+                        .bind(key)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                tx.rollback().await?;
+                return Ok(Start::Repeat(match (state.as_str(), reply) {
+                    ("done", Some(reply)) => KeyClaim::Done(reply),
+                    _ => KeyClaim::Running,
+                }));
+            }
+        }
+        let id = insert_invocation(&mut tx, inv).await?;
+        tx.commit().await?;
+        Ok(Start::Begun(id))
+    }
+
+    /// Completes an invocation in one transaction (one commit): its row, and
+    /// the reply stored for its idempotency key.
+    pub async fn finish_invocation(
+        &self,
+        id: i64,
+        c: &Completion,
+        key_reply: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        update_invocation(&mut tx, id, c).await?;
+        if let Some((key, reply)) = key_reply {
+            sqlx::query("UPDATE idempotency_keys SET state = 'done', reply = ?, invocation_id = ? WHERE key = ?")
+                .bind(reply)
+                .bind(id)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// The stored reply of a finished idempotency key, if it has finished.
+    pub async fn key_reply(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let row: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT state, reply FROM idempotency_keys WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match row {
+            Some((state, reply)) if state == "done" => reply,
+            _ => None,
+        })
     }
 
     pub async fn invocation(&self, id: i64) -> Result<Option<InvocationRow>, StoreError> {
@@ -233,46 +279,6 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows)
-    }
-
-    /// Claims an idempotency key atomically: exactly one caller gets `Claimed`.
-    pub async fn claim_key(&self, key: &str, now_ms: i64) -> Result<KeyClaim, StoreError> {
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (key, state, created_at) VALUES (?, 'running', ?)
-             ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if inserted == 1 {
-            return Ok(KeyClaim::Claimed);
-        }
-        let (state, reply): (String, Option<String>) =
-            sqlx::query_as("SELECT state, reply FROM idempotency_keys WHERE key = ?")
-                .bind(key)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(match (state.as_str(), reply) {
-            ("done", Some(reply)) => KeyClaim::Done(reply),
-            _ => KeyClaim::Running,
-        })
-    }
-
-    pub async fn finish_key(
-        &self,
-        key: &str,
-        reply_json: &str,
-        invocation_id: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE idempotency_keys SET state = 'done', reply = ?, invocation_id = ? WHERE key = ?")
-            .bind(reply_json)
-            .bind(invocation_id)
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     pub async fn insert_approval(&self, a: &ApprovalRow) -> Result<(), StoreError> {
@@ -349,4 +355,61 @@ impl Store {
             .await?
             .rows_affected())
     }
+}
+
+/// The INSERT of a new invocation row, on any connection or transaction.
+async fn insert_invocation(
+    conn: &mut sqlx::SqliteConnection,
+    inv: &NewInvocation,
+) -> Result<i64, StoreError> {
+    let groups =
+        serde_json::to_string(&inv.groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let id = sqlx::query(
+        "INSERT INTO invocations (received_at, platform, workspace, channel, principal, groups, text,
+                                      decision, outcome, idempotency_key)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 'running', ?)",
+    )
+        .bind(inv.received_at_ms)
+        .bind(&inv.platform)
+        .bind(&inv.workspace)
+        .bind(&inv.channel)
+        .bind(&inv.principal)
+        .bind(groups)
+        .bind(&inv.text)
+        .bind(&inv.idempotency_key)
+        .execute(&mut *conn)
+    .await?
+    .last_insert_rowid();
+    Ok(id)
+}
+
+/// The UPDATE completing an invocation row.
+async fn update_invocation(
+    conn: &mut sqlx::SqliteConnection,
+    id: i64,
+    c: &Completion,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE invocations SET verb = ?, command = ?, service = ?, mutating = ?, dry_run = ?,
+                    decision = ?, rule = ?, reason = ?, outcome = ?, summary = ?, error = ?,
+                    duration_ms = ?, approval_id = ?
+             WHERE id = ?",
+    )
+    .bind(&c.verb)
+    .bind(&c.command)
+    .bind(&c.service)
+    .bind(c.mutating)
+    .bind(c.dry_run)
+    .bind(&c.decision)
+    .bind(&c.rule)
+    .bind(&c.reason)
+    .bind(&c.outcome)
+    .bind(&c.summary)
+    .bind(&c.error)
+    .bind(c.duration_ms)
+    .bind(&c.approval_id)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
