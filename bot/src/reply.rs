@@ -162,11 +162,6 @@ impl Reply {
         self
     }
 
-    /// All the text of the reply, for tests and logs.
-    pub fn plain_text(&self) -> String {
-        self.to_console()
-    }
-
     /// The console rendering: the title line, then each block.
     pub fn to_console(&self) -> String {
         let mut out = format!("{} {}\n", self.outcome.emoji(), self.title);

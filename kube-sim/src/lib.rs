@@ -112,7 +112,7 @@ impl Simulator {
     }
 
     /// Starts the API server and the controllers; they stop when the returned
-    /// [`RunningSim`] is dropped or [`RunningSim::shutdown`] is called.
+    /// [`RunningSim`] is dropped.
     pub async fn serve(self, addr: SocketAddr) -> Result<RunningSim, SimError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -204,8 +204,6 @@ impl RunningSim {
     pub fn set_metrics(&self, enabled: bool) {
         self.with_store(|s| s.metrics_enabled = enabled);
     }
-
-    pub fn shutdown(self) {}
 }
 
 impl Drop for RunningSim {

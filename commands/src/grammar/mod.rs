@@ -304,12 +304,6 @@ impl Command {
         }
         out
     }
-
-    /// Whether policy applies. `help` and `whoami` are answered for anyone
-    /// (still recorded).
-    pub fn needs_authorization(&self) -> bool {
-        !matches!(self, Command::Help { .. } | Command::Whoami)
-    }
 }
 
 /// Quotes a word for canonical text when it would not survive tokenizing.
