@@ -132,8 +132,11 @@ fn refused(id: &str, title: String, why: String) -> (Handled, DecisionRecord) {
     )
 }
 
-/// Loads a pending approval, expiring it if its time is up.
-async fn load_pending(router: &Router, id: &str) -> Result<ApprovalRow, (Handled, DecisionRecord)> {
+/// Loads a pending approval and its requester, expiring it if its time is up.
+async fn load_pending(
+    router: &Router,
+    id: &str,
+) -> Result<(ApprovalRow, Principal), (Handled, DecisionRecord)> {
     let now = router.clock().now().as_millisecond();
     let row = match router.store().approval(id).await {
         Ok(Some(row)) => row,
@@ -180,7 +183,13 @@ async fn load_pending(router: &Router, id: &str) -> Result<ApprovalRow, (Handled
             ),
         ));
     }
-    Ok(row)
+    match row.requester.parse::<Principal>() {
+        Ok(requester) => Ok((row, requester)),
+        Err(e) => Err((
+            Handled::failed("The request is unreadable", e),
+            record(id, "none", None),
+        )),
+    }
 }
 
 /// Moves a pending request to `state` for this caller, exactly once: if
@@ -211,18 +220,9 @@ async fn decide(
 }
 
 pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, DecisionRecord) {
-    let row = match load_pending(router, id).await {
-        Ok(row) => row,
+    let (row, requester) = match load_pending(router, id).await {
+        Ok(found) => found,
         Err(out) => return out,
-    };
-    let requester: Principal = match row.requester.parse() {
-        Ok(p) => p,
-        Err(e) => {
-            return (
-                Handled::failed("The request is unreadable", e),
-                record(id, "none", None),
-            )
-        }
     };
     let policy = &router.config().policy;
     if let Err(reason) = policy.may_approve(&row.rule, &inv.principals(), &requester) {
@@ -335,18 +335,9 @@ pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, D
 }
 
 pub async fn deny(router: &Router, inv: &Invocation, id: &str) -> (Handled, DecisionRecord) {
-    let row = match load_pending(router, id).await {
-        Ok(row) => row,
+    let (row, requester) = match load_pending(router, id).await {
+        Ok(found) => found,
         Err(out) => return out,
-    };
-    let requester: Principal = match row.requester.parse() {
-        Ok(p) => p,
-        Err(e) => {
-            return (
-                Handled::failed("The request is unreadable", e),
-                record(id, "none", None),
-            )
-        }
     };
     // The requester may withdraw their own request; otherwise an approver decides.
     let withdrawing = inv.principal == requester;

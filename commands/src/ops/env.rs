@@ -84,12 +84,7 @@ pub async fn change_env(
     let api: Api<Deployment> = Api::namespaced(client.clone(), target.namespace);
     let what = target.to_string();
     let d = call(&what, api.get(target.name)).await?;
-    let containers = d
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .map(|s| s.containers.clone())
-        .unwrap_or_default();
+    let containers = super::template_containers(&d);
     let c = pick_container(&containers, container, target.name)?;
     let mut report = Vec::new();
     let mut env_patch = Vec::new();

@@ -43,6 +43,17 @@ impl std::fmt::Display for DeploymentRef<'_> {
     }
 }
 
+/// The containers of a deployment's pod template.
+pub(crate) fn template_containers(
+    d: &k8s_openapi::api::apps::v1::Deployment,
+) -> Vec<k8s_openapi::api::core::v1::Container> {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|s| s.containers.clone())
+        .unwrap_or_default()
+}
+
 /// Patch parameters: a server-side dry run (`dryRun=All`) or the real thing.
 pub(crate) fn patch_params(dry_run: bool) -> kube::api::PatchParams {
     if dry_run {

@@ -340,12 +340,7 @@ pub async fn set_image(
     let api: Api<Deployment> = Api::namespaced(client.clone(), target.namespace);
     let what = target.to_string();
     let d = call(&what, api.get(target.name)).await?;
-    let containers = d
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .map(|s| s.containers.clone())
-        .unwrap_or_default();
+    let containers = super::template_containers(&d);
     let names: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
     let chosen = match container {
         Some(c) => containers
