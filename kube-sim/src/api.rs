@@ -7,7 +7,7 @@
 //! metrics computed from the pods (switchable, to test "no metrics-server").
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -21,7 +21,7 @@ use crate::patch::{self, PatchKind};
 use crate::resources::{self, ResourceType};
 use crate::store::{self, Store};
 
-pub type Shared = Arc<Mutex<Store>>;
+pub type Shared = Arc<crate::SharedStore>;
 
 /// What a path names.
 #[derive(Debug)]
@@ -104,10 +104,14 @@ pub async fn handle(
     if path.starts_with("/apis/metrics.k8s.io/") {
         return metrics(&store, &path, &query).unwrap_or_else(IntoResponse::into_response);
     }
-    match route(&store, &method, &path, &query, &headers, &body) {
+    let response = match route(&store, &method, &path, &query, &headers, &body) {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
+    };
+    if method != Method::GET {
+        store.notify();
     }
+    response
 }
 
 fn route(
@@ -121,7 +125,7 @@ fn route(
     let t = parse_path(path)?;
     let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
     let ns = t.namespace.clone().unwrap_or_default();
-    let mut s = store.lock().expect("store lock");
+    let mut s = store.lock();
     if s.forbidden_methods
         .iter()
         .any(|m| m.eq_ignore_ascii_case(method.as_str()))
@@ -393,7 +397,7 @@ fn metrics(
     path: &str,
     query: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    let s = store.lock().expect("store lock");
+    let s = store.lock();
     if !s.metrics_enabled {
         return Err(ApiError::path_not_found(path));
     }

@@ -1,13 +1,14 @@
 //! The controllers: what turns a changed Deployment into ReplicaSets and Pods
 //! and status, over time, the way kube-controller-manager and the kubelet do.
 //!
-//! Each [`tick`] reconciles everything once:
+//! Each [`tick`] is one reconcile pass over everything:
 //! - Deployment → ReplicaSets: a new ReplicaSet per pod template (named
 //!   `<deployment>-<hash>`, labelled `pod-template-hash`, annotated with
 //!   `deployment.kubernetes.io/revision`, owned by the Deployment); going back
 //!   to an older template reuses its ReplicaSet and gives it the next revision.
 //!   Paused deployments do not roll out. Old ReplicaSets scale down as new pods
-//!   become available.
+//!   become available, and those past `revisionHistoryLimit` (default 10) are
+//!   deleted.
 //! - ReplicaSet → Pods: pods are created Pending and become Running and Ready
 //!   after `pod_start`; failures are injected by the pod template annotation
 //!   `sim.oncall.dev/fail` (`ImagePullBackOff`, `CrashLoopBackOff`,
@@ -15,11 +16,20 @@
 //! - Status: observedGeneration, replicas, updated/ready/available, and the
 //!   Available and Progressing conditions, including ProgressDeadlineExceeded.
 //! - HorizontalPodAutoscalers keep their target within min..max; Jobs run a
-//!   pod to completion. Events are recorded as the real components do.
+//!   pod to completion. Events are recorded as the real components do:
+//!   a repeat bumps the count of the existing event, and events expire.
+//!
+//! A pass is cheap when nothing changed: objects are found through the
+//! store's indexes (by namespace, by owner), nothing is cloned unless it is
+//! about to be rewritten, and an unchanged object is never written. A pass
+//! returns when it next has time-based work (a pod due to start, a crash
+//! loop's next restart, a progress deadline), so the loop in `lib.rs` runs
+//! passes on change and at those moments, not on a fast fixed tick.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use jiff::Timestamp;
 use serde_json::{json, Value};
 
 use crate::resources::{DEPLOYMENTS, EVENTS, HPAS, JOBS, PODS, REPLICASETS};
@@ -28,6 +38,11 @@ use crate::store::{random_suffix, PodLogs, Store};
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const FAIL_ANNOTATION: &str = "sim.oncall.dev/fail";
 const HASH_LABEL: &str = "pod-template-hash";
+const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+/// The deployment controller's default `revisionHistoryLimit`.
+const DEFAULT_REVISION_HISTORY: usize = 10;
+/// Repeated events are bumped at most this often, as the kubelet's are.
+const EVENT_BUMP_EVERY: Duration = Duration::from_secs(5);
 
 /// Timing of the simulated cluster.
 #[derive(Debug, Clone)]
@@ -36,41 +51,85 @@ pub struct Timing {
     pub pod_start: Duration,
     /// How long a crashing container runs before it dies again.
     pub crash_every: Duration,
+    /// How long an event lives after its last occurrence (the API server's
+    /// `--event-ttl`, 1 h by default).
+    pub event_ttl: Duration,
 }
 
-/// State the controllers keep between ticks (the real ones keep it in caches).
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            pod_start: Duration::from_secs(3),
+            crash_every: Duration::from_secs(30),
+            event_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// State the controllers keep between passes (the real ones keep it in caches).
 #[derive(Debug, Default)]
 pub struct ControllerState {
     /// Per deployment: the last progress signature and when it changed.
-    progress: HashMap<(String, String), (String, jiff::Timestamp)>,
+    progress: HashMap<(String, String), (String, Timestamp)>,
+    /// When expired events were last swept.
+    last_event_sweep: Option<Timestamp>,
 }
 
-pub fn tick(store: &mut Store, state: &mut ControllerState, timing: &Timing) {
-    let now = jiff::Timestamp::now();
-    for hpa in store.list(HPAS, None) {
-        reconcile_hpa(store, &hpa);
+/// The earliest moment a pass has time-based work to do.
+struct Due {
+    now: Timestamp,
+    next: Option<Timestamp>,
+}
+
+impl Due {
+    fn at(&mut self, t: Timestamp) {
+        if t > self.now && self.next.is_none_or(|n| t < n) {
+            self.next = Some(t);
+        }
     }
-    for d in store.list(DEPLOYMENTS, None) {
-        reconcile_deployment(store, &d);
+}
+
+/// One reconcile pass. Returns when the next time-based change is due, if
+/// any (a pod to start, a crash loop to advance, a deadline to pass).
+pub fn tick(store: &mut Store, state: &mut ControllerState, timing: &Timing) -> Option<Timestamp> {
+    let now = Timestamp::now();
+    let mut due = Due { now, next: None };
+    for (ns, name) in store.names(HPAS) {
+        reconcile_hpa(store, &ns, &name);
     }
-    for job in store.list(JOBS, None) {
-        reconcile_job(store, &job, now);
+    for (ns, name) in store.names(DEPLOYMENTS) {
+        reconcile_deployment(store, &ns, &name);
     }
-    for rs in store.list(REPLICASETS, None) {
-        reconcile_replicaset_pods(store, &rs);
+    for (ns, name) in store.names(JOBS) {
+        reconcile_job(store, &ns, &name, now);
     }
-    for pod in store.list(PODS, None) {
-        advance_pod(store, pod, now, timing);
+    for (ns, name) in store.names(REPLICASETS) {
+        reconcile_replicaset_pods(store, &ns, &name);
     }
-    for rs in store.list(REPLICASETS, None) {
-        replicaset_status(store, rs);
+    for (ns, name) in store.names(PODS) {
+        advance_pod(store, &ns, &name, &mut due, timing);
     }
-    for d in store.list(DEPLOYMENTS, None) {
-        deployment_status(store, state, d, now);
+    for (ns, name) in store.names(REPLICASETS) {
+        replicaset_status(store, &ns, &name);
     }
-    for hpa in store.list(HPAS, None) {
-        hpa_status(store, hpa);
+    let deployments = store.names(DEPLOYMENTS);
+    state.progress.retain(|k, _| deployments.contains(k));
+    for (ns, name) in &deployments {
+        deployment_status(store, state, ns, name, &mut due);
+        prune_history(store, ns, name);
     }
+    for (ns, name) in store.names(HPAS) {
+        hpa_status(store, &ns, &name);
+    }
+    let sweep_every = (timing.event_ttl / 60).max(Duration::from_millis(100));
+    if state
+        .last_event_sweep
+        .is_none_or(|t| now.duration_since(t).unsigned_abs() >= sweep_every)
+    {
+        expire_events(store, now, timing.event_ttl);
+        state.last_event_sweep = Some(now);
+    }
+    due.next
 }
 
 fn ns_name(obj: &Value) -> (String, String) {
@@ -83,19 +142,12 @@ fn ns_name(obj: &Value) -> (String, String) {
     )
 }
 
-fn owned_by<'a>(items: &'a [Value], owner: &Value) -> Vec<&'a Value> {
-    let uid = &owner["metadata"]["uid"];
-    items
-        .iter()
-        .filter(|o| {
-            o["metadata"]["ownerReferences"]
-                .as_array()
-                .is_some_and(|refs| {
-                    refs.iter()
-                        .any(|r| &r["uid"] == uid && r["controller"] == true)
-                })
-        })
-        .collect()
+fn uid(obj: &Value) -> &str {
+    obj["metadata"]["uid"].as_str().unwrap_or("")
+}
+
+fn name_of(obj: &Value) -> &str {
+    obj["metadata"]["name"].as_str().unwrap_or("")
 }
 
 fn owner_ref(owner: &Value) -> Value {
@@ -109,17 +161,55 @@ fn owner_ref(owner: &Value) -> Value {
     }])
 }
 
-/// The template as the Deployment has it: without the hash label.
-fn strip_hash(template: &Value) -> Value {
-    let mut t = template.clone();
-    if let Some(labels) = t["metadata"]["labels"].as_object_mut() {
-        labels.remove(HASH_LABEL);
+/// What an event is about: enough of the object to name it.
+#[derive(Debug, Clone)]
+struct Subject {
+    api_version: Value,
+    kind: Value,
+    name: String,
+    namespace: String,
+    uid: Value,
+}
+
+impl Subject {
+    fn of(obj: &Value) -> Subject {
+        let (ns, name) = ns_name(obj);
+        Subject {
+            api_version: obj["apiVersion"].clone(),
+            kind: obj["kind"].clone(),
+            name,
+            namespace: if ns.is_empty() { "default".into() } else { ns },
+            uid: obj["metadata"]["uid"].clone(),
+        }
     }
-    t
+}
+
+/// Whether a ReplicaSet's template is the deployment's: equal but for the
+/// hash label the ReplicaSet adds. Compared in place, without copies.
+fn template_matches(rs_template: &Value, d_template: &Value) -> bool {
+    fn fields_eq(a: &Value, b: &Value, skip: &str) -> bool {
+        let empty = serde_json::Map::new();
+        let a = a.as_object().unwrap_or(&empty);
+        let b = b.as_object().unwrap_or(&empty);
+        let a_len = a.keys().filter(|k| *k != skip).count();
+        let b_len = b.keys().filter(|k| *k != skip).count();
+        a_len == b_len
+            && a.iter()
+                .filter(|(k, _)| *k != skip)
+                .all(|(k, v)| b.get(k) == Some(v))
+    }
+    fields_eq(rs_template, d_template, "metadata")
+        && fields_eq(&rs_template["metadata"], &d_template["metadata"], "labels")
+        && fields_eq(
+            &rs_template["metadata"]["labels"],
+            &d_template["metadata"]["labels"],
+            HASH_LABEL,
+        )
+        && d_template["metadata"]["labels"][HASH_LABEL].is_null()
 }
 
 fn template_hash(template: &Value) -> String {
-    // FNV-1a over the canonical JSON (serde_json maps are sorted).
+    // FNV-1a over the JSON text.
     let mut h: u64 = 0xcbf29ce484222325;
     for b in template.to_string().bytes() {
         h ^= u64::from(b);
@@ -149,121 +239,160 @@ fn is_ready(pod: &Value) -> bool {
     })
 }
 
-fn reconcile_deployment(store: &mut Store, d: &Value) {
-    let (ns, name) = ns_name(d);
-    let all_rs = store.list(REPLICASETS, Some(&ns));
-    let owned: Vec<Value> = owned_by(&all_rs, d).into_iter().cloned().collect();
-    let template = &d["spec"]["template"];
-    let paused = d["spec"]["paused"] == true;
-    let desired = replicas_of(d).max(0);
-    let max_revision = owned.iter().map(revision).max().unwrap_or(0);
-    let current = owned
-        .iter()
-        .find(|rs| strip_hash(&rs["spec"]["template"]) == *template)
-        .cloned();
+fn ready_pods(store: &Store, owner_uid: &str) -> i64 {
+    store
+        .owned_by(PODS, owner_uid)
+        .filter(|p| is_ready(p))
+        .count() as i64
+}
 
-    let new_rs = match (current, paused) {
-        (Some(mut rs), false) => {
-            // Rolling back to an old template makes its ReplicaSet the newest
-            // revision, as the deployment controller does.
-            if revision(&rs) < max_revision {
-                rs["metadata"]["annotations"][REVISION] = json!((max_revision + 1).to_string());
-                copy_change_cause(d, &mut rs);
-                let (rns, rname) = ns_name(&rs);
-                store.put_internal(REPLICASETS, &rns, &rname, rs.clone());
-            }
-            Some(rs)
-        }
-        (Some(rs), true) => Some(rs),
-        (None, true) => None,
-        (None, false) => {
-            let hash = template_hash(template);
-            let mut t = template.clone();
-            t["metadata"]["labels"][HASH_LABEL] = json!(hash);
-            let mut selector = d["spec"]["selector"].clone();
-            selector["matchLabels"][HASH_LABEL] = json!(hash);
-            let mut annotations = json!({ REVISION: (max_revision + 1).to_string() });
-            if let Some(cause) = d["metadata"]["annotations"]["kubernetes.io/change-cause"].as_str()
-            {
-                annotations["kubernetes.io/change-cause"] = json!(cause);
-            }
-            let rs = json!({
-                "metadata": {
-                    "name": format!("{name}-{hash}"),
-                    "labels": t["metadata"]["labels"],
-                    "annotations": annotations,
-                    "ownerReferences": owner_ref(d),
-                },
-                "spec": { "replicas": 0, "selector": selector, "template": t },
-            });
-            match store.create_internal(REPLICASETS, &ns, rs) {
-                Ok(created) => Some(created),
-                Err(e) => {
-                    tracing::warn!(
-                        "sim: could not create ReplicaSet for {ns}/{name}: {}",
-                        e.message
-                    );
-                    None
+/// What the deployment controller decided, computed with shared borrows and
+/// applied afterwards.
+enum RolloutPlan {
+    /// No ReplicaSet has the template yet: create one.
+    Create,
+    /// ReplicaSet replica counts to set, and whether the current one needs
+    /// the next revision (a rollback to its template).
+    Scale {
+        current: String,
+        bump_revision: Option<i64>,
+        replicas: Vec<(String, i64)>,
+    },
+    Nothing,
+}
+
+fn reconcile_deployment(store: &mut Store, ns: &str, name: &str) {
+    let plan = {
+        let Some(d) = store.get(DEPLOYMENTS, ns, name) else {
+            return;
+        };
+        let owned: Vec<&Value> = store.owned_by(REPLICASETS, uid(d)).collect();
+        let template = &d["spec"]["template"];
+        let paused = d["spec"]["paused"] == true;
+        let desired = replicas_of(d).max(0);
+        let max_revision = owned.iter().map(|rs| revision(rs)).max().unwrap_or(0);
+        let current = owned
+            .iter()
+            .find(|rs| template_matches(&rs["spec"]["template"], template));
+        match (current, paused) {
+            (None, false) => RolloutPlan::Create,
+            (Some(rs), false) => {
+                let mut replicas = vec![(name_of(rs).to_string(), desired)];
+                // Old ReplicaSets keep what is still needed while new pods
+                // are not yet available, newest first.
+                let mut budget = (desired - ready_pods(store, uid(rs))).max(0);
+                let mut olds: Vec<&&Value> = owned.iter().filter(|o| uid(o) != uid(rs)).collect();
+                olds.sort_by_key(|o| std::cmp::Reverse(revision(o)));
+                for old in olds {
+                    let keep = replicas_of(old)
+                        .min(budget)
+                        .min(ready_pods(store, uid(old)));
+                    budget -= keep;
+                    replicas.push((name_of(old).to_string(), keep));
+                }
+                RolloutPlan::Scale {
+                    current: name_of(rs).to_string(),
+                    bump_revision: (revision(rs) < max_revision).then_some(max_revision + 1),
+                    replicas,
                 }
             }
+            (_, true) => match owned.iter().max_by_key(|rs| revision(rs)) {
+                // Paused: scaling still applies, to the newest ReplicaSet.
+                Some(newest) => {
+                    let others: i64 = owned
+                        .iter()
+                        .filter(|rs| uid(rs) != uid(newest))
+                        .map(|rs| replicas_of(rs))
+                        .sum();
+                    RolloutPlan::Scale {
+                        current: name_of(newest).to_string(),
+                        bump_revision: None,
+                        replicas: vec![(name_of(newest).to_string(), (desired - others).max(0))],
+                    }
+                }
+                None => RolloutPlan::Nothing,
+            },
         }
     };
-
-    let pods = store.list(PODS, Some(&ns));
-    let available_of = |rs: &Value| {
-        owned_by(&pods, rs)
-            .into_iter()
-            .filter(|p| is_ready(p))
-            .count() as i64
-    };
-    match &new_rs {
-        Some(new_rs) if !paused => {
-            set_rs_replicas(store, d, new_rs, desired);
-            // Old ReplicaSets keep what is still needed while new pods are
-            // not yet available, newest first.
-            let mut budget = (desired - available_of(new_rs)).max(0);
-            let mut olds: Vec<&Value> = owned
-                .iter()
-                .filter(|rs| rs["metadata"]["uid"] != new_rs["metadata"]["uid"])
-                .collect();
-            olds.sort_by_key(|rs| std::cmp::Reverse(revision(rs)));
-            for old in olds {
-                let keep = replicas_of(old).min(budget).min(available_of(old));
-                budget -= keep;
-                set_rs_replicas(store, d, old, keep);
+    match plan {
+        RolloutPlan::Nothing => {}
+        RolloutPlan::Create => create_replicaset(store, ns, name),
+        RolloutPlan::Scale {
+            current,
+            bump_revision,
+            replicas,
+        } => {
+            let subject = Subject::of(store.get(DEPLOYMENTS, ns, name).expect("present"));
+            if let Some(rev) = bump_revision {
+                // Rolling back to an old template makes its ReplicaSet the
+                // newest revision, as the deployment controller does.
+                let cause = store.get(DEPLOYMENTS, ns, name).and_then(|d| {
+                    d["metadata"]["annotations"][CHANGE_CAUSE]
+                        .as_str()
+                        .map(String::from)
+                });
+                if let Some(mut rs) = store.get(REPLICASETS, ns, &current).cloned() {
+                    rs["metadata"]["annotations"][REVISION] = json!(rev.to_string());
+                    if let Some(cause) = cause {
+                        rs["metadata"]["annotations"][CHANGE_CAUSE] = json!(cause);
+                    }
+                    store.put_internal(REPLICASETS, ns, &current, rs);
+                }
             }
-        }
-        _ => {
-            // Paused: scaling still applies, to the newest ReplicaSet.
-            if let Some(newest) = owned.iter().max_by_key(|rs| revision(rs)) {
-                let others: i64 = owned
-                    .iter()
-                    .filter(|rs| rs["metadata"]["uid"] != newest["metadata"]["uid"])
-                    .map(replicas_of)
-                    .sum();
-                set_rs_replicas(store, d, newest, (desired - others).max(0));
+            for (rs_name, count) in replicas {
+                set_rs_replicas(store, &subject, ns, &rs_name, count);
             }
         }
     }
 }
 
-fn copy_change_cause(d: &Value, rs: &mut Value) {
-    if let Some(cause) = d["metadata"]["annotations"]["kubernetes.io/change-cause"].as_str() {
-        rs["metadata"]["annotations"]["kubernetes.io/change-cause"] = json!(cause);
-    }
-}
-
-fn set_rs_replicas(store: &mut Store, d: &Value, rs: &Value, replicas: i64) {
-    let (ns, name) = ns_name(rs);
-    let Some(mut current) = store.get(REPLICASETS, &ns, &name).cloned() else {
+fn create_replicaset(store: &mut Store, ns: &str, name: &str) {
+    let Some(d) = store.get(DEPLOYMENTS, ns, name) else {
         return;
     };
-    let before = replicas_of(&current);
+    let template = &d["spec"]["template"];
+    let max_revision = store
+        .owned_by(REPLICASETS, uid(d))
+        .map(revision)
+        .max()
+        .unwrap_or(0);
+    let hash = template_hash(template);
+    let mut t = template.clone();
+    t["metadata"]["labels"][HASH_LABEL] = json!(hash);
+    let mut selector = d["spec"]["selector"].clone();
+    selector["matchLabels"][HASH_LABEL] = json!(hash);
+    let mut annotations = json!({ REVISION: (max_revision + 1).to_string() });
+    if let Some(cause) = d["metadata"]["annotations"][CHANGE_CAUSE].as_str() {
+        annotations[CHANGE_CAUSE] = json!(cause);
+    }
+    let rs = json!({
+        "metadata": {
+            "name": format!("{name}-{hash}"),
+            "labels": t["metadata"]["labels"],
+            "annotations": annotations,
+            "ownerReferences": owner_ref(d),
+        },
+        "spec": { "replicas": 0, "selector": selector, "template": t },
+    });
+    if let Err(e) = store.create_internal(REPLICASETS, ns, rs) {
+        tracing::warn!(
+            "sim: could not create ReplicaSet for {ns}/{name}: {}",
+            e.message
+        );
+    }
+}
+
+fn set_rs_replicas(store: &mut Store, d: &Subject, ns: &str, name: &str, replicas: i64) {
+    let Some(current) = store.get(REPLICASETS, ns, name) else {
+        return;
+    };
+    let before = replicas_of(current);
     if before == replicas {
         return;
     }
-    current["spec"]["replicas"] = json!(replicas);
-    store.put_internal(REPLICASETS, &ns, &name, current);
+    let mut rs = current.clone();
+    rs["spec"]["replicas"] = json!(replicas);
+    store.put_internal(REPLICASETS, ns, name, rs);
     let direction = if replicas > before { "up" } else { "down" };
     record_event(
         store,
@@ -275,39 +404,78 @@ fn set_rs_replicas(store: &mut Store, d: &Value, rs: &Value, replicas: i64) {
     );
 }
 
-fn reconcile_replicaset_pods(store: &mut Store, rs: &Value) {
-    let (ns, _) = ns_name(rs);
-    let pods = store.list(PODS, Some(&ns));
-    let mut owned: Vec<Value> = owned_by(&pods, rs).into_iter().cloned().collect();
-    let want = replicas_of(rs).max(0) as usize;
-    if owned.len() < want {
-        for _ in owned.len()..want {
-            create_pod(store, rs, &ns);
+/// Deletes old ReplicaSets past the deployment's `revisionHistoryLimit`,
+/// oldest first, once they are scaled to zero and have no pods.
+fn prune_history(store: &mut Store, ns: &str, name: &str) {
+    let doomed: Vec<String> = {
+        let Some(d) = store.get(DEPLOYMENTS, ns, name) else {
+            return;
+        };
+        let limit = d["spec"]["revisionHistoryLimit"]
+            .as_u64()
+            .map_or(DEFAULT_REVISION_HISTORY, |l| l as usize);
+        let template = &d["spec"]["template"];
+        let mut old: Vec<&Value> = store
+            .owned_by(REPLICASETS, uid(d))
+            .filter(|rs| !template_matches(&rs["spec"]["template"], template))
+            .collect();
+        if old.len() <= limit {
+            return;
         }
-    } else if owned.len() > want {
-        // Not-ready pods go first, then the newest.
-        owned.sort_by_key(|p| {
-            (
-                is_ready(p),
-                std::cmp::Reverse(
-                    p["metadata"]["creationTimestamp"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_string(),
-                ),
-            )
-        });
-        for pod in owned.iter().take(owned.len() - want) {
-            let (pns, pname) = ns_name(pod);
-            let _ = store.delete(PODS, &pns, &pname, false);
-        }
+        old.sort_by_key(|rs| revision(rs));
+        let excess = old.len() - limit;
+        old.into_iter()
+            .filter(|rs| replicas_of(rs) == 0 && store.owned_by(PODS, uid(rs)).next().is_none())
+            .take(excess)
+            .map(|rs| name_of(rs).to_string())
+            .collect()
+    };
+    for rs in doomed {
+        let _ = store.delete(REPLICASETS, ns, &rs, false);
     }
 }
 
-fn create_pod(store: &mut Store, owner: &Value, ns: &str) {
+fn reconcile_replicaset_pods(store: &mut Store, ns: &str, name: &str) {
+    let (want, doomed) = {
+        let Some(rs) = store.get(REPLICASETS, ns, name) else {
+            return;
+        };
+        let mut owned: Vec<&Value> = store.owned_by(PODS, uid(rs)).collect();
+        let want = replicas_of(rs).max(0) as usize;
+        let mut doomed = Vec::new();
+        if owned.len() > want {
+            // Not-ready pods go first, then the newest.
+            owned.sort_by_key(|p| {
+                (
+                    is_ready(p),
+                    std::cmp::Reverse(p["metadata"]["creationTimestamp"].as_str().unwrap_or("")),
+                )
+            });
+            let excess = owned.len() - want;
+            doomed = owned
+                .iter()
+                .take(excess)
+                .map(|p| name_of(p).to_string())
+                .collect();
+        }
+        (want.saturating_sub(owned.len()), doomed)
+    };
+    for pod in doomed {
+        let _ = store.delete(PODS, ns, &pod, false);
+    }
+    for _ in 0..want {
+        create_pod(store, REPLICASETS, ns, name);
+    }
+}
+
+fn create_pod(store: &mut Store, owner_rt: crate::resources::ResourceType, ns: &str, owner: &str) {
+    let suffix = random_suffix(store.resource_version());
+    let rv = store.resource_version();
+    let Some(owner) = store.get(owner_rt, ns, owner) else {
+        return;
+    };
     let template = &owner["spec"]["template"];
-    let base = owner["metadata"]["name"].as_str().unwrap_or("pod");
-    let name = format!("{base}-{}", random_suffix(store.resource_version()));
+    let name = format!("{}-{suffix}", name_of(owner));
     let containers: Vec<Value> = template["spec"]["containers"]
         .as_array()
         .cloned()
@@ -324,6 +492,7 @@ fn create_pod(store: &mut Store, owner: &Value, ns: &str) {
         .collect();
     let mut spec = template["spec"].clone();
     spec["nodeName"] = json!("sim-node-1");
+    let now = Timestamp::now();
     let pod = json!({
         "metadata": {
             "name": name,
@@ -340,19 +509,26 @@ fn create_pod(store: &mut Store, owner: &Value, ns: &str) {
             ],
             "containerStatuses": statuses,
             "hostIP": "10.0.0.11",
-            "podIP": format!("10.244.{}.{}", store.resource_version() % 250, (store.resource_version() / 250) % 250 + 2),
-            "startTime": jiff::Timestamp::now().to_string(),
+            "podIP": format!("10.244.{}.{}", rv % 250, (rv / 250) % 250 + 2),
+            "startTime": now.to_string(),
         }
     });
-    if let Err(e) = store.create_internal(PODS, ns, pod) {
-        tracing::warn!("sim: could not create pod in {ns}: {}", e.message);
+    match store.create_internal(PODS, ns, pod) {
+        Ok(created) => {
+            let created_at = created["metadata"]["creationTimestamp"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(now);
+            start_logs(store, ns, name_of(&created), &containers, created_at);
+        }
+        Err(e) => tracing::warn!("sim: could not create pod in {ns}: {}", e.message),
     }
 }
 
 /// What an injected failure, if any, does to this pod.
-fn failure_of(pod: &Value) -> Option<String> {
+fn failure_of(pod: &Value) -> Option<&str> {
     if let Some(f) = pod["metadata"]["annotations"][FAIL_ANNOTATION].as_str() {
-        return Some(f.to_string());
+        return Some(f);
     }
     let bad_image = pod["spec"]["containers"]
         .as_array()
@@ -363,99 +539,148 @@ fn failure_of(pod: &Value) -> Option<String> {
                 .as_str()
                 .is_some_and(|i| i.ends_with(":does-not-exist"))
         });
-    bad_image.then(|| "ImagePullBackOff".to_string())
+    bad_image.then_some("ImagePullBackOff")
 }
 
-fn advance_pod(store: &mut Store, mut pod: Value, now: jiff::Timestamp, timing: &Timing) {
-    let (ns, name) = ns_name(&pod);
-    let phase = pod["status"]["phase"].as_str().unwrap_or("").to_string();
+fn container_statuses(pod: &Value) -> impl Iterator<Item = &Value> {
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+}
+
+const UNSCHEDULABLE: &str = "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.";
+
+/// Moves one pod along its life: Pending → Running/Ready (or Succeeded for
+/// a Job's pod), or into its injected failure. Reads first and clones the
+/// pod only when it is about to change.
+fn advance_pod(store: &mut Store, ns: &str, name: &str, due: &mut Due, timing: &Timing) {
+    let now = due.now;
+    let Some(pod) = store.get(PODS, ns, name) else {
+        return;
+    };
+    let phase = pod["status"]["phase"].as_str().unwrap_or("");
     if phase == "Succeeded" || phase == "Failed" {
         return;
     }
-    let created: jiff::Timestamp = pod["metadata"]["creationTimestamp"]
+    let created: Timestamp = pod["metadata"]["creationTimestamp"]
         .as_str()
         .and_then(|s| s.parse().ok())
         .unwrap_or(now);
     let age = now.duration_since(created).unsigned_abs();
-    let started = age >= timing.pod_start;
-    let containers: Vec<Value> = pod["spec"]["containers"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let started_at = created + timing.pod_start;
+    if age < timing.pod_start {
+        due.at(started_at);
+        return;
+    }
     let is_job = pod["metadata"]["ownerReferences"][0]["kind"] == "Job";
-    let failure = failure_of(&pod);
-    ensure_logs(store, &ns, &name, &containers, created);
-
-    match (failure.as_deref(), started) {
-        (_, false) => return,
-        (Some("Unschedulable"), _) => {
-            pod["spec"]["nodeName"] = Value::Null;
-            pod["status"]["conditions"] = json!([{
-                "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                "message": "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.",
-            }]);
-            pod["status"]["containerStatuses"] = Value::Null;
-            record_event(store, &pod, "Warning", "FailedScheduling",
-                "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.",
-                "default-scheduler");
+    let subject = Subject::of(pod);
+    match failure_of(pod) {
+        Some("Unschedulable") => {
+            let done = pod["status"]["conditions"][0]["reason"] == "Unschedulable";
+            if !done {
+                let mut pod = pod.clone();
+                pod["spec"]["nodeName"] = Value::Null;
+                pod["status"]["conditions"] = json!([{
+                    "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                    "message": UNSCHEDULABLE,
+                }]);
+                pod["status"]["containerStatuses"] = Value::Null;
+                store.put_internal(PODS, ns, name, pod);
+            }
+            record_event(
+                store,
+                &subject,
+                "Warning",
+                "FailedScheduling",
+                UNSCHEDULABLE,
+                "default-scheduler",
+            );
         }
-        (Some("ImagePullBackOff"), _) => {
-            let image = containers
-                .first()
-                .and_then(|c| c["image"].as_str())
+        Some("ImagePullBackOff") => {
+            let image = pod["spec"]["containers"][0]["image"]
+                .as_str()
                 .unwrap_or("")
                 .to_string();
-            for cs in pod["status"]["containerStatuses"]
-                .as_array_mut()
-                .into_iter()
-                .flatten()
-            {
-                cs["state"] = json!({ "waiting": { "reason": "ImagePullBackOff",
-                    "message": format!("Back-off pulling image \"{image}\"") } });
+            let done = container_statuses(pod)
+                .all(|cs| cs["state"]["waiting"]["reason"] == "ImagePullBackOff");
+            if !done {
+                let mut pod = pod.clone();
+                for cs in pod["status"]["containerStatuses"]
+                    .as_array_mut()
+                    .into_iter()
+                    .flatten()
+                {
+                    cs["state"] = json!({ "waiting": { "reason": "ImagePullBackOff",
+                        "message": format!("Back-off pulling image \"{image}\"") } });
+                }
+                store.put_internal(PODS, ns, name, pod);
             }
-            record_event(store, &pod, "Warning", "Failed",
+            record_event(store, &subject, "Warning", "Failed",
                 &format!("Failed to pull image \"{image}\": rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": not found"),
                 "kubelet");
         }
-        (Some(reason @ ("CrashLoopBackOff" | "OOMKilled")), _) => {
-            let restarts = (age.saturating_sub(timing.pod_start).as_millis()
-                / timing.crash_every.as_millis().max(1)) as i64
-                + 1;
+        Some(reason @ ("CrashLoopBackOff" | "OOMKilled")) => {
+            let crash_every = timing.crash_every.max(Duration::from_millis(1));
+            let crashes =
+                (age.saturating_sub(timing.pod_start).as_millis() / crash_every.as_millis()) as i64;
+            let restarts = crashes + 1;
+            let last_crash = started_at + crash_every * crashes as u32;
+            due.at(last_crash + crash_every);
+            let current = phase == "Running"
+                && container_statuses(pod).all(|cs| cs["restartCount"] == restarts);
+            if current {
+                return;
+            }
+            let reason = reason.to_string();
+            let containers: Vec<Value> = pod["spec"]["containers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             let terminated_reason = if reason == "OOMKilled" {
                 "OOMKilled"
             } else {
                 "Error"
             };
             let exit_code = if reason == "OOMKilled" { 137 } else { 1 };
-            let mut grew = false;
+            let mut pod = pod.clone();
             for cs in pod["status"]["containerStatuses"]
                 .as_array_mut()
                 .into_iter()
                 .flatten()
             {
-                grew |= cs["restartCount"].as_i64().unwrap_or(0) != restarts;
                 cs["restartCount"] = json!(restarts);
                 cs["ready"] = json!(false);
                 cs["state"] = json!({ "waiting": { "reason": "CrashLoopBackOff",
                     "message": format!("back-off 40s restarting failed container={} pod={name}", cs["name"].as_str().unwrap_or("")) } });
                 cs["lastState"] = json!({ "terminated": { "reason": terminated_reason, "exitCode": exit_code,
-                    "startedAt": created.to_string(), "finishedAt": now.to_string() } });
+                    "startedAt": created.to_string(), "finishedAt": last_crash.to_string() } });
             }
             pod["status"]["phase"] = json!("Running");
-            if grew {
-                crash_logs(store, &ns, &name, &containers, reason, now);
-                record_event(
-                    store,
-                    &pod,
-                    "Warning",
-                    "BackOff",
-                    "Back-off restarting failed container",
-                    "kubelet",
-                );
-            }
+            store.put_internal(PODS, ns, name, pod);
+            crash_logs(store, ns, name, &containers, &reason, last_crash);
+            record_event(
+                store,
+                &subject,
+                "Warning",
+                "BackOff",
+                "Back-off restarting failed container",
+                "kubelet",
+            );
         }
         _ => {
+            let finished_at = created + timing.pod_start * 2;
             let done = is_job && age >= timing.pod_start * 2;
+            if is_job && !done {
+                due.at(finished_at);
+            }
+            let running = phase == "Running"
+                && is_ready(pod)
+                && container_statuses(pod).all(|cs| !cs["state"]["running"].is_null());
+            if running && !done {
+                return;
+            }
+            let mut pod = pod.clone();
             for cs in pod["status"]["containerStatuses"]
                 .as_array_mut()
                 .into_iter()
@@ -465,11 +690,11 @@ fn advance_pod(store: &mut Store, mut pod: Value, now: jiff::Timestamp, timing: 
                     cs["ready"] = json!(false);
                     cs["started"] = json!(false);
                     cs["state"] = json!({ "terminated": { "reason": "Completed", "exitCode": 0,
-                        "startedAt": (created + timing.pod_start).to_string(), "finishedAt": now.to_string() } });
+                        "startedAt": started_at.to_string(), "finishedAt": finished_at.to_string() } });
                 } else if cs["state"]["running"].is_null() {
                     cs["ready"] = json!(true);
                     cs["started"] = json!(true);
-                    cs["state"] = json!({ "running": { "startedAt": (created + timing.pod_start).to_string() } });
+                    cs["state"] = json!({ "running": { "startedAt": started_at.to_string() } });
                 }
             }
             pod["status"]["phase"] = json!(if done { "Succeeded" } else { "Running" });
@@ -478,24 +703,15 @@ fn advance_pod(store: &mut Store, mut pod: Value, now: jiff::Timestamp, timing: 
                 { "type": "Initialized", "status": "True" },
                 { "type": "ContainersReady", "status": if done { "False" } else { "True" } },
                 { "type": "Ready", "status": if done { "False" } else { "True" },
-                  "lastTransitionTime": (created + timing.pod_start).to_string() },
+                  "lastTransitionTime": started_at.to_string() },
             ]);
+            store.put_internal(PODS, ns, name, pod);
         }
     }
-    store.put_internal(PODS, &ns, &name, pod);
 }
 
-fn ensure_logs(
-    store: &mut Store,
-    ns: &str,
-    pod: &str,
-    containers: &[Value],
-    created: jiff::Timestamp,
-) {
-    let key = (ns.to_string(), pod.to_string());
-    if store.logs.contains_key(&key) {
-        return;
-    }
+/// A new pod's first log lines.
+fn start_logs(store: &mut Store, ns: &str, pod: &str, containers: &[Value], created: Timestamp) {
     let mut logs = PodLogs::default();
     for c in containers {
         let cname = c["name"].as_str().unwrap_or("app").to_string();
@@ -527,20 +743,23 @@ fn ensure_logs(
             ],
         );
     }
-    store.logs.insert(key, logs);
+    store.logs.insert((ns.to_string(), pod.to_string()), logs);
 }
 
+/// A crashed container's logs: the previous instance's last words, and a
+/// fresh current instance. Replaced at each crash, so they never grow.
 fn crash_logs(
     store: &mut Store,
     ns: &str,
     pod: &str,
     containers: &[Value],
     reason: &str,
-    now: jiff::Timestamp,
+    at: Timestamp,
 ) {
-    let Some(logs) = store.logs.get_mut(&(ns.to_string(), pod.to_string())) else {
-        return;
-    };
+    let logs = store
+        .logs
+        .entry((ns.to_string(), pod.to_string()))
+        .or_default();
     for c in containers {
         let cname = c["name"].as_str().unwrap_or("app").to_string();
         let last = if reason == "OOMKilled" {
@@ -550,208 +769,266 @@ fn crash_logs(
                 .to_string()
         };
         let previous = vec![
-            (now, format!("level=info msg=\"starting {cname}\"")),
-            (now, last),
-            (now, "panic: fatal error, exiting".to_string()),
+            (at, format!("level=info msg=\"starting {cname}\"")),
+            (at, last),
+            (at, "panic: fatal error, exiting".to_string()),
         ];
         logs.previous.insert(cname.clone(), previous);
         logs.current.insert(
             cname.clone(),
-            vec![(now, format!("level=info msg=\"starting {cname}\""))],
+            vec![(at, format!("level=info msg=\"starting {cname}\""))],
         );
     }
 }
 
-fn replicaset_status(store: &mut Store, mut rs: Value) {
-    let (ns, name) = ns_name(&rs);
-    let pods = store.list(PODS, Some(&ns));
-    let owned = owned_by(&pods, &rs);
-    let ready = owned.iter().filter(|p| is_ready(p)).count();
-    rs["status"] = json!({
-        "replicas": owned.len(),
-        "fullyLabeledReplicas": owned.len(),
+fn replicaset_status(store: &mut Store, ns: &str, name: &str) {
+    let Some(rs) = store.get(REPLICASETS, ns, name) else {
+        return;
+    };
+    let (total, ready) = store
+        .owned_by(PODS, uid(rs))
+        .fold((0, 0), |(t, r), p| (t + 1, r + i64::from(is_ready(p))));
+    let status = json!({
+        "replicas": total,
+        "fullyLabeledReplicas": total,
         "readyReplicas": ready,
         "availableReplicas": ready,
         "observedGeneration": rs["metadata"]["generation"],
     });
-    store.put_internal(REPLICASETS, &ns, &name, rs);
+    if rs["status"] == status {
+        return;
+    }
+    let mut rs = rs.clone();
+    rs["status"] = status;
+    store.put_internal(REPLICASETS, ns, name, rs);
+}
+
+/// Conditions equal but for `lastUpdateTime`, which moves on every pass.
+fn same_status(old: &Value, new: &Value) -> bool {
+    let (Some(a), Some(b)) = (old.as_object(), new.as_object()) else {
+        return old == new;
+    };
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().all(|(k, v)| {
+        let Some(w) = b.get(k) else { return false };
+        if k != "conditions" {
+            return v == w;
+        }
+        match (v.as_array(), w.as_array()) {
+            (Some(x), Some(y)) => {
+                x.len() == y.len()
+                    && x.iter().zip(y).all(|(c, d)| {
+                        let (Some(c), Some(d)) = (c.as_object(), d.as_object()) else {
+                            return c == d;
+                        };
+                        c.len() == d.len()
+                            && c.iter().all(|(ck, cv)| {
+                                ck == "lastUpdateTime" || d.get(ck).is_some_and(|dv| dv == cv)
+                            })
+                    })
+            }
+            _ => v == w,
+        }
+    })
 }
 
 fn deployment_status(
     store: &mut Store,
     state: &mut ControllerState,
-    mut d: Value,
-    now: jiff::Timestamp,
+    ns: &str,
+    name: &str,
+    due: &mut Due,
 ) {
-    let (ns, name) = ns_name(&d);
-    let all_rs = store.list(REPLICASETS, Some(&ns));
-    let owned = owned_by(&all_rs, &d);
-    let template = &d["spec"]["template"];
-    let new_rs = owned
-        .iter()
-        .find(|rs| strip_hash(&rs["spec"]["template"]) == *template);
-    let pods = store.list(PODS, Some(&ns));
-    let mut total = 0;
-    let mut ready = 0;
-    for rs in &owned {
-        for p in owned_by(&pods, rs) {
-            total += 1;
-            if is_ready(p) {
-                ready += 1;
+    let now = due.now;
+    let (status, revision_annotation) = {
+        let Some(d) = store.get(DEPLOYMENTS, ns, name) else {
+            return;
+        };
+        let owned: Vec<&Value> = store.owned_by(REPLICASETS, uid(d)).collect();
+        let template = &d["spec"]["template"];
+        let new_rs = owned
+            .iter()
+            .find(|rs| template_matches(&rs["spec"]["template"], template));
+        let mut total = 0;
+        let mut ready = 0;
+        for rs in &owned {
+            for p in store.owned_by(PODS, uid(rs)) {
+                total += 1;
+                if is_ready(p) {
+                    ready += 1;
+                }
             }
         }
-    }
-    let updated = new_rs.map(|rs| owned_by(&pods, rs).len()).unwrap_or(0) as i64;
-    let desired = replicas_of(&d);
-    let max_unavailable = desired / 4;
-    let complete = new_rs.is_some() && updated == desired && total == desired && ready == desired;
-    let deadline = d["spec"]["progressDeadlineSeconds"].as_i64().unwrap_or(600);
-    let rs_name = new_rs
-        .and_then(|rs| rs["metadata"]["name"].as_str())
-        .unwrap_or("")
-        .to_string();
-    // The deployment carries its newest ReplicaSet's revision, as the
-    // deployment controller writes it.
-    if let Some(rev) = new_rs.and_then(|rs| rs["metadata"]["annotations"][REVISION].as_str()) {
-        if d["metadata"]["annotations"][REVISION].as_str() != Some(rev) {
-            if !d["metadata"]["annotations"].is_object() {
-                d["metadata"]["annotations"] = json!({});
-            }
-            d["metadata"]["annotations"][REVISION] = json!(rev);
-            store.put_internal(DEPLOYMENTS, &ns, &name, d.clone());
-        }
-    }
+        let updated = new_rs.map_or(0, |rs| store.owned_by(PODS, uid(rs)).count()) as i64;
+        let desired = replicas_of(d);
+        let max_unavailable = desired / 4;
+        let complete =
+            new_rs.is_some() && updated == desired && total == desired && ready == desired;
+        let deadline = d["spec"]["progressDeadlineSeconds"].as_i64().unwrap_or(600);
+        let rs_name = new_rs.map_or("", |rs| name_of(rs));
+        // The deployment carries its newest ReplicaSet's revision, as the
+        // deployment controller writes it.
+        let revision_annotation = new_rs
+            .and_then(|rs| rs["metadata"]["annotations"][REVISION].as_str())
+            .filter(|rev| d["metadata"]["annotations"][REVISION].as_str() != Some(*rev))
+            .map(String::from);
 
-    let signature = format!(
-        "{}/{updated}/{ready}/{total}/{desired}",
-        d["metadata"]["generation"]
-    );
-    let key = (ns.clone(), name.clone());
-    let since = match state.progress.get(&key) {
-        Some((sig, at)) if *sig == signature => *at,
-        _ => {
-            state.progress.insert(key, (signature, now));
-            now
-        }
-    };
-    let previous_progressing = d["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing").cloned());
-    let (p_status, p_reason, p_message) = if d["spec"]["paused"] == true {
-        (
-            "Unknown",
-            "DeploymentPaused",
-            "Deployment is paused".to_string(),
-        )
-    } else if complete {
-        (
-            "True",
-            "NewReplicaSetAvailable",
-            format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
-        )
-    } else if now.duration_since(since).as_secs() > deadline
-        || previous_progressing
-            .as_ref()
-            .is_some_and(|c| c["reason"] == "ProgressDeadlineExceeded" && !complete)
-    {
-        (
-            "False",
-            "ProgressDeadlineExceeded",
-            format!("ReplicaSet \"{rs_name}\" has timed out progressing."),
-        )
-    } else {
-        (
-            "True",
-            "ReplicaSetUpdated",
-            format!("ReplicaSet \"{rs_name}\" is progressing."),
-        )
-    };
-    let available_ok = ready >= desired - max_unavailable;
-    let transition = |kind: &str, status: &str| {
-        d["status"]["conditions"]
+        let signature = format!(
+            "{}/{updated}/{ready}/{total}/{desired}",
+            d["metadata"]["generation"]
+        );
+        let key = (ns.to_string(), name.to_string());
+        let since = match state.progress.get(&key) {
+            Some((sig, at)) if *sig == signature => *at,
+            _ => {
+                state.progress.insert(key, (signature, now));
+                now
+            }
+        };
+        let previous_progressing = d["status"]["conditions"]
             .as_array()
-            .and_then(|cs| {
-                cs.iter()
-                    .find(|c| c["type"] == kind && c["status"] == status)
-            })
-            .and_then(|c| c["lastTransitionTime"].as_str().map(String::from))
-            .unwrap_or_else(|| now.to_string())
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"));
+        let paused = d["spec"]["paused"] == true;
+        let past_deadline = now.duration_since(since).as_secs() > deadline;
+        let (p_status, p_reason, p_message) = if paused {
+            (
+                "Unknown",
+                "DeploymentPaused",
+                "Deployment is paused".to_string(),
+            )
+        } else if complete {
+            (
+                "True",
+                "NewReplicaSetAvailable",
+                format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
+            )
+        } else if past_deadline
+            || previous_progressing.is_some_and(|c| c["reason"] == "ProgressDeadlineExceeded")
+        {
+            (
+                "False",
+                "ProgressDeadlineExceeded",
+                format!("ReplicaSet \"{rs_name}\" has timed out progressing."),
+            )
+        } else {
+            due.at(since + Duration::from_secs(deadline.max(0) as u64 + 1));
+            (
+                "True",
+                "ReplicaSetUpdated",
+                format!("ReplicaSet \"{rs_name}\" is progressing."),
+            )
+        };
+        let available_ok = ready >= desired - max_unavailable;
+        let transition = |kind: &str, status: &str| {
+            d["status"]["conditions"]
+                .as_array()
+                .and_then(|cs| {
+                    cs.iter()
+                        .find(|c| c["type"] == kind && c["status"] == status)
+                })
+                .and_then(|c| c["lastTransitionTime"].as_str().map(String::from))
+                .unwrap_or_else(|| now.to_string())
+        };
+        let conditions = json!([
+            {
+                "type": "Available",
+                "status": if available_ok { "True" } else { "False" },
+                "reason": if available_ok { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
+                "message": if available_ok { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." },
+                "lastTransitionTime": transition("Available", if available_ok { "True" } else { "False" }),
+                "lastUpdateTime": now.to_string(),
+            },
+            {
+                "type": "Progressing",
+                "status": p_status,
+                "reason": p_reason,
+                "message": p_message,
+                "lastTransitionTime": transition("Progressing", p_status),
+                "lastUpdateTime": since.to_string(),
+            }
+        ]);
+        let mut status = json!({
+            "observedGeneration": d["metadata"]["generation"],
+            "replicas": total,
+            "updatedReplicas": updated,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "conditions": conditions,
+        });
+        let unavailable = (desired - ready).max(0);
+        if unavailable > 0 {
+            status["unavailableReplicas"] = json!(unavailable);
+        }
+        // Don't churn resourceVersion when only timestamps moved.
+        let status = (!same_status(&d["status"], &status)).then_some(status);
+        (status, revision_annotation)
     };
-    let conditions = json!([
-        {
-            "type": "Available",
-            "status": if available_ok { "True" } else { "False" },
-            "reason": if available_ok { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
-            "message": if available_ok { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." },
-            "lastTransitionTime": transition("Available", if available_ok { "True" } else { "False" }),
-            "lastUpdateTime": now.to_string(),
-        },
-        {
-            "type": "Progressing",
-            "status": p_status,
-            "reason": p_reason,
-            "message": p_message,
-            "lastTransitionTime": transition("Progressing", p_status),
-            "lastUpdateTime": since.to_string(),
-        }
-    ]);
-    let mut status = json!({
-        "observedGeneration": d["metadata"]["generation"],
-        "replicas": total,
-        "updatedReplicas": updated,
-        "readyReplicas": ready,
-        "availableReplicas": ready,
-        "conditions": conditions,
-    });
-    let unavailable = (desired - ready).max(0);
-    if unavailable > 0 {
-        status["unavailableReplicas"] = json!(unavailable);
-    }
-    // Don't churn resourceVersion when only timestamps moved.
-    let mut old = d["status"].clone();
-    let mut cmp = status.clone();
-    for s in [&mut old, &mut cmp] {
-        for c in s["conditions"].as_array_mut().into_iter().flatten() {
-            c["lastUpdateTime"] = Value::Null;
-        }
-    }
-    if old == cmp {
+    if status.is_none() && revision_annotation.is_none() {
         return;
     }
-    d["status"] = status;
-    store.put_internal(DEPLOYMENTS, &ns, &name, d);
+    let mut d = store
+        .get(DEPLOYMENTS, ns, name)
+        .expect("read above")
+        .clone();
+    if let Some(rev) = revision_annotation {
+        if !d["metadata"]["annotations"].is_object() {
+            d["metadata"]["annotations"] = json!({});
+        }
+        d["metadata"]["annotations"][REVISION] = json!(rev);
+    }
+    if let Some(status) = status {
+        d["status"] = status;
+    }
+    store.put_internal(DEPLOYMENTS, ns, name, d);
 }
 
-fn hpa_target(store: &Store, hpa: &Value) -> Option<Value> {
-    let (ns, _) = ns_name(hpa);
+fn hpa_target<'a>(store: &'a Store, hpa: &Value) -> Option<&'a Value> {
     let target = &hpa["spec"]["scaleTargetRef"];
     if target["kind"] != "Deployment" {
         return None;
     }
-    store
-        .get(DEPLOYMENTS, &ns, target["name"].as_str()?)
-        .cloned()
+    store.get(
+        DEPLOYMENTS,
+        hpa["metadata"]["namespace"].as_str()?,
+        target["name"].as_str()?,
+    )
+}
+
+fn hpa_bounds(hpa: &Value) -> (i64, i64) {
+    let min = hpa["spec"]["minReplicas"].as_i64().unwrap_or(1);
+    let max = hpa["spec"]["maxReplicas"].as_i64().unwrap_or(min);
+    (min, max)
 }
 
 /// Keeps the target within the autoscaler's bounds, as the HPA controller
 /// would on its next sync.
-fn reconcile_hpa(store: &mut Store, hpa: &Value) {
-    let Some(mut d) = hpa_target(store, hpa) else {
-        return;
+fn reconcile_hpa(store: &mut Store, ns: &str, name: &str) {
+    let (target, current, clamped, subject) = {
+        let Some(hpa) = store.get(HPAS, ns, name) else {
+            return;
+        };
+        let Some(d) = hpa_target(store, hpa) else {
+            return;
+        };
+        let (min, max) = hpa_bounds(hpa);
+        let current = replicas_of(d);
+        let clamped = current.clamp(min, max.max(min));
+        if clamped == current || current == 0 {
+            // Scaled to zero by hand: the HPA is disabled until scaled up again.
+            return;
+        }
+        (name_of(d).to_string(), current, clamped, Subject::of(hpa))
     };
-    let min = hpa["spec"]["minReplicas"].as_i64().unwrap_or(1);
-    let max = hpa["spec"]["maxReplicas"].as_i64().unwrap_or(min);
-    let current = replicas_of(&d);
-    let clamped = current.clamp(min, max.max(min));
-    if clamped == current || current == 0 {
-        // Scaled to zero by hand: the HPA is disabled until scaled up again.
-        return;
-    }
-    let (ns, name) = ns_name(&d);
+    let mut d = store
+        .get(DEPLOYMENTS, ns, &target)
+        .expect("read above")
+        .clone();
     d["spec"]["replicas"] = json!(clamped);
     let generation = d["metadata"]["generation"].as_i64().unwrap_or(1);
     d["metadata"]["generation"] = json!(generation + 1);
-    store.put_internal(DEPLOYMENTS, &ns, &name, d);
+    store.put_internal(DEPLOYMENTS, ns, &target, d);
     let reason = if clamped > current {
         "below min replicas"
     } else {
@@ -759,7 +1036,7 @@ fn reconcile_hpa(store: &mut Store, hpa: &Value) {
     };
     record_event(
         store,
-        hpa,
+        &subject,
         "Normal",
         "SuccessfulRescale",
         &format!("New size: {clamped}; reason: Current number of replicas {reason}"),
@@ -767,14 +1044,15 @@ fn reconcile_hpa(store: &mut Store, hpa: &Value) {
     );
 }
 
-fn hpa_status(store: &mut Store, mut hpa: Value) {
-    let Some(d) = hpa_target(store, &hpa) else {
+fn hpa_status(store: &mut Store, ns: &str, name: &str) {
+    let Some(hpa) = store.get(HPAS, ns, name) else {
         return;
     };
-    let (ns, name) = ns_name(&hpa);
-    let min = hpa["spec"]["minReplicas"].as_i64().unwrap_or(1);
-    let max = hpa["spec"]["maxReplicas"].as_i64().unwrap_or(min);
-    let desired = replicas_of(&d);
+    let Some(d) = hpa_target(store, hpa) else {
+        return;
+    };
+    let (min, max) = hpa_bounds(hpa);
+    let desired = replicas_of(d);
     let limited = desired <= min || desired >= max;
     let seed: i64 = name.bytes().map(i64::from).sum();
     let metrics: Vec<Value> = hpa["spec"]["metrics"]
@@ -787,7 +1065,7 @@ fn hpa_status(store: &mut Store, mut hpa: Value) {
                 "current": { "averageUtilization": 35 + seed % 40 } } })
         })
         .collect();
-    hpa["status"] = json!({
+    let mut status = json!({
         "currentReplicas": d["status"]["replicas"].as_i64().unwrap_or(0),
         "desiredReplicas": desired,
         "currentMetrics": metrics,
@@ -800,23 +1078,41 @@ fn hpa_status(store: &mut Store, mut hpa: Value) {
         ],
     });
     if desired >= max {
-        hpa["status"]["conditions"][2]["reason"] = json!("TooManyReplicas");
+        status["conditions"][2]["reason"] = json!("TooManyReplicas");
     }
-    store.put_internal(HPAS, &ns, &name, hpa);
+    if hpa["status"] == status {
+        return;
+    }
+    let mut hpa = hpa.clone();
+    hpa["status"] = status;
+    store.put_internal(HPAS, ns, name, hpa);
 }
 
-fn reconcile_job(store: &mut Store, job: &Value, now: jiff::Timestamp) {
-    let (ns, name) = ns_name(job);
-    let pods = store.list(PODS, Some(&ns));
-    let owned: Vec<Value> = owned_by(&pods, job).into_iter().cloned().collect();
-    let mut job = job.clone();
-    if owned.is_empty() && job["status"]["succeeded"].as_i64().unwrap_or(0) == 0 {
-        create_pod(store, &job, &ns);
+fn reconcile_job(store: &mut Store, ns: &str, name: &str, now: Timestamp) {
+    let Some(job) = store.get(JOBS, ns, name) else {
+        return;
+    };
+    let job_uid = uid(job).to_string();
+    let (mut pods, mut succeeded, mut active) = (0, 0, 0);
+    for p in store.owned_by(PODS, &job_uid) {
+        pods += 1;
+        match p["status"]["phase"].as_str() {
+            Some("Succeeded") => succeeded += 1,
+            Some("Failed") => {}
+            _ => active += 1,
+        }
+    }
+    let already_succeeded = job["status"]["succeeded"].as_i64().unwrap_or(0) > 0;
+    let completed = !job["status"]["completionTime"].is_null();
+    let subject = Subject::of(job);
+    if pods == 0 && !already_succeeded {
+        create_pod(store, JOBS, ns, name);
+        let mut job = store.get(JOBS, ns, name).expect("present").clone();
         job["status"] = json!({ "active": 1, "startTime": now.to_string() });
-        store.put_internal(JOBS, &ns, &name, job.clone());
+        store.put_internal(JOBS, ns, name, job);
         record_event(
             store,
-            &job,
+            &subject,
             "Normal",
             "SuccessfulCreate",
             &format!("Created pod for job {name}"),
@@ -824,76 +1120,66 @@ fn reconcile_job(store: &mut Store, job: &Value, now: jiff::Timestamp) {
         );
         return;
     }
-    let succeeded = owned
-        .iter()
-        .filter(|p| p["status"]["phase"] == "Succeeded")
-        .count();
-    let active = owned
-        .iter()
-        .filter(|p| p["status"]["phase"] != "Succeeded" && p["status"]["phase"] != "Failed")
-        .count();
-    if succeeded > 0 && job["status"]["completionTime"].is_null() {
+    if succeeded > 0 && !completed {
+        let mut job = job.clone();
         job["status"]["succeeded"] = json!(succeeded);
         job["status"]["active"] = Value::Null;
         job["status"]["completionTime"] = json!(now.to_string());
         job["status"]["conditions"] = json!([{ "type": "Complete", "status": "True", "lastTransitionTime": now.to_string() }]);
-        store.put_internal(JOBS, &ns, &name, job.clone());
+        store.put_internal(JOBS, ns, name, job);
         record_event(
             store,
-            &job,
+            &subject,
             "Normal",
             "Completed",
             "Job completed",
             "job-controller",
         );
-    } else if succeeded == 0 {
+    } else if succeeded == 0 && job["status"]["active"] != active {
+        let mut job = job.clone();
         job["status"]["active"] = json!(active);
-        store.put_internal(JOBS, &ns, &name, job);
+        store.put_internal(JOBS, ns, name, job);
     }
 }
 
-/// Records (or bumps the count of) an event about `obj`.
-pub fn record_event(
+/// Records an event about `subject`, or bumps the count of the same event
+/// (same object, reason and message) if it was recorded before.
+fn record_event(
     store: &mut Store,
-    obj: &Value,
+    subject: &Subject,
     kind: &str,
     reason: &str,
     message: &str,
     component: &str,
 ) {
-    let (ns, name) = ns_name(obj);
-    let ns = if ns.is_empty() {
-        "default".to_string()
-    } else {
-        ns
-    };
-    let now = jiff::Timestamp::now().to_string();
-    let involved_kind = obj["kind"].clone();
-    let existing = store.list(EVENTS, Some(&ns)).into_iter().find(|e| {
-        e["involvedObject"]["name"] == name.as_str()
-            && e["involvedObject"]["kind"] == involved_kind
-            && e["reason"] == reason
-            && e["message"] == message
+    let ns = subject.namespace.as_str();
+    let now = Timestamp::now();
+    let probe = json!({
+        "involvedObject": { "kind": subject.kind, "name": subject.name },
+        "reason": reason,
+        "message": message,
     });
-    if let Some(mut e) = existing {
-        let count = e["count"].as_i64().unwrap_or(1);
-        // Repeated kubelet events are bumped at most every few seconds.
-        let last: Option<jiff::Timestamp> =
-            e["lastTimestamp"].as_str().and_then(|s| s.parse().ok());
-        if last.is_some_and(|l| jiff::Timestamp::now().duration_since(l).as_secs() < 5) {
+    if let Some(existing) = store.find_event(ns, &probe) {
+        let last: Option<Timestamp> = existing["lastTimestamp"]
+            .as_str()
+            .and_then(|s| s.parse().ok());
+        if last.is_some_and(|l| now.duration_since(l).unsigned_abs() < EVENT_BUMP_EVERY) {
             return;
         }
+        let mut e = existing.clone();
+        let count = e["count"].as_i64().unwrap_or(1);
         e["count"] = json!(count + 1);
-        e["lastTimestamp"] = json!(now);
-        let (ens, ename) = ns_name(&e);
-        store.put_internal(EVENTS, &ens, &ename, e);
+        e["lastTimestamp"] = json!(now.to_string());
+        let ename = name_of(&e).to_string();
+        store.put_internal(EVENTS, ns, &ename, e);
         return;
     }
+    let now = now.to_string();
     let event = json!({
-        "metadata": { "name": format!("{name}.{}", random_suffix(store.resource_version())) },
+        "metadata": { "name": format!("{}.{}", subject.name, random_suffix(store.resource_version())) },
         "involvedObject": {
-            "apiVersion": obj["apiVersion"], "kind": involved_kind, "name": name,
-            "namespace": ns, "uid": obj["metadata"]["uid"],
+            "apiVersion": subject.api_version, "kind": subject.kind, "name": subject.name,
+            "namespace": ns, "uid": subject.uid,
         },
         "reason": reason,
         "message": message,
@@ -904,5 +1190,53 @@ pub fn record_event(
         "source": { "component": component },
         "reportingComponent": component,
     });
-    let _ = store.create_internal(EVENTS, &ns, event);
+    let _ = store.create_internal(EVENTS, ns, event);
+}
+
+/// Deletes events whose last occurrence is older than the TTL.
+fn expire_events(store: &mut Store, now: Timestamp, ttl: Duration) {
+    let expired: Vec<(String, String)> = store
+        .iter(EVENTS, None)
+        .filter(|e| {
+            e["lastTimestamp"]
+                .as_str()
+                .and_then(|s| s.parse::<Timestamp>().ok())
+                .is_some_and(|t| now.duration_since(t).unsigned_abs() > ttl)
+        })
+        .map(ns_name)
+        .collect();
+    for (ns, name) in expired {
+        let _ = store.delete(EVENTS, &ns, &name, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_matches_its_replicaset_but_for_the_hash_label() {
+        let d = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "a"}]}});
+        let mut rs = d.clone();
+        rs["metadata"]["labels"][HASH_LABEL] = json!("abc");
+        assert!(template_matches(&rs, &d));
+        let mut other = rs.clone();
+        other["spec"]["containers"][0]["name"] = json!("b");
+        assert!(!template_matches(&other, &d));
+        let mut annotated = rs.clone();
+        annotated["metadata"]["annotations"] = json!({"x": "y"});
+        assert!(!template_matches(&annotated, &d));
+    }
+
+    #[test]
+    fn status_comparison_ignores_only_last_update_time() {
+        let a =
+            json!({"replicas": 2, "conditions": [{"type": "Available", "lastUpdateTime": "1"}]});
+        let b =
+            json!({"replicas": 2, "conditions": [{"type": "Available", "lastUpdateTime": "2"}]});
+        let c =
+            json!({"replicas": 3, "conditions": [{"type": "Available", "lastUpdateTime": "2"}]});
+        assert!(same_status(&a, &b));
+        assert!(!same_status(&a, &c));
+    }
 }

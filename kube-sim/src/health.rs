@@ -21,7 +21,7 @@ pub async fn handle(
     State(store): State<Shared>,
     Path((ns, name, rest)): Path<(String, String, String)>,
 ) -> (StatusCode, Json<Value>) {
-    let s = store.lock().expect("store lock");
+    let s = store.lock();
     let Some(d) = s.get(DEPLOYMENTS, &ns, &name) else {
         return (
             StatusCode::NOT_FOUND,

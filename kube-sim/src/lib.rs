@@ -25,13 +25,14 @@ pub mod resources;
 pub mod store;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-pub use controller::{Timing, FAIL_ANNOTATION, REVISION};
+pub use controller::{ControllerState, Timing, FAIL_ANNOTATION, REVISION};
 use store::Store;
 
 /// The manifests of the runbooks' services: the default seed.
@@ -42,10 +43,13 @@ pub const RUNBOOK_SEED: &str = include_str!("../seed/runbooks.yaml");
 pub struct SimConfig {
     /// Multi-document YAML of Namespaces, Deployments, HPAs, CronJobs, …
     pub seed: String,
-    /// How often the controllers run.
-    pub tick: Duration,
+    /// How often the controllers run a pass when nothing changed and nothing
+    /// is due (a safety net: writes and time-based work wake them anyway).
+    pub resync: Duration,
     /// How long a new pod takes to become Ready.
     pub pod_start: Duration,
+    /// How long an event lives after its last occurrence.
+    pub event_ttl: Duration,
     /// Whether metrics.k8s.io is served (metrics-server installed).
     pub metrics: bool,
 }
@@ -54,8 +58,9 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             seed: RUNBOOK_SEED.to_string(),
-            tick: Duration::from_millis(250),
+            resync: Duration::from_secs(10),
             pod_start: Duration::from_secs(3),
+            event_ttl: Duration::from_secs(3600),
             metrics: true,
         }
     }
@@ -65,9 +70,17 @@ impl SimConfig {
     /// Fast timing for tests: pods start in 300ms.
     pub fn fast() -> Self {
         SimConfig {
-            tick: Duration::from_millis(25),
+            resync: Duration::from_secs(1),
             pod_start: Duration::from_millis(300),
             ..SimConfig::default()
+        }
+    }
+
+    fn timing(&self) -> Timing {
+        Timing {
+            pod_start: self.pod_start,
+            crash_every: Duration::from_secs(10).max(self.pod_start * 4),
+            event_ttl: self.event_ttl,
         }
     }
 }
@@ -85,9 +98,107 @@ pub enum SimError {
     Io(#[from] std::io::Error),
 }
 
+/// The store, shared by the API server and the controllers, with the signal
+/// that wakes the controllers when something was written.
+#[derive(Debug, Default)]
+pub struct SharedStore {
+    store: Mutex<Store>,
+    changed: Condvar,
+    stopped: AtomicBool,
+}
+
+impl SharedStore {
+    fn new(store: Store) -> Self {
+        SharedStore {
+            store: Mutex::new(store),
+            ..Default::default()
+        }
+    }
+
+    /// The store, locked. Hold it briefly: the API and the controllers share it.
+    pub fn lock(&self) -> MutexGuard<'_, Store> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wakes the controllers: something may have changed.
+    pub fn notify(&self) {
+        self.changed.notify_all();
+    }
+
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.notify();
+    }
+}
+
+/// Passes run back to back while they keep changing things (a write
+/// cascades: Deployment → ReplicaSet → Pods → status), at most this many.
+const MAX_PASSES: usize = 8;
+
+/// Runs passes until the cluster stops changing (or the limit).
+fn converge(store: &mut Store, state: &mut controller::ControllerState, timing: &Timing) {
+    for _ in 0..MAX_PASSES {
+        let before = store.resource_version();
+        controller::tick(store, state, timing);
+        if store.resource_version() == before {
+            break;
+        }
+    }
+}
+
+/// The controllers' loop, on a thread of its own so that it can never
+/// starve the runtime serving the API (or a test's current-thread runtime).
+/// It runs a pass when something was written, when time-based work is due,
+/// and every `resync`; a late pass is simply late, never followed by a burst
+/// of catch-up passes.
+fn run_controllers(shared: Arc<SharedStore>, timing: Timing, resync: Duration) {
+    let mut state = controller::ControllerState::default();
+    let mut seen: Option<u64> = None;
+    let mut next_due: Option<Instant> = None;
+    let mut last_pass = Instant::now();
+    let mut guard = shared.lock();
+    loop {
+        if shared.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        let now = Instant::now();
+        let changed = seen != Some(guard.resource_version());
+        let due = next_due.is_some_and(|d| d <= now) || now >= last_pass + resync;
+        if changed || due {
+            next_due = None;
+            for pass in 0..MAX_PASSES {
+                let before = guard.resource_version();
+                if let Some(at) = controller::tick(&mut guard, &mut state, &timing) {
+                    let wait = at.duration_since(jiff::Timestamp::now()).unsigned_abs();
+                    // A millisecond late, so the work is surely due on waking.
+                    next_due = Some(Instant::now() + wait + Duration::from_millis(1));
+                }
+                if guard.resource_version() == before || pass + 1 == MAX_PASSES {
+                    break;
+                }
+                // Let API requests in between passes.
+                drop(guard);
+                std::thread::yield_now();
+                guard = shared.lock();
+            }
+            seen = Some(guard.resource_version());
+            last_pass = Instant::now();
+            continue;
+        }
+        let wake = next_due.map_or(last_pass + resync, |d| d.min(last_pass + resync));
+        let timeout = wake.saturating_duration_since(now);
+        guard = shared
+            .changed
+            .wait_timeout(guard, timeout)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+}
+
 /// A simulated cluster, not yet serving.
 pub struct Simulator {
-    store: Arc<Mutex<Store>>,
+    store: Store,
     config: SimConfig,
 }
 
@@ -99,16 +210,16 @@ impl Simulator {
         // Seeded workloads start out converged, as a running cluster would be.
         let timing = Timing {
             pod_start: Duration::ZERO,
-            crash_every: Duration::from_secs(30),
+            ..config.timing()
         };
         let mut state = controller::ControllerState::default();
-        for _ in 0..4 {
-            controller::tick(&mut store, &mut state, &timing);
-        }
-        Ok(Simulator {
-            store: Arc::new(Mutex::new(store)),
-            config,
-        })
+        converge(&mut store, &mut state, &timing);
+        Ok(Simulator { store, config })
+    }
+
+    /// The store as seeded, for benchmarks and tests of the controllers.
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
     }
 
     /// Starts the API server and the controllers; they stop when the returned
@@ -118,31 +229,24 @@ impl Simulator {
             .await
             .map_err(|source| SimError::Listen { addr, source })?;
         let addr = listener.local_addr()?;
-        let app = router(self.store.clone());
+        let shared = Arc::new(SharedStore::new(self.store));
+        let app = router(shared.clone());
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!("simulated API server stopped: {e}");
             }
         });
-        let store = self.store.clone();
-        let timing = Timing {
-            pod_start: self.config.pod_start,
-            crash_every: Duration::from_secs(10).max(self.config.pod_start * 4),
-        };
-        let tick = self.config.tick;
-        let controllers = tokio::spawn(async move {
-            let mut state = controller::ControllerState::default();
-            let mut interval = tokio::time::interval(tick);
-            loop {
-                interval.tick().await;
-                let mut s = store.lock().expect("store lock");
-                controller::tick(&mut s, &mut state, &timing);
-            }
-        });
+        let timing = self.config.timing();
+        let resync = self.config.resync;
+        let for_thread = shared.clone();
+        let controllers = std::thread::Builder::new()
+            .name("kube-sim-controllers".into())
+            .spawn(move || run_controllers(for_thread, timing, resync))?;
         Ok(RunningSim {
             addr,
-            store: self.store,
-            tasks: vec![server, controllers],
+            store: shared,
+            server,
+            controllers: Some(controllers),
         })
     }
 }
@@ -162,8 +266,9 @@ pub fn router(store: api::Shared) -> axum::Router {
 /// A serving simulator.
 pub struct RunningSim {
     addr: SocketAddr,
-    store: Arc<Mutex<Store>>,
-    tasks: Vec<JoinHandle<()>>,
+    store: Arc<SharedStore>,
+    server: JoinHandle<()>,
+    controllers: Option<std::thread::JoinHandle<()>>,
 }
 
 impl RunningSim {
@@ -176,10 +281,12 @@ impl RunningSim {
     }
 
     /// Direct access to the objects, for tests' assertions and failure
-    /// injection. Hold it briefly: the controllers wait for it.
+    /// injection. Hold it briefly: the controllers wait for it. The
+    /// controllers are woken afterwards, as after an API write.
     pub fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
-        let mut s = self.store.lock().expect("store lock");
-        f(&mut s)
+        let out = f(&mut self.store.lock());
+        self.store.notify();
+        out
     }
 
     /// A JSON object, by resource type, namespace and name.
@@ -208,8 +315,10 @@ impl RunningSim {
 
 impl Drop for RunningSim {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
+        self.server.abort();
+        self.store.stop();
+        if let Some(t) = self.controllers.take() {
+            let _ = t.join();
         }
     }
 }

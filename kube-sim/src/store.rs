@@ -3,14 +3,12 @@
 //! (uid, resourceVersion, generation, creationTimestamp, optimistic
 //! concurrency) and label/field selectors for lists.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{json, Value};
 
 use crate::errors::ApiError;
 use crate::resources::{self, ResourceType};
-
-type Key = (&'static str, String, String);
 
 /// Per-container log lines of one pod: current and previous instance.
 #[derive(Debug, Clone, Default)]
@@ -19,9 +17,24 @@ pub struct PodLogs {
     pub previous: BTreeMap<String, Vec<(jiff::Timestamp, String)>>,
 }
 
+/// Objects of one resource type: namespace → name → object. Nested so that a
+/// lookup by `&str` allocates nothing and a namespace is one map.
+type ByNamespace = BTreeMap<String, BTreeMap<String, Value>>;
+
+/// One object's address: resource plural, namespace, name.
+pub type ObjectRef = (&'static str, String, String);
+
+/// What makes two events "the same": repeats bump a count instead.
+type EventKey = (String, String, String, String, String);
+
 #[derive(Debug, Default)]
 pub struct Store {
-    objects: BTreeMap<Key, Value>,
+    objects: HashMap<&'static str, ByNamespace>,
+    /// Controller owner uid → the objects it controls (the garbage
+    /// collector's graph, and the controllers' "owned by" lookups).
+    dependents: HashMap<String, BTreeSet<ObjectRef>>,
+    /// (namespace, involved kind, involved name, reason, message) → event name.
+    events_by_subject: HashMap<EventKey, String>,
     resource_version: u64,
     next_uid: u64,
     pub logs: HashMap<(String, String), PodLogs>,
@@ -34,23 +47,83 @@ pub struct Store {
     pub conflicts_to_inject: u32,
 }
 
-fn key(rt: ResourceType, ns: &str, name: &str) -> Key {
-    (rt.plural, ns.to_string(), name.to_string())
+/// The uid of an object's controlling owner, if it has one.
+pub fn controller_uid(obj: &Value) -> Option<&str> {
+    obj["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"] == true)
+        .and_then(|r| r["uid"].as_str())
+}
+
+fn event_key(ns: &str, event: &Value) -> EventKey {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    (
+        ns.to_string(),
+        s(&event["involvedObject"]["kind"]),
+        s(&event["involvedObject"]["name"]),
+        s(&event["reason"]),
+        s(&event["message"]),
+    )
 }
 
 impl Store {
     pub fn get(&self, rt: ResourceType, ns: &str, name: &str) -> Option<&Value> {
-        self.objects.get(&key(rt, ns, name))
+        self.objects.get(rt.plural)?.get(ns)?.get(name)
     }
 
+    /// Every object of a type, in one namespace or all, by reference.
+    pub fn iter(&self, rt: ResourceType, ns: Option<&str>) -> impl Iterator<Item = &Value> + '_ {
+        let by_ns = self.objects.get(rt.plural);
+        let namespaces: Box<dyn Iterator<Item = &BTreeMap<String, Value>>> = match (by_ns, ns) {
+            (None, _) => Box::new(std::iter::empty()),
+            (Some(m), Some(ns)) => Box::new(m.get(ns).into_iter()),
+            (Some(m), None) => Box::new(m.values()),
+        };
+        namespaces.flat_map(|m| m.values())
+    }
+
+    /// Copies of every object of a type (what a LIST answers).
     pub fn list(&self, rt: ResourceType, ns: Option<&str>) -> Vec<Value> {
-        self.objects
+        self.iter(rt, ns).cloned().collect()
+    }
+
+    /// The (namespace, name) of every object of a type.
+    pub fn names(&self, rt: ResourceType) -> Vec<(String, String)> {
+        let Some(by_ns) = self.objects.get(rt.plural) else {
+            return Vec::new();
+        };
+        by_ns
             .iter()
-            .filter(|((plural, obj_ns, _), _)| {
-                *plural == rt.plural && ns.is_none_or(|n| n == obj_ns)
-            })
-            .map(|(_, v)| v.clone())
+            .flat_map(|(ns, m)| m.keys().map(move |n| (ns.clone(), n.clone())))
             .collect()
+    }
+
+    /// How many objects of a type there are.
+    pub fn count(&self, rt: ResourceType) -> usize {
+        self.objects
+            .get(rt.plural)
+            .map_or(0, |m| m.values().map(BTreeMap::len).sum())
+    }
+
+    /// The objects of type `rt` whose controlling owner has this uid.
+    pub fn owned_by<'a>(
+        &'a self,
+        rt: ResourceType,
+        owner_uid: &str,
+    ) -> impl Iterator<Item = &'a Value> + 'a {
+        self.dependents
+            .get(owner_uid)
+            .into_iter()
+            .flatten()
+            .filter(move |(plural, _, _)| *plural == rt.plural)
+            .filter_map(move |(_, ns, name)| self.get(rt, ns, name))
+    }
+
+    /// The event about the same object, reason and message, if any.
+    pub fn find_event(&self, ns: &str, probe: &Value) -> Option<&Value> {
+        let name = self.events_by_subject.get(&event_key(ns, probe))?;
+        self.get(resources::EVENTS, ns, name)
     }
 
     pub fn resource_version(&self) -> u64 {
@@ -65,6 +138,64 @@ impl Store {
     pub fn new_uid(&mut self) -> String {
         self.next_uid += 1;
         format!("00000000-0000-4000-8000-{:012x}", self.next_uid)
+    }
+
+    /// Stores an object and keeps the indexes in step.
+    fn insert(&mut self, rt: ResourceType, ns: &str, name: &str, obj: Value) {
+        let old = self
+            .objects
+            .entry(rt.plural)
+            .or_default()
+            .entry(ns.to_string())
+            .or_default()
+            .insert(name.to_string(), obj);
+        if let Some(old) = old {
+            self.unindex(rt, ns, name, &old);
+        }
+        let stored = self.get(rt, ns, name).expect("just inserted");
+        let owner = controller_uid(stored).map(String::from);
+        let ekey = (rt == resources::EVENTS).then(|| event_key(ns, stored));
+        if let Some(uid) = owner {
+            self.dependents.entry(uid).or_default().insert((
+                rt.plural,
+                ns.to_string(),
+                name.to_string(),
+            ));
+        }
+        if let Some(k) = ekey {
+            self.events_by_subject.insert(k, name.to_string());
+        }
+    }
+
+    fn unindex(&mut self, rt: ResourceType, ns: &str, name: &str, old: &Value) {
+        if let Some(uid) = controller_uid(old) {
+            if let Some(set) = self.dependents.get_mut(uid) {
+                set.remove(&(rt.plural, ns.to_string(), name.to_string()));
+                if set.is_empty() {
+                    self.dependents.remove(uid);
+                }
+            }
+        }
+        if rt == resources::EVENTS {
+            let k = event_key(ns, old);
+            if self.events_by_subject.get(&k).is_some_and(|n| n == name) {
+                self.events_by_subject.remove(&k);
+            }
+        }
+    }
+
+    fn remove(&mut self, rt: ResourceType, ns: &str, name: &str) -> Option<Value> {
+        let by_ns = self.objects.get_mut(rt.plural)?;
+        let names = by_ns.get_mut(ns)?;
+        let old = names.remove(name)?;
+        if names.is_empty() {
+            by_ns.remove(ns);
+        }
+        self.unindex(rt, ns, name, &old);
+        if rt == resources::PODS {
+            self.logs.remove(&(ns.to_string(), name.to_string()));
+        }
+        Some(old)
     }
 
     /// Creates an object the way a POST does. `dry_run` validates and returns
@@ -131,10 +262,7 @@ impl Store {
             return Ok(obj);
         }
         obj["metadata"]["resourceVersion"] = json!(self.bump());
-        self.objects.insert(
-            key(rt, if rt.namespaced { ns } else { "" }, &name),
-            obj.clone(),
-        );
+        self.insert(rt, if rt.namespaced { ns } else { "" }, &name, obj.clone());
         Ok(obj)
     }
 
@@ -149,7 +277,7 @@ impl Store {
         mut obj: Value,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
-        let Some(current) = self.get(rt, ns, name).cloned() else {
+        let Some(current) = self.get(rt, ns, name) else {
             return Err(ApiError::not_found(rt, name));
         };
         if obj["metadata"]["name"].as_str().is_some_and(|n| n != name) {
@@ -200,11 +328,11 @@ impl Store {
         if dry_run {
             return Ok(obj);
         }
-        if obj == current {
-            return Ok(current);
+        if obj == *current {
+            return Ok(current.clone());
         }
         obj["metadata"]["resourceVersion"] = json!(self.bump());
-        self.objects.insert(key(rt, ns, name), obj.clone());
+        self.insert(rt, ns, name, obj.clone());
         Ok(obj)
     }
 
@@ -214,9 +342,11 @@ impl Store {
             return;
         }
         obj["metadata"]["resourceVersion"] = json!(self.bump());
-        self.objects.insert(key(rt, ns, name), obj);
+        self.insert(rt, ns, name, obj);
     }
 
+    /// Deletes an object and, as the garbage collector does in the
+    /// background, everything it controls.
     pub fn delete(
         &mut self,
         rt: ResourceType,
@@ -224,17 +354,35 @@ impl Store {
         name: &str,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
-        let Some(obj) = self.get(rt, ns, name).cloned() else {
+        let Some(obj) = self.get(rt, ns, name) else {
             return Err(ApiError::not_found(rt, name));
         };
-        if !dry_run {
-            self.objects.remove(&key(rt, ns, name));
-            self.bump();
-            if rt == resources::PODS {
-                self.logs.remove(&(ns.to_string(), name.to_string()));
-            }
+        if dry_run {
+            return Ok(obj.clone());
+        }
+        let obj = self.remove(rt, ns, name).expect("present");
+        self.bump();
+        if let Some(uid) = obj["metadata"]["uid"].as_str() {
+            self.collect_garbage(uid);
         }
         Ok(obj)
+    }
+
+    fn collect_garbage(&mut self, owner_uid: &str) {
+        let Some(dependents) = self.dependents.remove(owner_uid) else {
+            return;
+        };
+        for (plural, ns, name) in dependents {
+            let Some(rt) = resources::ALL.iter().copied().find(|r| r.plural == plural) else {
+                continue;
+            };
+            if let Some(obj) = self.remove(rt, &ns, &name) {
+                self.bump();
+                if let Some(uid) = obj["metadata"]["uid"].as_str() {
+                    self.collect_garbage(uid);
+                }
+            }
+        }
     }
 
     /// Creates an object owned by the simulator itself (controllers, seed).
