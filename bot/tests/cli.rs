@@ -26,7 +26,7 @@ fn wait_for_file(path: &Path) {
             .unwrap_or(true)
     {
         assert!(
-            start.elapsed() < Duration::from_secs(20),
+            start.elapsed() < Duration::from_secs(120),
             "{} never appeared",
             path.display()
         );
@@ -257,7 +257,7 @@ async fn serve_answers_healthz() {
     let response = loop {
         match reqwest::get(&url).await {
             Ok(r) => break r,
-            Err(_) if start.elapsed() < Duration::from_secs(20) => {
+            Err(_) if start.elapsed() < Duration::from_secs(120) => {
                 tokio::time::sleep(Duration::from_millis(50)).await
             }
             Err(e) => panic!("serve never answered: {e}"),

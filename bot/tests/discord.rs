@@ -234,7 +234,12 @@ async fn start(ack: Duration) -> Env {
             roles: vec![role.into()],
         });
     }
-    let h = Harness::with_config(config).await;
+    let sim = if ack < Duration::from_secs(1) {
+        Harness::slow_pods()
+    } else {
+        kube_sim::SimConfig::fast()
+    };
+    let h = Harness::with_sim(config, sim).await;
     let discord = FakeDiscord::start().await;
     let key = SigningKey::from_bytes(&[7u8; 32]);
     let secrets = DiscordSecrets {
@@ -306,7 +311,8 @@ impl Env {
             Some(4) | Some(7) => response["data"].clone(),
             Some(5) | Some(6) => {
                 let token = format!("tok-{interaction_id}");
-                for _ in 0..800 {
+                let deadline = std::time::Instant::now() + common::DEADLINE;
+                while std::time::Instant::now() < deadline {
                     // Answers carry the who/when footer; progress edits don't.
                     let delivered = self.discord.calls().into_iter().rev().find(|c| {
                         c.status == 200

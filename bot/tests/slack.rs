@@ -42,7 +42,12 @@ async fn start_with_ack(ack: Duration) -> Env {
             roles: vec![role.into()],
         });
     }
-    let h = Harness::with_config(config).await;
+    let sim = if ack < Duration::from_secs(1) {
+        Harness::slow_pods()
+    } else {
+        kube_sim::SimConfig::fast()
+    };
+    let h = Harness::with_sim(config, sim).await;
     let slack = FakeSlack::start().await;
     slack
         .state
@@ -146,7 +151,8 @@ impl Env {
             return immediate;
         }
         let path = format!("/response/{rid}");
-        for _ in 0..800 {
+        let deadline = std::time::Instant::now() + common::DEADLINE;
+        while std::time::Instant::now() < deadline {
             let answered = self
                 .slack
                 .calls(&path)

@@ -570,7 +570,9 @@ fn advance_pod(store: &mut Store, ns: &str, name: &str, due: &mut Due, timing: &
     let age = now.duration_since(created).unsigned_abs();
     let started_at = created + timing.pod_start;
     if age < timing.pod_start {
-        due.at(started_at);
+        if phase == "Pending" {
+            due.at(started_at);
+        }
         return;
     }
     let is_job = pod["metadata"]["ownerReferences"][0]["kind"] == "Job";

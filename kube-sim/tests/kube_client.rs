@@ -20,7 +20,8 @@ async fn start() -> (kube_sim::RunningSim, kube::Client) {
 }
 
 async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    for _ in 0..600 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::time::Instant::now() < deadline {
         if f().await {
             return;
         }

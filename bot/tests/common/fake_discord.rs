@@ -57,7 +57,8 @@ impl FakeDiscord {
     }
 
     pub async fn wait_for(&self, method: &str, path_contains: &str) -> Call {
-        for _ in 0..800 {
+        let deadline = std::time::Instant::now() + super::DEADLINE;
+        while std::time::Instant::now() < deadline {
             if let Some(c) = self
                 .calls()
                 .into_iter()

@@ -83,7 +83,8 @@ impl FakeSlack {
 
     /// Waits until at least `n` successful calls were made to `path`.
     pub async fn wait_for(&self, path: &str, n: usize) -> Vec<Call> {
-        for _ in 0..800 {
+        let deadline = std::time::Instant::now() + super::DEADLINE;
+        while std::time::Instant::now() < deadline {
             let ok: Vec<Call> = self
                 .calls(path)
                 .into_iter()

@@ -29,8 +29,23 @@ impl Harness {
         Self::with_config(Config::parse(EXAMPLE, "example").unwrap()).await
     }
 
-    pub async fn with_config(mut config: Config) -> Harness {
-        let sim = kube_sim::Simulator::new(kube_sim::SimConfig::fast())
+    pub async fn with_config(config: Config) -> Harness {
+        Self::with_sim(config, kube_sim::SimConfig::fast()).await
+    }
+
+    /// The simulated cluster for tests of deferral: pods take 3 s to start,
+    /// far longer than those tests' short ack deadline, so a command that
+    /// follows a rollout is surely still running when the deadline fires,
+    /// however fast or slow the machine.
+    pub fn slow_pods() -> kube_sim::SimConfig {
+        kube_sim::SimConfig {
+            pod_start: Duration::from_secs(3),
+            ..kube_sim::SimConfig::fast()
+        }
+    }
+
+    pub async fn with_sim(mut config: Config, sim: kube_sim::SimConfig) -> Harness {
+        let sim = kube_sim::Simulator::new(sim)
             .unwrap()
             .serve("127.0.0.1:0".parse().unwrap())
             .await
@@ -142,9 +157,14 @@ impl Harness {
     }
 }
 
-/// Polls until `f` holds, or fails the test.
+/// How long a test waits for something that must happen. Generous: a
+/// deadline for a busy machine, never a race a slow one loses.
+pub const DEADLINE: Duration = Duration::from_secs(120);
+
+/// Polls until `f` holds, or fails the test after [`DEADLINE`].
 pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
-    for _ in 0..750 {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while std::time::Instant::now() < deadline {
         if f().await {
             return;
         }
