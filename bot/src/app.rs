@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use oncall_commands::ops::Clusters;
+use oncall_ops::Clusters;
 use oncall_permissions::Principal;
 
 use crate::config::{Config, EXAMPLE};

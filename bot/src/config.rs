@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use oncall_commands::{grammar::spec, Catalog, ServiceEntry};
+use oncall_grammar::{spec, Catalog, ServiceEntry};
 use oncall_permissions::Policy;
 use serde::Deserialize;
 

@@ -16,8 +16,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use oncall_commands::ops::Clusters;
-use oncall_commands::{grammar, Catalog, Command, Scope, ServiceEntry};
+use oncall_grammar::{self as grammar, Catalog, Command, Scope, ServiceEntry};
+use oncall_ops::Clusters;
 use oncall_permissions::{Decision, Principal, Reason, Request, Target};
 
 use crate::config::Config;
@@ -447,12 +447,8 @@ impl Router {
                 self.inner.catalog.namespaces().map(String::from).collect();
             for ns in &namespaces {
                 let client = self.client_for_namespace(ns)?;
-                match oncall_commands::ops::jobs::find_cronjob(
-                    &client,
-                    cronjob,
-                    std::slice::from_ref(ns),
-                )
-                .await
+                match oncall_ops::jobs::find_cronjob(&client, cronjob, std::slice::from_ref(ns))
+                    .await
                 {
                     Ok(Some(ns)) => {
                         return Ok(Scope::CronJob {

@@ -138,17 +138,14 @@ fn data_options(verb: &str, options: &Value) -> Value {
 #[test]
 fn every_subcommand_maps_to_the_same_command_as_its_text() {
     let table = option_table();
-    let verbs: Vec<&str> = oncall_commands::grammar::VERBS
-        .iter()
-        .map(|v| v.name)
-        .collect();
+    let verbs: Vec<&str> = oncall_grammar::VERBS.iter().map(|v| v.name).collect();
     assert_eq!(
         table.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
         verbs,
         "one row per verb, in order"
     );
     for (verb, options) in table {
-        let spec = oncall_commands::grammar::VERBS
+        let spec = oncall_grammar::VERBS
             .iter()
             .find(|v| v.name == verb)
             .unwrap();
@@ -157,8 +154,8 @@ fn every_subcommand_maps_to_the_same_command_as_its_text() {
         assert_eq!(found, verb);
         let text = schema::options_to_text(&found, &opts).unwrap();
         let from_options =
-            oncall_commands::parse(&text).unwrap_or_else(|e| panic!("{verb}: `{text}`: {e}"));
-        let from_text = oncall_commands::parse(spec.example).unwrap();
+            oncall_grammar::parse(&text).unwrap_or_else(|e| panic!("{verb}: `{text}`: {e}"));
+        let from_text = oncall_grammar::parse(spec.example).unwrap();
         assert_eq!(
             from_options, from_text,
             "{verb}: `{text}` vs `{}`",
@@ -467,11 +464,11 @@ async fn every_subcommand_runs_through_the_endpoint() {
     .await;
     let rows = env.h.history().await;
     for (verb, _) in &table {
-        let spec = oncall_commands::grammar::VERBS
+        let spec = oncall_grammar::VERBS
             .iter()
             .find(|v| v.name == *verb)
             .unwrap();
-        let canonical = oncall_commands::parse(spec.example)
+        let canonical = oncall_grammar::parse(spec.example)
             .unwrap()
             .command
             .to_string();

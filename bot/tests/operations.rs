@@ -1020,7 +1020,7 @@ async fn the_demo_health_endpoints_follow_the_simulated_cluster() {
         entry.health_urls
     );
     let http = reqwest::Client::new();
-    let healthy = oncall_commands::ops::health::probe_all(&http, &entry.health_urls).await;
+    let healthy = oncall_ops::health::probe_all(&http, &entry.health_urls).await;
     assert!(healthy.iter().all(|p| p.healthy()), "{healthy:?}");
     assert!(healthy.iter().any(|p| p.dependencies.len() == 2));
     h.patch_deployment(
@@ -1029,7 +1029,7 @@ async fn the_demo_health_endpoints_follow_the_simulated_cluster() {
         json!({"metadata": {"annotations": {"sim.oncall.dev/unhealthy-dependency": "redis"}}}),
     )
     .await;
-    let degraded = oncall_commands::ops::health::probe_all(&http, &entry.health_urls).await;
+    let degraded = oncall_ops::health::probe_all(&http, &entry.health_urls).await;
     assert!(!degraded[0].healthy());
     assert_eq!(degraded[0].unhealthy_dependencies()[0].0, "redis");
     h.patch_deployment(
@@ -1039,10 +1039,10 @@ async fn the_demo_health_endpoints_follow_the_simulated_cluster() {
     )
     .await;
     eventually("no available pods", async || {
-        !oncall_commands::ops::health::probe_all(&http, &entry.health_urls[..1]).await[0].healthy()
+        !oncall_ops::health::probe_all(&http, &entry.health_urls[..1]).await[0].healthy()
     })
     .await;
-    let down = oncall_commands::ops::health::probe_all(&http, &entry.health_urls[..1]).await;
+    let down = oncall_ops::health::probe_all(&http, &entry.health_urls[..1]).await;
     assert_eq!(down[0].code, Some(503));
 }
 

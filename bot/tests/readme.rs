@@ -23,7 +23,7 @@ fn between<'a>(text: &'a str, begin: &str, end: &str) -> &'a str {
 fn the_command_reference_matches_the_grammar() {
     let readme = readme();
     let documented = between(&readme, "<!-- commands:begin -->", "<!-- commands:end -->");
-    let generated = oncall_commands::grammar::spec::reference_markdown();
+    let generated = oncall_grammar::spec::reference_markdown();
     assert_eq!(
         documented,
         generated.trim(),
@@ -74,7 +74,7 @@ fn the_slack_manifest_matches_the_routes_and_the_grammar() {
         .ends_with("/slack/commands"));
     assert_eq!(
         command["usage_hint"].as_str().unwrap(),
-        oncall_commands::grammar::spec::usage_hint(),
+        oncall_grammar::spec::usage_hint(),
         "regenerate the usage hint"
     );
     let settings = &manifest["settings"];

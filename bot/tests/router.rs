@@ -270,7 +270,7 @@ async fn dry_run_is_authorized_recorded_and_changes_nothing() {
 #[tokio::test]
 async fn kubernetes_failures_are_one_clear_sentence() {
     let mut config = oncall::config::Config::parse(oncall::config::EXAMPLE, "example").unwrap();
-    config.services.push(oncall_commands::ServiceEntry {
+    config.services.push(oncall_grammar::ServiceEntry {
         name: "ghost".into(),
         context: None,
         namespace: "default".into(),

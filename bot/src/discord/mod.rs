@@ -242,7 +242,7 @@ fn autocomplete(state: &DiscordState, interaction: &Value) -> Value {
         return schema::choices(&[], "");
     };
     if name == "verb" {
-        let verbs: Vec<String> = oncall_commands::grammar::VERBS
+        let verbs: Vec<String> = oncall_grammar::VERBS
             .iter()
             .map(|v| v.name.to_string())
             .collect();
@@ -317,17 +317,17 @@ async fn command(state: &Arc<DiscordState>, interaction: &Value) -> Value {
         return plain_ephemeral("Could not tell who is asking.");
     };
     // Interaction tokens last 15 minutes: a longer wait could never answer.
-    if let Ok(oncall_commands::Parsed {
-        command: oncall_commands::Command::RolloutStatus { wait: Some(w), .. },
+    if let Ok(oncall_grammar::Parsed {
+        command: oncall_grammar::Command::RolloutStatus { wait: Some(w), .. },
         ..
-    }) = oncall_commands::parse(&text)
+    }) = oncall_grammar::parse(&text)
     {
         if w > MAX_DISCORD_WAIT {
             return plain_ephemeral("Discord lets a bot answer an interaction for 15 minutes; use `wait` of 14m or less.");
         }
     }
     // Will the answer be public? Mutations are, and anything with --public.
-    let public = oncall_commands::parse(&text)
+    let public = oncall_grammar::parse(&text)
         .map(|p| p.public || p.command.is_mutating())
         .unwrap_or(false);
     let (progress_tx, progress_rx) = tokio::sync::mpsc::unbounded_channel();

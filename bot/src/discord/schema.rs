@@ -11,8 +11,8 @@
 //! ([`options_to_text`]) and parsed by the same grammar as Slack and the
 //! console, so both paths produce the same typed `Command`.
 
-use oncall_commands::grammar::spec::{VerbSpec, VERBS};
-use oncall_commands::grammar::MAX_REPLICAS;
+use oncall_grammar::spec::{VerbSpec, VERBS};
+use oncall_grammar::MAX_REPLICAS;
 use serde_json::{json, Value};
 use serenity::all::{CommandOptionType, CreateCommand, CreateCommandOption};
 

@@ -2,7 +2,7 @@
 //! `approve <id>` by someone else with an approver role runs it exactly as
 //! requested; `deny <id>` drops it. Requests expire. Each step is recorded.
 
-use oncall_commands::Command;
+use oncall_grammar::Command;
 use oncall_permissions::{Decision, Principal, Reason};
 
 use crate::reply::{Button, ButtonStyle, Outcome, Reply};

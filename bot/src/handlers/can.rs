@@ -1,7 +1,7 @@
 //! `can <principal> <command…>`: explains the policy decision for someone
 //! else, here, without running anything.
 
-use oncall_commands::Command;
+use oncall_grammar::Command;
 use oncall_permissions::{Decision, Principal};
 
 use crate::reply::{Outcome, Reply};

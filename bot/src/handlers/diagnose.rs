@@ -1,8 +1,8 @@
 //! `diagnose`: a verdict first, then the evidence per pod.
 
-use oncall_commands::ops::diagnose::diagnose;
-use oncall_commands::ops::workloads::Subject;
-use oncall_commands::ServiceEntry;
+use oncall_grammar::ServiceEntry;
+use oncall_ops::diagnose::diagnose;
+use oncall_ops::workloads::Subject;
 
 use crate::reply::{clip_tail, Outcome, Reply};
 use crate::router::Handled;

@@ -1,8 +1,8 @@
 //! `env set` / `env unset`: before → after per variable, and the undo.
 
-use oncall_commands::ops::env::change_env;
-use oncall_commands::ops::DeploymentRef;
-use oncall_commands::ServiceEntry;
+use oncall_grammar::ServiceEntry;
+use oncall_ops::env::change_env;
+use oncall_ops::DeploymentRef;
 
 use crate::reply::{Outcome, Reply};
 use crate::router::{Actor, Handled};

@@ -1,7 +1,7 @@
 //! `health`: probe the catalog's health URLs; unhealthy first.
 
-use oncall_commands::ops::health::probe_all;
-use oncall_commands::ServiceEntry;
+use oncall_grammar::ServiceEntry;
+use oncall_ops::health::probe_all;
 
 use crate::reply::{table, Outcome, Reply};
 use crate::router::Handled;

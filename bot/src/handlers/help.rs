@@ -1,6 +1,6 @@
 //! `help [verb]`: generated from the grammar's spec table.
 
-use oncall_commands::grammar::{spec, VERBS};
+use oncall_grammar::{spec, VERBS};
 
 use crate::reply::{Outcome, Reply};
 

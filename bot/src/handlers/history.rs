@@ -1,7 +1,7 @@
 //! `history`: recent invocations, newest first, with who, what and outcome.
 
-use oncall_commands::rollout::human_duration;
-use oncall_commands::HistoryFilter;
+use oncall_grammar::HistoryFilter;
+use oncall_ops::kubectl::human_duration;
 
 use crate::reply::{table, Outcome, Reply};
 use crate::router::{Handled, Router};

@@ -1,7 +1,7 @@
 //! `hpa`: show a service's autoscaler, or change its bounds.
 
-use oncall_commands::ops::{hpa, DeploymentRef};
-use oncall_commands::ServiceEntry;
+use oncall_grammar::ServiceEntry;
+use oncall_ops::{hpa, DeploymentRef};
 
 use crate::reply::{Outcome, Reply};
 use crate::router::{Actor, Handled};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use oncall_commands::ops::jobs::{default_job_name, run_from_cronjob, JobState};
+use oncall_ops::jobs::{default_job_name, run_from_cronjob, JobState};
 
 use crate::reply::{Outcome, Reply};
 use crate::router::{Actor, Handled};

@@ -1,8 +1,8 @@
 //! `logs`: merged, redacted, capped for chat.
 
-use oncall_commands::ops::logs::{logs, LogsQuery};
-use oncall_commands::ops::DeploymentRef;
-use oncall_commands::{LogsRequest, ServiceEntry};
+use oncall_grammar::{LogsRequest, ServiceEntry};
+use oncall_ops::logs::{logs, LogsQuery};
+use oncall_ops::DeploymentRef;
 
 use crate::reply::{clip_tail, Outcome, Reply};
 use crate::router::Handled;

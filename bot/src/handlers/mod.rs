@@ -23,7 +23,7 @@ pub mod status;
 pub mod top;
 pub mod whoami;
 
-use oncall_commands::{Command, Scope, ServiceEntry};
+use oncall_grammar::{Command, Scope, ServiceEntry};
 use oncall_permissions::Reason;
 
 use crate::reply::{Outcome, Reply};
@@ -244,7 +244,7 @@ fn mismatch() -> Handled {
 }
 
 /// kubectl's pod table for a code block.
-pub(crate) fn pod_table(pods: &[oncall_commands::rollout::PodRow]) -> String {
+pub(crate) fn pod_table(pods: &[oncall_ops::kubectl::PodRow]) -> String {
     let rows: Vec<Vec<String>> = pods
         .iter()
         .map(|p| {

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use oncall_commands::ops::workloads::{self, Subject};
-use oncall_commands::rollout::human_duration;
-use oncall_commands::Scope;
+use oncall_grammar::Scope;
+use oncall_ops::kubectl::human_duration;
+use oncall_ops::workloads::{self, Subject};
 
 use crate::reply::{clip_head, table, Outcome, Reply};
 use crate::router::{Handled, Router};

@@ -1,7 +1,7 @@
 //! `quarantine` / `unquarantine` a pod (runbook 004).
 
-use oncall_commands::ops::pod_label::set_quarantine;
-use oncall_commands::ServiceEntry;
+use oncall_grammar::ServiceEntry;
+use oncall_ops::pod_label::set_quarantine;
 
 use crate::reply::{Outcome, Reply};
 use crate::router::{Actor, Handled};

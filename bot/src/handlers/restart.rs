@@ -4,8 +4,8 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams};
-use oncall_commands::ops::{restart, DeploymentRef, OpsError};
-use oncall_commands::ServiceEntry;
+use oncall_grammar::ServiceEntry;
+use oncall_ops::{restart, DeploymentRef, OpsError};
 
 use crate::reply::{table, Outcome, Reply};
 use crate::router::{Actor, Handled, Router};

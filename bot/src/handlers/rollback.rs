@@ -1,7 +1,7 @@
 //! `rollback [--to-revision N]`: kubectl's undo, with what changes shown.
 
-use oncall_commands::ops::{rollout, DeploymentRef};
-use oncall_commands::ServiceEntry;
+use oncall_grammar::ServiceEntry;
+use oncall_ops::{rollout, DeploymentRef};
 
 use super::arrow;
 use crate::reply::{Outcome, Reply};

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use oncall_commands::ops::{rollout, DeploymentRef};
-use oncall_commands::rollout::{human_duration, RolloutState};
-use oncall_commands::ServiceEntry;
+use oncall_grammar::ServiceEntry;
+use oncall_ops::kubectl::{human_duration, RolloutState};
+use oncall_ops::{rollout, DeploymentRef};
 
 use crate::reply::{clip_head, table, Outcome, Reply};
 use crate::router::Handled;

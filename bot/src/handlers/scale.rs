@@ -1,7 +1,7 @@
 //! `scale <service> <replicas>`: before → after, who, and how to undo.
 
-use oncall_commands::ops::{scale, DeploymentRef};
-use oncall_commands::ServiceEntry;
+use oncall_grammar::ServiceEntry;
+use oncall_ops::{scale, DeploymentRef};
 
 use crate::reply::{Outcome, Reply};
 use crate::router::{Actor, Handled};

@@ -1,7 +1,7 @@
 //! `set image`: deploy another image, old → new, with the undo.
 
-use oncall_commands::ops::{rollout, DeploymentRef};
-use oncall_commands::ServiceEntry;
+use oncall_grammar::ServiceEntry;
+use oncall_ops::{rollout, DeploymentRef};
 
 use crate::reply::{Outcome, Reply};
 use crate::router::{Actor, Handled};

@@ -1,8 +1,8 @@
 //! `status <service>`: rollout status by kubectl's algorithm and a pod table.
 
-use oncall_commands::ops::{status, DeploymentRef};
-use oncall_commands::rollout::RolloutState;
-use oncall_commands::ServiceEntry;
+use oncall_grammar::ServiceEntry;
+use oncall_ops::kubectl::RolloutState;
+use oncall_ops::{status, DeploymentRef};
 
 use crate::reply::{Outcome, Reply};
 use crate::router::Handled;

@@ -1,8 +1,8 @@
 //! `top`: CPU and memory per pod, like `kubectl top pods`.
 
-use oncall_commands::ops::status::label_selector;
-use oncall_commands::ops::top::top_pods;
-use oncall_commands::Scope;
+use oncall_grammar::Scope;
+use oncall_ops::status::label_selector;
+use oncall_ops::top::top_pods;
 
 use crate::reply::{clip_head, table, Outcome, Reply};
 use crate::router::{Handled, Router};
@@ -22,7 +22,7 @@ pub async fn run(router: &Router, scope: &Scope<'_>) -> Handled {
                 Err(err) => {
                     return Handled::failed(
                         format!("Could not read {}", e.name),
-                        oncall_commands::ops::OpsError::from_kube(
+                        oncall_ops::OpsError::from_kube(
                             &format!("deployment/{} in namespace {}", e.deployment(), e.namespace),
                             err,
                         ),

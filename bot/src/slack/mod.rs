@@ -303,7 +303,7 @@ pub async fn command_response(
                     }
                 }
             });
-            let shown = oncall_commands::parse(&text)
+            let shown = oncall_grammar::parse(&text)
                 .map(|p| p.command.to_string())
                 .unwrap_or_else(|_| text.clone());
             Ok(json!({
@@ -347,7 +347,7 @@ async fn forward_progress(
 
 /// What the requester sees at once when their request needs approval.
 fn approval_ack(text: &str) -> Value {
-    let shown = oncall_commands::parse(text)
+    let shown = oncall_grammar::parse(text)
         .map(|p| p.command.to_string())
         .unwrap_or_else(|_| text.to_string());
     json!({

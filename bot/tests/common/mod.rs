@@ -14,7 +14,7 @@ use oncall::config::{Config, EXAMPLE};
 use oncall::reply::Reply;
 use oncall::router::{Clock, Invocation, Platform, Router};
 use oncall::store::Store;
-use oncall_commands::ops::Clusters;
+use oncall_ops::Clusters;
 
 pub struct Harness {
     pub router: Router,
@@ -139,8 +139,8 @@ impl Harness {
     pub async fn rolled_out(&self, ns: &str, name: &str) {
         eventually(&format!("{name} rolled out"), async || {
             let d = self.deployment(ns, name).await;
-            oncall_commands::rollout::RolloutStatus::of(&d).state
-                == oncall_commands::rollout::RolloutState::Complete
+            oncall_ops::kubectl::RolloutStatus::of(&d).state
+                == oncall_ops::kubectl::RolloutState::Complete
         })
         .await;
     }

@@ -225,13 +225,13 @@ impl Catalog {
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
         for (i, s) in self.services.iter().enumerate() {
-            if let Err(why) = crate::grammar::dns1123_label(&s.name) {
+            if let Err(why) = crate::dns1123_label(&s.name) {
                 errors.push(format!(
                     "services[{i}].name: `{}` is not a DNS-1123 label: {why}",
                     s.name
                 ));
             }
-            if let Err(why) = crate::grammar::dns1123_label(&s.namespace) {
+            if let Err(why) = crate::dns1123_label(&s.namespace) {
                 errors.push(format!(
                     "services[{i}].namespace: `{}` is not a DNS-1123 label: {why}",
                     s.namespace
@@ -243,10 +243,10 @@ impl Catalog {
                     s.min_replicas, s.max_replicas
                 ));
             }
-            if s.max_replicas > crate::grammar::MAX_REPLICAS {
+            if s.max_replicas > crate::MAX_REPLICAS {
                 errors.push(format!(
                     "services[{i}].max_replicas: expected at most {}",
-                    crate::grammar::MAX_REPLICAS
+                    crate::MAX_REPLICAS
                 ));
             }
             for (j, url) in s.health_urls.iter().enumerate() {

@@ -1,12 +1,21 @@
-//! The command language: text → typed [`Command`].
+//! oncall's command language: text → typed [`Command`], pure.
 //!
 //! `<verb> [args] [--flags]`, the same text from Slack (after `/oncall`),
 //! Discord (options joined back into text) and the console (with or without a
 //! leading `/oncall`). Parsing is pure and total: any input gives either a
 //! command or a [`ParseError`] whose message is short and names the right
-//! usage. Nothing here does IO; the catalog check ([`validate`]) is pure too.
+//! usage. Nothing here does IO or runs async code, and nothing depends on a
+//! Kubernetes or HTTP client (the crate's dependency tree shows it), so the
+//! grammar, the catalog and the redactor are tested by tables.
+//!
+//! - [`spec`]: the table every verb is declared in, once.
+//! - [`catalog`]: the services people name, their bounds, and scope
+//!   resolution (which service, namespace and environment a command touches).
+//! - [`redact`]: secrets out of text before it is shown or stored.
 
+pub mod catalog;
 mod parse;
+pub mod redact;
 pub mod spec;
 mod tokenize;
 
@@ -20,7 +29,7 @@ pub use parse::{
 };
 pub use spec::{FlagSpec, VerbSpec, VERBS};
 
-use crate::catalog::Catalog;
+pub use catalog::{Catalog, Scope, ServiceEntry};
 
 /// The most text a command may have.
 pub const MAX_TEXT_LEN: usize = 1000;

@@ -1,9 +1,13 @@
 //! The operations: what commands do to a cluster, through kube-rs.
 //!
+//! [`kubectl`] holds kubectl's own algorithms over the API types (rollout
+//! status, the pod table's columns), pure and table-tested.
+//!
 //! Each action is a function over a [`kube::Client`] returning a typed outcome
 //! (before and after, for the reply and the history) or an [`OpsError`] that
 //! is already one clear sentence. No shell and no kubectl binary: every call is
-//! a Kubernetes API request. This is the only part of the crate doing IO.
+//! a Kubernetes API request. The command language itself is the
+//! `oncall-grammar` crate, which has no IO at all.
 
 mod clusters;
 pub mod diagnose;
@@ -12,6 +16,7 @@ mod error;
 pub mod health;
 pub mod hpa;
 pub mod jobs;
+pub mod kubectl;
 pub mod logs;
 pub mod pod_label;
 pub mod restart;

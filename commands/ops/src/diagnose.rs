@@ -11,8 +11,8 @@ use kube::api::{Api, LogParams};
 
 use super::workloads::{events, list_pods, EventRow, Subject};
 use super::{call, OpsError};
-use crate::redact::redact_lines;
-use crate::rollout::pod_status_reason;
+use crate::kubectl::pod_status_reason;
+use oncall_grammar::redact::redact_lines;
 
 #[derive(Debug, Clone)]
 pub struct PodFinding {

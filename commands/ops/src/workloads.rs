@@ -8,7 +8,7 @@ use kube::api::{Api, ListParams};
 
 use super::status::label_selector;
 use super::{call, OpsError};
-use crate::rollout::PodRow;
+use crate::kubectl::PodRow;
 
 /// What to list: one service's pods, or a namespace.
 #[derive(Debug, Clone, Copy)]

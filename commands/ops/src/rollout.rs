@@ -14,7 +14,7 @@ use kube::api::{Api, ListParams, Patch};
 use serde_json::json;
 
 use super::{call, DeploymentRef, OpsError};
-use crate::rollout::{RolloutState, RolloutStatus};
+use crate::kubectl::{RolloutState, RolloutStatus};
 
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";

@@ -4,10 +4,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
-use oncall_commands::ops::{
-    restart::restart, scale::scale, status::status, DeploymentRef, OpsError,
-};
-use oncall_commands::rollout::RolloutState;
+use oncall_ops::kubectl::RolloutState;
+use oncall_ops::{restart::restart, scale::scale, status::status, DeploymentRef, OpsError};
 use serde_json::json;
 
 async fn start() -> (kube_sim::RunningSim, kube::Client) {

@@ -7,7 +7,7 @@ use kube::api::{Api, ListParams};
 
 use super::scale::{find_hpa, HpaBounds};
 use super::{call, DeploymentRef, OpsError};
-use crate::rollout::{PodRow, RolloutStatus};
+use crate::kubectl::{PodRow, RolloutStatus};
 
 #[derive(Debug, Clone)]
 pub struct StatusReport {

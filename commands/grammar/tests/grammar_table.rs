@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use oncall_commands::grammar::{parse, validate, Command, HistoryFilter, VERBS};
-use oncall_commands::LogsRequest;
-use oncall_commands::{Catalog, ServiceEntry};
+use oncall_grammar::LogsRequest;
+use oncall_grammar::{parse, validate, Command, HistoryFilter, VERBS};
+use oncall_grammar::{Catalog, ServiceEntry};
 
 fn catalog() -> Catalog {
     let entry = |name: &str, max: u32, reason: Option<&str>| ServiceEntry {
@@ -539,11 +539,11 @@ fn catalog_checks_name_the_reason() {
         .scope(&parse("logs backend-7d9f8c6b5d-x2x9k").unwrap().command)
         .unwrap();
     assert!(
-        matches!(scope, oncall_commands::Scope::Pod { service, .. } if service.name == "backend")
+        matches!(scope, oncall_grammar::Scope::Pod { service, .. } if service.name == "backend")
     );
     let scope = cat.scope(&parse("pods default").unwrap().command).unwrap();
     assert!(
-        matches!(scope, oncall_commands::Scope::Namespace { ref environment, .. } if environment.as_deref() == Some("production"))
+        matches!(scope, oncall_grammar::Scope::Namespace { ref environment, .. } if environment.as_deref() == Some("production"))
     );
     // A truly different name gets no misleading suggestion.
     let err = validate(&parse("status zzzzzz").unwrap().command, &catalog()).unwrap_err();

@@ -11,7 +11,7 @@ use kube::api::{Api, ListParams, LogParams};
 
 use super::status::label_selector;
 use super::{call, DeploymentRef, OpsError};
-use crate::redact::redact_lines;
+use oncall_grammar::redact::redact_lines;
 
 /// Lines per pod when `--tail` is not given.
 pub const DEFAULT_TAIL: u32 = 100;
