@@ -133,6 +133,7 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
     let addr = listen.unwrap_or_else(|| config.listen_addr());
     let slack_config = config.slack.clone();
     let approval_sweep = std::time::Duration::from_secs(60);
+    let shutdown_grace = config.server.shutdown_grace;
     let discord_config = config.discord.clone();
     let router = router_from_config(config).await?;
     let metrics = crate::metrics::Metrics::new();
@@ -148,7 +149,15 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
             );
             if let Some(token) = app_token {
                 tracing::info!("Slack Socket Mode enabled");
-                tokio::spawn(crate::slack::socket::run(state.clone(), token));
+                let socket = state.clone();
+                router
+                    .supervisor()
+                    .spawn_loop("slack socket mode", |stop| async move {
+                        tokio::select! {
+                            _ = crate::slack::socket::run(socket, token) => {}
+                            _ = stop.cancelled() => {}
+                        }
+                    });
             }
             if http {
                 tracing::info!(
@@ -181,11 +190,18 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
             let token = token.context("DISCORD_GATEWAY=true needs DISCORD_BOT_TOKEN")?;
             let gw = state.clone();
             tracing::info!("Discord gateway mode: connecting");
-            tokio::spawn(async move {
-                if let Err(e) = crate::discord::gateway::run(gw, &token).await {
-                    tracing::error!("the Discord gateway stopped: {e}");
-                }
-            });
+            router
+                .supervisor()
+                .spawn_loop("discord gateway", |stop| async move {
+                    tokio::select! {
+                        result = crate::discord::gateway::run(gw, &token) => {
+                            if let Err(e) = result {
+                                tracing::error!("the Discord gateway stopped: {e}");
+                            }
+                        }
+                        _ = stop.cancelled() => {}
+                    }
+                });
         } else {
             tracing::info!("Discord enabled: POST /discord/interactions");
         }
@@ -196,30 +212,52 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
     };
     // Requests past their deadline are marked expired even if nobody asks.
     let sweeper = router.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(approval_sweep);
-        loop {
-            tick.tick().await;
-            let now = sweeper.clock().now().as_millisecond();
-            match sweeper.store().expire_approvals(now).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(expired = n, "approval requests expired"),
-                Err(e) => tracing::warn!("could not expire approval requests: {e}"),
+    router
+        .supervisor()
+        .spawn_loop("approval sweeper", |stop| async move {
+            let mut tick = tokio::time::interval(approval_sweep);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.cancelled() => return,
+                }
+                let now = sweeper.clock().now().as_millisecond();
+                match sweeper.store().expire_approvals(now).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(expired = n, "approval requests expired"),
+                    Err(e) => tracing::warn!("could not expire approval requests: {e}"),
+                }
             }
-        }
-    });
+        });
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
     tracing::info!("oncall serving on http://{}", listener.local_addr()?);
+    let supervisor = router.supervisor().clone();
+    // SIGTERM or SIGINT: stop accepting and let in-flight HTTP requests end…
     axum::serve(
         listener,
         crate::server::app(router, metrics, slack, discord),
     )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
+    .with_graceful_shutdown(crate::supervisor::termination_signal())
     .await?;
+    // …then cancel the loops and long waits, and let every command still
+    // running finish and record its outcome, within the grace period.
+    let running = supervisor.running();
+    tracing::info!(
+        running,
+        grace = %humantime::format_duration(shutdown_grace),
+        "stopped accepting; finishing in-flight work"
+    );
+    if supervisor.shutdown(shutdown_grace).await {
+        tracing::info!("shut down cleanly");
+    } else {
+        tracing::warn!(
+            still_running = supervisor.running(),
+            "the grace period ended with work still running"
+        );
+    }
     Ok(())
 }
 

@@ -43,14 +43,22 @@ pub struct ServerConfig {
     /// Where `oncall serve` listens.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// How long `serve` lets in-flight commands finish after SIGTERM.
+    #[serde(default = "default_shutdown_grace", with = "humantime_serde_compat")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: default_listen(),
+            shutdown_grace: default_shutdown_grace(),
         }
     }
+}
+
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(20)
 }
 
 fn default_listen() -> String {

@@ -28,3 +28,4 @@ pub mod router;
 pub mod server;
 pub mod slack;
 pub mod store;
+pub mod supervisor;

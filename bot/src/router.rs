@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::handlers;
 use crate::reply::{Outcome, Reply};
 use crate::store::{Completion, KeyClaim, NewInvocation, Start, Store};
+use crate::supervisor::Supervisor;
 
 /// How many 50ms steps a duplicate delivery waits for the first one's answer.
 const DUPLICATE_WAIT_STEPS: u32 = 30;
@@ -165,6 +166,8 @@ pub(crate) struct Inner {
     /// For health probes.
     pub http: reqwest::Client,
     pub timing: Timing,
+    /// Every task that outlives a request's own future.
+    pub supervisor: Supervisor,
 }
 
 /// How long the router waits on things that take time.
@@ -216,6 +219,7 @@ impl Router {
                 clock,
                 http,
                 timing,
+                supervisor: Supervisor::new(),
             }),
         }
     }
@@ -242,6 +246,11 @@ impl Router {
 
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
+    }
+
+    /// Where background work runs, and how shutdown reaches it.
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.inner.supervisor
     }
 
     /// Handles one invocation end to end. Never panics on user input; every

@@ -101,6 +101,10 @@ pub async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_string();
+    let latency = store.lock().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     if path.starts_with("/apis/metrics.k8s.io/") {
         return metrics(&store, &path, &query).unwrap_or_else(IntoResponse::into_response);
     }

@@ -45,6 +45,9 @@ pub struct Store {
     /// How many of the next writes (PATCH/PUT) answer 409 Conflict, as if
     /// someone else had just changed the object.
     pub conflicts_to_inject: u32,
+    /// How long every API request waits before it is served (a slow or
+    /// distant API server).
+    pub latency: std::time::Duration,
 }
 
 /// The uid of an object's controlling owner, if it has one.

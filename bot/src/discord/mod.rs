@@ -344,7 +344,10 @@ async fn command(state: &Arc<DiscordState>, interaction: &Value) -> Value {
         .unwrap_or_default()
         .to_string();
     let router = state.router.clone();
-    let mut task = tokio::spawn(async move { router.handle(inv).await });
+    let mut task = state
+        .router
+        .supervisor()
+        .spawn("discord command", async move { router.handle(inv).await });
     match tokio::time::timeout(state.config.ack_timeout, &mut task).await {
         Ok(Ok(reply)) => {
             count(state, &reply);
@@ -356,22 +359,25 @@ async fn command(state: &Arc<DiscordState>, interaction: &Value) -> Value {
         }
         Err(_) => {
             let state2 = state.clone();
-            tokio::spawn(async move {
-                let progress =
-                    tokio::spawn(forward_progress(state2.clone(), token.clone(), progress_rx));
-                let done = task.await;
-                let _ = progress.await;
-                if let Ok(reply) = done {
-                    count(&state2, &reply);
-                    if let Err(e) = state2
-                        .api
-                        .edit_original(&token, &render::message(&reply))
-                        .await
-                    {
-                        tracing::error!("could not edit the deferred Discord response: {e}");
+            state
+                .router
+                .supervisor()
+                .spawn("discord deferred reply", async move {
+                    let progress =
+                        tokio::spawn(forward_progress(state2.clone(), token.clone(), progress_rx));
+                    let done = task.await;
+                    let _ = progress.await;
+                    if let Ok(reply) = done {
+                        count(&state2, &reply);
+                        if let Err(e) = state2
+                            .api
+                            .edit_original(&token, &render::message(&reply))
+                            .await
+                        {
+                            tracing::error!("could not edit the deferred Discord response: {e}");
+                        }
                     }
-                }
-            });
+                });
             let mut data = json!({});
             if !public {
                 data["flags"] = json!(render::EPHEMERAL);
@@ -420,7 +426,10 @@ async fn component(state: &Arc<DiscordState>, interaction: &Value) -> Value {
         .unwrap_or_default()
         .to_string();
     let router = state.router.clone();
-    let mut task = tokio::spawn(async move { router.handle(inv).await });
+    let mut task = state
+        .router
+        .supervisor()
+        .spawn("discord command", async move { router.handle(inv).await });
     let decided = |reply: &Reply| matches!(reply.outcome, Outcome::Done | Outcome::Failed);
     match tokio::time::timeout(state.config.ack_timeout, &mut task).await {
         Ok(Ok(reply)) => {
@@ -440,21 +449,26 @@ async fn component(state: &Arc<DiscordState>, interaction: &Value) -> Value {
         }
         Err(_) => {
             let state2 = state.clone();
-            tokio::spawn(async move {
-                if let Ok(reply) = task.await {
-                    count(&state2, &reply);
-                    let result = if decided(&reply) {
-                        let mut data = render::message(&reply);
-                        data["components"] = json!([]);
-                        state2.api.edit_original(&token, &data).await
-                    } else {
-                        state2.api.followup(&token, &ephemeral(&reply)).await
-                    };
-                    if let Err(e) = result {
-                        tracing::error!("could not deliver the outcome of a Discord button: {e}");
+            state
+                .router
+                .supervisor()
+                .spawn("discord button reply", async move {
+                    if let Ok(reply) = task.await {
+                        count(&state2, &reply);
+                        let result = if decided(&reply) {
+                            let mut data = render::message(&reply);
+                            data["components"] = json!([]);
+                            state2.api.edit_original(&token, &data).await
+                        } else {
+                            state2.api.followup(&token, &ephemeral(&reply)).await
+                        };
+                        if let Err(e) = result {
+                            tracing::error!(
+                                "could not deliver the outcome of a Discord button: {e}"
+                            );
+                        }
                     }
-                }
-            });
+                });
             json!({ "type": 6 })
         }
     }

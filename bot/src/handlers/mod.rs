@@ -93,7 +93,8 @@ pub async fn execute(
                 e,
                 *wait,
                 router.timing().rollout_poll,
-                inv.progress.clone()
+                inv.progress.clone(),
+                router.supervisor().token(),
             )
             .await)
         }

@@ -15,19 +15,37 @@ pub async fn status(
     wait: Option<Duration>,
     poll: Duration,
     progress: Option<crate::router::ProgressSink>,
+    shutdown: tokio_util::sync::CancellationToken,
 ) -> Handled {
     let target = DeploymentRef {
         namespace: &entry.namespace,
         name: entry.deployment(),
     };
     let timeout = wait.unwrap_or(Duration::ZERO);
-    match rollout::wait(client, target, timeout, poll, |s| {
+    let waited = rollout::wait(client, target, timeout, poll, |s| {
         if let Some(p) = &progress {
             let _ = p.send(s.message.clone());
         }
-    })
-    .await
-    {
+    });
+    let result = tokio::select! {
+        result = waited => result,
+        // oncall is stopping: end the wait (the rollout itself goes on).
+        _ = shutdown.cancelled(), if wait.is_some() => {
+            let reply = Reply::new(
+                Outcome::Info,
+                format!("{}: stopped following the rollout", entry.name),
+            )
+            .text("oncall is restarting, so it stopped watching; the rollout itself is not affected.")
+            .text(format!(
+                "Follow it again with `/oncall rollout status {} --wait 5m`.",
+                entry.name
+            ));
+            let mut handled = Handled::info(reply);
+            handled.error = Some("interrupted: oncall shut down during the wait".into());
+            return handled;
+        }
+    };
+    match result {
         Ok(out) => {
             let (outcome, title) = match (&out.last.state, out.timed_out, wait.is_some()) {
                 (RolloutState::Complete, _, _) => {

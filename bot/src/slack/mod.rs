@@ -251,7 +251,10 @@ pub async fn command_response(
         progress: Some(progress_tx),
     };
     let router = state.router.clone();
-    let mut task = tokio::spawn(async move { router.handle(inv).await });
+    let mut task = state
+        .router
+        .supervisor()
+        .spawn("slack command", async move { router.handle(inv).await });
     let channel = cmd.channel_id.0.clone();
     let response_url = cmd.response_url.0.to_string();
     match tokio::time::timeout(state.config.ack_timeout, &mut task).await {
@@ -259,9 +262,12 @@ pub async fn command_response(
             count(state, &reply);
             if reply.outcome == Outcome::Pending && state.api.has_token() {
                 let state2 = state.clone();
-                tokio::spawn(async move {
-                    post_for_approval(&state2, &channel, &reply, &response_url).await
-                });
+                state
+                    .router
+                    .supervisor()
+                    .spawn("slack approval post", async move {
+                        post_for_approval(&state2, &channel, &reply, &response_url).await
+                    });
                 return Ok(approval_ack(&text));
             }
             Ok(render::response(&reply, false))
@@ -280,29 +286,32 @@ pub async fn command_response(
             // Slower than the ack budget: acknowledge now, show progress,
             // finish later.
             let state2 = state.clone();
-            tokio::spawn(async move {
-                let progress = tokio::spawn(forward_progress(
-                    state2.clone(),
-                    response_url.clone(),
-                    progress_rx,
-                ));
-                let done = task.await;
-                let _ = progress.await;
-                if let Ok(reply) = done {
-                    count(&state2, &reply);
-                    if reply.outcome == Outcome::Pending && state2.api.has_token() {
-                        post_for_approval(&state2, &channel, &reply, &response_url).await;
-                    } else if let Err(e) = state2
-                        .api
-                        .respond(&response_url, &render::response(&reply, false))
-                        .await
-                    {
-                        tracing::error!(
-                            "could not deliver a Slack reply through response_url: {e}"
-                        );
+            state
+                .router
+                .supervisor()
+                .spawn("slack deferred reply", async move {
+                    let progress = tokio::spawn(forward_progress(
+                        state2.clone(),
+                        response_url.clone(),
+                        progress_rx,
+                    ));
+                    let done = task.await;
+                    let _ = progress.await;
+                    if let Ok(reply) = done {
+                        count(&state2, &reply);
+                        if reply.outcome == Outcome::Pending && state2.api.has_token() {
+                            post_for_approval(&state2, &channel, &reply, &response_url).await;
+                        } else if let Err(e) = state2
+                            .api
+                            .respond(&response_url, &render::response(&reply, false))
+                            .await
+                        {
+                            tracing::error!(
+                                "could not deliver a Slack reply through response_url: {e}"
+                            );
+                        }
                     }
-                }
-            });
+                });
             let shown = oncall_grammar::parse(&text)
                 .map(|p| p.command.to_string())
                 .unwrap_or_else(|_| text.clone());
@@ -473,7 +482,7 @@ pub async fn start_interaction(
     };
     let response_url = ev.response_url.as_ref().map(|u| u.0.to_string());
     let state2 = state.clone();
-    tokio::spawn(async move {
+    state.router.supervisor().spawn("slack button", async move {
         let reply = state2.router.handle(inv).await;
         count(&state2, &reply);
         let decided = reply.outcome == Outcome::Done || reply.outcome == Outcome::Failed;

@@ -68,7 +68,8 @@ pub async fn connect_once(state: &Arc<SlackState>, app_token: &str) -> Result<()
                 }
                 let state = state.clone();
                 let tx = tx.clone();
-                tokio::spawn(async move {
+                let supervisor = state.router.supervisor().clone();
+                supervisor.spawn("slack socket envelope", async move {
                     if let Some(ack) = handle_envelope(&state, &envelope).await {
                         let _ = tx.send(Message::Text(ack.to_string())).await;
                     }
