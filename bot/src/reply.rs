@@ -157,11 +157,6 @@ impl Reply {
         self
     }
 
-    pub fn visibility(mut self, v: Visibility) -> Self {
-        self.visibility = v;
-        self
-    }
-
     /// The console rendering: the title line, then each block.
     pub fn to_console(&self) -> String {
         let mut out = format!("{} {}\n", self.outcome.emoji(), self.title);

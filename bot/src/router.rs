@@ -16,6 +16,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use oncall_grammar::{self as grammar, Catalog, Command, Scope, ServiceEntry};
 use oncall_ops::Clusters;
 use oncall_permissions::{Decision, Principal, Reason, Request, Target};
@@ -254,8 +256,24 @@ impl Router {
     }
 
     /// Handles one invocation end to end. Never panics on user input; every
-    /// path returns a reply.
+    /// path returns a reply. Everything logged on the way carries one
+    /// `invocation` span (id, platform, principal, verb, decision, outcome),
+    /// so the lines of one request can be followed; the text is not in it.
     pub async fn handle(&self, inv: Invocation) -> Reply {
+        use tracing::field::Empty;
+        let span = tracing::info_span!(
+            "invocation",
+            id = Empty,
+            platform = inv.platform.as_str(),
+            principal = %inv.principal,
+            verb = Empty,
+            decision = Empty,
+            outcome = Empty,
+        );
+        self.handle_in_span(inv).instrument(span).await
+    }
+
+    async fn handle_in_span(&self, inv: Invocation) -> Reply {
         let store = &self.inner.store;
         let now_ms = self.inner.clock.now().as_millisecond();
         let started = Instant::now();
@@ -288,7 +306,14 @@ impl Router {
             }
             Err(e) => return store_unavailable(e),
         };
+        let span = tracing::Span::current();
+        span.record("id", id);
         let (mut handled, command, decision) = self.run(&inv, id).await;
+        if let Some(c) = &command {
+            span.record("verb", c.policy_verb());
+        }
+        span.record("decision", decision.decision.as_str());
+        span.record("outcome", handled.reply.outcome.label());
         let completion = Completion {
             verb: command.as_ref().map(|c| c.policy_verb().to_string()),
             command: command.as_ref().map(ToString::to_string),
@@ -323,12 +348,14 @@ impl Router {
             (None, _) => None,
         };
         let key_reply = inv.idempotency_key.as_deref().zip(json.as_deref());
+        let duration_ms = completion.duration_ms;
         if let Err(e) = store.finish_invocation(id, &completion, key_reply).await {
             tracing::error!(invocation = id, "could not complete the history row: {e}");
             reply = reply.text(format!(
                 "⚠️ The history could not record the outcome of this request (#{id}): {e}"
             ));
         }
+        tracing::info!(duration_ms, "handled");
         reply
     }
 

@@ -111,8 +111,6 @@ pub enum Start {
 /// The state of an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyClaim {
-    /// First time seen: the caller runs the command.
-    Claimed,
     /// Seen and finished: here is the first reply.
     Done(String),
     /// Seen, still running.

@@ -1075,3 +1075,24 @@ async fn a_conflict_is_retried_once_with_a_fresh_read() {
         "exactly two writes were attempted"
     );
 }
+
+#[tokio::test]
+async fn a_cluster_that_cannot_be_reached_is_named_not_hidden() {
+    let mut config = oncall::config::Config::parse(oncall::config::EXAMPLE, "example").unwrap();
+    for s in config.services.iter_mut() {
+        if s.name == "backend" {
+            s.context = Some("elsewhere".into());
+        }
+    }
+    let h = Harness::with_config(config).await;
+    for text in ["pods backend", "events backend", "top backend"] {
+        let r = h.run("cli:operator", text).await;
+        assert_eq!(r.outcome, Outcome::Failed, "{text}: {}", r.to_console());
+        assert_eq!(
+            r.title,
+            "Cannot reach the cluster of backend",
+            "{text}: {}",
+            r.to_console()
+        );
+    }
+}

@@ -107,6 +107,8 @@ async fn sigterm_lets_in_flight_commands_finish_and_exits_zero() {
         ),
     )
     .unwrap();
+    let log_path = dir.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut serve = Guard(
@@ -121,7 +123,7 @@ async fn sigterm_lets_in_flight_commands_finish_and_exits_zero() {
             .env("ONCALL_LOG", "info")
             .current_dir(dir.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap(),
     );
@@ -226,4 +228,23 @@ async fn sigterm_lets_in_flight_commands_finish_and_exits_zero() {
             .is_some_and(|e| e.contains("shut down")),
         "{wait_row:?}"
     );
+
+    // The log follows each request in one span, and never holds the secret.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let handled = log
+        .lines()
+        .find(|l| l.contains("handled") && l.contains("\"scale\""))
+        .unwrap_or_else(|| panic!("no line for the scale:\n{log}"));
+    for field in [
+        "invocation{",
+        &format!("id={}", scale_row.id),
+        "platform=\"slack\"",
+        "principal=slack:UOPS1",
+        "decision=\"allow\"",
+        "outcome=\"done\"",
+    ] {
+        assert!(handled.contains(field), "{field} missing: {handled}");
+    }
+    assert!(log.contains("SIGTERM"), "{log}");
+    assert!(!log.contains(SECRET), "the signing secret reached the log");
 }

@@ -42,8 +42,13 @@ fn client(router: &Router, scope: &Scope<'_>) -> Result<kube::Client, Handled> {
 }
 
 pub async fn pods(router: &Router, scope: &Scope<'_>, now: jiff::Timestamp) -> Handled {
-    let (Some((subject, label)), Ok(c)) = (subject(scope), client(router, scope)) else {
+    let Some((subject, label)) = subject(scope) else {
         return Handled::failed("Cannot run this here", "expected a service or a namespace");
+    };
+    // A cluster that cannot be reached says so, not "cannot run this here".
+    let c = match client(router, scope) {
+        Ok(c) => c,
+        Err(handled) => return handled,
     };
     match workloads::pods(&c, subject, now).await {
         Ok(rows) if rows.is_empty() => {
@@ -83,8 +88,13 @@ pub async fn events(
     since: Option<Duration>,
     now: jiff::Timestamp,
 ) -> Handled {
-    let (Some((subject, label)), Ok(c)) = (subject(scope), client(router, scope)) else {
+    let Some((subject, label)) = subject(scope) else {
         return Handled::failed("Cannot run this here", "expected a service or a namespace");
+    };
+    // A cluster that cannot be reached says so, not "cannot run this here".
+    let c = match client(router, scope) {
+        Ok(c) => c,
+        Err(handled) => return handled,
     };
     let since = since.unwrap_or(Duration::from_secs(3600));
     match workloads::events(&c, subject, since, now).await {

@@ -2,10 +2,8 @@
 //! service, several (seed 001 restarts backend and recurring-task-service
 //! together), or every deployment of a namespace.
 
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, ListParams};
 use oncall_grammar::ServiceEntry;
-use oncall_ops::{restart, DeploymentRef, OpsError};
+use oncall_ops::{restart, DeploymentRef};
 
 use crate::reply::{table, Outcome, Reply};
 use crate::router::{Actor, Handled, Router};
@@ -113,18 +111,12 @@ pub async fn run_all(
         Ok(c) => c,
         Err(handled) => return handled,
     };
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let list = match api.list(&ListParams::default()).await {
-        Ok(l) => l,
-        Err(e) => {
-            return Handled::failed(
-                format!("Could not list deployments in {namespace}"),
-                OpsError::from_kube(&format!("deployments in namespace {namespace}"), e),
-            )
-        }
+    let deployments = match oncall_ops::workloads::deployments_in(&client, namespace).await {
+        Ok(list) => list,
+        Err(e) => return Handled::failed(format!("Could not list deployments in {namespace}"), e),
     };
     let mut results = Vec::new();
-    for d in list.items {
+    for d in deployments {
         let name = d.metadata.name.clone().unwrap_or_default();
         let outcome = restart::restart(
             &client,

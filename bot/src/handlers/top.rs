@@ -1,7 +1,7 @@
 //! `top`: CPU and memory per pod, like `kubectl top pods`.
 
 use oncall_grammar::Scope;
-use oncall_ops::status::label_selector;
+use oncall_ops::status::pod_selector;
 use oncall_ops::top::top_pods;
 
 use crate::reply::{clip_head, table, Outcome, Reply};
@@ -15,19 +15,13 @@ pub async fn run(router: &Router, scope: &Scope<'_>) -> Handled {
                 Ok(c) => c,
                 Err(h) => return h,
             };
-            let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
-                kube::Api::namespaced(client.clone(), &e.namespace);
-            let selector = match api.get(e.deployment()).await {
-                Ok(d) => label_selector(&d),
-                Err(err) => {
-                    return Handled::failed(
-                        format!("Could not read {}", e.name),
-                        oncall_ops::OpsError::from_kube(
-                            &format!("deployment/{} in namespace {}", e.deployment(), e.namespace),
-                            err,
-                        ),
-                    )
-                }
+            let target = oncall_ops::DeploymentRef {
+                namespace: &e.namespace,
+                name: e.deployment(),
+            };
+            let selector = match pod_selector(&client, target).await {
+                Ok(s) => s,
+                Err(err) => return Handled::failed(format!("Could not read {}", e.name), err),
             };
             (client, e.namespace.clone(), Some(selector), e.name.clone())
         }

@@ -78,3 +78,13 @@ pub fn label_selector(d: &Deployment) -> String {
         })
         .unwrap_or_default()
 }
+
+/// The label selector of a deployment's pods, read from the deployment.
+pub async fn pod_selector(
+    client: &kube::Client,
+    target: DeploymentRef<'_>,
+) -> Result<String, OpsError> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), target.namespace);
+    let d = call(&target.to_string(), api.get(target.name)).await?;
+    Ok(label_selector(&d))
+}

@@ -142,3 +142,17 @@ pub async fn events(
     });
     Ok(rows)
 }
+
+/// The deployments of a namespace.
+pub async fn deployments_in(
+    client: &kube::Client,
+    namespace: &str,
+) -> Result<Vec<Deployment>, OpsError> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let list = call(
+        &format!("deployments in namespace {namespace}"),
+        api.list(&ListParams::default()),
+    )
+    .await?;
+    Ok(list.items)
+}
