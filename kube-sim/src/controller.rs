@@ -33,7 +33,7 @@ use jiff::Timestamp;
 use serde_json::{json, Value};
 
 use crate::resources::{DEPLOYMENTS, EVENTS, HPAS, JOBS, PODS, REPLICASETS};
-use crate::store::{random_suffix, PodLogs, Store};
+use crate::store::{failure_of, is_job_pod, is_ready, random_suffix, PodLogs, Store};
 
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const FAIL_ANNOTATION: &str = "sim.oncall.dev/fail";
@@ -232,18 +232,8 @@ fn replicas_of(obj: &Value) -> i64 {
     obj["spec"]["replicas"].as_i64().unwrap_or(1)
 }
 
-fn is_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"].as_array().is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
-}
-
 fn ready_pods(store: &Store, owner_uid: &str) -> i64 {
-    store
-        .owned_by(PODS, owner_uid)
-        .filter(|p| is_ready(p))
-        .count() as i64
+    store.pod_counts(owner_uid).ready
 }
 
 /// What the deployment controller decided, computed with shared borrows and
@@ -374,7 +364,7 @@ fn create_replicaset(store: &mut Store, ns: &str, name: &str) {
         },
         "spec": { "replicas": 0, "selector": selector, "template": t },
     });
-    if let Err(e) = store.create_internal(REPLICASETS, ns, rs) {
+    if let Err(e) = store.create_by_controller(REPLICASETS, ns, rs) {
         tracing::warn!(
             "sim: could not create ReplicaSet for {ns}/{name}: {}",
             e.message
@@ -440,8 +430,12 @@ fn reconcile_replicaset_pods(store: &mut Store, ns: &str, name: &str) {
         let Some(rs) = store.get(REPLICASETS, ns, name) else {
             return;
         };
-        let mut owned: Vec<&Value> = store.owned_by(PODS, uid(rs)).collect();
         let want = replicas_of(rs).max(0) as usize;
+        let have = store.pod_counts(uid(rs)).total as usize;
+        if have == want {
+            return;
+        }
+        let mut owned: Vec<&Value> = store.owned_by(PODS, uid(rs)).collect();
         let mut doomed = Vec::new();
         if owned.len() > want {
             // Not-ready pods go first, then the newest.
@@ -513,7 +507,7 @@ fn create_pod(store: &mut Store, owner_rt: crate::resources::ResourceType, ns: &
             "startTime": now.to_string(),
         }
     });
-    match store.create_internal(PODS, ns, pod) {
+    match store.create_by_controller(PODS, ns, pod) {
         Ok(created) => {
             let created_at = created["metadata"]["creationTimestamp"]
                 .as_str()
@@ -523,23 +517,6 @@ fn create_pod(store: &mut Store, owner_rt: crate::resources::ResourceType, ns: &
         }
         Err(e) => tracing::warn!("sim: could not create pod in {ns}: {}", e.message),
     }
-}
-
-/// What an injected failure, if any, does to this pod.
-fn failure_of(pod: &Value) -> Option<&str> {
-    if let Some(f) = pod["metadata"]["annotations"][FAIL_ANNOTATION].as_str() {
-        return Some(f);
-    }
-    let bad_image = pod["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| {
-            c["image"]
-                .as_str()
-                .is_some_and(|i| i.ends_with(":does-not-exist"))
-        });
-    bad_image.then_some("ImagePullBackOff")
 }
 
 fn container_statuses(pod: &Value) -> impl Iterator<Item = &Value> {
@@ -556,6 +533,13 @@ const UNSCHEDULABLE: &str = "0/3 nodes are available: 3 Insufficient cpu. preemp
 /// pod only when it is about to change.
 fn advance_pod(store: &mut Store, ns: &str, name: &str, due: &mut Due, timing: &Timing) {
     let now = due.now;
+    // Most pods of a settled cluster: nothing to do, known without reading them.
+    if store
+        .pod_facts(ns, name)
+        .is_none_or(|f| f.settled || f.finished)
+    {
+        return;
+    }
     let Some(pod) = store.get(PODS, ns, name) else {
         return;
     };
@@ -575,7 +559,7 @@ fn advance_pod(store: &mut Store, ns: &str, name: &str, due: &mut Due, timing: &
         }
         return;
     }
-    let is_job = pod["metadata"]["ownerReferences"][0]["kind"] == "Job";
+    let is_job = is_job_pod(pod);
     let subject = Subject::of(pod);
     match failure_of(pod) {
         Some("Unschedulable") => {
@@ -787,9 +771,18 @@ fn replicaset_status(store: &mut Store, ns: &str, name: &str) {
     let Some(rs) = store.get(REPLICASETS, ns, name) else {
         return;
     };
-    let (total, ready) = store
-        .owned_by(PODS, uid(rs))
-        .fold((0, 0), |(t, r), p| (t + 1, r + i64::from(is_ready(p))));
+    let counts = store.pod_counts(uid(rs));
+    let (total, ready) = (counts.total, counts.ready);
+    let st = &rs["status"];
+    if st["replicas"] == total
+        && st["readyReplicas"] == ready
+        && st["availableReplicas"] == ready
+        && st["fullyLabeledReplicas"] == total
+        && st["observedGeneration"] == rs["metadata"]["generation"]
+        && st.as_object().is_some_and(|o| o.len() == 5)
+    {
+        return;
+    }
     let status = json!({
         "replicas": total,
         "fullyLabeledReplicas": total,
@@ -853,17 +846,13 @@ fn deployment_status(
         let new_rs = owned
             .iter()
             .find(|rs| template_matches(&rs["spec"]["template"], template));
-        let mut total = 0;
-        let mut ready = 0;
+        let (mut total, mut ready) = (0, 0);
         for rs in &owned {
-            for p in store.owned_by(PODS, uid(rs)) {
-                total += 1;
-                if is_ready(p) {
-                    ready += 1;
-                }
-            }
+            let counts = store.pod_counts(uid(rs));
+            total += counts.total;
+            ready += counts.ready;
         }
-        let updated = new_rs.map_or(0, |rs| store.owned_by(PODS, uid(rs)).count()) as i64;
+        let updated = new_rs.map_or(0, |rs| store.pod_counts(uid(rs)).total);
         let desired = replicas_of(d);
         let max_unavailable = desired / 4;
         let complete =
@@ -1094,16 +1083,8 @@ fn reconcile_job(store: &mut Store, ns: &str, name: &str, now: Timestamp) {
     let Some(job) = store.get(JOBS, ns, name) else {
         return;
     };
-    let job_uid = uid(job).to_string();
-    let (mut pods, mut succeeded, mut active) = (0, 0, 0);
-    for p in store.owned_by(PODS, &job_uid) {
-        pods += 1;
-        match p["status"]["phase"].as_str() {
-            Some("Succeeded") => succeeded += 1,
-            Some("Failed") => {}
-            _ => active += 1,
-        }
-    }
+    let counts = store.pod_counts(uid(job));
+    let (pods, succeeded, active) = (counts.total, counts.succeeded, counts.active);
     let already_succeeded = job["status"]["succeeded"].as_i64().unwrap_or(0) > 0;
     let completed = !job["status"]["completionTime"].is_null();
     let subject = Subject::of(job);
@@ -1192,7 +1173,7 @@ fn record_event(
         "source": { "component": component },
         "reportingComponent": component,
     });
-    let _ = store.create_internal(EVENTS, ns, event);
+    let _ = store.create_by_controller(EVENTS, ns, event);
 }
 
 /// Deletes events whose last occurrence is older than the TTL.

@@ -19,7 +19,88 @@ pub struct PodLogs {
 
 /// Objects of one resource type: namespace → name → object. Nested so that a
 /// lookup by `&str` allocates nothing and a namespace is one map.
-type ByNamespace = BTreeMap<String, BTreeMap<String, Value>>;
+type ByNamespace = BTreeMap<String, BTreeMap<String, Stored>>;
+
+/// An object and what the controllers need to know of it at a glance,
+/// worked out once when it is written rather than on every pass.
+#[derive(Debug)]
+struct Stored {
+    value: Value,
+    pod: Option<PodFacts>,
+}
+
+/// A pod at a glance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodFacts {
+    pub ready: bool,
+    /// Running and Ready with nothing injected and no Job to finish: no
+    /// pass has anything to do to it.
+    pub settled: bool,
+    pub succeeded: bool,
+    pub finished: bool,
+}
+
+impl PodFacts {
+    pub fn of(pod: &Value) -> PodFacts {
+        let phase = pod["status"]["phase"].as_str().unwrap_or("");
+        let ready = is_ready(pod);
+        PodFacts {
+            ready,
+            settled: phase == "Running" && ready && failure_of(pod).is_none() && !is_job_pod(pod),
+            succeeded: phase == "Succeeded",
+            finished: phase == "Succeeded" || phase == "Failed",
+        }
+    }
+}
+
+/// How many pods an owner has, and in which state; kept up to date on
+/// every write so a pass reads it without visiting the pods.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PodCounts {
+    pub total: i64,
+    pub ready: i64,
+    pub succeeded: i64,
+    /// Neither succeeded nor failed.
+    pub active: i64,
+}
+
+impl PodCounts {
+    fn add(&mut self, f: &PodFacts, sign: i64) {
+        self.total += sign;
+        self.ready += sign * i64::from(f.ready);
+        self.succeeded += sign * i64::from(f.succeeded);
+        self.active += sign * i64::from(!f.finished);
+    }
+}
+
+pub fn is_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+/// The failure injected into a pod, if any: the template annotation
+/// `sim.oncall.dev/fail`, or an image tagged `does-not-exist`.
+pub fn failure_of(pod: &Value) -> Option<&str> {
+    if let Some(f) = pod["metadata"]["annotations"][crate::controller::FAIL_ANNOTATION].as_str() {
+        return Some(f);
+    }
+    let bad_image = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            c["image"]
+                .as_str()
+                .is_some_and(|i| i.ends_with(":does-not-exist"))
+        });
+    bad_image.then_some("ImagePullBackOff")
+}
+
+pub fn is_job_pod(pod: &Value) -> bool {
+    pod["metadata"]["ownerReferences"][0]["kind"] == "Job"
+}
 
 /// One object's address: resource plural, namespace, name.
 pub type ObjectRef = (&'static str, String, String);
@@ -35,6 +116,8 @@ pub struct Store {
     dependents: HashMap<String, BTreeSet<ObjectRef>>,
     /// (namespace, involved kind, involved name, reason, message) → event name.
     events_by_subject: HashMap<EventKey, String>,
+    /// Controller owner uid → its pods' counts.
+    pod_counts: HashMap<String, PodCounts>,
     resource_version: u64,
     next_uid: u64,
     pub logs: HashMap<(String, String), PodLogs>,
@@ -72,18 +155,32 @@ fn event_key(ns: &str, event: &Value) -> EventKey {
 
 impl Store {
     pub fn get(&self, rt: ResourceType, ns: &str, name: &str) -> Option<&Value> {
+        self.stored(rt, ns, name).map(|s| &s.value)
+    }
+
+    fn stored(&self, rt: ResourceType, ns: &str, name: &str) -> Option<&Stored> {
         self.objects.get(rt.plural)?.get(ns)?.get(name)
+    }
+
+    /// A pod at a glance, without reading its JSON.
+    pub fn pod_facts(&self, ns: &str, name: &str) -> Option<PodFacts> {
+        self.stored(resources::PODS, ns, name).and_then(|s| s.pod)
+    }
+
+    /// The counts of the pods an owner (ReplicaSet, Job) controls.
+    pub fn pod_counts(&self, owner_uid: &str) -> PodCounts {
+        self.pod_counts.get(owner_uid).copied().unwrap_or_default()
     }
 
     /// Every object of a type, in one namespace or all, by reference.
     pub fn iter(&self, rt: ResourceType, ns: Option<&str>) -> impl Iterator<Item = &Value> + '_ {
         let by_ns = self.objects.get(rt.plural);
-        let namespaces: Box<dyn Iterator<Item = &BTreeMap<String, Value>>> = match (by_ns, ns) {
+        let namespaces: Box<dyn Iterator<Item = &BTreeMap<String, Stored>>> = match (by_ns, ns) {
             (None, _) => Box::new(std::iter::empty()),
             (Some(m), Some(ns)) => Box::new(m.get(ns).into_iter()),
             (Some(m), None) => Box::new(m.values()),
         };
-        namespaces.flat_map(|m| m.values())
+        namespaces.flat_map(|m| m.values().map(|s| &s.value))
     }
 
     /// Copies of every object of a type (what a LIST answers).
@@ -145,13 +242,14 @@ impl Store {
 
     /// Stores an object and keeps the indexes in step.
     fn insert(&mut self, rt: ResourceType, ns: &str, name: &str, obj: Value) {
+        let pod = (rt == resources::PODS).then(|| PodFacts::of(&obj));
         let old = self
             .objects
             .entry(rt.plural)
             .or_default()
             .entry(ns.to_string())
             .or_default()
-            .insert(name.to_string(), obj);
+            .insert(name.to_string(), Stored { value: obj, pod });
         if let Some(old) = old {
             self.unindex(rt, ns, name, &old);
         }
@@ -159,6 +257,12 @@ impl Store {
         let owner = controller_uid(stored).map(String::from);
         let ekey = (rt == resources::EVENTS).then(|| event_key(ns, stored));
         if let Some(uid) = owner {
+            if let Some(facts) = &pod {
+                self.pod_counts
+                    .entry(uid.clone())
+                    .or_default()
+                    .add(facts, 1);
+            }
             self.dependents.entry(uid).or_default().insert((
                 rt.plural,
                 ns.to_string(),
@@ -170,7 +274,16 @@ impl Store {
         }
     }
 
-    fn unindex(&mut self, rt: ResourceType, ns: &str, name: &str, old: &Value) {
+    fn unindex(&mut self, rt: ResourceType, ns: &str, name: &str, old: &Stored) {
+        if let (Some(uid), Some(facts)) = (controller_uid(&old.value), &old.pod) {
+            if let Some(counts) = self.pod_counts.get_mut(uid) {
+                counts.add(facts, -1);
+                if counts.total == 0 {
+                    self.pod_counts.remove(uid);
+                }
+            }
+        }
+        let old = &old.value;
         if let Some(uid) = controller_uid(old) {
             if let Some(set) = self.dependents.get_mut(uid) {
                 set.remove(&(rt.plural, ns.to_string(), name.to_string()));
@@ -198,7 +311,7 @@ impl Store {
         if rt == resources::PODS {
             self.logs.remove(&(ns.to_string(), name.to_string()));
         }
-        Some(old)
+        Some(old.value)
     }
 
     /// Creates an object the way a POST does. `dry_run` validates and returns
@@ -207,8 +320,19 @@ impl Store {
         &mut self,
         rt: ResourceType,
         ns: &str,
+        obj: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        self.create_checked(rt, ns, obj, dry_run, true)
+    }
+
+    fn create_checked(
+        &mut self,
+        rt: ResourceType,
+        ns: &str,
         mut obj: Value,
         dry_run: bool,
+        typed: bool,
     ) -> Result<Value, ApiError> {
         if !obj.is_object() {
             return Err(ApiError::bad_request(
@@ -259,7 +383,9 @@ impl Store {
         }
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
-        validate_typed(rt, &name, &obj)?;
+        if typed {
+            validate_typed(rt, &name, &obj)?;
+        }
         if dry_run {
             obj["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
             return Ok(obj);
@@ -388,7 +514,8 @@ impl Store {
         }
     }
 
-    /// Creates an object owned by the simulator itself (controllers, seed).
+    /// Creates an object the simulator itself made (the seed, tests):
+    /// checked like a POST.
     pub fn create_internal(
         &mut self,
         rt: ResourceType,
@@ -396,6 +523,18 @@ impl Store {
         obj: Value,
     ) -> Result<Value, ApiError> {
         self.create(rt, ns, obj, false)
+    }
+
+    /// Creates an object a controller built from objects already checked
+    /// (a ReplicaSet from a Deployment's template, a Pod from a ReplicaSet's,
+    /// an Event): the schema check is skipped, as it cannot fail.
+    pub fn create_by_controller(
+        &mut self,
+        rt: ResourceType,
+        ns: &str,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
+        self.create_checked(rt, ns, obj, false, false)
     }
 }
 

@@ -2,9 +2,7 @@
 //! success paths and the main failures (not found, forbidden, paused,
 //! conflicts of bounds, bad input, dry runs).
 
-mod common;
-
-use common::{eventually, Harness};
+use crate::common::{eventually, Harness};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};

@@ -2,13 +2,11 @@
 //! simulated cluster and a fake Slack, with correctly (and incorrectly)
 //! signed requests.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::fake_slack::{FakeSlack, APP_TOKEN, BOT_TOKEN};
-use common::{eventually, Harness};
+use crate::common::fake_slack::{FakeSlack, APP_TOKEN, BOT_TOKEN};
+use crate::common::{eventually, Harness};
 use oncall::config::{Config, EXAMPLE};
 use oncall::metrics::Metrics;
 use oncall::slack::{verify::sign, SlackConfig, SlackSecrets, SlackState};
@@ -151,7 +149,7 @@ impl Env {
             return immediate;
         }
         let path = format!("/response/{rid}");
-        let deadline = std::time::Instant::now() + common::DEADLINE;
+        let deadline = std::time::Instant::now() + crate::common::DEADLINE;
         while std::time::Instant::now() < deadline {
             let answered = self
                 .slack

@@ -1,8 +1,6 @@
 //! Shared test harness: a simulated cluster, a real SQLite file in a temp
 //! dir, the example config, and a router wired to them.
 
-#![allow(dead_code)]
-
 pub mod fake_discord;
 pub mod fake_slack;
 

@@ -1,8 +1,6 @@
 //! The router end to end: policy, cluster, history in a real SQLite file.
 
-mod common;
-
-use common::{eventually, Harness};
+use crate::common::{eventually, Harness};
 use oncall::reply::{Outcome, Visibility};
 
 #[tokio::test]

@@ -4,12 +4,10 @@
 //! simulated cluster made slow on purpose, signed Slack requests, and a fake
 //! Slack receiving the deferred answers.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::fake_slack::{FakeSlack, BOT_TOKEN};
+use crate::common::fake_slack::{FakeSlack, BOT_TOKEN};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use oncall::store::{HistoryQuery, Store};
@@ -130,7 +128,10 @@ async fn sigterm_lets_in_flight_commands_finish_and_exits_zero() {
     let http = reqwest::Client::new();
     let started = Instant::now();
     while http.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(started.elapsed() < common::DEADLINE, "serve never answered");
+        assert!(
+            started.elapsed() < crate::common::DEADLINE,
+            "serve never answered"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 

@@ -1,11 +1,9 @@
 //! The approval flow end to end: held, refused to the requester and to
 //! non-approvers, run exactly as requested by an approver, expired, denied.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Harness;
+use crate::common::Harness;
 use oncall::reply::Outcome;
 
 /// The approval id from a pending reply's Approve button.

@@ -2,13 +2,11 @@
 //! `oncall serve` app against the simulator and a fake Discord REST API,
 //! signed with a test Ed25519 key; and the gateway handler.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fake_discord::{FakeDiscord, APP_ID, BOT_TOKEN};
-use common::{eventually, Harness};
+use crate::common::fake_discord::{FakeDiscord, APP_ID, BOT_TOKEN};
+use crate::common::{eventually, Harness};
 use ed25519_dalek::{Signer, SigningKey};
 use oncall::config::{Config, EXAMPLE};
 use oncall::discord::{schema, DiscordConfig, DiscordSecrets, DiscordState};
@@ -308,7 +306,7 @@ impl Env {
             Some(4) | Some(7) => response["data"].clone(),
             Some(5) | Some(6) => {
                 let token = format!("tok-{interaction_id}");
-                let deadline = std::time::Instant::now() + common::DEADLINE;
+                let deadline = std::time::Instant::now() + crate::common::DEADLINE;
                 while std::time::Instant::now() < deadline {
                     // Answers carry the who/when footer; progress edits don't.
                     let delivered = self.discord.calls().into_iter().rev().find(|c| {

@@ -1,0 +1,20 @@
+//! oncall's integration tests, in one test binary so the shared harness
+//! (`common`: the simulated cluster, real SQLite files, fake Slack and
+//! Discord servers) is compiled once. Each module drives one surface:
+//!
+//! - `router`, `approvals`, `operations`: the pipeline and every runbook
+//!   operation, through the router, against the simulator;
+//! - `slack`, `discord`: the adapters over real HTTP against fake platforms;
+//! - `cli`, `shutdown`: the `oncall` binary as users run it;
+//! - `readme`: the README, the Slack manifest and CI stay true to the code.
+
+mod common;
+
+mod approvals;
+mod cli;
+mod discord;
+mod operations;
+mod readme;
+mod router;
+mod shutdown;
+mod slack;
