@@ -7,7 +7,7 @@ use oncall_permissions::{Decision, Principal, Reason};
 
 use crate::reply::{Button, ButtonStyle, Outcome, Reply};
 use crate::router::{Actor, DecisionRecord, Handled, Invocation, Router};
-use crate::store::{ApprovalRow, Completion, NewInvocation};
+use crate::store::{Approval, ApprovalState, Completion, NewInvocation};
 
 /// Holds a request for approval; returns the reply and the approval id.
 pub async fn request(
@@ -21,45 +21,39 @@ pub async fn request(
 ) -> (Handled, Option<String>) {
     let now = router.clock().now();
     let ttl = router.config().approvals.ttl;
-    let command_json = match serde_json::to_string(command) {
-        Ok(j) => j,
-        Err(e) => return (Handled::failed("Could not hold the request", e), None),
-    };
-    let mut row = ApprovalRow {
+    let mut row = Approval {
         id: String::new(),
-        created_at: now.as_millisecond(),
-        expires_at: now.as_millisecond() + ttl.as_millis() as i64,
-        requester: inv.principal.to_string(),
-        requester_groups: serde_json::to_string(
-            &inv.groups
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>(),
-        )
-        .unwrap_or_else(|_| "[]".into()),
+        created_at_ms: now.as_millisecond(),
+        expires_at_ms: now.as_millisecond() + ttl.as_millis() as i64,
+        requester: inv.principal.clone(),
+        requester_groups: inv.groups.clone(),
         platform: inv.platform.as_str().to_string(),
         workspace: inv.workspace.clone(),
         channel: inv.channel.clone(),
         text: command.to_string(),
-        command: command_json,
+        command: command.clone(),
         rule: rule.to_string(),
-        approvers: serde_json::to_string(approvers).unwrap_or_else(|_| "[]".into()),
-        state: "pending".into(),
+        approvers: approvers.to_vec(),
+        state: ApprovalState::Pending,
         decided_by: None,
-        decided_at: None,
+        decided_at_ms: None,
         request_invocation_id: Some(invocation_id),
         execution_invocation_id: None,
     };
     // Ids are short for typing; retry on the rare collision.
-    let mut stored = Err(String::new());
+    let mut stored = Err("no free request id".to_string());
     for _ in 0..5 {
         row.id = new_id();
         match router.store().insert_approval(&row).await {
-            Ok(()) => {
+            Ok(true) => {
                 stored = Ok(());
                 break;
             }
-            Err(e) => stored = Err(e.to_string()),
+            Ok(false) => continue,
+            Err(e) => {
+                stored = Err(e.to_string());
+                break;
+            }
         }
     }
     if let Err(e) = stored {
@@ -136,7 +130,7 @@ fn refused(id: &str, title: String, why: String) -> (Handled, DecisionRecord) {
 async fn load_pending(
     router: &Router,
     id: &str,
-) -> Result<(ApprovalRow, Principal), (Handled, DecisionRecord)> {
+) -> Result<(Approval, Principal), (Handled, DecisionRecord)> {
     let now = router.clock().now().as_millisecond();
     let row = match router.store().approval(id).await {
         Ok(Some(row)) => row,
@@ -155,12 +149,12 @@ async fn load_pending(
             ))
         }
     };
-    if row.state == "pending" && row.expires_at <= now {
+    if row.state == ApprovalState::Pending && row.expires_at_ms <= now {
         let _ = router
             .store()
-            .decide_approval(id, "expired", "oncall", now)
+            .decide_approval(id, ApprovalState::Expired, "oncall", now)
             .await;
-        let at = jiff::Timestamp::from_millisecond(row.expires_at)
+        let at = jiff::Timestamp::from_millisecond(row.expires_at_ms)
             .map(|t| t.to_string())
             .unwrap_or_default();
         return Err(refused(
@@ -172,7 +166,7 @@ async fn load_pending(
             ),
         ));
     }
-    if row.state != "pending" {
+    if row.state != ApprovalState::Pending {
         let by = row.decided_by.clone().unwrap_or_else(|| "oncall".into());
         return Err(refused(
             id,
@@ -183,13 +177,8 @@ async fn load_pending(
             ),
         ));
     }
-    match row.requester.parse::<Principal>() {
-        Ok(requester) => Ok((row, requester)),
-        Err(e) => Err((
-            Handled::failed("The request is unreadable", e),
-            record(id, "none", None),
-        )),
-    }
+    let requester = row.requester.clone();
+    Ok((row, requester))
 }
 
 /// Moves a pending request to `state` for this caller, exactly once: if
@@ -198,7 +187,7 @@ async fn decide(
     router: &Router,
     inv: &Invocation,
     id: &str,
-    state: &str,
+    state: ApprovalState,
 ) -> Result<(), (Handled, DecisionRecord)> {
     let now = router.clock().now().as_millisecond();
     match router
@@ -206,8 +195,8 @@ async fn decide(
         .decide_approval(id, state, &inv.principal.to_string(), now)
         .await
     {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(refused(
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(refused(
             id,
             format!("Request {id} was decided by someone else"),
             "It is no longer pending.".into(),
@@ -232,21 +221,9 @@ pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, D
             format!("{} ({})", reason.explanation, reason.rule),
         );
     }
-    let command: Command = match serde_json::from_str(&row.command) {
-        Ok(c) => c,
-        Err(e) => {
-            return (
-                Handled::failed("The request is unreadable", e),
-                record(id, "none", None),
-            )
-        }
-    };
+    let command: Command = row.command.clone();
     // The requester must still be allowed to run it (roles may have changed).
-    let groups: Vec<Principal> = serde_json::from_str::<Vec<String>>(&row.requester_groups)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|g| g.parse().ok())
-        .collect();
+    let groups: Vec<Principal> = row.requester_groups.clone();
     let mut requester_principals = vec![requester.clone()];
     requester_principals.extend(groups.iter().cloned());
     let scope = match router.resolve_scope(&command).await {
@@ -263,7 +240,7 @@ pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, D
             format!("{requester} is no longer allowed to run `{command}`: {reason}"),
         );
     }
-    if let Err(out) = decide(router, inv, id, "approved").await {
+    if let Err(out) = decide(router, inv, id, ApprovalState::Approved).await {
         return out;
     }
     // The execution is its own history row, in the requester's name.
@@ -272,7 +249,7 @@ pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, D
         platform: row.platform.clone(),
         workspace: row.workspace.clone(),
         channel: row.channel.clone(),
-        principal: row.requester.clone(),
+        principal: row.requester.to_string(),
         groups: groups.iter().map(ToString::to_string).collect(),
         text: row.text.clone(),
         idempotency_key: None,
@@ -355,7 +332,7 @@ pub async fn deny(router: &Router, inv: &Invocation, id: &str) -> (Handled, Deci
             );
         }
     }
-    if let Err(out) = decide(router, inv, id, "denied").await {
+    if let Err(out) = decide(router, inv, id, ApprovalState::Denied).await {
         return out;
     }
     let what = if withdrawing { "withdrawn" } else { "denied" };

@@ -1,12 +1,13 @@
-//! The store: history, idempotency keys and approvals in SQLite.
+//! The SQLite backend of the store: every SQL statement oncall runs on
+//! SQLite, and the encoding of domain types into rows.
 //!
-//! SQLite in WAL mode with `synchronous = FULL`, so a row is durable once its
+//! WAL mode with `synchronous = FULL`, so a row is durable once its
 //! transaction commits. Each request costs two commits: one claims its
 //! idempotency key and writes its history row before anything runs, one
 //! completes the row and keeps the reply for repeats before the reply is
-//! returned. Migrations in `migrations/` are embedded and run at start. Queries
-//! are runtime-checked (`query_as` + `FromRow`), so building needs no
-//! database. Incidents and escalation will add their tables beside these.
+//! returned. Migrations in `migrations/sqlite/` are embedded and run at start.
+//! Queries are runtime-checked (`query_as` + `FromRow`), so building needs no
+//! database.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -15,132 +16,22 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, SqlitePool};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+use super::{
+    Approval, ApprovalState, Completion, HistoryQuery, InvocationRow, KeyClaim, NewInvocation,
+    NewOutboxMessage, OutboxMessage, OutboxState, Start, StoreError,
+};
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database: {0}")]
-    Sql(#[from] sqlx::Error),
-    #[error("database migration: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("stored data is unreadable: {0}")]
-    Corrupt(String),
-}
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
+/// The store on one SQLite file.
 #[derive(Clone)]
-pub struct Store {
+pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-/// One history row as written.
-#[derive(Debug, Clone, Default)]
-pub struct NewInvocation {
-    pub received_at_ms: i64,
-    pub platform: String,
-    pub workspace: Option<String>,
-    pub channel: String,
-    pub principal: String,
-    pub groups: Vec<String>,
-    pub text: String,
-    pub idempotency_key: Option<String>,
-}
-
-/// What is known once the command has been decided and run.
-#[derive(Debug, Clone, Default)]
-pub struct Completion {
-    pub verb: Option<String>,
-    pub command: Option<String>,
-    pub service: Option<String>,
-    pub mutating: bool,
-    pub dry_run: bool,
-    pub decision: String,
-    pub rule: Option<String>,
-    pub reason: Option<String>,
-    pub outcome: String,
-    pub summary: Option<String>,
-    pub error: Option<String>,
-    pub duration_ms: i64,
-    pub approval_id: Option<String>,
-}
-
-/// A history row as read.
-#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
-pub struct InvocationRow {
-    pub id: i64,
-    pub received_at: i64,
-    pub platform: String,
-    pub workspace: Option<String>,
-    pub channel: String,
-    pub principal: String,
-    pub groups: String,
-    pub text: String,
-    pub verb: Option<String>,
-    pub command: Option<String>,
-    pub service: Option<String>,
-    pub mutating: bool,
-    pub dry_run: bool,
-    pub decision: String,
-    pub rule: Option<String>,
-    pub reason: Option<String>,
-    pub outcome: String,
-    pub summary: Option<String>,
-    pub error: Option<String>,
-    pub duration_ms: i64,
-    pub approval_id: Option<String>,
-    pub idempotency_key: Option<String>,
-}
-
-/// History filters (`history --user --service --since --limit`).
-#[derive(Debug, Clone, Default)]
-pub struct HistoryQuery {
-    pub principal: Option<String>,
-    pub service: Option<String>,
-    pub since_ms: Option<i64>,
-    pub limit: u32,
-}
-
-/// How starting an invocation went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Start {
-    /// The row was written (and the key claimed): run it.
-    Begun(i64),
-    /// The key was seen before.
-    Repeat(KeyClaim),
-}
-
-/// The state of an idempotency key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyClaim {
-    /// Seen and finished: here is the first reply.
-    Done(String),
-    /// Seen, still running.
-    Running,
-}
-
-#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
-pub struct ApprovalRow {
-    pub id: String,
-    pub created_at: i64,
-    pub expires_at: i64,
-    pub requester: String,
-    pub requester_groups: String,
-    pub platform: String,
-    pub workspace: Option<String>,
-    pub channel: String,
-    pub text: String,
-    pub command: String,
-    pub rule: String,
-    pub approvers: String,
-    pub state: String,
-    pub decided_by: Option<String>,
-    pub decided_at: Option<i64>,
-    pub request_invocation_id: Option<i64>,
-    pub execution_invocation_id: Option<i64>,
-}
-
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the database file and runs migrations.
-    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir).map_err(|e| StoreError::Sql(sqlx::Error::Io(e)))?;
@@ -158,7 +49,7 @@ impl Store {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool })
+        Ok(SqliteStore { pool })
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -279,60 +170,96 @@ impl Store {
         Ok(rows)
     }
 
-    pub async fn insert_approval(&self, a: &ApprovalRow) -> Result<(), StoreError> {
-        sqlx::query(
+    pub async fn insert_approval(&self, a: &Approval) -> Result<bool, StoreError> {
+        let groups: Vec<String> = a.requester_groups.iter().map(ToString::to_string).collect();
+        let inserted = sqlx::query(
             "INSERT INTO approvals (id, created_at, expires_at, requester, requester_groups, platform, workspace,
                                     channel, text, command, rule, approvers, state, request_invocation_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)
+             ON CONFLICT (id) DO NOTHING",
         )
         .bind(&a.id)
-        .bind(a.created_at)
-        .bind(a.expires_at)
-        .bind(&a.requester)
-        .bind(&a.requester_groups)
+        .bind(a.created_at_ms)
+        .bind(a.expires_at_ms)
+        .bind(a.requester.to_string())
+        .bind(encode(&groups)?)
         .bind(&a.platform)
         .bind(&a.workspace)
         .bind(&a.channel)
         .bind(&a.text)
-        .bind(&a.command)
+        .bind(encode(&a.command)?)
         .bind(&a.rule)
-        .bind(&a.approvers)
+        .bind(encode(&a.approvers)?)
         .bind(a.request_invocation_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    pub async fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError> {
+        sqlx::query_as::<_, ApprovalRecord>("SELECT * FROM approvals WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(ApprovalRecord::decode)
+            .transpose()
+    }
+
+    pub async fn begin(&self) -> Result<SqliteTx, StoreError> {
+        Ok(SqliteTx {
+            tx: self.pool.begin().await?,
+        })
+    }
+
+    pub async fn due_outbox(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        sqlx::query_as::<_, OutboxRecord>(
+            "SELECT id, kind, dedup_key, payload, state, attempts, next_attempt_at, last_error
+             FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?
+             ORDER BY next_attempt_at, id LIMIT ?",
+        )
+        .bind(now_ms)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(OutboxRecord::decode)
+        .collect()
+    }
+
+    pub async fn outbox_sent(&self, id: i64, at_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1 WHERE id = ?",
+        )
+        .bind(at_ms)
+        .bind(id)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    pub async fn approval(&self, id: &str) -> Result<Option<ApprovalRow>, StoreError> {
-        Ok(
-            sqlx::query_as::<_, ApprovalRow>("SELECT * FROM approvals WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
-    }
-
-    /// Moves a pending approval to `state` if it is still pending; returns
-    /// whether this caller made the transition (so two approvers racing
-    /// cannot both run it).
-    pub async fn decide_approval(
+    pub async fn outbox_failed(
         &self,
-        id: &str,
-        state: &str,
-        by: &str,
-        at_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let changed = sqlx::query(
-            "UPDATE approvals SET state = ?, decided_by = ?, decided_at = ? WHERE id = ? AND state = 'pending'",
+        id: i64,
+        error: &str,
+        retry_at_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?,
+                    state = CASE WHEN ?2 IS NULL THEN 'failed' ELSE 'pending' END,
+                    next_attempt_at = COALESCE(?2, next_attempt_at)
+             WHERE id = ?3",
         )
-        .bind(state)
-        .bind(by)
-        .bind(at_ms)
+        .bind(error)
+        .bind(retry_at_ms)
         .bind(id)
         .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(changed == 1)
+        .await?;
+        Ok(())
     }
 
     pub async fn set_execution(&self, id: &str, invocation_id: i64) -> Result<(), StoreError> {
@@ -362,10 +289,11 @@ async fn insert_invocation(
 ) -> Result<i64, StoreError> {
     let groups =
         serde_json::to_string(&inv.groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let id = sqlx::query(
+    let id: i64 = sqlx::query_scalar(
         "INSERT INTO invocations (received_at, platform, workspace, channel, principal, groups, text,
                                       decision, outcome, idempotency_key)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 'running', ?)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 'running', ?)
+             RETURNING id",
     )
         .bind(inv.received_at_ms)
         .bind(&inv.platform)
@@ -375,9 +303,8 @@ async fn insert_invocation(
         .bind(groups)
         .bind(&inv.text)
         .bind(&inv.idempotency_key)
-        .execute(&mut *conn)
-    .await?
-    .last_insert_rowid();
+        .fetch_one(&mut *conn)
+    .await?;
     Ok(id)
 }
 
@@ -410,4 +337,163 @@ async fn update_invocation(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// An approval as SQLite holds it.
+#[derive(FromRow)]
+struct ApprovalRecord {
+    id: String,
+    created_at: i64,
+    expires_at: i64,
+    requester: String,
+    requester_groups: String,
+    platform: String,
+    workspace: Option<String>,
+    channel: String,
+    text: String,
+    command: String,
+    rule: String,
+    approvers: String,
+    state: String,
+    decided_by: Option<String>,
+    decided_at: Option<i64>,
+    request_invocation_id: Option<i64>,
+    execution_invocation_id: Option<i64>,
+}
+
+impl ApprovalRecord {
+    fn decode(self) -> Result<Approval, StoreError> {
+        let corrupt = |what: &str, e: String| {
+            StoreError::Corrupt(format!("approval {}: {what}: {e}", self.id))
+        };
+        let requester = self
+            .requester
+            .parse()
+            .map_err(|e: oncall_permissions::PrincipalError| corrupt("requester", e.to_string()))?;
+        let groups: Vec<String> = decode("requester_groups", &self.requester_groups)?;
+        let requester_groups = groups
+            .iter()
+            .map(|g| g.parse())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e: oncall_permissions::PrincipalError| {
+                corrupt("requester_groups", e.to_string())
+            })?;
+        let state = ApprovalState::parse(&self.state)
+            .ok_or_else(|| corrupt("state", self.state.clone()))?;
+        Ok(Approval {
+            command: decode("command", &self.command)?,
+            approvers: decode("approvers", &self.approvers)?,
+            requester,
+            requester_groups,
+            state,
+            id: self.id,
+            created_at_ms: self.created_at,
+            expires_at_ms: self.expires_at,
+            platform: self.platform,
+            workspace: self.workspace,
+            channel: self.channel,
+            text: self.text,
+            rule: self.rule,
+            decided_by: self.decided_by,
+            decided_at_ms: self.decided_at,
+            request_invocation_id: self.request_invocation_id,
+            execution_invocation_id: self.execution_invocation_id,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct OutboxRecord {
+    id: i64,
+    kind: String,
+    dedup_key: String,
+    payload: String,
+    state: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    last_error: Option<String>,
+}
+
+impl OutboxRecord {
+    fn decode(self) -> Result<OutboxMessage, StoreError> {
+        let state = match self.state.as_str() {
+            "pending" => OutboxState::Pending,
+            "sent" => OutboxState::Sent,
+            "failed" => OutboxState::Failed,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "outbox {}: state {other}",
+                    self.id
+                )))
+            }
+        };
+        Ok(OutboxMessage {
+            payload: decode("outbox payload", &self.payload)?,
+            id: self.id,
+            kind: self.kind,
+            dedup_key: self.dedup_key,
+            state,
+            attempts: self.attempts,
+            next_attempt_at_ms: self.next_attempt_at,
+            last_error: self.last_error,
+        })
+    }
+}
+
+/// An open SQLite transaction.
+pub struct SqliteTx {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+}
+
+impl SqliteTx {
+    pub async fn enqueue(&mut self, m: &NewOutboxMessage) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO outbox (created_at, kind, dedup_key, payload, state, next_attempt_at)
+             VALUES (?, ?, ?, ?, 'pending', ?)
+             ON CONFLICT (dedup_key) DO NOTHING
+             RETURNING id",
+        )
+        .bind(m.created_at_ms)
+        .bind(&m.kind)
+        .bind(&m.dedup_key)
+        .bind(encode(&m.payload)?)
+        .bind(m.not_before_ms)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    pub async fn decide_approval(
+        &mut self,
+        id: &str,
+        state: ApprovalState,
+        by: &str,
+        at_ms: i64,
+    ) -> Result<Option<Approval>, StoreError> {
+        sqlx::query_as::<_, ApprovalRecord>(
+            "UPDATE approvals SET state = ?, decided_by = ?, decided_at = ?
+             WHERE id = ? AND state = 'pending'
+             RETURNING *",
+        )
+        .bind(state.as_str())
+        .bind(by)
+        .bind(at_ms)
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .map(ApprovalRecord::decode)
+        .transpose()
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
 }

@@ -1,0 +1,550 @@
+//! The store: oncall's durable state behind one domain API.
+//!
+//! Callers (the router, handlers, adapters, background loops) speak in
+//! domain types: an [`Approval`] with its [`ApprovalState`], principals and
+//! the parsed [`Command`]; history rows; outbox messages. Encoding into rows
+//! happens only inside a backend module. Today that is [`sqlite`] (one file,
+//! the default and the demo's store); PostgreSQL, for several replicas, will
+//! be a sibling module with its own migrations (`migrations/postgres/`)
+//! behind the same [`Store`].
+//!
+//! The primitive the escalation engine builds on is [`StoreTx`]: a state
+//! change and the outbox messages it causes, committed together or not at
+//! all ([`StoreTx::enqueue`]).
+
+pub mod sqlite;
+
+use std::path::Path;
+
+use oncall_grammar::Command;
+use oncall_permissions::Principal;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// One history row as written.
+#[derive(Debug, Clone, Default)]
+pub struct NewInvocation {
+    pub received_at_ms: i64,
+    pub platform: String,
+    pub workspace: Option<String>,
+    pub channel: String,
+    pub principal: String,
+    pub groups: Vec<String>,
+    pub text: String,
+    pub idempotency_key: Option<String>,
+}
+
+/// What is known once the command has been decided and run.
+#[derive(Debug, Clone, Default)]
+pub struct Completion {
+    pub verb: Option<String>,
+    pub command: Option<String>,
+    pub service: Option<String>,
+    pub mutating: bool,
+    pub dry_run: bool,
+    pub decision: String,
+    pub rule: Option<String>,
+    pub reason: Option<String>,
+    pub outcome: String,
+    pub summary: Option<String>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    pub approval_id: Option<String>,
+}
+
+/// A history row as read.
+#[derive(Debug, Clone, sqlx::FromRow, PartialEq, Eq)]
+pub struct InvocationRow {
+    pub id: i64,
+    pub received_at: i64,
+    pub platform: String,
+    pub workspace: Option<String>,
+    pub channel: String,
+    pub principal: String,
+    pub groups: String,
+    pub text: String,
+    pub verb: Option<String>,
+    pub command: Option<String>,
+    pub service: Option<String>,
+    pub mutating: bool,
+    pub dry_run: bool,
+    pub decision: String,
+    pub rule: Option<String>,
+    pub reason: Option<String>,
+    pub outcome: String,
+    pub summary: Option<String>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    pub approval_id: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// History filters (`history --user --service --since --limit`).
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    pub principal: Option<String>,
+    pub service: Option<String>,
+    pub since_ms: Option<i64>,
+    pub limit: u32,
+}
+
+/// How starting an invocation went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// The row was written (and the key claimed): run it.
+    Begun(i64),
+    /// The key was seen before.
+    Repeat(KeyClaim),
+}
+
+/// The state of an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyClaim {
+    /// Seen and finished: here is the first reply.
+    Done(String),
+    /// Seen, still running.
+    Running,
+}
+
+/// Where an approval request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalState {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+}
+
+impl ApprovalState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalState::Pending => "pending",
+            ApprovalState::Approved => "approved",
+            ApprovalState::Denied => "denied",
+            ApprovalState::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => ApprovalState::Pending,
+            "approved" => ApprovalState::Approved,
+            "denied" => ApprovalState::Denied,
+            "expired" => ApprovalState::Expired,
+            _ => return None,
+        })
+    }
+}
+
+/// `state == "pending"`: compares with the stored spelling.
+impl PartialEq<&str> for ApprovalState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for ApprovalState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A request held for a second person, exactly as it was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// Short, for typing (`approve k3f9qa`).
+    pub id: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub requester: Principal,
+    /// The groups the requester was seen with when asking.
+    pub requester_groups: Vec<Principal>,
+    pub platform: String,
+    pub workspace: Option<String>,
+    pub channel: String,
+    /// The command's canonical text.
+    pub text: String,
+    pub command: Command,
+    /// The approval rule that held it.
+    pub rule: String,
+    /// Roles that may approve it.
+    pub approvers: Vec<String>,
+    pub state: ApprovalState,
+    pub decided_by: Option<String>,
+    pub decided_at_ms: Option<i64>,
+    pub request_invocation_id: Option<i64>,
+    pub execution_invocation_id: Option<i64>,
+}
+
+/// A message to send, as written beside the state change that causes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOutboxMessage {
+    /// What sends it: `chat.post`, `page.pagerduty`, `page.opsgenie`, …
+    pub kind: String,
+    /// Derived from the state change (e.g. `escalation:42:step:1`), so the
+    /// same message is never enqueued twice and providers can dedup resends.
+    pub dedup_key: String,
+    pub payload: serde_json::Value,
+    pub created_at_ms: i64,
+    /// When it may first be sent.
+    pub not_before_ms: i64,
+}
+
+/// Where an outbox message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxState {
+    Pending,
+    Sent,
+    Failed,
+}
+
+/// A message in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub kind: String,
+    pub dedup_key: String,
+    pub payload: serde_json::Value,
+    pub state: OutboxState,
+    pub attempts: i64,
+    pub next_attempt_at_ms: i64,
+    pub last_error: Option<String>,
+}
+
+/// The store. Cheap to clone: it is a handle to a connection pool.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(SqliteStore),
+}
+
+/// Calls the same method on whichever backend this store is.
+macro_rules! delegate {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match &$self.backend {
+            Backend::Sqlite(s) => s.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite file and runs its migrations.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Backend::Sqlite(SqliteStore::open(path).await?),
+        })
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        delegate!(self.ping())
+    }
+
+    /// Writes the row for a new invocation (no idempotency key) before
+    /// anything runs.
+    pub async fn begin_invocation(&self, inv: &NewInvocation) -> Result<i64, StoreError> {
+        delegate!(self.begin_invocation(inv))
+    }
+
+    /// Records the decision and outcome of an invocation.
+    pub async fn complete_invocation(&self, id: i64, c: &Completion) -> Result<(), StoreError> {
+        delegate!(self.complete_invocation(id, c))
+    }
+
+    /// Starts an invocation in one commit: claims its idempotency key, if it
+    /// has one, and writes its row. Exactly one caller per key gets `Begun`.
+    pub async fn start_invocation(
+        &self,
+        inv: &NewInvocation,
+        now_ms: i64,
+    ) -> Result<Start, StoreError> {
+        delegate!(self.start_invocation(inv, now_ms))
+    }
+
+    /// Completes an invocation in one commit: its row, and the reply kept for
+    /// its idempotency key.
+    pub async fn finish_invocation(
+        &self,
+        id: i64,
+        c: &Completion,
+        key_reply: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
+        delegate!(self.finish_invocation(id, c, key_reply))
+    }
+
+    /// The stored reply of a finished idempotency key, if it has finished.
+    pub async fn key_reply(&self, key: &str) -> Result<Option<String>, StoreError> {
+        delegate!(self.key_reply(key))
+    }
+
+    pub async fn invocation(&self, id: i64) -> Result<Option<InvocationRow>, StoreError> {
+        delegate!(self.invocation(id))
+    }
+
+    /// History, newest first.
+    pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<InvocationRow>, StoreError> {
+        delegate!(self.history(q))
+    }
+
+    /// Stores a new pending approval; `false` if its id is taken.
+    pub async fn insert_approval(&self, a: &Approval) -> Result<bool, StoreError> {
+        delegate!(self.insert_approval(a))
+    }
+
+    pub async fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError> {
+        delegate!(self.approval(id))
+    }
+
+    /// Moves a pending approval to `state`; returns it as decided if this
+    /// caller made the transition (so two approvers racing cannot both run
+    /// it), `None` if it was no longer pending.
+    pub async fn decide_approval(
+        &self,
+        id: &str,
+        state: ApprovalState,
+        by: &str,
+        at_ms: i64,
+    ) -> Result<Option<Approval>, StoreError> {
+        let mut tx = self.begin().await?;
+        let decided = tx.decide_approval(id, state, by, at_ms).await?;
+        tx.commit().await?;
+        Ok(decided)
+    }
+
+    pub async fn set_execution(&self, id: &str, invocation_id: i64) -> Result<(), StoreError> {
+        delegate!(self.set_execution(id, invocation_id))
+    }
+
+    /// Marks every pending approval past its deadline as expired.
+    pub async fn expire_approvals(&self, now_ms: i64) -> Result<u64, StoreError> {
+        delegate!(self.expire_approvals(now_ms))
+    }
+
+    /// A transaction: state changes and the outbox messages they cause,
+    /// committed together by [`StoreTx::commit`], or not at all if dropped.
+    pub async fn begin(&self) -> Result<StoreTx, StoreError> {
+        Ok(match &self.backend {
+            Backend::Sqlite(s) => StoreTx::Sqlite(s.begin().await?),
+        })
+    }
+
+    /// Pending messages whose time has come, oldest first.
+    pub async fn due_outbox(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        delegate!(self.due_outbox(now_ms, limit))
+    }
+
+    /// The message was delivered.
+    pub async fn outbox_sent(&self, id: i64, at_ms: i64) -> Result<(), StoreError> {
+        delegate!(self.outbox_sent(id, at_ms))
+    }
+
+    /// The attempt failed: try again at `retry_at_ms`, or give up (`None`).
+    pub async fn outbox_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        delegate!(self.outbox_failed(id, error, retry_at_ms))
+    }
+}
+
+/// An open transaction of the store (see [`Store::begin`]).
+pub enum StoreTx {
+    Sqlite(sqlite::SqliteTx),
+}
+
+impl StoreTx {
+    /// Adds a message to the outbox in this transaction. Returns its id, or
+    /// `None` if a message with the same dedup key exists (already enqueued
+    /// by an earlier attempt at the same state change).
+    pub async fn enqueue(&mut self, m: &NewOutboxMessage) -> Result<Option<i64>, StoreError> {
+        match self {
+            StoreTx::Sqlite(tx) => tx.enqueue(m).await,
+        }
+    }
+
+    /// [`Store::decide_approval`], inside this transaction.
+    pub async fn decide_approval(
+        &mut self,
+        id: &str,
+        state: ApprovalState,
+        by: &str,
+        at_ms: i64,
+    ) -> Result<Option<Approval>, StoreError> {
+        match self {
+            StoreTx::Sqlite(tx) => tx.decide_approval(id, state, by, at_ms).await,
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            StoreTx::Sqlite(tx) => tx.commit().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oncall_grammar::parse;
+
+    async fn store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("oncall.db")).await.unwrap();
+        (store, dir)
+    }
+
+    fn approval(id: &str) -> Approval {
+        Approval {
+            id: id.into(),
+            created_at_ms: 1_000,
+            expires_at_ms: 901_000,
+            requester: "slack:UOPS1".parse().unwrap(),
+            requester_groups: vec!["slack-group:SOPS".parse().unwrap()],
+            platform: "slack".into(),
+            workspace: Some("T1".into()),
+            channel: "C1".into(),
+            text: "scale backend 0".into(),
+            command: parse("scale backend 0").unwrap().command,
+            rule: "scale-to-zero".into(),
+            approvers: vec!["admin".into()],
+            state: ApprovalState::Pending,
+            decided_by: None,
+            decided_at_ms: None,
+            request_invocation_id: None,
+            execution_invocation_id: None,
+        }
+    }
+
+    fn page(key: &str) -> NewOutboxMessage {
+        NewOutboxMessage {
+            kind: "page.webhook".into(),
+            dedup_key: key.into(),
+            payload: serde_json::json!({"text": "backend is down"}),
+            created_at_ms: 5_000,
+            not_before_ms: 5_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn approvals_round_trip_as_domain_types() {
+        let (store, _dir) = store().await;
+        assert!(store.insert_approval(&approval("abc123")).await.unwrap());
+        assert!(
+            !store.insert_approval(&approval("abc123")).await.unwrap(),
+            "a taken id is reported, not overwritten"
+        );
+        let back = store.approval("abc123").await.unwrap().unwrap();
+        assert_eq!(back, approval("abc123"));
+        let decided = store
+            .decide_approval("abc123", ApprovalState::Approved, "slack:UADMIN", 7_000)
+            .await
+            .unwrap()
+            .expect("this caller decided it");
+        assert_eq!(decided.state, ApprovalState::Approved);
+        assert_eq!(decided.decided_by.as_deref(), Some("slack:UADMIN"));
+        assert_eq!(decided.decided_at_ms, Some(7_000));
+        assert_eq!(
+            store
+                .decide_approval("abc123", ApprovalState::Denied, "slack:UOTHER", 8_000)
+                .await
+                .unwrap(),
+            None,
+            "a decided request cannot be decided again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_state_change_and_its_outbox_rows_commit_together_or_not_at_all() {
+        let (store, _dir) = store().await;
+        store.insert_approval(&approval("one")).await.unwrap();
+        store.insert_approval(&approval("two")).await.unwrap();
+
+        // Dropped without commit: neither the decision nor the message.
+        {
+            let mut tx = store.begin().await.unwrap();
+            tx.decide_approval("one", ApprovalState::Approved, "slack:UADMIN", 6_000)
+                .await
+                .unwrap()
+                .unwrap();
+            tx.enqueue(&page("approval:one")).await.unwrap().unwrap();
+        }
+        assert_eq!(
+            store.approval("one").await.unwrap().unwrap().state,
+            ApprovalState::Pending
+        );
+        assert!(store.due_outbox(10_000, 10).await.unwrap().is_empty());
+
+        // Committed: both.
+        let mut tx = store.begin().await.unwrap();
+        tx.decide_approval("two", ApprovalState::Approved, "slack:UADMIN", 6_000)
+            .await
+            .unwrap()
+            .unwrap();
+        let id = tx.enqueue(&page("approval:two")).await.unwrap().unwrap();
+        assert_eq!(
+            tx.enqueue(&page("approval:two")).await.unwrap(),
+            None,
+            "the same dedup key is enqueued once"
+        );
+        tx.commit().await.unwrap();
+        assert_eq!(
+            store.approval("two").await.unwrap().unwrap().state,
+            ApprovalState::Approved
+        );
+        let due = store.due_outbox(10_000, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].id, id);
+        assert_eq!(due[0].payload["text"], "backend is down");
+        assert_eq!(due[0].state, OutboxState::Pending);
+    }
+
+    #[tokio::test]
+    async fn outbox_messages_wait_for_their_time_retry_and_finish() {
+        let (store, _dir) = store().await;
+        let mut tx = store.begin().await.unwrap();
+        let id = tx.enqueue(&page("p1")).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        assert!(
+            store.due_outbox(4_999, 10).await.unwrap().is_empty(),
+            "not before its time"
+        );
+        store
+            .outbox_failed(id, "HTTP 503", Some(20_000))
+            .await
+            .unwrap();
+        assert!(store.due_outbox(19_999, 10).await.unwrap().is_empty());
+        let due = store.due_outbox(20_000, 10).await.unwrap();
+        assert_eq!(due[0].attempts, 1);
+        assert_eq!(due[0].last_error.as_deref(), Some("HTTP 503"));
+        store.outbox_sent(id, 21_000).await.unwrap();
+        assert!(store.due_outbox(99_000, 10).await.unwrap().is_empty());
+
+        let mut tx = store.begin().await.unwrap();
+        let doomed = tx.enqueue(&page("p2")).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        store.outbox_failed(doomed, "HTTP 400", None).await.unwrap();
+        assert!(
+            store.due_outbox(99_000, 10).await.unwrap().is_empty(),
+            "a message given up on is not sent again"
+        );
+    }
+}
