@@ -16,6 +16,7 @@
 //! - [`app`]: wiring for the CLI's subcommands.
 
 pub mod app;
+pub mod chat;
 pub mod config;
 pub mod console;
 pub mod discord;

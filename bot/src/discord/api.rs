@@ -158,4 +158,95 @@ impl DiscordApi {
         })
         .await
     }
+
+    /// A bot-authenticated REST call (channels, messages, DMs).
+    async fn bot_call(
+        &self,
+        what: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, DiscordApiError> {
+        let auth = self.bot()?;
+        let url = format!("{}{path}", self.base);
+        self.send(what, || {
+            let req = self
+                .http
+                .request(method.clone(), &url)
+                .header("authorization", &auth);
+            match body {
+                Some(b) => req.json(b),
+                None => req,
+            }
+        })
+        .await
+    }
+
+    /// `POST /channels/{channel}/messages`
+    pub async fn create_message(
+        &self,
+        channel: &str,
+        body: &Value,
+    ) -> Result<Value, DiscordApiError> {
+        self.bot_call(
+            "create message",
+            reqwest::Method::POST,
+            &format!("/channels/{channel}/messages"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// `PATCH /channels/{channel}/messages/{message}`
+    pub async fn edit_message(
+        &self,
+        channel: &str,
+        message: &str,
+        body: &Value,
+    ) -> Result<Value, DiscordApiError> {
+        self.bot_call(
+            "edit message",
+            reqwest::Method::PATCH,
+            &format!("/channels/{channel}/messages/{message}"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// `POST /users/@me/channels`: the DM channel with a user.
+    pub async fn open_dm(&self, user: &str) -> Result<Value, DiscordApiError> {
+        self.bot_call(
+            "open DM",
+            reqwest::Method::POST,
+            "/users/@me/channels",
+            Some(&serde_json::json!({ "recipient_id": user })),
+        )
+        .await
+    }
+
+    /// `GET /guilds/{guild}/channels`
+    pub async fn guild_channels(&self, guild: &str) -> Result<Value, DiscordApiError> {
+        self.bot_call(
+            "list guild channels",
+            reqwest::Method::GET,
+            &format!("/guilds/{guild}/channels"),
+            None,
+        )
+        .await
+    }
+
+    /// `POST /guilds/{guild}/channels`
+    pub async fn create_guild_channel(
+        &self,
+        guild: &str,
+        body: &Value,
+    ) -> Result<Value, DiscordApiError> {
+        self.bot_call(
+            "create channel",
+            reqwest::Method::POST,
+            &format!("/guilds/{guild}/channels"),
+            Some(body),
+        )
+        .await
+    }
 }

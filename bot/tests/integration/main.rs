@@ -11,6 +11,7 @@
 mod common;
 
 mod approvals;
+mod chat_sink;
 mod cli;
 mod discord;
 mod operations;

@@ -29,7 +29,13 @@ pub struct Call {
 pub struct FakeState {
     pub calls: Mutex<Vec<Call>>,
     pub rate_limit_edits: Mutex<u32>,
+    /// How many upcoming bot REST calls (channels, messages) answer 429.
+    pub rate_limit_rest: Mutex<u32>,
+    /// The guild's channels: (id, name, type).
+    pub channels: Mutex<Vec<(String, String, u64)>>,
 }
+
+pub const GUILD_ID: &str = "600000000000000001";
 
 pub struct FakeDiscord {
     pub url: String,
@@ -197,6 +203,126 @@ async fn handle(
             })
             .collect();
         return Json(Value::Array(registered)).into_response();
+    }
+    // Bot REST calls: channels, messages, DMs.
+    if path.starts_with("/api/v10/channels/")
+        || path.starts_with("/api/v10/guilds/")
+        || path.starts_with("/api/v10/users/")
+    {
+        if headers.get("authorization").and_then(|v| v.to_str().ok())
+            != Some(&format!("Bot {BOT_TOKEN}"))
+        {
+            record(401);
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"message": "401: Unauthorized", "code": 0})),
+            )
+                .into_response();
+        }
+        {
+            let mut limited = state.rate_limit_rest.lock().unwrap();
+            if *limited > 0 {
+                *limited -= 1;
+                drop(limited);
+                record(429);
+                return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0.3")], Json(json!({"message": "You are being rate limited.", "retry_after": 0.3, "global": false}))).into_response();
+            }
+        }
+        let rest = &path["/api/v10".len()..];
+        let segs: Vec<&str> = rest.trim_matches('/').split('/').collect();
+        let known_channel = |id: &str| {
+            id.starts_with("DM") || state.channels.lock().unwrap().iter().any(|c| c.0 == id)
+        };
+        match (method.clone(), segs.as_slice()) {
+            (Method::POST, ["users", "@me", "channels"]) => {
+                let Some(user) = parsed["recipient_id"].as_str() else {
+                    record(400);
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        Json(json!({"message": "Invalid Form Body"})),
+                    )
+                        .into_response();
+                };
+                record(200);
+                return Json(json!({"id": format!("DM{user}"), "type": 1})).into_response();
+            }
+            (Method::GET, ["guilds", g, "channels"]) if *g == GUILD_ID => {
+                record(200);
+                let list: Vec<Value> = state.channels.lock().unwrap().iter()
+                    .map(|(id, name, t)| json!({"id": id, "name": name, "type": t, "guild_id": GUILD_ID}))
+                    .collect();
+                return Json(Value::Array(list)).into_response();
+            }
+            (Method::POST, ["guilds", g, "channels"]) if *g == GUILD_ID => {
+                let name = parsed["name"].as_str().unwrap_or("");
+                if name.is_empty() || name.chars().count() > 100 {
+                    record(400);
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        Json(json!({"message": "Invalid Form Body"})),
+                    )
+                        .into_response();
+                }
+                let mut channels = state.channels.lock().unwrap();
+                let id = format!("61{:016}", channels.len() + 1);
+                channels.push((
+                    id.clone(),
+                    name.to_string(),
+                    parsed["type"].as_u64().unwrap_or(0),
+                ));
+                drop(channels);
+                record(201);
+                return (
+                    StatusCode::CREATED,
+                    Json(json!({"id": id, "name": name, "type": 0, "guild_id": GUILD_ID})),
+                )
+                    .into_response();
+            }
+            (Method::POST, ["channels", c, "messages"])
+            | (Method::PATCH, ["channels", c, "messages", _]) => {
+                if !known_channel(c) {
+                    record(404);
+                    return (
+                        StatusCode::NOT_FOUND,
+                        Json(json!({"message": "Unknown Channel", "code": 10003})),
+                    )
+                        .into_response();
+                }
+                if let Some(p) = embed_problem(&parsed) {
+                    record(400);
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        Json(json!({"message": "Invalid Form Body", "errors": p})),
+                    )
+                        .into_response();
+                }
+                if parsed["content"].is_null()
+                    && parsed["embeds"].as_array().is_none_or(|e| e.is_empty())
+                {
+                    record(400);
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        Json(json!({"message": "Cannot send an empty message", "code": 50006})),
+                    )
+                        .into_response();
+                }
+                record(200);
+                let id = segs
+                    .get(3)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "910000000000000001".into());
+                return Json(json!({"id": id, "channel_id": c, "embeds": parsed["embeds"]}))
+                    .into_response();
+            }
+            _ => {
+                record(404);
+                return (
+                    StatusCode::NOT_FOUND,
+                    Json(json!({"message": "404: Not Found", "code": 0})),
+                )
+                    .into_response();
+            }
+        }
     }
     let data = if path.contains("/callback") {
         &parsed["data"]

@@ -39,6 +39,20 @@ pub struct FakeState {
     pub socket_acks: Mutex<Vec<Value>>,
     /// The address the websocket is served on.
     pub socket_url: Mutex<String>,
+    /// The workspace's channels.
+    pub channels: Mutex<Vec<FakeChannel>>,
+}
+
+/// The bot's own user id, as `auth.test` reports it.
+pub const BOT_USER: &str = "UBOT0001";
+
+#[derive(Debug, Clone)]
+pub struct FakeChannel {
+    pub id: String,
+    pub name: String,
+    pub creator: String,
+    pub members: Vec<String>,
+    pub topic: String,
 }
 
 pub struct FakeSlack {
@@ -217,6 +231,112 @@ async fn api(
             }
             record(&state, path, parsed.clone(), 200);
             Json(json!({ "ok": true, "channel": parsed["channel"], "ts": parsed["ts"].as_str().unwrap_or("1700000000.000100") })).into_response()
+        }
+        "auth.test" => {
+            record(&state, path, parsed, 200);
+            Json(json!({ "ok": true, "user_id": BOT_USER, "team_id": "T0001" })).into_response()
+        }
+        "conversations.create" => {
+            // Slack's rules: lower case, digits, - and _; at most 80.
+            let name = parsed["name"].as_str().unwrap_or("").to_string();
+            if name.is_empty() {
+                return fail("invalid_name_required");
+            }
+            if name.chars().count() > 80 {
+                return fail("invalid_name_maxlength");
+            }
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            {
+                return fail("invalid_name_specials");
+            }
+            let mut channels = state.channels.lock().unwrap();
+            if channels.iter().any(|c| c.name == name) {
+                drop(channels);
+                return fail("name_taken");
+            }
+            let id = format!("C{:08}", channels.len() + 100);
+            channels.push(FakeChannel {
+                id: id.clone(),
+                name: name.clone(),
+                creator: BOT_USER.into(),
+                members: vec![BOT_USER.into()],
+                topic: String::new(),
+            });
+            drop(channels);
+            record(&state, path, parsed, 200);
+            Json(json!({ "ok": true, "channel": { "id": id, "name": name, "creator": BOT_USER } }))
+                .into_response()
+        }
+        "conversations.list" => {
+            let channels = state.channels.lock().unwrap().clone();
+            record(&state, path, parsed, 200);
+            let list: Vec<Value> = channels
+                .iter()
+                .map(|c| json!({ "id": c.id, "name": c.name, "creator": c.creator }))
+                .collect();
+            Json(
+                json!({ "ok": true, "channels": list, "response_metadata": { "next_cursor": "" } }),
+            )
+            .into_response()
+        }
+        "conversations.setTopic" => {
+            let id = parsed["channel"].as_str().unwrap_or("");
+            let mut channels = state.channels.lock().unwrap();
+            let Some(c) = channels.iter_mut().find(|c| c.id == id) else {
+                drop(channels);
+                return fail("channel_not_found");
+            };
+            c.topic = parsed["topic"].as_str().unwrap_or("").to_string();
+            drop(channels);
+            record(&state, path, parsed, 200);
+            Json(json!({ "ok": true })).into_response()
+        }
+        "conversations.invite" => {
+            let id = parsed["channel"].as_str().unwrap_or("").to_string();
+            let users: Vec<String> = parsed["users"]
+                .as_str()
+                .unwrap_or("")
+                .split(',')
+                .filter(|u| !u.is_empty())
+                .map(String::from)
+                .collect();
+            if users.is_empty() {
+                return fail("no_user");
+            }
+            if users.iter().any(|u| u == BOT_USER) {
+                return fail("cant_invite_self");
+            }
+            let mut channels = state.channels.lock().unwrap();
+            let Some(c) = channels.iter_mut().find(|c| c.id == id) else {
+                drop(channels);
+                return fail("channel_not_found");
+            };
+            let new: Vec<String> = users
+                .into_iter()
+                .filter(|u| !c.members.contains(u))
+                .collect();
+            if new.is_empty() {
+                drop(channels);
+                return fail("already_in_channel");
+            }
+            c.members.extend(new);
+            drop(channels);
+            record(&state, path, parsed, 200);
+            Json(json!({ "ok": true, "channel": { "id": id } })).into_response()
+        }
+        "conversations.open" => {
+            let users = parsed["users"].as_str().unwrap_or("");
+            if users.is_empty() {
+                return fail("users_list_not_supplied");
+            }
+            if !users.starts_with('U') {
+                return fail("user_not_found");
+            }
+            record(&state, path, parsed.clone(), 200);
+            Json(json!({ "ok": true, "channel": { "id": format!("D{}", &users[1..]) } }))
+                .into_response()
         }
         "usergroups.users.list" => {
             let group = parsed["usergroup"].as_str().unwrap_or("").to_string();
