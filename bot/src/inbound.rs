@@ -124,3 +124,45 @@ mod tests {
         assert_eq!(check_age("ten", 1000), Err(VerifyError::BadTimestamp));
     }
 }
+
+/// How a request was answered within the platform's acknowledgement deadline.
+#[derive(Debug)]
+pub enum Answered {
+    /// Done in time: answer with this reply directly.
+    Now(crate::reply::Reply),
+    /// Still running: acknowledge now; `later` delivers the reply.
+    Deferred,
+    /// The command's task failed (a bug): nothing more will happen.
+    Crashed,
+}
+
+/// The one "answer within the ack deadline or defer and follow up" of every
+/// adapter. Runs `work` as a supervised task; if it finishes within `ack`,
+/// its reply is returned. If not, `later` is handed the still-running task,
+/// as supervised work of its own (so shutdown waits for the follow-up too),
+/// and the adapter acknowledges at once.
+pub async fn answer_or_defer<W, L, Fut>(
+    supervisor: &crate::supervisor::Supervisor,
+    ack: std::time::Duration,
+    name: &'static str,
+    work: W,
+    later: L,
+) -> Answered
+where
+    W: std::future::Future<Output = crate::reply::Reply> + Send + 'static,
+    L: FnOnce(tokio::task::JoinHandle<crate::reply::Reply>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut task = supervisor.spawn(name, work);
+    match tokio::time::timeout(ack, &mut task).await {
+        Ok(Ok(reply)) => Answered::Now(reply),
+        Ok(Err(e)) => {
+            tracing::error!("{name} failed: {e}");
+            Answered::Crashed
+        }
+        Err(_) => {
+            supervisor.spawn(name, later(task));
+            Answered::Deferred
+        }
+    }
+}

@@ -81,11 +81,55 @@ pub enum ButtonStyle {
     Danger,
 }
 
-/// A button: adapters send `action_id` and `value` back when it is clicked.
+/// What a button does when clicked: a command the clicker runs, through the
+/// same policy and history as typing it. Adapters encode it in the
+/// platform's action id (`oncall_approve`, `oncall:approve:<value>`) and
+/// decode it here, so a new action is one variant, not a string match per
+/// adapter. (Incidents will add acknowledge and the like.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ButtonAction {
+    Approve,
+    Deny,
+}
+
+impl ButtonAction {
+    pub const ALL: &[ButtonAction] = &[ButtonAction::Approve, ButtonAction::Deny];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ButtonAction::Approve => "approve",
+            ButtonAction::Deny => "deny",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ButtonAction> {
+        Self::ALL.iter().copied().find(|a| a.as_str() == s)
+    }
+
+    /// The command text a click runs, with the button's value.
+    pub fn command(self, value: &str) -> String {
+        format!("{} {value}", self.as_str())
+    }
+}
+
+impl std::fmt::Display for ButtonAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ButtonAction {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// A button: adapters send its action and `value` back when it is clicked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Button {
     pub label: String,
-    pub action_id: String,
+    pub action_id: ButtonAction,
     pub value: String,
     pub style: ButtonStyle,
     /// A confirmation question for dangerous actions.

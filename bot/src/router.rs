@@ -150,6 +150,31 @@ impl Handled {
     }
 }
 
+/// What a history row says once its command was decided and run: the one
+/// place a [`Completion`] is made, for requests and approved executions alike.
+pub(crate) fn completion(
+    command: Option<&Command>,
+    decision: DecisionRecord,
+    handled: &mut Handled,
+    started: Instant,
+) -> Completion {
+    Completion {
+        verb: command.map(|c| c.policy_verb().to_string()),
+        command: command.map(ToString::to_string),
+        service: command.and_then(|c| c.service().map(String::from)),
+        mutating: command.is_some_and(|c| c.is_mutating()),
+        dry_run: command.is_some_and(|c| c.is_dry_run()),
+        decision: decision.decision,
+        rule: decision.rule,
+        reason: decision.reason,
+        outcome: handled.reply.outcome.label().to_string(),
+        summary: handled.summary.take(),
+        error: handled.error.take(),
+        duration_ms: started.elapsed().as_millis() as i64,
+        approval_id: decision.approval_id,
+    }
+}
+
 /// The decision part of a history row.
 #[derive(Debug, Clone, Default)]
 pub struct DecisionRecord {
@@ -314,21 +339,7 @@ impl Router {
         }
         span.record("decision", decision.decision.as_str());
         span.record("outcome", handled.reply.outcome.label());
-        let completion = Completion {
-            verb: command.as_ref().map(|c| c.policy_verb().to_string()),
-            command: command.as_ref().map(ToString::to_string),
-            service: command.as_ref().and_then(|c| c.service().map(String::from)),
-            mutating: command.as_ref().is_some_and(|c| c.is_mutating()),
-            dry_run: command.as_ref().is_some_and(|c| c.is_dry_run()),
-            decision: decision.decision,
-            rule: decision.rule,
-            reason: decision.reason,
-            outcome: handled.reply.outcome.label().to_string(),
-            summary: handled.summary.take(),
-            error: handled.error.take(),
-            duration_ms: started.elapsed().as_millis() as i64,
-            approval_id: decision.approval_id,
-        };
+        let completion = completion(command.as_ref(), decision, &mut handled, started);
         let mut reply = handled.reply;
         let now = self.inner.clock.now();
         reply.footer = Some(format!(

@@ -344,40 +344,39 @@ async fn command(state: &Arc<DiscordState>, interaction: &Value) -> Value {
         .unwrap_or_default()
         .to_string();
     let router = state.router.clone();
-    let mut task = state
-        .router
-        .supervisor()
-        .spawn("discord command", async move { router.handle(inv).await });
-    match tokio::time::timeout(state.config.ack_timeout, &mut task).await {
-        Ok(Ok(reply)) => {
+    let state2 = state.clone();
+    let answered = crate::inbound::answer_or_defer(
+        state.router.supervisor(),
+        state.config.ack_timeout,
+        "discord command",
+        async move { router.handle(inv).await },
+        move |task| async move {
+            let progress =
+                tokio::spawn(forward_progress(state2.clone(), token.clone(), progress_rx));
+            let done = task.await;
+            let _ = progress.await;
+            if let Ok(reply) = done {
+                count(&state2, &reply);
+                if let Err(e) = state2
+                    .api
+                    .edit_original(&token, &render::message(&reply))
+                    .await
+                {
+                    tracing::error!("could not edit the deferred Discord response: {e}");
+                }
+            }
+        },
+    )
+    .await;
+    match answered {
+        crate::inbound::Answered::Now(reply) => {
             count(state, &reply);
             json!({ "type": 4, "data": render::message(&reply) })
         }
-        Ok(Err(e)) => {
-            tracing::error!("a Discord command task failed: {e}");
+        crate::inbound::Answered::Crashed => {
             plain_ephemeral("Something went wrong; nothing more will happen for this request.")
         }
-        Err(_) => {
-            let state2 = state.clone();
-            state
-                .router
-                .supervisor()
-                .spawn("discord deferred reply", async move {
-                    let progress =
-                        tokio::spawn(forward_progress(state2.clone(), token.clone(), progress_rx));
-                    let done = task.await;
-                    let _ = progress.await;
-                    if let Ok(reply) = done {
-                        count(&state2, &reply);
-                        if let Err(e) = state2
-                            .api
-                            .edit_original(&token, &render::message(&reply))
-                            .await
-                        {
-                            tracing::error!("could not edit the deferred Discord response: {e}");
-                        }
-                    }
-                });
+        crate::inbound::Answered::Deferred => {
             let mut data = json!({});
             if !public {
                 data["flags"] = json!(render::EPHEMERAL);
@@ -414,7 +413,10 @@ async fn component(state: &Arc<DiscordState>, interaction: &Value) -> Value {
         .as_str()
         .unwrap_or_default();
     let text = match custom_id.split(':').collect::<Vec<_>>().as_slice() {
-        ["oncall", verb @ ("approve" | "deny"), id] => format!("{verb} {id}"),
+        ["oncall", action, value] => match crate::reply::ButtonAction::parse(action) {
+            Some(action) => action.command(value),
+            None => return plain_ephemeral("This button is not one oncall knows."),
+        },
         _ => return plain_ephemeral("This button is not one oncall knows."),
     };
     let Some((principal, groups)) = principals(interaction) else {
@@ -426,13 +428,32 @@ async fn component(state: &Arc<DiscordState>, interaction: &Value) -> Value {
         .unwrap_or_default()
         .to_string();
     let router = state.router.clone();
-    let mut task = state
-        .router
-        .supervisor()
-        .spawn("discord command", async move { router.handle(inv).await });
     let decided = |reply: &Reply| matches!(reply.outcome, Outcome::Done | Outcome::Failed);
-    match tokio::time::timeout(state.config.ack_timeout, &mut task).await {
-        Ok(Ok(reply)) => {
+    let state2 = state.clone();
+    let answered = crate::inbound::answer_or_defer(
+        state.router.supervisor(),
+        state.config.ack_timeout,
+        "discord button",
+        async move { router.handle(inv).await },
+        move |task| async move {
+            if let Ok(reply) = task.await {
+                count(&state2, &reply);
+                let result = if decided(&reply) {
+                    let mut data = render::message(&reply);
+                    data["components"] = json!([]);
+                    state2.api.edit_original(&token, &data).await
+                } else {
+                    state2.api.followup(&token, &ephemeral(&reply)).await
+                };
+                if let Err(e) = result {
+                    tracing::error!("could not deliver the outcome of a Discord button: {e}");
+                }
+            }
+        },
+    )
+    .await;
+    match answered {
+        crate::inbound::Answered::Now(reply) => {
             count(state, &reply);
             if decided(&reply) {
                 // The approval message now shows the outcome, without buttons.
@@ -443,33 +464,9 @@ async fn component(state: &Arc<DiscordState>, interaction: &Value) -> Value {
                 json!({ "type": 4, "data": ephemeral(&reply) })
             }
         }
-        Ok(Err(e)) => {
-            tracing::error!("a Discord button task failed: {e}");
+        crate::inbound::Answered::Crashed => {
             plain_ephemeral("Something went wrong; nothing more will happen for this click.")
         }
-        Err(_) => {
-            let state2 = state.clone();
-            state
-                .router
-                .supervisor()
-                .spawn("discord button reply", async move {
-                    if let Ok(reply) = task.await {
-                        count(&state2, &reply);
-                        let result = if decided(&reply) {
-                            let mut data = render::message(&reply);
-                            data["components"] = json!([]);
-                            state2.api.edit_original(&token, &data).await
-                        } else {
-                            state2.api.followup(&token, &ephemeral(&reply)).await
-                        };
-                        if let Err(e) = result {
-                            tracing::error!(
-                                "could not deliver the outcome of a Discord button: {e}"
-                            );
-                        }
-                    }
-                });
-            json!({ "type": 6 })
-        }
+        crate::inbound::Answered::Deferred => json!({ "type": 6 }),
     }
 }

@@ -162,7 +162,7 @@ mod tests {
                 (0..7)
                     .map(|i| Button {
                         label: "L".repeat(100),
-                        action_id: "approve".into(),
+                        action_id: crate::reply::ButtonAction::Approve,
                         value: format!("id{i}"),
                         style: ButtonStyle::Primary,
                         confirm: None,

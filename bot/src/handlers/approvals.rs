@@ -5,9 +5,9 @@
 use oncall_grammar::Command;
 use oncall_permissions::{Decision, Principal, Reason};
 
-use crate::reply::{Button, ButtonStyle, Outcome, Reply};
+use crate::reply::{Button, ButtonAction, ButtonStyle, Outcome, Reply};
 use crate::router::{Actor, DecisionRecord, Handled, Invocation, Router};
-use crate::store::{Approval, ApprovalState, Completion, NewInvocation};
+use crate::store::{Approval, ApprovalState, NewInvocation, Start};
 
 /// Holds a request for approval; returns the reply and the approval id.
 pub async fn request(
@@ -79,7 +79,7 @@ pub async fn request(
         .buttons(vec![
             Button {
                 label: "Approve".into(),
-                action_id: "approve".into(),
+                action_id: ButtonAction::Approve,
                 value: id.clone(),
                 style: ButtonStyle::Primary,
                 confirm: Some(format!(
@@ -89,7 +89,7 @@ pub async fn request(
             },
             Button {
                 label: "Deny".into(),
-                action_id: "deny".into(),
+                action_id: ButtonAction::Deny,
                 value: id.clone(),
                 style: ButtonStyle::Danger,
                 confirm: None,
@@ -254,8 +254,10 @@ pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, D
         text: row.text.clone(),
         idempotency_key: None,
     };
-    let exec_id = match router.store().begin_invocation(&exec_inv).await {
-        Ok(i) => i,
+    let now_ms = router.clock().now().as_millisecond();
+    let exec_id = match router.store().start_invocation(&exec_inv, now_ms).await {
+        Ok(Start::Begun(i)) => i,
+        Ok(Start::Repeat(_)) => unreachable!("an execution row has no idempotency key"),
         Err(e) => {
             return (
                 Handled::failed("Could not record the execution; nothing was run", e),
@@ -269,24 +271,19 @@ pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, D
     };
     let started = std::time::Instant::now();
     let mut handled = router.execute(&command, &scope, &actor, inv).await;
-    let completion = Completion {
-        verb: Some(command.policy_verb().into()),
-        command: Some(command.to_string()),
-        service: command.service().map(String::from),
-        mutating: command.is_mutating(),
-        dry_run: command.is_dry_run(),
+    // The execution's row keeps the handler's summary and error; the
+    // approver's reply gets its own summary below.
+    let mut for_row = handled.clone();
+    let decision = DecisionRecord {
         decision: "approved".into(),
         rule: Some(format!("approval rule {}", row.rule)),
         reason: Some(format!("approved by {}", inv.principal)),
-        outcome: handled.reply.outcome.label().into(),
-        summary: handled.summary.clone(),
-        error: handled.error.clone(),
-        duration_ms: started.elapsed().as_millis() as i64,
         approval_id: Some(id.to_string()),
     };
+    let completion = crate::router::completion(Some(&command), decision, &mut for_row, started);
     if let Err(e) = router
         .store()
-        .complete_invocation(exec_id, &completion)
+        .finish_invocation(exec_id, &completion, None)
         .await
     {
         tracing::error!("could not complete the execution row: {e}");

@@ -251,14 +251,37 @@ pub async fn command_response(
         progress: Some(progress_tx),
     };
     let router = state.router.clone();
-    let mut task = state
-        .router
-        .supervisor()
-        .spawn("slack command", async move { router.handle(inv).await });
     let channel = cmd.channel_id.0.clone();
     let response_url = cmd.response_url.0.to_string();
-    match tokio::time::timeout(state.config.ack_timeout, &mut task).await {
-        Ok(Ok(reply)) => {
+    let (state2, channel2, url2) = (state.clone(), channel.clone(), response_url.clone());
+    let answered = crate::inbound::answer_or_defer(
+        state.router.supervisor(),
+        state.config.ack_timeout,
+        "slack command",
+        async move { router.handle(inv).await },
+        // Slower than the ack budget: show progress, then the answer.
+        move |task| async move {
+            let progress =
+                tokio::spawn(forward_progress(state2.clone(), url2.clone(), progress_rx));
+            let done = task.await;
+            let _ = progress.await;
+            if let Ok(reply) = done {
+                count(&state2, &reply);
+                if reply.outcome == Outcome::Pending && state2.api.has_token() {
+                    post_for_approval(&state2, &channel2, &reply, &url2).await;
+                } else if let Err(e) = state2
+                    .api
+                    .respond(&url2, &render::response(&reply, false))
+                    .await
+                {
+                    tracing::error!("could not deliver a Slack reply through response_url: {e}");
+                }
+            }
+        },
+    )
+    .await;
+    match answered {
+        crate::inbound::Answered::Now(reply) => {
             count(state, &reply);
             if reply.outcome == Outcome::Pending && state.api.has_token() {
                 let state2 = state.clone();
@@ -272,46 +295,14 @@ pub async fn command_response(
             }
             Ok(render::response(&reply, false))
         }
-        Ok(Err(join)) => {
-            tracing::error!("a Slack command task failed: {join}");
-            Ok(render::response(
-                &Reply::new(
-                    Outcome::Failed,
-                    "Something went wrong; nothing more will happen for this request",
-                ),
-                false,
-            ))
-        }
-        Err(_) => {
-            // Slower than the ack budget: acknowledge now, show progress,
-            // finish later.
-            let state2 = state.clone();
-            state
-                .router
-                .supervisor()
-                .spawn("slack deferred reply", async move {
-                    let progress = tokio::spawn(forward_progress(
-                        state2.clone(),
-                        response_url.clone(),
-                        progress_rx,
-                    ));
-                    let done = task.await;
-                    let _ = progress.await;
-                    if let Ok(reply) = done {
-                        count(&state2, &reply);
-                        if reply.outcome == Outcome::Pending && state2.api.has_token() {
-                            post_for_approval(&state2, &channel, &reply, &response_url).await;
-                        } else if let Err(e) = state2
-                            .api
-                            .respond(&response_url, &render::response(&reply, false))
-                            .await
-                        {
-                            tracing::error!(
-                                "could not deliver a Slack reply through response_url: {e}"
-                            );
-                        }
-                    }
-                });
+        crate::inbound::Answered::Crashed => Ok(render::response(
+            &Reply::new(
+                Outcome::Failed,
+                "Something went wrong; nothing more will happen for this request",
+            ),
+            false,
+        )),
+        crate::inbound::Answered::Deferred => {
             let shown = oncall_grammar::parse(&text)
                 .map(|p| p.command.to_string())
                 .unwrap_or_else(|_| text.clone());
@@ -435,10 +426,13 @@ pub async fn start_interaction(
     let Some(action) = ev.actions.as_ref().and_then(|a| a.first()).cloned() else {
         return Ok(());
     };
-    let verb = match action.action_id.0.as_str() {
-        "oncall_approve" => "approve",
-        "oncall_deny" => "deny",
-        _ => return Ok(()),
+    let Some(button) = action
+        .action_id
+        .0
+        .strip_prefix("oncall_")
+        .and_then(crate::reply::ButtonAction::parse)
+    else {
+        return Ok(());
     };
     let (Some(user), Some(id)) = (ev.user.as_ref(), action.value.clone()) else {
         return Err("interaction");
@@ -471,7 +465,7 @@ pub async fn start_interaction(
             .groups
             .groups_of(&state.api, &state.router.config().policy, &user.id.0)
             .await,
-        text: format!("{verb} {id}"),
+        text: button.command(&id),
         // The action's own ids: one click runs once, however often delivered.
         idempotency_key: Some(format!(
             "slack:{}:{}:{}:{}",

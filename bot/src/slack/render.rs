@@ -203,7 +203,7 @@ mod tests {
             .code(Some("Pods"), long_table)
             .buttons(vec![Button {
                 label: "Approve".repeat(20),
-                action_id: "approve".into(),
+                action_id: crate::reply::ButtonAction::Approve,
                 value: "abc123".into(),
                 style: ButtonStyle::Primary,
                 confirm: Some("Run it?".into()),
@@ -244,7 +244,7 @@ mod tests {
     fn buttons_carry_action_ids_values_and_confirm_dialogs() {
         let reply = Reply::new(Outcome::Pending, "Approval needed").buttons(vec![Button {
             label: "Deny".into(),
-            action_id: "deny".into(),
+            action_id: crate::reply::ButtonAction::Deny,
             value: "k3f9qa".into(),
             style: ButtonStyle::Danger,
             confirm: Some("Drop it?".into()),

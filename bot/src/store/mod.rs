@@ -253,17 +253,6 @@ impl Store {
         delegate!(self.ping())
     }
 
-    /// Writes the row for a new invocation (no idempotency key) before
-    /// anything runs.
-    pub async fn begin_invocation(&self, inv: &NewInvocation) -> Result<i64, StoreError> {
-        delegate!(self.begin_invocation(inv))
-    }
-
-    /// Records the decision and outcome of an invocation.
-    pub async fn complete_invocation(&self, id: i64, c: &Completion) -> Result<(), StoreError> {
-        delegate!(self.complete_invocation(id, c))
-    }
-
     /// Starts an invocation in one commit: claims its idempotency key, if it
     /// has one, and writes its row. Exactly one caller per key gets `Begun`.
     pub async fn start_invocation(

@@ -57,19 +57,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Writes the row for a new invocation (no idempotency key) before
-    /// anything runs.
-    pub async fn begin_invocation(&self, inv: &NewInvocation) -> Result<i64, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        insert_invocation(&mut conn, inv).await
-    }
-
-    /// Records the decision and outcome of an invocation.
-    pub async fn complete_invocation(&self, id: i64, c: &Completion) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        update_invocation(&mut conn, id, c).await
-    }
-
     /// Starts an invocation in one transaction (one commit): claims its
     /// idempotency key, if it has one, and writes its row. Exactly one
     /// caller per key gets `Begun`; the others learn how the first is doing.
