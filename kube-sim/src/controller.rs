@@ -73,6 +73,14 @@ pub struct ControllerState {
     progress: HashMap<(String, String), (String, Timestamp)>,
     /// When expired events were last swept.
     last_event_sweep: Option<Timestamp>,
+    /// Per deployment uid: the generation whose template was matched, and
+    /// the uid of the ReplicaSet that has it. A ReplicaSet's template never
+    /// changes and a deployment's template change moves its generation, so
+    /// the deep comparison runs once per template, not three times a pass.
+    current_rs: HashMap<String, (i64, String)>,
+    /// Per deployment: the resourceVersion and inputs its status was last
+    /// verified with. Unchanged, the status cannot have changed either.
+    status_verified: HashMap<(String, String), (String, String)>,
 }
 
 /// The earliest moment a pass has time-based work to do.
@@ -98,7 +106,7 @@ pub fn tick(store: &mut Store, state: &mut ControllerState, timing: &Timing) -> 
         reconcile_hpa(store, &ns, &name);
     }
     for (ns, name) in store.names(DEPLOYMENTS) {
-        reconcile_deployment(store, &ns, &name);
+        reconcile_deployment(store, state, &ns, &name);
     }
     for (ns, name) in store.names(JOBS) {
         reconcile_job(store, &ns, &name, now);
@@ -106,17 +114,24 @@ pub fn tick(store: &mut Store, state: &mut ControllerState, timing: &Timing) -> 
     for (ns, name) in store.names(REPLICASETS) {
         reconcile_replicaset_pods(store, &ns, &name);
     }
-    for (ns, name) in store.names(PODS) {
+    for (ns, name) in store.unsettled_pods() {
         advance_pod(store, &ns, &name, &mut due, timing);
     }
     for (ns, name) in store.names(REPLICASETS) {
         replicaset_status(store, &ns, &name);
     }
     let deployments = store.names(DEPLOYMENTS);
-    state.progress.retain(|k, _| deployments.contains(k));
+    if state.progress.len() > deployments.len() {
+        let live: std::collections::HashSet<&(String, String)> = deployments.iter().collect();
+        state.progress.retain(|k, _| live.contains(k));
+        state.status_verified.retain(|k, _| live.contains(k));
+        let uids: std::collections::HashSet<&str> =
+            store.iter(DEPLOYMENTS, None).map(uid).collect();
+        state.current_rs.retain(|k, _| uids.contains(k.as_str()));
+    }
     for (ns, name) in &deployments {
         deployment_status(store, state, ns, name, &mut due);
-        prune_history(store, ns, name);
+        prune_history(store, state, ns, name);
     }
     for (ns, name) in store.names(HPAS) {
         hpa_status(store, &ns, &name);
@@ -251,22 +266,47 @@ enum RolloutPlan {
     Nothing,
 }
 
-fn reconcile_deployment(store: &mut Store, ns: &str, name: &str) {
+/// The ReplicaSet whose template is the deployment's, if there is one.
+fn current_replicaset<'a>(
+    state: &mut ControllerState,
+    d: &Value,
+    owned: &[&'a Value],
+) -> Option<&'a Value> {
+    let generation = d["metadata"]["generation"].as_i64().unwrap_or(0);
+    if let Some((g, rs_uid)) = state.current_rs.get(uid(d)) {
+        if *g == generation {
+            if let Some(rs) = owned.iter().find(|rs| uid(rs) == rs_uid) {
+                return Some(rs);
+            }
+        }
+    }
+    let template = &d["spec"]["template"];
+    let found = owned
+        .iter()
+        .find(|rs| template_matches(&rs["spec"]["template"], template))
+        .copied();
+    if let Some(rs) = found {
+        state
+            .current_rs
+            .insert(uid(d).to_string(), (generation, uid(rs).to_string()));
+    }
+    found
+}
+
+fn reconcile_deployment(store: &mut Store, state: &mut ControllerState, ns: &str, name: &str) {
     let plan = {
         let Some(d) = store.get(DEPLOYMENTS, ns, name) else {
             return;
         };
         let owned: Vec<&Value> = store.owned_by(REPLICASETS, uid(d)).collect();
-        let template = &d["spec"]["template"];
         let paused = d["spec"]["paused"] == true;
         let desired = replicas_of(d).max(0);
         let max_revision = owned.iter().map(|rs| revision(rs)).max().unwrap_or(0);
-        let current = owned
-            .iter()
-            .find(|rs| template_matches(&rs["spec"]["template"], template));
+        let current = current_replicaset(state, d, &owned);
         match (current, paused) {
             (None, false) => RolloutPlan::Create,
             (Some(rs), false) => {
+                let rs = &rs;
                 let mut replicas = vec![(name_of(rs).to_string(), desired)];
                 // Old ReplicaSets keep what is still needed while new pods
                 // are not yet available, newest first.
@@ -396,7 +436,7 @@ fn set_rs_replicas(store: &mut Store, d: &Subject, ns: &str, name: &str, replica
 
 /// Deletes old ReplicaSets past the deployment's `revisionHistoryLimit`,
 /// oldest first, once they are scaled to zero and have no pods.
-fn prune_history(store: &mut Store, ns: &str, name: &str) {
+fn prune_history(store: &mut Store, state: &mut ControllerState, ns: &str, name: &str) {
     let doomed: Vec<String> = {
         let Some(d) = store.get(DEPLOYMENTS, ns, name) else {
             return;
@@ -404,10 +444,16 @@ fn prune_history(store: &mut Store, ns: &str, name: &str) {
         let limit = d["spec"]["revisionHistoryLimit"]
             .as_u64()
             .map_or(DEFAULT_REVISION_HISTORY, |l| l as usize);
-        let template = &d["spec"]["template"];
-        let mut old: Vec<&Value> = store
-            .owned_by(REPLICASETS, uid(d))
-            .filter(|rs| !template_matches(&rs["spec"]["template"], template))
+        let owned: Vec<&Value> = store.owned_by(REPLICASETS, uid(d)).collect();
+        if owned.len() <= limit {
+            return;
+        }
+        let current = current_replicaset(state, d, &owned)
+            .map(uid)
+            .map(String::from);
+        let mut old: Vec<&Value> = owned
+            .into_iter()
+            .filter(|rs| current.as_deref() != Some(uid(rs)))
             .collect();
         if old.len() <= limit {
             return;
@@ -837,15 +883,13 @@ fn deployment_status(
     due: &mut Due,
 ) {
     let now = due.now;
-    let (status, revision_annotation) = {
+    let status = {
         let Some(d) = store.get(DEPLOYMENTS, ns, name) else {
             return;
         };
         let owned: Vec<&Value> = store.owned_by(REPLICASETS, uid(d)).collect();
-        let template = &d["spec"]["template"];
-        let new_rs = owned
-            .iter()
-            .find(|rs| template_matches(&rs["spec"]["template"], template));
+        let new_rs = current_replicaset(state, d, &owned);
+        let new_rs = new_rs.as_ref();
         let (mut total, mut ready) = (0, 0);
         for rs in &owned {
             let counts = store.pod_counts(uid(rs));
@@ -883,6 +927,26 @@ fn deployment_status(
             .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"));
         let paused = d["spec"]["paused"] == true;
         let past_deadline = now.duration_since(since).as_secs() > deadline;
+        if !paused && !complete && !past_deadline {
+            due.at(since + Duration::from_secs(deadline.max(0) as u64 + 1));
+        }
+        // Nothing the status depends on moved since it was last verified.
+        let inputs = format!(
+            "{signature_}/{paused}/{complete}/{past_deadline}",
+            signature_ = state
+                .progress
+                .get(&(ns.to_string(), name.to_string()))
+                .map_or("", |(s, _)| s.as_str())
+        );
+        let rv = d["metadata"]["resourceVersion"].as_str().unwrap_or("");
+        let key = (ns.to_string(), name.to_string());
+        if state
+            .status_verified
+            .get(&key)
+            .is_some_and(|(v, i)| v == rv && *i == inputs)
+        {
+            return;
+        }
         let (p_status, p_reason, p_message) = if paused {
             (
                 "Unknown",
@@ -954,9 +1018,17 @@ fn deployment_status(
         }
         // Don't churn resourceVersion when only timestamps moved.
         let status = (!same_status(&d["status"], &status)).then_some(status);
-        (status, revision_annotation)
+        (status, revision_annotation, key, inputs)
     };
+    let (status, revision_annotation, key, inputs) = status;
     if status.is_none() && revision_annotation.is_none() {
+        let rv = store.get(DEPLOYMENTS, ns, name).map_or(String::new(), |d| {
+            d["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        });
+        state.status_verified.insert(key, (rv, inputs));
         return;
     }
     let mut d = store
@@ -973,6 +1045,13 @@ fn deployment_status(
         d["status"] = status;
     }
     store.put_internal(DEPLOYMENTS, ns, name, d);
+    if let Some(d) = store.get(DEPLOYMENTS, ns, name) {
+        let rv = d["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        state.status_verified.insert(key, (rv, inputs));
+    }
 }
 
 fn hpa_target<'a>(store: &'a Store, hpa: &Value) -> Option<&'a Value> {

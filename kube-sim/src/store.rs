@@ -199,6 +199,21 @@ impl Store {
             .collect()
     }
 
+    /// The pods a pass may have work for: those not settled or finished.
+    pub fn unsettled_pods(&self) -> Vec<(String, String)> {
+        let Some(by_ns) = self.objects.get(resources::PODS.plural) else {
+            return Vec::new();
+        };
+        by_ns
+            .iter()
+            .flat_map(|(ns, m)| {
+                m.iter()
+                    .filter(|(_, s)| s.pod.is_none_or(|f| !f.settled && !f.finished))
+                    .map(move |(n, _)| (ns.clone(), n.clone()))
+            })
+            .collect()
+    }
+
     /// How many objects of a type there are.
     pub fn count(&self, rt: ResourceType) -> usize {
         self.objects
