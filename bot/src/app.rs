@@ -10,7 +10,8 @@ use oncall_permissions::Principal;
 
 use crate::config::{Config, EXAMPLE};
 use crate::console::Console;
-use crate::router::{Clock, Invocation, Platform, Router};
+use crate::model::{Clock, Invocation, Platform};
+use crate::router::Router;
 use crate::store::Store;
 
 /// Exit status when oncall itself could not run (bad config, no database).

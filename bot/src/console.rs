@@ -10,7 +10,8 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
 use oncall_permissions::{Principal, PrincipalKind};
 
-use crate::router::{Invocation, Platform, Router};
+use crate::model::{Invocation, Platform};
+use crate::router::Router;
 
 pub const CONSOLE_HELP: &str = "\
 Console commands:

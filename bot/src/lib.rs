@@ -24,6 +24,7 @@ pub mod handlers;
 pub mod http_retry;
 pub mod inbound;
 pub mod metrics;
+pub mod model;
 pub mod reply;
 pub mod router;
 pub mod server;

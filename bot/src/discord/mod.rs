@@ -33,8 +33,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::metrics::Metrics;
+use crate::model::{Invocation, Platform};
 use crate::reply::{Outcome, Reply, Visibility};
-use crate::router::{Invocation, Platform, Router};
+use crate::router::Router;
 use api::DiscordApi;
 use verify::PublicKey;
 
@@ -277,7 +278,7 @@ fn invocation(
     principal: Principal,
     groups: Vec<Principal>,
     state: &DiscordState,
-    progress: Option<crate::router::ProgressSink>,
+    progress: Option<crate::model::ProgressSink>,
 ) -> Invocation {
     Invocation {
         progress,

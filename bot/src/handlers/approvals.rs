@@ -5,8 +5,9 @@
 use oncall_grammar::Command;
 use oncall_permissions::{Decision, Principal, Reason};
 
+use crate::model::{Actor, DecisionRecord, Handled, Invocation};
 use crate::reply::{Button, ButtonAction, ButtonStyle, Outcome, Reply};
-use crate::router::{Actor, DecisionRecord, Handled, Invocation, Router};
+use crate::router::Router;
 use crate::store::{Approval, ApprovalState, NewInvocation, Start};
 
 /// Holds a request for approval; returns the reply and the approval id.

@@ -4,8 +4,9 @@
 use oncall_grammar::Command;
 use oncall_permissions::{Decision, Principal};
 
+use crate::model::{Handled, Invocation};
 use crate::reply::{Outcome, Reply};
-use crate::router::{Handled, Invocation, Router};
+use crate::router::Router;
 
 pub fn run(router: &Router, inv: &Invocation, principal: &str, command: &Command) -> Handled {
     let principal: Principal = match principal.parse() {

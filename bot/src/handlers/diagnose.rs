@@ -4,8 +4,8 @@ use oncall_grammar::ServiceEntry;
 use oncall_ops::diagnose::diagnose;
 use oncall_ops::workloads::Subject;
 
+use crate::model::Handled;
 use crate::reply::{clip_tail, Outcome, Reply};
-use crate::router::Handled;
 
 pub async fn run(
     client: &kube::Client,

@@ -4,8 +4,8 @@ use oncall_grammar::ServiceEntry;
 use oncall_ops::env::change_env;
 use oncall_ops::DeploymentRef;
 
+use crate::model::{Actor, Handled};
 use crate::reply::{Outcome, Reply};
-use crate::router::{Actor, Handled};
 
 pub async fn run(
     client: &kube::Client,

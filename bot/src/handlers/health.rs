@@ -3,8 +3,8 @@
 use oncall_grammar::ServiceEntry;
 use oncall_ops::health::probe_all;
 
+use crate::model::Handled;
 use crate::reply::{table, Outcome, Reply};
-use crate::router::Handled;
 
 pub async fn run(http: &reqwest::Client, entry: &ServiceEntry) -> Handled {
     let name = &entry.name;

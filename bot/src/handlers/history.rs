@@ -3,8 +3,9 @@
 use oncall_grammar::HistoryFilter;
 use oncall_ops::kubectl::human_duration;
 
+use crate::model::Handled;
 use crate::reply::{table, Outcome, Reply};
-use crate::router::{Handled, Router};
+use crate::router::Router;
 use crate::store::HistoryQuery;
 
 pub async fn run(router: &Router, filter: &HistoryFilter) -> Handled {

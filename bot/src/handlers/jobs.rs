@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use oncall_ops::jobs::{default_job_name, run_from_cronjob, JobState};
 
+use crate::model::{Actor, Handled};
 use crate::reply::{Outcome, Reply};
-use crate::router::{Actor, Handled};
 
 #[allow(clippy::too_many_arguments)]
 pub async fn run(

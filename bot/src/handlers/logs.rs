@@ -4,8 +4,8 @@ use oncall_grammar::{LogsRequest, ServiceEntry};
 use oncall_ops::logs::{logs, LogsQuery};
 use oncall_ops::DeploymentRef;
 
+use crate::model::Handled;
 use crate::reply::{clip_tail, Outcome, Reply};
-use crate::router::Handled;
 
 pub async fn run(
     client: &kube::Client,

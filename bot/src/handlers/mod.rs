@@ -26,8 +26,9 @@ pub mod whoami;
 use oncall_grammar::{Command, Scope, ServiceEntry};
 use oncall_permissions::Reason;
 
+use crate::model::{Actor, Handled, Invocation};
 use crate::reply::{Outcome, Reply};
-use crate::router::{Actor, Handled, Invocation, Router};
+use crate::router::Router;
 
 /// The reply to a policy denial: what was refused and which rule decided.
 pub fn denied(command: &Command, reason: &Reason) -> Reply {

@@ -6,8 +6,9 @@ use oncall_grammar::Scope;
 use oncall_ops::kubectl::human_duration;
 use oncall_ops::workloads::{self, Subject};
 
+use crate::model::Handled;
 use crate::reply::{clip_head, table, Outcome, Reply};
-use crate::router::{Handled, Router};
+use crate::router::Router;
 
 fn subject<'a>(scope: &'a Scope<'_>) -> Option<(Subject<'a>, String)> {
     match scope {

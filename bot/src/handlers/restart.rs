@@ -5,8 +5,9 @@
 use oncall_grammar::ServiceEntry;
 use oncall_ops::{restart, DeploymentRef};
 
+use crate::model::{Actor, Handled};
 use crate::reply::{table, Outcome, Reply};
-use crate::router::{Actor, Handled, Router};
+use crate::router::Router;
 
 /// One service, as before.
 pub async fn run(

@@ -4,8 +4,8 @@ use oncall_grammar::ServiceEntry;
 use oncall_ops::{rollout, DeploymentRef};
 
 use super::arrow;
+use crate::model::{Actor, Handled};
 use crate::reply::{Outcome, Reply};
-use crate::router::{Actor, Handled};
 
 pub async fn run(
     client: &kube::Client,

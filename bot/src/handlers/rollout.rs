@@ -6,15 +6,15 @@ use oncall_grammar::ServiceEntry;
 use oncall_ops::kubectl::{human_duration, RolloutState};
 use oncall_ops::{rollout, DeploymentRef};
 
+use crate::model::Handled;
 use crate::reply::{clip_head, table, Outcome, Reply};
-use crate::router::Handled;
 
 pub async fn status(
     client: &kube::Client,
     entry: &ServiceEntry,
     wait: Option<Duration>,
     poll: Duration,
-    progress: Option<crate::router::ProgressSink>,
+    progress: Option<crate::model::ProgressSink>,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Handled {
     let target = DeploymentRef {

@@ -3,8 +3,8 @@
 use oncall_grammar::ServiceEntry;
 use oncall_ops::{scale, DeploymentRef};
 
+use crate::model::{Actor, Handled};
 use crate::reply::{Outcome, Reply};
-use crate::router::{Actor, Handled};
 
 pub async fn run(
     client: &kube::Client,

@@ -4,8 +4,8 @@ use oncall_grammar::ServiceEntry;
 use oncall_ops::kubectl::RolloutState;
 use oncall_ops::{status, DeploymentRef};
 
+use crate::model::Handled;
 use crate::reply::{Outcome, Reply};
-use crate::router::Handled;
 
 pub async fn run(client: &kube::Client, entry: &ServiceEntry, now: jiff::Timestamp) -> Handled {
     let target = DeploymentRef {

@@ -4,8 +4,9 @@ use oncall_grammar::Scope;
 use oncall_ops::status::pod_selector;
 use oncall_ops::top::top_pods;
 
+use crate::model::Handled;
 use crate::reply::{clip_head, table, Outcome, Reply};
-use crate::router::{Handled, Router};
+use crate::router::Router;
 
 pub async fn run(router: &Router, scope: &Scope<'_>) -> Handled {
     let (client, namespace, selector, label) = match scope {

@@ -1,7 +1,8 @@
 //! `whoami`: the caller's principal, groups and roles, as the policy sees them.
 
+use crate::model::{Handled, Invocation};
 use crate::reply::{Outcome, Reply};
-use crate::router::{Handled, Invocation, Router};
+use crate::router::Router;
 
 pub fn run(router: &Router, inv: &Invocation) -> Handled {
     let principals = inv.principals();

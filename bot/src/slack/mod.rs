@@ -34,8 +34,9 @@ use serde_json::{json, Value};
 use slack_morphism::prelude::{SlackCommandEvent, SlackInteractionEvent, SlackPushEvent};
 
 use crate::metrics::Metrics;
+use crate::model::{Invocation, Platform};
 use crate::reply::{Outcome, Reply, Visibility};
-use crate::router::{Invocation, Platform, Router};
+use crate::router::Router;
 use api::SlackApi;
 use groups::GroupCache;
 
