@@ -131,9 +131,10 @@ impl SlackSink {
     async fn me(&self) -> Result<&str, ChatError> {
         self.me
             .get_or_try_init(|| async {
+                // A read method: form arguments (Slack takes JSON only for writes).
                 let v = self
                     .api
-                    .call_json("auth.test", &json!({}))
+                    .call_form("auth.test", &[])
                     .await
                     .map_err(slack_error)?;
                 Ok::<_, ChatError>(v["user_id"].as_str().unwrap_or_default().to_string())
@@ -148,12 +149,17 @@ impl SlackSink {
         let mut cursor = String::new();
         // Bounded: a workspace with more channels than this is searched no further.
         for _ in 0..50 {
+            // A read method: form arguments (Slack takes JSON only for writes).
             let v = self
                 .api
-                .call_json(
+                .call_form(
                     "conversations.list",
-                    &json!({ "types": "public_channel,private_channel", "exclude_archived": true,
-                             "limit": 200, "cursor": cursor }),
+                    &[
+                        ("types", "public_channel,private_channel"),
+                        ("exclude_archived", "true"),
+                        ("limit", "200"),
+                        ("cursor", &cursor),
+                    ],
                 )
                 .await
                 .map_err(slack_error)?;

@@ -229,12 +229,7 @@ async fn start(ack: Duration) -> Env {
             roles: vec![role.into()],
         });
     }
-    let sim = if ack < Duration::from_secs(1) {
-        Harness::slow_pods()
-    } else {
-        kube_sim::SimConfig::fast()
-    };
-    let h = Harness::with_sim(config, sim).await;
+    let h = Harness::for_ack(config, ack).await;
     let discord = FakeDiscord::start().await;
     let key = SigningKey::from_bytes(&[7u8; 32]);
     let secrets = DiscordSecrets {

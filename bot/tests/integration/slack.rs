@@ -40,12 +40,7 @@ async fn start_with_ack(ack: Duration) -> Env {
             roles: vec![role.into()],
         });
     }
-    let sim = if ack < Duration::from_secs(1) {
-        Harness::slow_pods()
-    } else {
-        kube_sim::SimConfig::fast()
-    };
-    let h = Harness::with_sim(config, sim).await;
+    let h = Harness::for_ack(config, ack).await;
     let slack = FakeSlack::start().await;
     slack
         .state

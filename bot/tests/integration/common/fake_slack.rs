@@ -203,6 +203,14 @@ async fn api(
     if auth != format!("Bearer {BOT_TOKEN}") {
         return fail("invalid_auth");
     }
+    // Read methods take form arguments; a JSON body's arguments are not read.
+    let read_method = matches!(
+        method.as_str(),
+        "auth.test" | "conversations.list" | "usergroups.users.list"
+    );
+    if read_method && content_type.starts_with("application/json") {
+        return fail("invalid_arguments");
+    }
     match method.as_str() {
         "chat.postMessage" | "chat.update" => {
             if !content_type.starts_with("application/json") {
@@ -270,6 +278,12 @@ async fn api(
                 .into_response()
         }
         "conversations.list" => {
+            if parsed["types"]
+                .as_str()
+                .is_none_or(|t| !t.contains("public_channel"))
+            {
+                return fail("invalid_types");
+            }
             let channels = state.channels.lock().unwrap().clone();
             record(&state, path, parsed, 200);
             let list: Vec<Value> = channels

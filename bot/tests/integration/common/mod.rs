@@ -42,6 +42,17 @@ impl Harness {
         }
     }
 
+    /// The harness for an adapter test with this acknowledgement deadline:
+    /// a short deadline (a test of deferral) gets [`Harness::slow_pods`].
+    pub async fn for_ack(config: Config, ack: Duration) -> Harness {
+        let sim = if ack < Duration::from_secs(1) {
+            Self::slow_pods()
+        } else {
+            kube_sim::SimConfig::fast()
+        };
+        Self::with_sim(config, sim).await
+    }
+
     pub async fn with_sim(mut config: Config, sim: kube_sim::SimConfig) -> Harness {
         let sim = kube_sim::Simulator::new(sim)
             .unwrap()
