@@ -19,6 +19,7 @@ pub mod app;
 pub mod chat;
 pub mod config;
 pub mod console;
+pub mod context;
 pub mod discord;
 pub mod handlers;
 pub mod http_retry;

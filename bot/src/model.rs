@@ -101,6 +101,9 @@ pub struct Handled {
     /// One line for the history (`backend 2 → 5`).
     pub summary: Option<String>,
     pub error: Option<String>,
+    /// For verbs whose handler decides who may run them (`approve`,
+    /// `deny`): that decision, for the history row.
+    pub decision: Option<DecisionRecord>,
 }
 
 impl Handled {
@@ -109,6 +112,7 @@ impl Handled {
             reply,
             summary: Some(summary.into()),
             error: None,
+            decision: None,
         }
     }
 
@@ -117,6 +121,7 @@ impl Handled {
             reply,
             summary: None,
             error: None,
+            decision: None,
         }
     }
 
@@ -126,6 +131,7 @@ impl Handled {
             reply: Reply::new(Outcome::Failed, title).text(error.clone()),
             summary: None,
             error: Some(error),
+            decision: None,
         }
     }
 }

@@ -18,14 +18,15 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
-use oncall_grammar::{self as grammar, Catalog, Command, Scope, ServiceEntry};
+use oncall_grammar::{self as grammar, Catalog, Command, Gate, Scope, ServiceEntry};
 use oncall_ops::Clusters;
 use oncall_permissions::{Decision, Principal, Reason, Request, Target};
 
 use crate::config::Config;
+use crate::context::Context;
 use crate::handlers;
 use crate::reply::{Outcome, Reply};
-use crate::store::{Completion, KeyClaim, NewInvocation, Start, Store};
+use crate::store::{Approval, Completion, KeyClaim, NewInvocation, Start, Store};
 use crate::supervisor::Supervisor;
 
 pub use crate::model::{Actor, Clock, DecisionRecord, Handled, Invocation, Platform, ProgressSink};
@@ -44,7 +45,7 @@ pub(crate) fn completion(
     Completion {
         verb: command.map(|c| c.policy_verb().to_string()),
         command: command.map(ToString::to_string),
-        service: command.and_then(|c| c.service().map(String::from)),
+        service: command.and_then(|c| c.service()),
         mutating: command.is_some_and(|c| c.is_mutating()),
         dry_run: command.is_some_and(|c| c.is_dry_run()),
         decision: decision.decision,
@@ -266,6 +267,7 @@ impl Router {
                         reply,
                         summary: None,
                         error: Some(e.to_string()),
+                        decision: None,
                     },
                     None,
                     decision,
@@ -290,62 +292,58 @@ impl Router {
             decision: "none".into(),
             ..Default::default()
         };
-        match command {
-            Command::Help { verb } => (
-                Handled::info(handlers::help::reply(verb.as_deref())),
-                none(),
-            ),
-            Command::Whoami => (handlers::whoami::run(self, inv), none()),
-            Command::Approve { id } => handlers::approvals::approve(self, inv, id).await,
-            Command::Deny { id } => handlers::approvals::deny(self, inv, id).await,
-            _ => {
-                let scope = match self.resolve_scope(command).await {
-                    Ok(scope) => scope,
-                    Err(handled) => return (handled, none()),
-                };
-                let decision =
-                    self.authorize(&inv.principals(), &inv.channel_scope(), command, &scope);
-                let record = DecisionRecord {
-                    decision: decision.label().to_string(),
-                    rule: Some(decision.reason().rule.clone()),
-                    reason: Some(decision.reason().explanation.clone()),
-                    approval_id: None,
-                };
-                match decision {
-                    Decision::Deny { reason } => {
-                        (Handled::info(handlers::denied(command, &reason)), record)
-                    }
-                    Decision::NeedsApproval {
-                        rule,
-                        approvers,
-                        reason,
-                    } if !command.is_dry_run() => {
-                        let (handled, approval_id) = handlers::approvals::request(
-                            self,
-                            inv,
-                            command,
-                            &rule,
-                            &approvers,
-                            &reason,
-                            invocation_id,
-                        )
-                        .await;
-                        (
-                            handled,
-                            DecisionRecord {
-                                approval_id,
-                                ..record
-                            },
-                        )
-                    }
-                    Decision::NeedsApproval { .. } | Decision::Allow { .. } => {
-                        let actor = Actor {
-                            principal: inv.principal.clone(),
-                            approved_by: None,
-                        };
-                        (self.execute(command, &scope, &actor, inv).await, record)
-                    }
-                }
+        let actor = Actor {
+            principal: inv.principal.clone(),
+            approved_by: None,
+        };
+        if command.spec().gate == Gate::Handler {
+            // Anyone may ask (help, whoami), or the handler checks its own
+            // rules (approve, deny) and says what it decided.
+            let cx = Context::new(self, inv, &Scope::Nothing, &actor);
+            let mut handled = handlers::execute(command, &cx).await;
+            let decision = handled.decision.take().unwrap_or_else(none);
+            return (handled, decision);
+        }
+        let scope = match self.resolve_scope(command).await {
+            Ok(scope) => scope,
+            Err(handled) => return (handled, none()),
+        };
+        let decision = self.authorize(&inv.principals(), &inv.channel_scope(), command, &scope);
+        let record = DecisionRecord {
+            decision: decision.label().to_string(),
+            rule: Some(decision.reason().rule.clone()),
+            reason: Some(decision.reason().explanation.clone()),
+            approval_id: None,
+        };
+        let cx = Context::new(self, inv, &scope, &actor);
+        match decision {
+            Decision::Deny { reason } => {
+                (Handled::info(handlers::denied(command, &reason)), record)
+            }
+            Decision::NeedsApproval {
+                rule,
+                approvers,
+                reason,
+            } if !command.is_dry_run() => {
+                let (handled, approval_id) = handlers::approvals::request(
+                    &cx,
+                    command,
+                    &rule,
+                    &approvers,
+                    &reason,
+                    invocation_id,
+                )
+                .await;
+                (
+                    handled,
+                    DecisionRecord {
+                        approval_id,
+                        ..record
+                    },
+                )
+            }
+            Decision::NeedsApproval { .. } | Decision::Allow { .. } => {
+                (handlers::execute(command, &cx).await, record)
             }
         }
     }
@@ -419,7 +417,7 @@ impl Router {
     ) -> Decision {
         let conditions = command.conditions();
         let mut verbs = vec![command.policy_verb()];
-        if matches!(command, Command::Scale { force: true, .. }) {
+        if conditions.contains(&"force") {
             verbs.push("force");
         }
         let namespace_target = |ns: &str| -> Target<'_> {
@@ -484,16 +482,53 @@ impl Router {
         })
     }
 
-    /// Runs an authorized command on its resolved scope. `actor` is who it
-    /// runs for (and who approved it, for approved requests).
-    pub(crate) async fn execute(
+    /// Runs an approved request as its own history row, in the requester's
+    /// name: the row is started before it runs and completed through the
+    /// same [`completion`] as every request's, then linked to the approval.
+    pub(crate) async fn run_approved(
         &self,
-        command: &Command,
+        approval: &Approval,
+        row: NewInvocation,
         scope: &Scope<'_>,
         actor: &Actor,
         inv: &Invocation,
     ) -> Handled {
-        handlers::execute(self, command, scope, actor, inv).await
+        let now_ms = self.inner.clock.now().as_millisecond();
+        let exec_id = match self.inner.store.start_invocation(&row, now_ms).await {
+            Ok(Start::Begun(i)) => i,
+            Ok(Start::Repeat(_)) => {
+                return Handled::failed(
+                    "Could not record the execution; nothing was run",
+                    "an execution row has no idempotency key, yet one was repeated",
+                )
+            }
+            Err(e) => return Handled::failed("Could not record the execution; nothing was run", e),
+        };
+        let command = &approval.command;
+        let started = Instant::now();
+        let cx = Context::new(self, inv, scope, actor);
+        // Boxed: an approval's handler runs handlers, itself among them.
+        let handled = Box::pin(handlers::execute(command, &cx)).await;
+        // The execution's row keeps the handler's summary and error; the
+        // approver's reply gets its own summary.
+        let mut for_row = handled.clone();
+        let decision = DecisionRecord {
+            decision: "approved".into(),
+            rule: Some(format!("approval rule {}", approval.rule)),
+            reason: Some(format!("approved by {}", inv.principal)),
+            approval_id: Some(approval.id.clone()),
+        };
+        let completion = completion(Some(command), decision, &mut for_row, started);
+        if let Err(e) = self
+            .inner
+            .store
+            .finish_invocation(exec_id, &completion, None)
+            .await
+        {
+            tracing::error!("could not complete the execution row: {e}");
+        }
+        let _ = self.inner.store.set_execution(&approval.id, exec_id).await;
+        handled
     }
 
     /// The client for a catalog service.

@@ -28,6 +28,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Json;
+use oncall_grammar::ArgKind;
 use oncall_permissions::Principal;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -242,7 +243,15 @@ fn autocomplete(state: &DiscordState, interaction: &Value) -> Value {
     let Some((name, typed)) = schema::focused(&options) else {
         return schema::choices(&[], "");
     };
-    if name == "verb" {
+    let verb = schema::invoked(&interaction["data"])
+        .map(|(v, _)| v)
+        .unwrap_or_default();
+    let (kind, many) = match schema::option_of(&verb, &name) {
+        Some(schema::OptionOf::Arg(a)) => (Some(a.kind), a.many),
+        Some(schema::OptionOf::Flag(f)) => (f.kind, false),
+        None => (None, false),
+    };
+    if kind == Some(ArgKind::Verb) {
         let verbs: Vec<String> = oncall_grammar::VERBS
             .iter()
             .map(|v| v.name.to_string())
@@ -251,7 +260,7 @@ fn autocomplete(state: &DiscordState, interaction: &Value) -> Value {
     }
     let catalog = state.router.catalog();
     let mut candidates: Vec<String> = catalog.names().map(String::from).collect();
-    if name == "target" {
+    if kind == Some(ArgKind::ServiceOrNamespace) {
         candidates.extend(
             catalog
                 .namespaces()
@@ -261,7 +270,7 @@ fn autocomplete(state: &DiscordState, interaction: &Value) -> Value {
     }
     // `restart` takes several services: complete the last word.
     let (prefix, last) = match typed.rsplit_once(' ') {
-        Some((p, l)) if name == "services" => (format!("{p} "), l.to_string()),
+        Some((p, l)) if many => (format!("{p} "), l.to_string()),
         _ => (String::new(), typed.clone()),
     };
     let completed: Vec<String> = candidates.iter().map(|c| format!("{prefix}{c}")).collect();
@@ -318,11 +327,14 @@ async fn command(state: &Arc<DiscordState>, interaction: &Value) -> Value {
         return plain_ephemeral("Could not tell who is asking.");
     };
     // Interaction tokens last 15 minutes: a longer wait could never answer.
-    if let Ok(oncall_grammar::Parsed {
-        command: oncall_grammar::Command::RolloutStatus { wait: Some(w), .. },
-        ..
-    }) = oncall_grammar::parse(&text)
-    {
+    let wait =
+        oncall_grammar::parse(&text)
+            .ok()
+            .and_then(|p| match p.command.values().get("wait") {
+                Some(oncall_grammar::Value::Duration(w)) => Some(*w),
+                _ => None,
+            });
+    if let Some(w) = wait {
         if w > MAX_DISCORD_WAIT {
             return plain_ephemeral("Discord lets a bot answer an interaction for 15 minutes; use `wait` of 14m or less.");
         }

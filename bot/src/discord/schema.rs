@@ -11,127 +11,30 @@
 //! ([`options_to_text`]) and parsed by the same grammar as Slack and the
 //! console, so both paths produce the same typed `Command`.
 
-use oncall_grammar::spec::{VerbSpec, VERBS};
-use oncall_grammar::MAX_REPLICAS;
+use oncall_grammar::spec::{ArgKind, ArgSpec, FlagSpec, VerbSpec, VERBS};
 use serde_json::{json, Value};
 use serenity::all::{CommandOptionType, CreateCommand, CreateCommandOption};
 
-/// One positional option.
-#[derive(Debug, Clone, Copy)]
-pub struct Positional {
-    pub name: &'static str,
-    pub description: &'static str,
-    pub kind: Kind,
-    pub required: bool,
-    /// Suggest catalog names while typing.
-    pub autocomplete: bool,
-    /// The value is several words (`KEY=VALUE KEY2=VALUE2`) inserted as is.
-    pub multi: bool,
+/// Whether an argument's value is several words inserted as they are
+/// (`KEY=VALUE KEY2=VALUE2`, or a whole command for `can`).
+fn multi_word(arg: &ArgSpec) -> bool {
+    arg.many || arg.kind == ArgKind::Command
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Text,
-    Integer { min: i64, max: i64 },
-}
-
-const fn text(
-    name: &'static str,
-    description: &'static str,
-    required: bool,
-    autocomplete: bool,
-) -> Positional {
-    Positional {
-        name,
-        description,
-        kind: Kind::Text,
-        required,
-        autocomplete,
-        multi: false,
-    }
-}
-
-const fn words(
-    name: &'static str,
-    description: &'static str,
-    required: bool,
-    autocomplete: bool,
-) -> Positional {
-    Positional {
-        name,
-        description,
-        kind: Kind::Text,
-        required,
-        autocomplete,
-        multi: true,
-    }
-}
-
-/// The positional arguments of each verb, in order.
-pub fn positionals(verb: &str) -> Vec<Positional> {
-    let service = text("service", "The service, from the catalog", true, true);
-    match verb {
-        "help" => vec![text("verb", "A command to explain", false, true)],
-        "scale" => vec![
-            service,
-            Positional {
-                name: "replicas",
-                description: "How many replicas",
-                kind: Kind::Integer {
-                    min: 0,
-                    max: MAX_REPLICAS as i64,
-                },
-                required: true,
-                autocomplete: false,
-                multi: false,
-            },
-        ],
-        "restart" => vec![words(
-            "services",
-            "One or more services, separated by spaces",
-            false,
-            true,
-        )],
-        "status" | "rollout status" | "rollout history" | "rollback" | "hpa" | "health" => {
-            vec![service]
+/// A typed option for a value of `kind`.
+fn typed_option(kind: Option<ArgKind>, name: &str, description: &str) -> CreateCommandOption {
+    let description = describe(description);
+    match kind {
+        None => CreateCommandOption::new(CommandOptionType::Boolean, name, description),
+        Some(k) if k.is_integer() => {
+            let o = CreateCommandOption::new(CommandOptionType::Integer, name, description);
+            match k.bounds() {
+                Some((min, max)) => o.min_int_value(min as u64).max_int_value(max as u64),
+                None => o,
+            }
         }
-        "set image" => vec![
-            service,
-            text("image", "The image, or container=image", true, false),
-        ],
-        "logs" | "diagnose" => vec![text("target", "A service or one of its pods", true, true)],
-        "pods" | "events" | "top" => vec![text("target", "A service or a namespace", true, true)],
-        "job run" => vec![text("cronjob", "The CronJob to run now", true, false)],
-        "quarantine" | "unquarantine" => vec![text("pod", "The pod", true, false)],
-        "env set" => vec![
-            service,
-            words("vars", "KEY=VALUE pairs, separated by spaces", true, false),
-        ],
-        "env unset" => vec![
-            service,
-            words("keys", "Variable names, separated by spaces", true, false),
-        ],
-        "can" => vec![
-            text(
-                "principal",
-                "Whose permission to check (slack:U…, discord:<id>, cli:<name>)",
-                true,
-                false,
-            ),
-            words(
-                "command",
-                "The command to check, e.g. scale backend 5",
-                true,
-                false,
-            ),
-        ],
-        "approve" | "deny" => vec![text(
-            "id",
-            "The request id shown with the approval request",
-            true,
-            false,
-        )],
-        _ => vec![],
+        Some(k) => CreateCommandOption::new(CommandOptionType::String, name, description)
+            .set_autocomplete(k.from_catalog()),
     }
 }
 
@@ -146,10 +49,6 @@ fn describe(s: &str) -> String {
     }
 }
 
-fn option_name(flag: &str) -> String {
-    flag.to_string()
-}
-
 /// The options of one verb's subcommand: required first, as Discord demands.
 fn subcommand(verb: &VerbSpec, leaf_name: &str) -> CreateCommandOption {
     let mut sub = CreateCommandOption::new(
@@ -159,55 +58,26 @@ fn subcommand(verb: &VerbSpec, leaf_name: &str) -> CreateCommandOption {
     );
     let mut all: Vec<CreateCommandOption> = Vec::new();
     let mut optional: Vec<CreateCommandOption> = Vec::new();
-    for p in positionals(verb.name) {
-        let mut o = match p.kind {
-            Kind::Text => {
-                CreateCommandOption::new(CommandOptionType::String, p.name, describe(p.description))
-            }
-            Kind::Integer { min, max } => CreateCommandOption::new(
-                CommandOptionType::Integer,
-                p.name,
-                describe(p.description),
-            )
-            .min_int_value(min as u64)
-            .max_int_value(max as u64),
-        };
-        o = o.required(p.required);
-        if p.autocomplete {
-            o = o.set_autocomplete(true);
-        }
-        if p.required {
-            all.push(o);
+    for arg in verb.args {
+        let kind = if multi_word(arg) {
+            ArgKind::Name("words")
         } else {
-            optional.push(o);
+            arg.kind
+        };
+        let o = typed_option(Some(kind), arg.name, arg.help);
+        let o = if arg.many && arg.kind.from_catalog() {
+            o.set_autocomplete(true)
+        } else {
+            o
+        };
+        if arg.required {
+            all.push(o.required(true));
+        } else {
+            optional.push(o.required(false));
         }
     }
     for flag in verb.flags {
-        let o = match flag.value {
-            None => CreateCommandOption::new(
-                CommandOptionType::Boolean,
-                option_name(flag.name),
-                describe(flag.help),
-            ),
-            Some("N") => CreateCommandOption::new(
-                CommandOptionType::Integer,
-                option_name(flag.name),
-                describe(flag.help),
-            ),
-            Some(_) => {
-                let o = CreateCommandOption::new(
-                    CommandOptionType::String,
-                    option_name(flag.name),
-                    describe(flag.help),
-                );
-                if flag.name == "service" {
-                    o.set_autocomplete(true)
-                } else {
-                    o
-                }
-            }
-        };
-        optional.push(o.required(false));
+        optional.push(typed_option(flag.kind, flag.name, flag.help).required(false));
     }
     all.extend(optional);
     for o in all {
@@ -293,6 +163,20 @@ fn value_text(v: &Value) -> String {
     }
 }
 
+/// What an option of a verb is: a positional argument or a flag.
+pub enum OptionOf {
+    Arg(&'static ArgSpec),
+    Flag(&'static FlagSpec),
+}
+
+/// Looks an option of a verb up by name.
+pub fn option_of(verb: &str, name: &str) -> Option<OptionOf> {
+    let spec = VERBS.iter().find(|v| v.name == verb)?;
+    spec.arg(name)
+        .map(OptionOf::Arg)
+        .or_else(|| spec.flag(name).map(OptionOf::Flag))
+}
+
 /// The command text an invocation means: the verb, the positional values in
 /// order, then the flags.
 pub fn options_to_text(verb: &str, options: &[Value]) -> Option<String> {
@@ -304,14 +188,14 @@ pub fn options_to_text(verb: &str, options: &[Value]) -> Option<String> {
             .map(|o| &o["value"])
     };
     let mut parts = vec![verb.to_string()];
-    for p in positionals(verb) {
-        if let Some(v) = get(p.name) {
+    for arg in spec.args {
+        if let Some(v) = get(arg.name) {
             let text = value_text(v);
-            parts.push(if p.multi { text } else { quote(&text) });
+            parts.push(if multi_word(arg) { text } else { quote(&text) });
         }
     }
     for flag in spec.flags {
-        match (flag.value, get(flag.name)) {
+        match (flag.kind, get(flag.name)) {
             (None, Some(Value::Bool(true))) => parts.push(format!("--{}", flag.name)),
             (Some(_), Some(v)) => parts.push(format!("--{} {}", flag.name, quote(&value_text(v)))),
             _ => {}

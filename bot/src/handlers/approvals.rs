@@ -5,23 +5,40 @@
 use oncall_grammar::Command;
 use oncall_permissions::{Decision, Principal, Reason};
 
-use crate::model::{Actor, DecisionRecord, Handled, Invocation};
+use crate::model::{Actor, DecisionRecord, Handled};
 use crate::reply::{Button, ButtonAction, ButtonStyle, Outcome, Reply};
-use crate::router::Router;
-use crate::store::{Approval, ApprovalState, NewInvocation, Start};
+use crate::store::{Approval, ApprovalState, NewInvocation};
+
+use super::{Context, Handle, Refusal};
+
+impl Handle for oncall_grammar::Approve {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        let (mut handled, decision) = approve(cx, &self.id).await;
+        handled.decision = Some(decision);
+        Ok(handled)
+    }
+}
+
+impl Handle for oncall_grammar::Deny {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        let (mut handled, decision) = deny(cx, &self.id).await;
+        handled.decision = Some(decision);
+        Ok(handled)
+    }
+}
 
 /// Holds a request for approval; returns the reply and the approval id.
 pub async fn request(
-    router: &Router,
-    inv: &Invocation,
+    cx: &Context<'_>,
     command: &Command,
     rule: &str,
     approvers: &[String],
     reason: &Reason,
     invocation_id: i64,
 ) -> (Handled, Option<String>) {
-    let now = router.clock().now();
-    let ttl = router.config().approvals.ttl;
+    let inv = cx.inv;
+    let now = cx.now;
+    let ttl = cx.approval_ttl();
     let mut row = Approval {
         id: String::new(),
         created_at_ms: now.as_millisecond(),
@@ -45,7 +62,7 @@ pub async fn request(
     let mut stored = Err("no free request id".to_string());
     for _ in 0..5 {
         row.id = new_id();
-        match router.store().insert_approval(&row).await {
+        match cx.insert_approval(&row).await {
             Ok(true) => {
                 stored = Ok(());
                 break;
@@ -129,11 +146,11 @@ fn refused(id: &str, title: String, why: String) -> (Handled, DecisionRecord) {
 
 /// Loads a pending approval and its requester, expiring it if its time is up.
 async fn load_pending(
-    router: &Router,
+    cx: &Context<'_>,
     id: &str,
 ) -> Result<(Approval, Principal), (Handled, DecisionRecord)> {
-    let now = router.clock().now().as_millisecond();
-    let row = match router.store().approval(id).await {
+    let now = cx.now.as_millisecond();
+    let row = match cx.approval(id).await {
         Ok(Some(row)) => row,
         Ok(None) => return Err((
             Handled::info(
@@ -151,8 +168,7 @@ async fn load_pending(
         }
     };
     if row.state == ApprovalState::Pending && row.expires_at_ms <= now {
-        let _ = router
-            .store()
+        let _ = cx
             .decide_approval(id, ApprovalState::Expired, "oncall", now)
             .await;
         let at = jiff::Timestamp::from_millisecond(row.expires_at_ms)
@@ -185,15 +201,13 @@ async fn load_pending(
 /// Moves a pending request to `state` for this caller, exactly once: if
 /// someone else decided it first, says so.
 async fn decide(
-    router: &Router,
-    inv: &Invocation,
+    cx: &Context<'_>,
     id: &str,
     state: ApprovalState,
 ) -> Result<(), (Handled, DecisionRecord)> {
-    let now = router.clock().now().as_millisecond();
-    match router
-        .store()
-        .decide_approval(id, state, &inv.principal.to_string(), now)
+    let now = cx.now.as_millisecond();
+    match cx
+        .decide_approval(id, state, &cx.inv.principal.to_string(), now)
         .await
     {
         Ok(Some(_)) => Ok(()),
@@ -209,12 +223,13 @@ async fn decide(
     }
 }
 
-pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, DecisionRecord) {
-    let (row, requester) = match load_pending(router, id).await {
+pub async fn approve(cx: &Context<'_>, id: &str) -> (Handled, DecisionRecord) {
+    let inv = cx.inv;
+    let (row, requester) = match load_pending(cx, id).await {
         Ok(found) => found,
         Err(out) => return out,
     };
-    let policy = &router.config().policy;
+    let policy = cx.policy();
     if let Err(reason) = policy.may_approve(&row.rule, &inv.principals(), &requester) {
         return refused(
             id,
@@ -227,13 +242,13 @@ pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, D
     let groups: Vec<Principal> = row.requester_groups.clone();
     let mut requester_principals = vec![requester.clone()];
     requester_principals.extend(groups.iter().cloned());
-    let scope = match router.resolve_scope(&command).await {
+    let scope = match cx.resolve_scope(&command).await {
         Ok(scope) => scope,
         Err(handled) => return (handled, record(id, "none", None)),
     };
     let channel_scope = format!("{}:{}", row.platform, row.channel);
     if let Decision::Deny { reason } =
-        router.authorize(&requester_principals, &channel_scope, &command, &scope)
+        cx.authorize(&requester_principals, &channel_scope, &command, &scope)
     {
         return refused(
             id,
@@ -241,12 +256,12 @@ pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, D
             format!("{requester} is no longer allowed to run `{command}`: {reason}"),
         );
     }
-    if let Err(out) = decide(router, inv, id, ApprovalState::Approved).await {
+    if let Err(out) = decide(cx, id, ApprovalState::Approved).await {
         return out;
     }
     // The execution is its own history row, in the requester's name.
-    let exec_inv = NewInvocation {
-        received_at_ms: router.clock().now().as_millisecond(),
+    let exec_row = NewInvocation {
+        received_at_ms: cx.now.as_millisecond(),
         platform: row.platform.clone(),
         workspace: row.workspace.clone(),
         channel: row.channel.clone(),
@@ -255,41 +270,11 @@ pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, D
         text: row.text.clone(),
         idempotency_key: None,
     };
-    let now_ms = router.clock().now().as_millisecond();
-    let exec_id = match router.store().start_invocation(&exec_inv, now_ms).await {
-        Ok(Start::Begun(i)) => i,
-        Ok(Start::Repeat(_)) => unreachable!("an execution row has no idempotency key"),
-        Err(e) => {
-            return (
-                Handled::failed("Could not record the execution; nothing was run", e),
-                record(id, "none", None),
-            )
-        }
-    };
     let actor = Actor {
         principal: requester.clone(),
         approved_by: Some(inv.principal.clone()),
     };
-    let started = std::time::Instant::now();
-    let mut handled = router.execute(&command, &scope, &actor, inv).await;
-    // The execution's row keeps the handler's summary and error; the
-    // approver's reply gets its own summary below.
-    let mut for_row = handled.clone();
-    let decision = DecisionRecord {
-        decision: "approved".into(),
-        rule: Some(format!("approval rule {}", row.rule)),
-        reason: Some(format!("approved by {}", inv.principal)),
-        approval_id: Some(id.to_string()),
-    };
-    let completion = crate::router::completion(Some(&command), decision, &mut for_row, started);
-    if let Err(e) = router
-        .store()
-        .finish_invocation(exec_id, &completion, None)
-        .await
-    {
-        tracing::error!("could not complete the execution row: {e}");
-    }
-    let _ = router.store().set_execution(id, exec_id).await;
+    let mut handled = cx.run_approved(&row, exec_row, &scope, &actor).await;
     handled.reply.title = format!("Approved {id}: {}", handled.reply.title);
     handled.reply = handled.reply.text(format!(
         "Requested by {requester}, approved by {}.",
@@ -309,19 +294,16 @@ pub async fn approve(router: &Router, inv: &Invocation, id: &str) -> (Handled, D
     )
 }
 
-pub async fn deny(router: &Router, inv: &Invocation, id: &str) -> (Handled, DecisionRecord) {
-    let (row, requester) = match load_pending(router, id).await {
+pub async fn deny(cx: &Context<'_>, id: &str) -> (Handled, DecisionRecord) {
+    let inv = cx.inv;
+    let (row, requester) = match load_pending(cx, id).await {
         Ok(found) => found,
         Err(out) => return out,
     };
     // The requester may withdraw their own request; otherwise an approver decides.
     let withdrawing = inv.principal == requester;
     if !withdrawing {
-        if let Err(reason) =
-            router
-                .config()
-                .policy
-                .may_approve(&row.rule, &inv.principals(), &requester)
+        if let Err(reason) = cx.policy().may_approve(&row.rule, &inv.principals(), &requester)
         {
             return refused(
                 id,
@@ -330,7 +312,7 @@ pub async fn deny(router: &Router, inv: &Invocation, id: &str) -> (Handled, Deci
             );
         }
     }
-    if let Err(out) = decide(router, inv, id, ApprovalState::Denied).await {
+    if let Err(out) = decide(cx, id, ApprovalState::Denied).await {
         return out;
     }
     let what = if withdrawing { "withdrawn" } else { "denied" };

@@ -6,21 +6,27 @@ use oncall_permissions::{Decision, Principal};
 
 use crate::model::{Handled, Invocation};
 use crate::reply::{Outcome, Reply};
-use crate::router::Router;
+use super::{Context, Handle, Refusal};
 
-pub fn run(router: &Router, inv: &Invocation, principal: &str, command: &Command) -> Handled {
+impl Handle for oncall_grammar::Can {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        Ok(run(cx, cx.inv, &self.principal, &self.command))
+    }
+}
+
+pub fn run(cx: &Context<'_>, inv: &Invocation, principal: &str, command: &Command) -> Handled {
     let principal: Principal = match principal.parse() {
         Ok(p) => p,
         Err(e) => return Handled::failed("Not a principal", e),
     };
-    let scope = match router.catalog().scope(command) {
+    let scope = match cx.catalog().scope(command) {
         Ok(scope) => scope,
         Err(name) => {
             return Handled::failed("Unknown target", format!("`{name}` is not in the catalog"))
         }
     };
     let channel = inv.channel_scope();
-    let decision = router.authorize(std::slice::from_ref(&principal), &channel, command, &scope);
+    let decision = cx.authorize(std::slice::from_ref(&principal), &channel, command, &scope);
     let (verdict, outcome_line) = match &decision {
         Decision::Allow { .. } => (
             "yes",
@@ -38,10 +44,7 @@ pub fn run(router: &Router, inv: &Invocation, principal: &str, command: &Command
             ),
         ),
     };
-    let roles = router
-        .config()
-        .policy
-        .roles_of(std::slice::from_ref(&principal));
+    let roles = cx.policy().roles_of(std::slice::from_ref(&principal));
     let reply = Reply::new(Outcome::Info, format!("Can {principal} run `{command}`? {verdict}"))
         .text(outcome_line)
         .fields(vec![

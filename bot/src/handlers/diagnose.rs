@@ -6,6 +6,14 @@ use oncall_ops::workloads::Subject;
 
 use crate::model::Handled;
 use crate::reply::{clip_tail, Outcome, Reply};
+use super::{Context, Handle, Refusal};
+
+impl Handle for oncall_grammar::Diagnose {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        let (client, entry) = cx.service_client()?;
+        Ok(run(&client, entry, cx.pod(), cx.now).await)
+    }
+}
 
 pub async fn run(
     client: &kube::Client,

@@ -6,6 +6,30 @@ use oncall_ops::DeploymentRef;
 
 use crate::model::{Actor, Handled};
 use crate::reply::{Outcome, Reply};
+use super::{Context, Handle, Refusal};
+
+impl Handle for oncall_grammar::EnvSet {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        let (client, entry) = cx.service_client()?;
+        let changes: Vec<(String, Option<String>)> = self
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect();
+        let container = self.container.as_deref();
+        Ok(run(&client, entry, container, &changes, self.dry_run, cx.actor).await)
+    }
+}
+
+impl Handle for oncall_grammar::EnvUnset {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        let (client, entry) = cx.service_client()?;
+        let changes: Vec<(String, Option<String>)> =
+            self.keys.iter().map(|k| (k.clone(), None)).collect();
+        let container = self.container.as_deref();
+        Ok(run(&client, entry, container, &changes, self.dry_run, cx.actor).await)
+    }
+}
 
 pub async fn run(
     client: &kube::Client,

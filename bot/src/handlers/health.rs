@@ -5,6 +5,13 @@ use oncall_ops::health::probe_all;
 
 use crate::model::Handled;
 use crate::reply::{table, Outcome, Reply};
+use super::{Context, Handle, Refusal};
+
+impl Handle for oncall_grammar::Health {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        Ok(run(cx.http(), cx.service()?).await)
+    }
+}
 
 pub async fn run(http: &reqwest::Client, entry: &ServiceEntry) -> Handled {
     let name = &entry.name;

@@ -3,6 +3,14 @@
 use oncall_grammar::{spec, VERBS};
 
 use crate::reply::{Outcome, Reply};
+use super::{Context, Handle, Refusal};
+use crate::model::Handled;
+
+impl Handle for oncall_grammar::Help {
+    async fn handle(&self, _cx: &Context<'_>) -> Result<Handled, Refusal> {
+        Ok(Handled::info(reply(self.verb.as_deref())))
+    }
+}
 
 pub fn reply(verb: Option<&str>) -> Reply {
     match verb.and_then(spec::find) {
@@ -13,8 +21,8 @@ pub fn reply(verb: Option<&str>) -> Reply {
             let flags: Vec<(String, String)> = v
                 .flags
                 .iter()
-                .map(|f| match f.value {
-                    Some(val) => (format!("--{} {val}", f.name), f.help.to_string()),
+                .map(|f| match f.kind {
+                    Some(_) => (format!("--{} {}", f.name, f.placeholder), f.help.to_string()),
                     None => (format!("--{}", f.name), f.help.to_string()),
                 })
                 .collect();

@@ -5,11 +5,17 @@ use oncall_ops::kubectl::human_duration;
 
 use crate::model::Handled;
 use crate::reply::{table, Outcome, Reply};
-use crate::router::Router;
+use super::{Context, Handle, Refusal};
 use crate::store::HistoryQuery;
 
-pub async fn run(router: &Router, filter: &HistoryFilter) -> Handled {
-    let now = router.clock().now();
+impl Handle for HistoryFilter {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        Ok(run(cx, self).await)
+    }
+}
+
+pub async fn run(cx: &Context<'_>, filter: &HistoryFilter) -> Handled {
+    let now = cx.now;
     let query = HistoryQuery {
         principal: filter.user.clone(),
         service: filter.service.clone(),
@@ -19,7 +25,7 @@ pub async fn run(router: &Router, filter: &HistoryFilter) -> Handled {
         // One more: this request's own row is still running and left out.
         limit: filter.limit + 1,
     };
-    let rows = match router.store().history(&query).await {
+    let rows = match cx.history(&query).await {
         Ok(rows) => rows,
         Err(e) => return Handled::failed("Could not read the history", e),
     };

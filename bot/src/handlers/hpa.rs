@@ -5,6 +5,14 @@ use oncall_ops::{hpa, DeploymentRef};
 
 use crate::model::{Actor, Handled};
 use crate::reply::{Outcome, Reply};
+use super::{Context, Handle, Refusal};
+
+impl Handle for oncall_grammar::Hpa {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        let (client, entry) = cx.service_client()?;
+        Ok(run(&client, entry, self.min, self.max, self.dry_run, cx.actor).await)
+    }
+}
 
 pub async fn run(
     client: &kube::Client,

@@ -6,6 +6,24 @@ use oncall_ops::jobs::{default_job_name, run_from_cronjob, JobState};
 
 use crate::model::{Actor, Handled};
 use crate::reply::{Outcome, Reply};
+use super::{mismatch, Context, Handle, Refusal};
+use oncall_grammar::Scope;
+
+impl Handle for oncall_grammar::JobRun {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        let Scope::CronJob {
+            namespace: Some(ns),
+            ..
+        } = cx.scope
+        else {
+            return Err(mismatch().into());
+        };
+        let client = cx.client_for_namespace(ns)?;
+        let name = self.name.as_deref();
+        let watch = cx.timing().job_watch;
+        Ok(run(&client, ns, &self.cronjob, name, cx.now, self.dry_run, watch, cx.actor).await)
+    }
+}
 
 #[allow(clippy::too_many_arguments)]
 pub async fn run(

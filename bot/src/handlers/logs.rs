@@ -6,6 +6,14 @@ use oncall_ops::DeploymentRef;
 
 use crate::model::Handled;
 use crate::reply::{clip_tail, Outcome, Reply};
+use super::{Context, Handle, Refusal};
+
+impl Handle for LogsRequest {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        let (client, entry) = cx.service_client()?;
+        Ok(run(&client, entry, cx.pod(), self).await)
+    }
+}
 
 pub async fn run(
     client: &kube::Client,

@@ -1,34 +1,30 @@
-//! One file per command: each turns a typed command (and, for operations, a
-//! kube client and the catalog entry) into a [`Handled`] reply.
-//! [`execute`] dispatches an authorized command to its handler.
+//! One file per command. Each implements [`Handle`] for its command type
+//! from the grammar: given the typed command and a [`Context`] (the target,
+//! its kube client, the clock, the store operations it needs), it produces a
+//! [`Handled`] reply. [`execute`] dispatches through `dispatch!`, which
+//! matches every command type, so a verb without a handler does not compile.
+//! Files here are picked up by `automod`: a new handler is one new file.
 
-pub mod approvals;
-pub mod can;
-pub mod diagnose;
-pub mod env;
-pub mod health;
-pub mod help;
-pub mod history;
-pub mod hpa;
-pub mod jobs;
-pub mod logs;
-pub mod pods;
-pub mod quarantine;
-pub mod restart;
-pub mod rollback;
-pub mod rollout;
-pub mod scale;
-pub mod set_image;
-pub mod status;
-pub mod top;
-pub mod whoami;
+automod::dir!(pub "src/handlers");
 
-use oncall_grammar::{Command, Scope, ServiceEntry};
+use oncall_grammar::Command;
 use oncall_permissions::Reason;
 
-use crate::model::{Actor, Handled, Invocation};
+pub use crate::context::{mismatch, Context, Refusal};
+use crate::model::Handled;
 use crate::reply::{Outcome, Reply};
-use crate::router::Router;
+
+/// A command type's handler. `Err` is a failure reply returned early (a
+/// target that did not resolve, a cluster that can't be reached).
+pub trait Handle {
+    #[allow(async_fn_in_trait)]
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal>;
+}
+
+/// Runs an authorized command through its handler.
+pub async fn execute(command: &Command, cx: &Context<'_>) -> Handled {
+    oncall_grammar::dispatch!(command, c => c.handle(cx).await).unwrap_or_else(|refusal| *refusal.0)
+}
 
 /// The reply to a policy denial: what was refused and which rule decided.
 pub fn denied(command: &Command, reason: &Reason) -> Reply {
@@ -36,212 +32,6 @@ pub fn denied(command: &Command, reason: &Reason) -> Reply {
         .text(reason.explanation.clone())
         .fields(vec![("Decided by".into(), reason.rule.clone())])
         .text("Ask an admin to grant it, or check with `/oncall whoami`.")
-}
-
-/// Runs an authorized command on its resolved scope.
-pub async fn execute(
-    router: &Router,
-    command: &Command,
-    scope: &Scope<'_>,
-    actor: &Actor,
-    inv: &Invocation,
-) -> Handled {
-    let now = router.clock().now();
-    // Most commands act on one service (or one of its pods).
-    let single: Option<&ServiceEntry> = match scope {
-        Scope::Services(entries) if entries.len() == 1 => Some(entries[0]),
-        Scope::Pod { service, .. } => Some(service),
-        _ => None,
-    };
-    let pod = match scope {
-        Scope::Pod { pod, .. } => Some(pod.as_str()),
-        _ => None,
-    };
-    macro_rules! with_client {
-        ($entry:expr, |$c:ident| $body:expr) => {{
-            match router.client_for($entry) {
-                Ok($c) => $body,
-                Err(handled) => handled,
-            }
-        }};
-    }
-    match (command, single) {
-        (
-            Command::Scale {
-                replicas,
-                dry_run,
-                force,
-                ..
-            },
-            Some(e),
-        ) => {
-            with_client!(e, |c| scale::run(&c, e, *replicas, *dry_run, *force, actor)
-                .await)
-        }
-        (Command::Restart { dry_run, .. }, _) => {
-            let Scope::Services(entries) = scope else {
-                return mismatch();
-            };
-            restart::run_many(router, entries, now, *dry_run, actor).await
-        }
-        (Command::RestartAll { namespace, dry_run }, _) => {
-            restart::run_all(router, namespace, now, *dry_run, actor).await
-        }
-        (Command::Status { .. }, Some(e)) => with_client!(e, |c| status::run(&c, e, now).await),
-        (Command::RolloutStatus { wait, .. }, Some(e)) => {
-            with_client!(e, |c| rollout::status(
-                &c,
-                e,
-                *wait,
-                router.timing().rollout_poll,
-                inv.progress.clone(),
-                router.supervisor().token(),
-            )
-            .await)
-        }
-        (Command::RolloutHistory { .. }, Some(e)) => {
-            with_client!(e, |c| rollout::history(&c, e, now).await)
-        }
-        (
-            Command::Rollback {
-                to_revision,
-                dry_run,
-                ..
-            },
-            Some(e),
-        ) => {
-            with_client!(e, |c| rollback::run(&c, e, *to_revision, *dry_run, actor)
-                .await)
-        }
-        (
-            Command::SetImage {
-                container,
-                image,
-                dry_run,
-                ..
-            },
-            Some(e),
-        ) => {
-            with_client!(e, |c| set_image::run(
-                &c,
-                e,
-                container.as_deref(),
-                image,
-                *dry_run,
-                actor
-            )
-            .await)
-        }
-        (Command::Logs(request), Some(e)) => {
-            with_client!(e, |c| logs::run(&c, e, pod, request).await)
-        }
-        (Command::Pods { .. }, _) => pods::pods(router, scope, now).await,
-        (Command::Events { since, .. }, _) => pods::events(router, scope, *since, now).await,
-        (
-            Command::Hpa {
-                min, max, dry_run, ..
-            },
-            Some(e),
-        ) => with_client!(e, |c| hpa::run(&c, e, *min, *max, *dry_run, actor).await),
-        (Command::Health { .. }, Some(e)) => health::run(router.http(), e).await,
-        (Command::Diagnose { .. }, Some(e)) => {
-            with_client!(e, |c| diagnose::run(&c, e, pod, now).await)
-        }
-        (
-            Command::JobRun {
-                cronjob,
-                name,
-                dry_run,
-                ..
-            },
-            _,
-        ) => {
-            let Scope::CronJob {
-                namespace: Some(ns),
-                ..
-            } = scope
-            else {
-                return mismatch();
-            };
-            match router.client_for_namespace(ns) {
-                Ok(c) => {
-                    jobs::run(
-                        &c,
-                        ns,
-                        cronjob,
-                        name.as_deref(),
-                        now,
-                        *dry_run,
-                        router.timing().job_watch,
-                        actor,
-                    )
-                    .await
-                }
-                Err(handled) => handled,
-            }
-        }
-        (Command::Quarantine { on, dry_run, .. }, Some(e)) => {
-            let Some(pod) = pod else { return mismatch() };
-            with_client!(e, |c| quarantine::run(&c, e, pod, *on, *dry_run, actor)
-                .await)
-        }
-        (
-            Command::EnvSet {
-                vars,
-                container,
-                dry_run,
-                ..
-            },
-            Some(e),
-        ) => {
-            let changes: Vec<(String, Option<String>)> = vars
-                .iter()
-                .map(|(k, v)| (k.clone(), Some(v.clone())))
-                .collect();
-            with_client!(e, |c| env::run(
-                &c,
-                e,
-                container.as_deref(),
-                &changes,
-                *dry_run,
-                actor
-            )
-            .await)
-        }
-        (
-            Command::EnvUnset {
-                keys,
-                container,
-                dry_run,
-                ..
-            },
-            Some(e),
-        ) => {
-            let changes: Vec<(String, Option<String>)> =
-                keys.iter().map(|k| (k.clone(), None)).collect();
-            with_client!(e, |c| env::run(
-                &c,
-                e,
-                container.as_deref(),
-                &changes,
-                *dry_run,
-                actor
-            )
-            .await)
-        }
-        (Command::Top { .. }, _) => top::run(router, scope).await,
-        (Command::History(filter), _) => history::run(router, filter).await,
-        (Command::Can { principal, command }, _) => can::run(router, inv, principal, command),
-        // help, whoami, approve and deny are answered by the router itself.
-        _ => mismatch(),
-    }
-}
-
-fn mismatch() -> Handled {
-    Handled::failed(
-        "Cannot run this here",
-        "the command's target did not resolve as expected",
-    )
 }
 
 /// kubectl's pod table for a code block.

@@ -8,7 +8,19 @@ use oncall_ops::workloads::{self, Subject};
 
 use crate::model::Handled;
 use crate::reply::{clip_head, table, Outcome, Reply};
-use crate::router::Router;
+use super::{Context, Handle, Refusal};
+
+impl Handle for oncall_grammar::Pods {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        Ok(pods(cx, cx.scope, cx.now).await)
+    }
+}
+
+impl Handle for oncall_grammar::Events {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        Ok(events(cx, cx.scope, self.since, cx.now).await)
+    }
+}
 
 fn subject<'a>(scope: &'a Scope<'_>) -> Option<(Subject<'a>, String)> {
     match scope {
@@ -30,26 +42,22 @@ fn subject<'a>(scope: &'a Scope<'_>) -> Option<(Subject<'a>, String)> {
     }
 }
 
-#[allow(clippy::result_large_err)] // the error is the reply
-fn client(router: &Router, scope: &Scope<'_>) -> Result<kube::Client, Handled> {
+fn client(cx: &Context<'_>, scope: &Scope<'_>) -> Result<kube::Client, Refusal> {
     match scope {
-        Scope::Services(entries) if entries.len() == 1 => router.client_for(entries[0]),
-        Scope::Namespace { namespace, .. } => router.client_for_namespace(namespace),
-        _ => Err(Handled::failed(
-            "Cannot run this here",
-            "expected a service or a namespace",
-        )),
+        Scope::Services(entries) if entries.len() == 1 => cx.client_for(entries[0]),
+        Scope::Namespace { namespace, .. } => cx.client_for_namespace(namespace),
+        _ => Err(Handled::failed("Cannot run this here", "expected a service or a namespace").into()),
     }
 }
 
-pub async fn pods(router: &Router, scope: &Scope<'_>, now: jiff::Timestamp) -> Handled {
+pub async fn pods(cx: &Context<'_>, scope: &Scope<'_>, now: jiff::Timestamp) -> Handled {
     let Some((subject, label)) = subject(scope) else {
         return Handled::failed("Cannot run this here", "expected a service or a namespace");
     };
     // A cluster that cannot be reached says so, not "cannot run this here".
-    let c = match client(router, scope) {
+    let c = match client(cx, scope) {
         Ok(c) => c,
-        Err(handled) => return handled,
+        Err(refusal) => return refusal.into_handled(),
     };
     match workloads::pods(&c, subject, now).await {
         Ok(rows) if rows.is_empty() => {
@@ -84,7 +92,7 @@ pub async fn pods(router: &Router, scope: &Scope<'_>, now: jiff::Timestamp) -> H
 }
 
 pub async fn events(
-    router: &Router,
+    cx: &Context<'_>,
     scope: &Scope<'_>,
     since: Option<Duration>,
     now: jiff::Timestamp,
@@ -93,9 +101,9 @@ pub async fn events(
         return Handled::failed("Cannot run this here", "expected a service or a namespace");
     };
     // A cluster that cannot be reached says so, not "cannot run this here".
-    let c = match client(router, scope) {
+    let c = match client(cx, scope) {
         Ok(c) => c,
-        Err(handled) => return handled,
+        Err(refusal) => return refusal.into_handled(),
     };
     let since = since.unwrap_or(Duration::from_secs(3600));
     match workloads::events(&c, subject, since, now).await {

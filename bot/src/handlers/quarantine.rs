@@ -5,6 +5,15 @@ use oncall_ops::pod_label::set_quarantine;
 
 use crate::model::{Actor, Handled};
 use crate::reply::{Outcome, Reply};
+use super::{Context, Handle, Refusal};
+
+impl Handle for oncall_grammar::Quarantine {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        let (client, entry) = cx.service_client()?;
+        let pod = cx.pod().ok_or_else(super::mismatch)?;
+        Ok(run(&client, entry, pod, self.on, self.dry_run, cx.actor).await)
+    }
+}
 
 pub async fn run(
     client: &kube::Client,

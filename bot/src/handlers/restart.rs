@@ -7,7 +7,23 @@ use oncall_ops::{restart, DeploymentRef};
 
 use crate::model::{Actor, Handled};
 use crate::reply::{table, Outcome, Reply};
-use crate::router::Router;
+use super::{mismatch, Context, Handle, Refusal};
+use oncall_grammar::Scope;
+
+impl Handle for oncall_grammar::Restart {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        let Scope::Services(entries) = cx.scope else {
+            return Err(mismatch().into());
+        };
+        Ok(run_many(cx, entries, cx.now, self.dry_run, cx.actor).await)
+    }
+}
+
+impl Handle for oncall_grammar::RestartAll {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        Ok(run_all(cx, &self.namespace, cx.now, self.dry_run, cx.actor).await)
+    }
+}
 
 /// One service, as before.
 pub async fn run(
@@ -61,21 +77,21 @@ pub async fn run(
 
 /// Several services: each is restarted; the reply lists every result.
 pub async fn run_many(
-    router: &Router,
+    cx: &Context<'_>,
     entries: &[&ServiceEntry],
     now: jiff::Timestamp,
     dry_run: bool,
     actor: &Actor,
 ) -> Handled {
     if let [one] = entries {
-        return match router.client_for(one) {
+        return match cx.client_for(one) {
             Ok(c) => run(&c, one, now, dry_run, actor).await,
-            Err(handled) => handled,
+            Err(refusal) => refusal.into_handled(),
         };
     }
     let mut results: Vec<(String, String, String, Result<(), String>)> = Vec::new();
     for entry in entries {
-        let outcome = match router.client_for(entry) {
+        let outcome = match cx.client_for(entry) {
             Ok(c) => restart::restart(
                 &c,
                 DeploymentRef {
@@ -88,7 +104,7 @@ pub async fn run_many(
             .await
             .map(|_| ())
             .map_err(|e| e.to_string()),
-            Err(h) => Err(h.error.unwrap_or_default()),
+            Err(r) => Err(r.into_handled().error.unwrap_or_default()),
         };
         results.push((
             entry.name.clone(),
@@ -102,15 +118,15 @@ pub async fn run_many(
 
 /// Every deployment in a namespace (paused ones are skipped and said so).
 pub async fn run_all(
-    router: &Router,
+    cx: &Context<'_>,
     namespace: &str,
     now: jiff::Timestamp,
     dry_run: bool,
     actor: &Actor,
 ) -> Handled {
-    let client = match router.client_for_namespace(namespace) {
+    let client = match cx.client_for_namespace(namespace) {
         Ok(c) => c,
-        Err(handled) => return handled,
+        Err(refusal) => return refusal.into_handled(),
     };
     let deployments = match oncall_ops::workloads::deployments_in(&client, namespace).await {
         Ok(list) => list,
@@ -208,5 +224,6 @@ fn summarize(
         reply,
         summary: Some(summary),
         error: (!errors.is_empty()).then(|| errors.join("; ")),
+        decision: None,
     }
 }

@@ -6,6 +6,14 @@ use oncall_ops::{rollout, DeploymentRef};
 use super::arrow;
 use crate::model::{Actor, Handled};
 use crate::reply::{Outcome, Reply};
+use super::{Context, Handle, Refusal};
+
+impl Handle for oncall_grammar::Rollback {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        let (client, entry) = cx.service_client()?;
+        Ok(run(&client, entry, self.to_revision, self.dry_run, cx.actor).await)
+    }
+}
 
 pub async fn run(
     client: &kube::Client,

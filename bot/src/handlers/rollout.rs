@@ -8,6 +8,22 @@ use oncall_ops::{rollout, DeploymentRef};
 
 use crate::model::Handled;
 use crate::reply::{clip_head, table, Outcome, Reply};
+use super::{Context, Handle, Refusal};
+
+impl Handle for oncall_grammar::RolloutStatus {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        let (client, entry) = cx.service_client()?;
+        let poll = cx.timing().rollout_poll;
+        Ok(status(&client, entry, self.wait, poll, cx.progress(), cx.shutdown()).await)
+    }
+}
+
+impl Handle for oncall_grammar::RolloutHistory {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        let (client, entry) = cx.service_client()?;
+        Ok(history(&client, entry, cx.now).await)
+    }
+}
 
 pub async fn status(
     client: &kube::Client,

@@ -5,6 +5,14 @@ use oncall_ops::{scale, DeploymentRef};
 
 use crate::model::{Actor, Handled};
 use crate::reply::{Outcome, Reply};
+use super::{Context, Handle, Refusal};
+
+impl Handle for oncall_grammar::Scale {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        let (client, entry) = cx.service_client()?;
+        Ok(run(&client, entry, self.replicas, self.dry_run, self.force, cx.actor).await)
+    }
+}
 
 pub async fn run(
     client: &kube::Client,

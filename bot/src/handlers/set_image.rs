@@ -5,6 +5,15 @@ use oncall_ops::{rollout, DeploymentRef};
 
 use crate::model::{Actor, Handled};
 use crate::reply::{Outcome, Reply};
+use super::{Context, Handle, Refusal};
+
+impl Handle for oncall_grammar::SetImage {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        let (client, entry) = cx.service_client()?;
+        let container = self.container.as_deref();
+        Ok(run(&client, entry, container, &self.image, self.dry_run, cx.actor).await)
+    }
+}
 
 pub async fn run(
     client: &kube::Client,

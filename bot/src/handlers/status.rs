@@ -6,6 +6,14 @@ use oncall_ops::{status, DeploymentRef};
 
 use crate::model::Handled;
 use crate::reply::{Outcome, Reply};
+use super::{Context, Handle, Refusal};
+
+impl Handle for oncall_grammar::Status {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        let (client, entry) = cx.service_client()?;
+        Ok(run(&client, entry, cx.now).await)
+    }
+}
 
 pub async fn run(client: &kube::Client, entry: &ServiceEntry, now: jiff::Timestamp) -> Handled {
     let target = DeploymentRef {

@@ -6,15 +6,21 @@ use oncall_ops::top::top_pods;
 
 use crate::model::Handled;
 use crate::reply::{clip_head, table, Outcome, Reply};
-use crate::router::Router;
+use super::{Context, Handle, Refusal};
 
-pub async fn run(router: &Router, scope: &Scope<'_>) -> Handled {
+impl Handle for oncall_grammar::Top {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        Ok(run(cx, cx.scope).await)
+    }
+}
+
+pub async fn run(cx: &Context<'_>, scope: &Scope<'_>) -> Handled {
     let (client, namespace, selector, label) = match scope {
         Scope::Services(entries) if entries.len() == 1 => {
             let e = entries[0];
-            let client = match router.client_for(e) {
+            let client = match cx.client_for(e) {
                 Ok(c) => c,
-                Err(h) => return h,
+                Err(r) => return r.into_handled(),
             };
             let target = oncall_ops::DeploymentRef {
                 namespace: &e.namespace,
@@ -26,9 +32,9 @@ pub async fn run(router: &Router, scope: &Scope<'_>) -> Handled {
             };
             (client, e.namespace.clone(), Some(selector), e.name.clone())
         }
-        Scope::Namespace { namespace, .. } => match router.client_for_namespace(namespace) {
+        Scope::Namespace { namespace, .. } => match cx.client_for_namespace(namespace) {
             Ok(c) => (c, namespace.clone(), None, format!("namespace {namespace}")),
-            Err(h) => return h,
+            Err(r) => return r.into_handled(),
         },
         _ => return Handled::failed("Cannot run this here", "expected a service or a namespace"),
     };

@@ -2,11 +2,17 @@
 
 use crate::model::{Handled, Invocation};
 use crate::reply::{Outcome, Reply};
-use crate::router::Router;
+use super::{Context, Handle, Refusal};
 
-pub fn run(router: &Router, inv: &Invocation) -> Handled {
+impl Handle for oncall_grammar::Whoami {
+    async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
+        Ok(run(cx, cx.inv))
+    }
+}
+
+pub fn run(cx: &Context<'_>, inv: &Invocation) -> Handled {
     let principals = inv.principals();
-    let roles = router.config().policy.roles_of(&principals);
+    let roles = cx.policy().roles_of(&principals);
     let groups = if inv.groups.is_empty() {
         "none".to_string()
     } else {

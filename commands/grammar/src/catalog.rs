@@ -154,70 +154,68 @@ impl Catalog {
         })
     }
 
-    /// Resolves what a command acts on. `Err(name)` names what is unknown.
+    /// Resolves what a command acts on, from the kinds of its values:
+    /// a wrapped command is resolved itself (`can`); a CronJob is found in
+    /// the namespace given (or later, among the catalog's); positional
+    /// targets are services, pods or namespaces as their kind says; a
+    /// namespace flag alone (`restart --all -n`) is the namespace; anything
+    /// else acts on no cluster object. `Err(name)` names what is unknown.
     pub fn scope(&self, command: &crate::Command) -> Result<Scope<'_>, String> {
-        use crate::Command as C;
-        let service = |name: &str| self.get(name).ok_or_else(|| name.to_string());
-        let service_or_pod = |name: &str| match self.get(name) {
-            Some(s) => Ok(Scope::Services(vec![s])),
-            None => match self.service_of_pod(name) {
-                Some(s) => Ok(Scope::Pod {
-                    pod: name.to_string(),
-                    service: s,
-                }),
-                None => Err(name.to_string()),
-            },
+        use crate::spec::{ArgKind as K, Value};
+        let values = command.values();
+        let text = |kind: K| {
+            values.entries().find_map(|(name, v)| match v {
+                Value::Text(t) if values.spec.kind_of(name) == Some(kind) => Some(t.clone()),
+                _ => None,
+            })
         };
-        let service_or_namespace = |name: &str| match self.get(name) {
-            Some(s) => Ok(Scope::Services(vec![s])),
-            None => self.namespace_scope(name).ok_or_else(|| name.to_string()),
-        };
-        match command {
-            C::Scale { service: s, .. }
-            | C::Status { service: s }
-            | C::RolloutStatus { service: s, .. }
-            | C::RolloutHistory { service: s }
-            | C::Rollback { service: s, .. }
-            | C::SetImage { service: s, .. }
-            | C::Hpa { service: s, .. }
-            | C::Health { service: s }
-            | C::EnvSet { service: s, .. }
-            | C::EnvUnset { service: s, .. } => Ok(Scope::Services(vec![service(s)?])),
-            C::Restart { services, .. } => {
-                let mut entries = Vec::new();
-                for s in services {
-                    entries.push(service(s)?);
+        for (_, value) in values.entries() {
+            if let Value::Command(inner) = value {
+                return self.scope(inner);
+            }
+        }
+        let namespace = text(K::Namespace);
+        if let Some(cronjob) = text(K::CronJob) {
+            if let Some(ns) = &namespace {
+                if self.namespace_scope(ns).is_none() {
+                    return Err(ns.clone());
                 }
-                Ok(Scope::Services(entries))
             }
-            C::RestartAll { namespace, .. } => self
-                .namespace_scope(namespace)
-                .ok_or_else(|| namespace.clone()),
-            C::Logs(l) => service_or_pod(&l.target),
-            C::Diagnose { target } => service_or_pod(target),
-            C::Quarantine { pod, .. } => match self.service_of_pod(pod) {
-                Some(s) => Ok(Scope::Pod {
-                    pod: pod.clone(),
-                    service: s,
-                }),
-                None => Err(pod.clone()),
-            },
-            C::Pods { target } | C::Events { target, .. } | C::Top { target } => {
-                service_or_namespace(target)
+            return Ok(Scope::CronJob { cronjob, namespace });
+        }
+        let mut services: Vec<&ServiceEntry> = Vec::new();
+        for (arg, value) in values.positional() {
+            let Value::Text(name) = value else { continue };
+            let service = self.get(name);
+            match arg.kind {
+                K::Service => services.push(service.ok_or_else(|| name.clone())?),
+                K::ServiceOrPod | K::Pod => {
+                    if let (Some(s), K::ServiceOrPod) = (service, arg.kind) {
+                        return Ok(Scope::Services(vec![s]));
+                    }
+                    return match self.service_of_pod(name) {
+                        Some(s) => Ok(Scope::Pod {
+                            pod: name.clone(),
+                            service: s,
+                        }),
+                        None => Err(name.clone()),
+                    };
+                }
+                K::ServiceOrNamespace => {
+                    return match service {
+                        Some(s) => Ok(Scope::Services(vec![s])),
+                        None => self.namespace_scope(name).ok_or_else(|| name.clone()),
+                    };
+                }
+                _ => {}
             }
-            C::JobRun {
-                cronjob, namespace, ..
-            } => match namespace {
-                Some(ns) if self.namespace_scope(ns).is_none() => Err(ns.clone()),
-                _ => Ok(Scope::CronJob {
-                    cronjob: cronjob.clone(),
-                    namespace: namespace.clone(),
-                }),
-            },
-            C::Can { command, .. } => self.scope(command),
-            C::Help { .. } | C::History(_) | C::Whoami | C::Approve { .. } | C::Deny { .. } => {
-                Ok(Scope::Nothing)
-            }
+        }
+        if !services.is_empty() {
+            return Ok(Scope::Services(services));
+        }
+        match namespace {
+            Some(ns) => self.namespace_scope(&ns).ok_or(ns),
+            None => Ok(Scope::Nothing),
         }
     }
 

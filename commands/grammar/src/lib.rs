@@ -8,7 +8,10 @@
 //! Kubernetes or HTTP client (the crate's dependency tree shows it), so the
 //! grammar, the catalog and the redactor are tested by tables.
 //!
-//! - [`spec`]: the table every verb is declared in, once.
+//! - [`verbs`]: every verb, declared once (its command type, arguments,
+//!   flags, policy facts and build function).
+//! - [`spec`]: the shape of a declaration, and what is generated from it
+//!   (usage, help, the README reference, Slack's hint).
 //! - [`catalog`]: the services people name, their bounds, and scope
 //!   resolution (which service, namespace and environment a command touches).
 //! - [`redact`]: secrets out of text before it is shown or stored.
@@ -18,16 +21,17 @@ mod parse;
 pub mod redact;
 pub mod spec;
 mod tokenize;
+pub mod verbs;
 
 use std::fmt;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 pub use parse::{
     dns1123_label, dns1123_subdomain, looks_like_secret, parse, valid_image_reference,
 };
-pub use spec::{FlagSpec, VerbSpec, VERBS};
+pub use spec::{ArgKind, ArgSpec, FlagSpec, Gate, Mutates, Value, Values, VerbSpec, VERBS};
+pub use verbs::*;
 
 pub use catalog::{Catalog, Scope, ServiceEntry};
 
@@ -48,147 +52,7 @@ pub struct Parsed {
     pub public: bool,
 }
 
-/// A typed command. Serializable so a request held for approval runs exactly
-/// as it was asked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "kebab-case")]
-pub enum Command {
-    Help {
-        verb: Option<String>,
-    },
-    Scale {
-        service: String,
-        replicas: u32,
-        #[serde(default)]
-        dry_run: bool,
-        #[serde(default)]
-        force: bool,
-    },
-    Restart {
-        services: Vec<String>,
-        #[serde(default)]
-        dry_run: bool,
-    },
-    RestartAll {
-        namespace: String,
-        #[serde(default)]
-        dry_run: bool,
-    },
-    Status {
-        service: String,
-    },
-    RolloutStatus {
-        service: String,
-        #[serde(with = "opt_duration_secs")]
-        wait: Option<Duration>,
-    },
-    RolloutHistory {
-        service: String,
-    },
-    Rollback {
-        service: String,
-        to_revision: Option<u32>,
-        #[serde(default)]
-        dry_run: bool,
-    },
-    SetImage {
-        service: String,
-        container: Option<String>,
-        image: String,
-        #[serde(default)]
-        dry_run: bool,
-    },
-    Logs(LogsRequest),
-    Pods {
-        target: String,
-    },
-    Events {
-        target: String,
-        #[serde(with = "opt_duration_secs")]
-        since: Option<Duration>,
-    },
-    Hpa {
-        service: String,
-        min: Option<u32>,
-        max: Option<u32>,
-        #[serde(default)]
-        dry_run: bool,
-    },
-    Health {
-        service: String,
-    },
-    Diagnose {
-        target: String,
-    },
-    JobRun {
-        cronjob: String,
-        name: Option<String>,
-        namespace: Option<String>,
-        #[serde(default)]
-        dry_run: bool,
-    },
-    Quarantine {
-        pod: String,
-        on: bool,
-        #[serde(default)]
-        dry_run: bool,
-    },
-    EnvSet {
-        service: String,
-        vars: Vec<(String, String)>,
-        container: Option<String>,
-        #[serde(default)]
-        dry_run: bool,
-    },
-    EnvUnset {
-        service: String,
-        keys: Vec<String>,
-        container: Option<String>,
-        #[serde(default)]
-        dry_run: bool,
-    },
-    Top {
-        target: String,
-    },
-    History(HistoryFilter),
-    Whoami,
-    Can {
-        principal: String,
-        command: Box<Command>,
-    },
-    Approve {
-        id: String,
-    },
-    Deny {
-        id: String,
-    },
-}
-
-/// `logs`' options.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogsRequest {
-    /// A service or one of its pods.
-    pub target: String,
-    pub container: Option<String>,
-    pub tail: Option<u32>,
-    #[serde(with = "opt_duration_secs")]
-    pub since: Option<Duration>,
-    #[serde(default)]
-    pub previous: bool,
-    pub grep: Option<String>,
-}
-
-/// `history`'s filters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HistoryFilter {
-    pub user: Option<String>,
-    pub service: Option<String>,
-    #[serde(with = "opt_duration_secs")]
-    pub since: Option<Duration>,
-    pub limit: u32,
-}
-
-mod opt_duration_secs {
+pub(crate) mod opt_duration_secs {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
@@ -204,112 +68,70 @@ mod opt_duration_secs {
     }
 }
 
+/// What is computed from a command's spec and values, the same for every
+/// verb: nothing here names one.
 impl Command {
     pub fn spec(&self) -> &'static VerbSpec {
-        let name = match self {
-            Command::Help { .. } => "help",
-            Command::Scale { .. } => "scale",
-            Command::Restart { .. } | Command::RestartAll { .. } => "restart",
-            Command::Status { .. } => "status",
-            Command::RolloutStatus { .. } => "rollout status",
-            Command::RolloutHistory { .. } => "rollout history",
-            Command::Rollback { .. } => "rollback",
-            Command::SetImage { .. } => "set image",
-            Command::Logs(_) => "logs",
-            Command::Pods { .. } => "pods",
-            Command::Events { .. } => "events",
-            Command::Hpa { .. } => "hpa",
-            Command::Health { .. } => "health",
-            Command::Diagnose { .. } => "diagnose",
-            Command::JobRun { .. } => "job run",
-            Command::Quarantine { on: true, .. } => "quarantine",
-            Command::Quarantine { on: false, .. } => "unquarantine",
-            Command::EnvSet { .. } => "env set",
-            Command::EnvUnset { .. } => "env unset",
-            Command::Top { .. } => "top",
-            Command::History(_) => "history",
-            Command::Whoami => "whoami",
-            Command::Can { .. } => "can",
-            Command::Approve { .. } => "approve",
-            Command::Deny { .. } => "deny",
-        };
-        spec::find(name).expect("every command has a spec")
+        self.values().spec
     }
 
-    /// The verb the policy decides on. Reads are their own verbs; `hpa` with
-    /// new bounds is `hpa-set`.
+    /// The verb the policy decides on. Reads are their own verbs; a verb
+    /// that mutates only with some flags (`hpa --min`) has its own then.
     pub fn policy_verb(&self) -> &'static str {
-        match self {
-            Command::Hpa { min, max, .. } if min.is_some() || max.is_some() => "hpa-set",
-            other => other.spec().policy_verb,
+        let values = self.values();
+        match values.spec.mutates {
+            Mutates::WithFlags { flags, policy_verb } if flags.iter().any(|f| values.has(f)) => {
+                policy_verb
+            }
+            _ => values.spec.policy_verb,
         }
     }
 
     /// Whether it changes anything in a cluster (dry runs included: they are
     /// authorized like the real thing).
     pub fn is_mutating(&self) -> bool {
-        match self {
-            Command::Hpa { min, max, .. } => min.is_some() || max.is_some(),
-            other => other.spec().mutating,
+        let values = self.values();
+        match values.spec.mutates {
+            Mutates::Never => false,
+            Mutates::Always => true,
+            Mutates::WithFlags { flags, .. } => flags.iter().any(|f| values.has(f)),
         }
     }
 
     pub fn is_dry_run(&self) -> bool {
-        match self {
-            Command::Scale { dry_run, .. }
-            | Command::Restart { dry_run, .. }
-            | Command::RestartAll { dry_run, .. }
-            | Command::Rollback { dry_run, .. }
-            | Command::SetImage { dry_run, .. }
-            | Command::Hpa { dry_run, .. }
-            | Command::JobRun { dry_run, .. }
-            | Command::Quarantine { dry_run, .. }
-            | Command::EnvSet { dry_run, .. }
-            | Command::EnvUnset { dry_run, .. } => *dry_run,
-            _ => false,
-        }
+        self.values().has(spec::DRY_RUN.name)
     }
 
-    /// The catalog service this command names directly, if any (for the
-    /// history's service column). Pods and namespaces are resolved by
-    /// [`crate::catalog::Catalog::scope`].
-    pub fn service(&self) -> Option<&str> {
-        match self {
-            Command::Scale { service, .. }
-            | Command::Status { service }
-            | Command::RolloutStatus { service, .. }
-            | Command::RolloutHistory { service }
-            | Command::Rollback { service, .. }
-            | Command::SetImage { service, .. }
-            | Command::Hpa { service, .. }
-            | Command::Health { service }
-            | Command::EnvSet { service, .. }
-            | Command::EnvUnset { service, .. } => Some(service),
-            Command::Restart { services, .. } if services.len() == 1 => Some(&services[0]),
-            Command::Logs(l) => Some(&l.target),
-            Command::Pods { target }
-            | Command::Events { target, .. }
-            | Command::Diagnose { target }
-            | Command::Top { target } => Some(target),
-            Command::Quarantine { pod, .. } => Some(pod),
-            _ => None,
-        }
+    /// The one catalog service, pod or namespace this command names
+    /// directly, if it names exactly one (for the history's service column).
+    /// Pods and namespaces are resolved by [`crate::catalog::Catalog::scope`].
+    pub fn service(&self) -> Option<String> {
+        let values = self.values();
+        let mut targets = values
+            .positional()
+            .filter(|(a, _)| a.kind.is_target())
+            .filter_map(|(_, v)| match v {
+                Value::Text(t) => Some(t.clone()),
+                _ => None,
+            });
+        let first = targets.next()?;
+        targets.next().is_none().then_some(first)
     }
 
     /// Facts approval rules can require.
     pub fn conditions(&self) -> Vec<&'static str> {
+        let values = self.values();
         let mut out = Vec::new();
-        if let Command::Scale { replicas: 0, .. } = self {
+        if values
+            .positional()
+            .any(|(a, v)| a.kind == ArgKind::Replicas && *v == Value::Int(0))
+        {
             out.push("scale-to-zero");
         }
-        if let Command::Scale { force: true, .. } = self {
-            out.push("force");
-        }
-        if let Command::RestartAll { .. } = self {
-            out.push("all");
-        }
-        if self.is_dry_run() {
-            out.push("dry-run");
+        for (flag, condition) in [("force", "force"), ("all", "all"), ("dry-run", "dry-run")] {
+            if values.has(flag) {
+                out.push(condition);
+            }
         }
         out
     }
@@ -330,181 +152,53 @@ fn quoted(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn duration_text(d: Duration) -> String {
-    quoted(&humantime::format_duration(d).to_string())
+fn value_text(kind: Option<ArgKind>, value: &Value) -> String {
+    match value {
+        // A verb name may be two words, and a command is its own text.
+        Value::Text(t) if kind == Some(ArgKind::Verb) => t.clone(),
+        Value::Text(t) => quoted(t),
+        Value::Int(n) => n.to_string(),
+        Value::Duration(d) => quoted(&humantime::format_duration(*d).to_string()),
+        Value::Pair(k, v) => quoted(&format!("{k}={v}")),
+        Value::Image {
+            container: Some(c),
+            image,
+        } => quoted(&format!("{c}={image}")),
+        Value::Image {
+            container: None,
+            image,
+        } => quoted(image),
+        Value::Command(c) => c.to_string(),
+        Value::Switch => String::new(),
+    }
 }
 
 impl fmt::Display for Command {
     /// The canonical text of the command: parsing it gives the same command.
+    /// The verb, its positional values in order, then its flags in the
+    /// spec's order.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let dry = |d: &bool| if *d { " --dry-run" } else { "" };
-        match self {
-            Command::Help { verb: None } => write!(f, "help"),
-            Command::Help { verb: Some(v) } => write!(f, "help {v}"),
-            Command::Scale {
-                service,
-                replicas,
-                dry_run,
-                force,
-            } => {
-                write!(
-                    f,
-                    "scale {service} {replicas}{}{}",
-                    dry(dry_run),
-                    if *force { " --force" } else { "" }
-                )
+        let values = self.values();
+        let spec = values.spec;
+        f.write_str(spec.name)?;
+        for arg in spec.args {
+            for (name, value) in values.entries() {
+                if name == arg.name {
+                    write!(f, " {}", value_text(Some(arg.kind), value))?;
+                }
             }
-            Command::Restart { services, dry_run } => {
-                write!(f, "restart {}{}", services.join(" "), dry(dry_run))
-            }
-            Command::RestartAll { namespace, dry_run } => {
-                write!(f, "restart --all -n {namespace}{}", dry(dry_run))
-            }
-            Command::Status { service } => write!(f, "status {service}"),
-            Command::RolloutStatus { service, wait } => {
-                write!(f, "rollout status {service}")?;
-                if let Some(w) = wait {
-                    write!(f, " --wait {}", duration_text(*w))?;
-                }
-                Ok(())
-            }
-            Command::RolloutHistory { service } => write!(f, "rollout history {service}"),
-            Command::Rollback {
-                service,
-                to_revision,
-                dry_run,
-            } => {
-                write!(f, "rollback {service}")?;
-                if let Some(r) = to_revision {
-                    write!(f, " --to-revision {r}")?;
-                }
-                write!(f, "{}", dry(dry_run))
-            }
-            Command::SetImage {
-                service,
-                container,
-                image,
-                dry_run,
-            } => match container {
-                Some(c) => write!(f, "set image {service} {c}={image}{}", dry(dry_run)),
-                None => write!(f, "set image {service} {image}{}", dry(dry_run)),
-            },
-            Command::Logs(l) => {
-                write!(f, "logs {}", l.target)?;
-                if let Some(c) = &l.container {
-                    write!(f, " --container {c}")?;
-                }
-                if let Some(t) = l.tail {
-                    write!(f, " --tail {t}")?;
-                }
-                if let Some(s) = l.since {
-                    write!(f, " --since {}", duration_text(s))?;
-                }
-                if l.previous {
-                    write!(f, " --previous")?;
-                }
-                if let Some(g) = &l.grep {
-                    write!(f, " --grep {}", quoted(g))?;
-                }
-                Ok(())
-            }
-            Command::Pods { target } => write!(f, "pods {target}"),
-            Command::Events { target, since } => {
-                write!(f, "events {target}")?;
-                if let Some(s) = since {
-                    write!(f, " --since {}", duration_text(*s))?;
-                }
-                Ok(())
-            }
-            Command::Hpa {
-                service,
-                min,
-                max,
-                dry_run,
-            } => {
-                write!(f, "hpa {service}")?;
-                if let Some(m) = min {
-                    write!(f, " --min {m}")?;
-                }
-                if let Some(m) = max {
-                    write!(f, " --max {m}")?;
-                }
-                write!(f, "{}", dry(dry_run))
-            }
-            Command::Health { service } => write!(f, "health {service}"),
-            Command::Diagnose { target } => write!(f, "diagnose {target}"),
-            Command::JobRun {
-                cronjob,
-                name,
-                namespace,
-                dry_run,
-            } => {
-                write!(f, "job run {cronjob}")?;
-                if let Some(n) = name {
-                    write!(f, " --name {n}")?;
-                }
-                if let Some(n) = namespace {
-                    write!(f, " -n {n}")?;
-                }
-                write!(f, "{}", dry(dry_run))
-            }
-            Command::Quarantine { pod, on, dry_run } => {
-                write!(
-                    f,
-                    "{} {pod}{}",
-                    if *on { "quarantine" } else { "unquarantine" },
-                    dry(dry_run)
-                )
-            }
-            Command::EnvSet {
-                service,
-                vars,
-                container,
-                dry_run,
-            } => {
-                write!(f, "env set {service}")?;
-                for (k, v) in vars {
-                    write!(f, " {}", quoted(&format!("{k}={v}")))?;
-                }
-                if let Some(c) = container {
-                    write!(f, " --container {c}")?;
-                }
-                write!(f, "{}", dry(dry_run))
-            }
-            Command::EnvUnset {
-                service,
-                keys,
-                container,
-                dry_run,
-            } => {
-                write!(f, "env unset {service} {}", keys.join(" "))?;
-                if let Some(c) = container {
-                    write!(f, " --container {c}")?;
-                }
-                write!(f, "{}", dry(dry_run))
-            }
-            Command::Top { target } => write!(f, "top {target}"),
-            Command::History(h) => {
-                write!(f, "history")?;
-                if let Some(u) = &h.user {
-                    write!(f, " --user {u}")?;
-                }
-                if let Some(s) = &h.service {
-                    write!(f, " --service {s}")?;
-                }
-                if let Some(d) = h.since {
-                    write!(f, " --since {}", duration_text(d))?;
-                }
-                if h.limit != DEFAULT_HISTORY_LIMIT {
-                    write!(f, " --limit {}", h.limit)?;
-                }
-                Ok(())
-            }
-            Command::Whoami => write!(f, "whoami"),
-            Command::Can { principal, command } => write!(f, "can {principal} {command}"),
-            Command::Approve { id } => write!(f, "approve {id}"),
-            Command::Deny { id } => write!(f, "deny {id}"),
         }
+        for flag in spec.flags {
+            let Some(value) = values.get(flag.name) else {
+                continue;
+            };
+            match (value, flag.short) {
+                (Value::Switch, _) => write!(f, " --{}", flag.name)?,
+                (v, Some(c)) => write!(f, " -{c} {}", value_text(flag.kind, v))?,
+                (v, None) => write!(f, " --{} {}", flag.name, value_text(flag.kind, v))?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -571,12 +265,6 @@ pub enum ParseError {
         verb: &'static VerbSpec,
         value: String,
     },
-    #[error("`--limit` must be a whole number from 1 to {max}, not `{value}`")]
-    BadLimit {
-        verb: &'static VerbSpec,
-        value: String,
-        max: u32,
-    },
     #[error("{message}")]
     BadPrincipal {
         verb: &'static VerbSpec,
@@ -632,7 +320,6 @@ impl ParseError {
             | BadReplicas { verb, .. }
             | BadName { verb, .. }
             | BadDuration { verb, .. }
-            | BadLimit { verb, .. }
             | BadPrincipal { verb, .. }
             | BadValue { verb, .. }
             | UnknownService { verb, .. }
@@ -651,52 +338,50 @@ impl ParseError {
     }
 }
 
-impl fmt::Display for VerbSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name)
-    }
-}
-
 /// Checks a parsed command against the service catalog: every service, pod
-/// or namespace it names is known, and replicas are within bounds. Pure.
+/// or namespace it names is known, and replicas are within the service's
+/// bounds. Pure.
 pub fn validate(command: &Command, catalog: &Catalog) -> Result<(), ParseError> {
-    let spec = command.spec();
-    if let Command::Can { command, .. } = command {
-        return validate(command, catalog);
-    }
-    if let Command::History(HistoryFilter {
-        service: Some(s), ..
-    }) = command
-    {
-        if catalog.get(s).is_none() {
-            return Err(unknown(spec, s, catalog.names()));
+    let values = command.values();
+    let spec = values.spec;
+    for (_, value) in values.entries() {
+        if let Value::Command(inner) = value {
+            return validate(inner, catalog);
         }
-        return Ok(());
     }
-    catalog.scope(command).map_err(|name| {
+    for (flag, value) in values.flags() {
+        if let (Some(ArgKind::ServiceFilter), Value::Text(s)) = (flag.kind, value) {
+            if catalog.get(s).is_none() {
+                return Err(unknown(spec, s, catalog.names()));
+            }
+        }
+    }
+    let scope = catalog.scope(command).map_err(|name| {
         let candidates: Vec<&str> = catalog.names().chain(catalog.namespaces()).collect();
         unknown(spec, &name, candidates)
     })?;
-    if let Command::Scale {
-        service, replicas, ..
-    } = command
-    {
-        let entry = catalog.get(service).expect("scope resolved it");
-        if *replicas > entry.max_replicas {
-            return Err(ParseError::AboveMaxReplicas {
-                verb: spec,
-                service: entry.name.clone(),
-                max: entry.max_replicas,
-                reason: entry.max_replicas_reason.clone(),
-            });
-        }
-        if *replicas < entry.min_replicas {
-            return Err(ParseError::BelowMinReplicas {
-                verb: spec,
-                service: entry.name.clone(),
-                min: entry.min_replicas,
-                reason: entry.min_replicas_reason.clone(),
-            });
+    let replicas = values.positional().find_map(|(a, v)| match (a.kind, v) {
+        (ArgKind::Replicas, Value::Int(n)) => Some(*n),
+        _ => None,
+    });
+    if let (Some(replicas), Scope::Services(entries)) = (replicas, &scope) {
+        for entry in entries {
+            if replicas > entry.max_replicas {
+                return Err(ParseError::AboveMaxReplicas {
+                    verb: spec,
+                    service: entry.name.clone(),
+                    max: entry.max_replicas,
+                    reason: entry.max_replicas_reason.clone(),
+                });
+            }
+            if replicas < entry.min_replicas {
+                return Err(ParseError::BelowMinReplicas {
+                    verb: spec,
+                    service: entry.name.clone(),
+                    min: entry.min_replicas,
+                    reason: entry.min_replicas_reason.clone(),
+                });
+            }
         }
     }
     Ok(())

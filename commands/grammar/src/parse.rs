@@ -1,19 +1,18 @@
 //! The parser proper: words → [`Parsed`], guided by the spec table.
+//!
+//! Nothing here knows a verb: the words are split into positional values
+//! and flags by the verb's spec, each value is checked by its [`ArgKind`],
+//! and the verb's build function makes the typed command.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use super::spec::{self, VerbSpec, VERBS};
+use super::spec::{self, ArgKind, ArgSpec, Value, Values, VerbSpec, VERBS};
 use super::tokenize::tokenize;
-use super::{
-    closest, Command, HistoryFilter, LogsRequest, ParseError, Parsed, DEFAULT_HISTORY_LIMIT,
-    MAX_HISTORY_LIMIT, MAX_REPLICAS, MAX_TEXT_LEN,
-};
+use super::{closest, ParseError, Parsed, MAX_REPLICAS, MAX_TEXT_LEN};
 
 /// The longest `rollout status --wait`.
 pub const MAX_WAIT: Duration = Duration::from_secs(30 * 60);
-/// The most log lines per pod.
-pub const MAX_TAIL: u32 = 1000;
 
 /// Parses one command. Leading `/oncall` is optional; empty text is `help`.
 pub fn parse(text: &str) -> Result<Parsed, ParseError> {
@@ -37,7 +36,7 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
 fn parse_words(words: &[String], top_level: bool) -> Result<Parsed, ParseError> {
     if words.is_empty() {
         return Ok(Parsed {
-            command: Command::Help { verb: None },
+            command: crate::Help { verb: None }.into(),
             public: false,
         });
     }
@@ -48,28 +47,59 @@ fn parse_words(words: &[String], top_level: bool) -> Result<Parsed, ParseError> 
             verb: words[0].clone(),
         });
     };
-    if spec.name == "can" {
+    let words = &words[used..];
+    if spec.wraps_command() {
         if !top_level {
             return Err(ParseError::NestedCan);
         }
-        return parse_can(spec, &words[used..]);
+        return parse_wrapper(spec, words);
     }
-    let args = Args::split(spec, &words[used..])?;
-    let public = args.switch("public");
-    let command = build(spec, args)?;
+    let args = Args::split(spec, words)?;
+    let public = args.flags.contains_key(spec::PUBLIC.name);
+    let mut values = args.check()?;
+    let command = (spec.build)(&mut values)?;
     Ok(Parsed { command, public })
+}
+
+/// A verb whose last argument is another command (`can <principal>
+/// <command…>`): the words before it are its own positional values, the
+/// rest is parsed as a command of its own (whose flags are its own).
+fn parse_wrapper(spec: &'static VerbSpec, words: &[String]) -> Result<Parsed, ParseError> {
+    let (own, last) = spec.args.split_at(spec.args.len() - 1);
+    let mut values = Values::new(spec);
+    for (i, arg) in own.iter().enumerate() {
+        let word = words.get(i).ok_or(ParseError::MissingArgument {
+            verb: spec,
+            what: arg.missing,
+        })?;
+        values = values.put(arg.name, check(spec, arg.kind, word, None)?);
+    }
+    let rest = &words[own.len().min(words.len())..];
+    if rest.is_empty() {
+        return Err(ParseError::MissingArgument {
+            verb: spec,
+            what: last[0].missing,
+        });
+    }
+    let inner = parse_words(rest, false)?;
+    values = values.put(last[0].name, Value::Command(Box::new(inner.command)));
+    let command = (spec.build)(&mut values)?;
+    Ok(Parsed {
+        command,
+        public: inner.public,
+    })
 }
 
 /// Positional words and flags of one verb, flags checked against its spec.
 struct Args {
     spec: &'static VerbSpec,
-    positional: std::collections::VecDeque<String>,
+    positional: VecDeque<String>,
     flags: BTreeMap<&'static str, Option<String>>,
 }
 
 impl Args {
     fn split(spec: &'static VerbSpec, words: &[String]) -> Result<Self, ParseError> {
-        let mut positional = std::collections::VecDeque::new();
+        let mut positional = VecDeque::new();
         let mut flags = BTreeMap::new();
         let mut iter = words.iter().peekable();
         let mut only_positional = false;
@@ -88,7 +118,7 @@ impl Args {
                         return Err(ParseError::MissingFlagValue {
                             verb: spec,
                             flag: flag.name,
-                            placeholder: flag.value.unwrap_or("VALUE"),
+                            placeholder: placeholder(flag),
                         })
                     }
                 };
@@ -120,7 +150,7 @@ impl Args {
                     suggestion: closest(name, spec.flags.iter().map(|f| f.name)),
                 });
             };
-            let value = match (flag.value, inline_value) {
+            let value = match (flag.kind, inline_value) {
                 (None, None) => None,
                 (None, Some(_)) => {
                     return Err(ParseError::UnexpectedFlagValue {
@@ -129,13 +159,13 @@ impl Args {
                     })
                 }
                 (Some(_), Some(v)) => Some(v),
-                (Some(placeholder), None) => match iter.next() {
+                (Some(_), None) => match iter.next() {
                     Some(v) if !v.starts_with("--") => Some(v.clone()),
                     _ => {
                         return Err(ParseError::MissingFlagValue {
                             verb: spec,
                             flag: flag.name,
-                            placeholder,
+                            placeholder: placeholder(flag),
                         })
                     }
                 },
@@ -154,165 +184,139 @@ impl Args {
         })
     }
 
-    fn required(&mut self, what: &'static str) -> Result<String, ParseError> {
-        self.positional
-            .pop_front()
-            .ok_or(ParseError::MissingArgument {
-                verb: self.spec,
-                what,
-            })
-    }
-
-    fn optional(&mut self) -> Option<String> {
-        self.positional.pop_front()
-    }
-
-    fn switch(&self, name: &str) -> bool {
-        self.flags.contains_key(name)
-    }
-
-    fn value(&self, name: &str) -> Option<&str> {
-        self.flags.get(name).and_then(|v| v.as_deref())
-    }
-
-    fn done(mut self) -> Result<(), ParseError> {
+    /// Checks every word by its kind: positional arguments in order, then
+    /// flags in the spec's order; a word left over is an error.
+    fn check(mut self) -> Result<Values, ParseError> {
+        let spec = self.spec;
+        let mut values = Values::new(spec);
+        for arg in spec.args {
+            values = self.positional_values(arg, values)?;
+        }
+        for flag in spec.flags {
+            if flag.name == spec::PUBLIC.name {
+                continue;
+            }
+            match (self.flags.get(flag.name), flag.kind) {
+                (None, _) => {}
+                (Some(_), None) => values = values.put(flag.name, Value::Switch),
+                (Some(Some(word)), Some(kind)) => {
+                    values = values.put(flag.name, check(spec, kind, word, Some(flag.name))?)
+                }
+                (Some(None), Some(_)) => {}
+            }
+        }
         match self.positional.pop_front() {
-            Some(extra) => Err(ParseError::ExtraArgument {
-                verb: self.spec,
-                extra,
+            Some(extra) => Err(ParseError::ExtraArgument { verb: spec, extra }),
+            None => Ok(values),
+        }
+    }
+
+    fn positional_values(
+        &mut self,
+        arg: &'static ArgSpec,
+        mut values: Values,
+    ) -> Result<Values, ParseError> {
+        let spec = self.spec;
+        if arg.kind == ArgKind::Verb {
+            // `help rollout status` names a two-word verb.
+            let words: Vec<String> = self.positional.drain(..).collect();
+            if words.is_empty() {
+                return Ok(values);
+            }
+            return match spec::lookup(&words) {
+                Some((found, used)) if used == words.len() => {
+                    Ok(values.put_text(arg.name, found.name))
+                }
+                _ => Err(ParseError::UnknownVerb {
+                    suggestion: closest(&words[0], VERBS.iter().map(|v| v.name)),
+                    verb: words.join(" "),
+                }),
+            };
+        }
+        if arg.many {
+            while let Some(word) = self.positional.pop_front() {
+                values = values.put(arg.name, check(spec, arg.kind, &word, None)?);
+            }
+            return Ok(values);
+        }
+        match self.positional.pop_front() {
+            Some(word) => Ok(values.put(arg.name, check(spec, arg.kind, &word, None)?)),
+            None if arg.required => Err(ParseError::MissingArgument {
+                verb: spec,
+                what: arg.missing,
             }),
-            None => Ok(()),
+            None => Ok(values),
         }
     }
 }
 
-fn build(spec: &'static VerbSpec, mut args: Args) -> Result<Command, ParseError> {
-    let command = match spec.name {
-        "help" => {
-            let verb = match args.optional() {
-                None => None,
-                Some(first) => {
-                    // `help rollout status` names a two-word verb.
-                    let mut words = vec![first];
-                    words.extend(args.positional.drain(..));
-                    match spec::lookup(&words) {
-                        Some((found, used)) if used == words.len() => Some(found.name.to_string()),
-                        _ => {
-                            return Err(ParseError::UnknownVerb {
-                                suggestion: closest(&words[0], VERBS.iter().map(|v| v.name)),
-                                verb: words.join(" "),
-                            })
-                        }
-                    }
-                }
-            };
-            Command::Help { verb }
+fn placeholder(flag: &spec::FlagSpec) -> &'static str {
+    if flag.placeholder.is_empty() {
+        "VALUE"
+    } else {
+        flag.placeholder
+    }
+}
+
+/// Checks one word as a value of `kind`; `flag` names the flag it was given
+/// to, for the message.
+fn check(
+    spec: &'static VerbSpec,
+    kind: ArgKind,
+    word: &str,
+    flag: Option<&str>,
+) -> Result<Value, ParseError> {
+    let text = |r: Result<String, ParseError>| r.map(Value::Text);
+    match kind {
+        ArgKind::Service | ArgKind::ServiceFilter => text(service_name(spec, word.to_string())),
+        ArgKind::ServiceOrPod | ArgKind::ServiceOrNamespace | ArgKind::Pod => {
+            text(target_name(spec, word.to_string()))
         }
-        "scale" => {
-            let service = service_name(spec, args.required("a service and a replica count")?)?;
-            let replicas = replicas(spec, &args.required("a replica count")?)?;
-            Command::Scale {
-                service,
-                replicas,
-                dry_run: args.switch("dry-run"),
-                force: args.switch("force"),
-            }
-        }
-        "restart" => {
-            let dry_run = args.switch("dry-run");
-            if args.switch("all") {
-                let Some(ns) = args.value("namespace").map(String::from) else {
-                    return Err(bad(
-                        spec,
-                        "`restart --all` needs the namespace: `-n <namespace>`",
-                    ));
-                };
-                if let Some(extra) = args.positional.front() {
-                    return Err(bad(
-                        spec,
-                        format!("name services or use --all, not both (`{extra}`)"),
-                    ));
-                }
-                Command::RestartAll {
-                    namespace: name_in(spec, "namespace", ns)?,
-                    dry_run,
-                }
-            } else {
-                if args.value("namespace").is_some() {
-                    return Err(bad(
-                        spec,
-                        "`-n` goes with `--all`; services are found through the catalog",
-                    ));
-                }
-                let mut services = vec![service_name(
-                    spec,
-                    args.required("a service (or --all -n <namespace>)")?,
-                )?];
-                while let Some(next) = args.optional() {
-                    let next = service_name(spec, next)?;
-                    if services.contains(&next) {
-                        return Err(bad(spec, format!("`{next}` is named twice")));
-                    }
-                    services.push(next);
-                }
-                if services.len() > 20 {
-                    return Err(bad(spec, "at most 20 services at once; use --all -n <namespace> for a whole namespace"));
-                }
-                Command::Restart { services, dry_run }
-            }
-        }
-        "rollout status" => {
-            let service = service_name(spec, args.required("a service")?)?;
-            let wait = match args.value("wait") {
-                Some(w) => {
-                    let d = duration(spec, w)?;
-                    if d > MAX_WAIT {
-                        return Err(bad(
-                            spec,
-                            format!(
-                                "`--wait` is at most {}",
-                                humantime::format_duration(MAX_WAIT)
-                            ),
-                        ));
-                    }
-                    Some(d)
-                }
-                None => None,
-            };
-            Command::RolloutStatus { service, wait }
-        }
-        "rollout history" => Command::RolloutHistory {
-            service: service_name(spec, args.required("a service")?)?,
+        ArgKind::Namespace => text(name_in(spec, "namespace", word.to_string())),
+        ArgKind::CronJob => text(name_in(spec, "CronJob name", word.to_string())),
+        ArgKind::Name(what) => text(name_in(spec, what, word.to_string())),
+        ArgKind::Replicas => replicas(spec, word).map(Value::Int),
+        ArgKind::Number { min, max } => match word.parse::<u32>() {
+            Ok(n) if (min..=max).contains(&n) && !word.starts_with('+') => Ok(Value::Int(n)),
+            _ => Err(bad(
+                spec,
+                format!(
+                    "`--{}` must be a whole number from {min} to {max}, not `{word}`",
+                    flag.unwrap_or("value")
+                ),
+            )),
         },
-        "rollback" => {
-            let service = service_name(spec, args.required("a service")?)?;
-            let to_revision = match args.value("to-revision") {
-                Some(r) => match r.parse::<u32>() {
-                    Ok(n) => Some(n),
-                    Err(_) => {
-                        return Err(bad(
-                            spec,
-                            format!("`--to-revision` must be a revision number, not `{r}`"),
-                        ))
-                    }
-                },
-                None => None,
-            };
-            Command::Rollback {
-                service,
-                to_revision: to_revision.filter(|r| *r != 0),
-                dry_run: args.switch("dry-run"),
+        ArgKind::Revision => match word.parse::<u32>() {
+            Ok(n) => Ok(Value::Int(n)),
+            Err(_) => Err(bad(
+                spec,
+                format!(
+                    "`--{}` must be a revision number, not `{word}`",
+                    flag.unwrap_or("revision")
+                ),
+            )),
+        },
+        ArgKind::Duration { max } => {
+            let d = duration(spec, word)?;
+            match max {
+                Some(max) if d > max => Err(bad(
+                    spec,
+                    format!(
+                        "`--{}` is at most {}",
+                        flag.unwrap_or("duration"),
+                        humantime::format_duration(max)
+                    ),
+                )),
+                _ => Ok(Value::Duration(d)),
             }
         }
-        "set image" => {
-            let service = service_name(spec, args.required("a service and an image")?)?;
-            let reference = args.required("an image, optionally as <container>=<image>")?;
-            let (container, image) = match reference.split_once('=') {
+        ArgKind::Image => {
+            let (container, image) = match word.split_once('=') {
                 Some((c, i)) => (
                     Some(name_in(spec, "container name", c.to_string())?),
                     i.to_string(),
                 ),
-                None => (None, reference),
+                None => (None, word.to_string()),
             };
             if let Err(why) = valid_image_reference(&image) {
                 return Err(bad(
@@ -320,259 +324,41 @@ fn build(spec: &'static VerbSpec, mut args: Args) -> Result<Command, ParseError>
                     format!("`{image}` is not a valid image reference: {why}"),
                 ));
             }
-            Command::SetImage {
-                service,
-                container,
-                image,
-                dry_run: args.switch("dry-run"),
-            }
+            Ok(Value::Image { container, image })
         }
-        "logs" => {
-            let target = target_name(spec, args.required("a service or pod")?)?;
-            let tail = match args.value("tail") {
-                Some(t) => match t.parse::<u32>() {
-                    Ok(n) if (1..=MAX_TAIL).contains(&n) => Some(n),
-                    _ => {
-                        return Err(bad(
-                            spec,
-                            format!(
-                                "`--tail` must be a whole number from 1 to {MAX_TAIL}, not `{t}`"
-                            ),
-                        ))
-                    }
-                },
-                None => None,
+        ArgKind::EnvPair => {
+            let Some((key, value)) = word.split_once('=') else {
+                return Err(bad(spec, format!("`{word}` is not KEY=VALUE")));
             };
-            let since = match args.value("since") {
-                Some(d) => Some(duration(spec, d)?),
-                None => None,
-            };
-            let grep = match args.value("grep") {
-                Some(g) => {
-                    if let Err(e) = regex::RegexBuilder::new(g).size_limit(1 << 16).build() {
-                        let why = e.to_string();
-                        let why = why.lines().last().unwrap_or("invalid").trim().to_string();
-                        return Err(bad(
-                            spec,
-                            format!("`--grep {g}` is not a valid regular expression ({why})"),
-                        ));
-                    }
-                    Some(g.to_string())
-                }
-                None => None,
-            };
-            let container = match args.value("container") {
-                Some(c) => Some(name_in(spec, "container name", c.to_string())?),
-                None => None,
-            };
-            Command::Logs(LogsRequest {
-                target,
-                container,
-                tail,
-                since,
-                previous: args.switch("previous"),
-                grep,
-            })
+            env_key(spec, key)?;
+            if let Some(why) = looks_like_secret(key, value) {
+                return Err(bad(spec, format!("`{key}` {why}: secrets belong in a Kubernetes Secret (secretKeyRef), never in chat")));
+            }
+            Ok(Value::Pair(key.to_string(), value.to_string()))
         }
-        "pods" => Command::Pods {
-            target: target_name(spec, args.required("a service or namespace")?)?,
-        },
-        "events" => {
-            let target = target_name(spec, args.required("a service or namespace")?)?;
-            let since = match args.value("since") {
-                Some(d) => Some(duration(spec, d)?),
-                None => None,
-            };
-            Command::Events { target, since }
+        ArgKind::EnvKey => {
+            env_key(spec, word)?;
+            Ok(Value::Text(word.to_string()))
         }
-        "hpa" => {
-            let service = service_name(spec, args.required("a service")?)?;
-            let bound = |name: &str, v: Option<&str>| -> Result<Option<u32>, ParseError> {
-                match v {
-                    None => Ok(None),
-                    Some(v) => match v.parse::<u32>() {
-                        Ok(n) if (1..=MAX_REPLICAS).contains(&n) => Ok(Some(n)),
-                        _ => Err(bad(spec, format!("`--{name}` must be a whole number from 1 to {MAX_REPLICAS}, not `{v}`"))),
-                    },
-                }
-            };
-            let min = bound("min", args.value("min"))?;
-            let max = bound("max", args.value("max"))?;
-            if let (Some(lo), Some(hi)) = (min, max) {
-                if lo > hi {
-                    return Err(bad(spec, format!("`--min {lo}` is above `--max {hi}`")));
-                }
+        ArgKind::Regex => match regex::RegexBuilder::new(word).size_limit(1 << 16).build() {
+            Ok(_) => Ok(Value::Text(word.to_string())),
+            Err(e) => {
+                let why = e.to_string();
+                let why = why.lines().last().unwrap_or("invalid").trim().to_string();
+                Err(bad(
+                    spec,
+                    format!(
+                        "`--{} {word}` is not a valid regular expression ({why})",
+                        flag.unwrap_or("grep")
+                    ),
+                ))
             }
-            let dry_run = args.switch("dry-run");
-            if dry_run && min.is_none() && max.is_none() {
-                return Err(bad(spec, "`--dry-run` goes with `--min`/`--max`"));
-            }
-            Command::Hpa {
-                service,
-                min,
-                max,
-                dry_run,
-            }
-        }
-        "health" => Command::Health {
-            service: service_name(spec, args.required("a service")?)?,
         },
-        "diagnose" => Command::Diagnose {
-            target: target_name(spec, args.required("a service or pod")?)?,
-        },
-        "job run" => {
-            let cronjob = name_in(spec, "CronJob name", args.required("a CronJob")?)?;
-            let name = match args.value("name") {
-                Some(n) => Some(name_in(spec, "Job name", n.to_string())?),
-                None => None,
-            };
-            let namespace = match args.value("namespace") {
-                Some(n) => Some(name_in(spec, "namespace", n.to_string())?),
-                None => None,
-            };
-            Command::JobRun {
-                cronjob,
-                name,
-                namespace,
-                dry_run: args.switch("dry-run"),
-            }
-        }
-        "quarantine" | "unquarantine" => Command::Quarantine {
-            pod: target_name(spec, args.required("a pod")?)?,
-            on: spec.name == "quarantine",
-            dry_run: args.switch("dry-run"),
-        },
-        "env set" => {
-            let service = service_name(spec, args.required("a service and KEY=VALUE pairs")?)?;
-            let mut vars: Vec<(String, String)> = Vec::new();
-            while let Some(pair) = args.optional() {
-                let Some((key, value)) = pair.split_once('=') else {
-                    return Err(bad(spec, format!("`{pair}` is not KEY=VALUE")));
-                };
-                env_key(spec, key)?;
-                if vars.iter().any(|(k, _)| k == key) {
-                    return Err(bad(spec, format!("`{key}` is set twice")));
-                }
-                if let Some(why) = looks_like_secret(key, value) {
-                    return Err(bad(spec, format!("`{key}` {why}: secrets belong in a Kubernetes Secret (secretKeyRef), never in chat")));
-                }
-                vars.push((key.to_string(), value.to_string()));
-            }
-            if vars.is_empty() {
-                return Err(ParseError::MissingArgument {
-                    verb: spec,
-                    what: "at least one KEY=VALUE",
-                });
-            }
-            Command::EnvSet {
-                service,
-                vars,
-                container: match args.value("container") {
-                    Some(c) => Some(name_in(spec, "container name", c.to_string())?),
-                    None => None,
-                },
-                dry_run: args.switch("dry-run"),
-            }
-        }
-        "env unset" => {
-            let service = service_name(spec, args.required("a service and KEYs")?)?;
-            let mut keys: Vec<String> = Vec::new();
-            while let Some(key) = args.optional() {
-                env_key(spec, &key)?;
-                if !keys.contains(&key) {
-                    keys.push(key);
-                }
-            }
-            if keys.is_empty() {
-                return Err(ParseError::MissingArgument {
-                    verb: spec,
-                    what: "at least one KEY",
-                });
-            }
-            Command::EnvUnset {
-                service,
-                keys,
-                container: match args.value("container") {
-                    Some(c) => Some(name_in(spec, "container name", c.to_string())?),
-                    None => None,
-                },
-                dry_run: args.switch("dry-run"),
-            }
-        }
-        "top" => Command::Top {
-            target: target_name(spec, args.required("a service or namespace")?)?,
-        },
-        "status" => Command::Status {
-            service: service_name(spec, args.required("a service")?)?,
-        },
-        "history" => {
-            let user = match args.value("user") {
-                Some(u) => Some(principal(spec, u)?),
-                None => None,
-            };
-            let service = match args.value("service") {
-                Some(s) => Some(service_name(spec, s.to_string())?),
-                None => None,
-            };
-            let since = match args.value("since") {
-                Some(s) => Some(duration(spec, s)?),
-                None => None,
-            };
-            let limit = match args.value("limit") {
-                Some(l) => match l.parse::<u32>() {
-                    Ok(n) if (1..=MAX_HISTORY_LIMIT).contains(&n) => n,
-                    _ => {
-                        return Err(ParseError::BadLimit {
-                            verb: spec,
-                            value: l.to_string(),
-                            max: MAX_HISTORY_LIMIT,
-                        })
-                    }
-                },
-                None => DEFAULT_HISTORY_LIMIT,
-            };
-            Command::History(HistoryFilter {
-                user,
-                service,
-                since,
-                limit,
-            })
-        }
-        "whoami" => Command::Whoami,
-        "approve" => Command::Approve {
-            id: request_id(spec, args.required("a request id")?)?,
-        },
-        "deny" => Command::Deny {
-            id: request_id(spec, args.required("a request id")?)?,
-        },
-        other => unreachable!("verb `{other}` is in the spec table but has no builder"),
-    };
-    args.done()?;
-    Ok(command)
-}
-
-fn parse_can(spec: &'static VerbSpec, words: &[String]) -> Result<Parsed, ParseError> {
-    let Some(who) = words.first() else {
-        return Err(ParseError::MissingArgument {
-            verb: spec,
-            what: "a principal and a command",
-        });
-    };
-    let principal = principal(spec, who)?;
-    if words.len() < 2 {
-        return Err(ParseError::MissingArgument {
-            verb: spec,
-            what: "a command to explain",
-        });
+        ArgKind::Principal => principal(spec, word).map(Value::Text),
+        ArgKind::RequestId => text(request_id(spec, word.to_string())),
+        // Handled by the caller: they take the remaining words.
+        ArgKind::Verb | ArgKind::Command => Ok(Value::Text(word.to_string())),
     }
-    let inner = parse_words(&words[1..], false)?;
-    Ok(Parsed {
-        command: Command::Can {
-            principal,
-            command: Box::new(inner.command),
-        },
-        public: inner.public,
-    })
 }
 
 /// Service names are DNS-1123 labels: what Kubernetes accepts as a name.
@@ -588,7 +374,7 @@ fn service_name(spec: &'static VerbSpec, value: String) -> Result<String, ParseE
     }
 }
 
-fn bad(spec: &'static VerbSpec, message: impl Into<String>) -> ParseError {
+pub(crate) fn bad(spec: &'static VerbSpec, message: impl Into<String>) -> ParseError {
     ParseError::BadValue {
         verb: spec,
         message: message.into(),

@@ -1,56 +1,218 @@
-//! The table every command is declared in, once.
+//! The shape of a verb's declaration, and everything generated from it.
 //!
-//! Parsing, `help`, usage lines in error messages, the README's command
-//! reference and (later) Slack's usage hint and Discord's application commands
-//! are all generated from [`VERBS`], so they cannot drift apart.
+//! A verb is declared once, in [`crate::verbs`], as a [`VerbSpec`]: its
+//! typed positional arguments ([`ArgSpec`]), its flags ([`FlagSpec`]), the
+//! policy verb, whether it mutates, and the function that builds its typed
+//! command from the checked [`Values`]. From that one entry come the parser
+//! (every argument checked by its [`ArgKind`]), the canonical text of a
+//! command, what it targets in the catalog, `help`, the usage line of every
+//! error, the README's reference, Slack's usage hint and Discord's options.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::{Command, ParseError};
+
+/// What a value is, which decides how it is checked, shown and resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgKind {
+    /// A catalog service the command acts on (a DNS-1123 label).
+    Service,
+    /// A catalog service named as a filter (`history --service`): checked
+    /// against the catalog, but not a target.
+    ServiceFilter,
+    /// A catalog service or one of its pods.
+    ServiceOrPod,
+    /// A catalog service or a namespace holding catalog services.
+    ServiceOrNamespace,
+    /// A pod of a catalog service.
+    Pod,
+    /// A namespace holding catalog services.
+    Namespace,
+    /// A CronJob, in a catalog namespace.
+    CronJob,
+    /// Another Kubernetes object name (a DNS-1123 label): what it names.
+    Name(&'static str),
+    /// A replica count, 0 to [`crate::MAX_REPLICAS`].
+    Replicas,
+    /// A whole number within bounds.
+    Number { min: u32, max: u32 },
+    /// A revision number; 0 means the previous one.
+    Revision,
+    /// A humantime duration, above zero and at most `max`.
+    Duration { max: Option<Duration> },
+    /// `[<container>=]<image>`.
+    Image,
+    /// An environment `KEY=VALUE` that is not a secret.
+    EnvPair,
+    /// An environment variable name.
+    EnvKey,
+    /// A regular expression.
+    Regex,
+    /// A principal (`slack:U…`, `discord-role:…`, `cli:name`).
+    Principal,
+    /// An approval request id.
+    RequestId,
+    /// The name of a verb (all remaining words).
+    Verb,
+    /// Another command (all remaining words, flags included).
+    Command,
+}
+
+impl ArgKind {
+    /// Whether the value names what the command acts on.
+    pub fn is_target(self) -> bool {
+        matches!(
+            self,
+            ArgKind::Service | ArgKind::ServiceOrPod | ArgKind::ServiceOrNamespace | ArgKind::Pod
+        )
+    }
+
+    /// Whether people pick it from the catalog (Discord autocompletes it).
+    pub fn from_catalog(self) -> bool {
+        matches!(
+            self,
+            ArgKind::Service
+                | ArgKind::ServiceFilter
+                | ArgKind::ServiceOrPod
+                | ArgKind::ServiceOrNamespace
+                | ArgKind::Verb
+        )
+    }
+
+    /// Whether it is a whole number (Discord shows an integer option).
+    pub fn is_integer(self) -> bool {
+        matches!(
+            self,
+            ArgKind::Replicas | ArgKind::Number { .. } | ArgKind::Revision
+        )
+    }
+
+    /// The bounds of an integer.
+    pub fn bounds(self) -> Option<(u32, u32)> {
+        match self {
+            ArgKind::Replicas => Some((0, crate::MAX_REPLICAS)),
+            ArgKind::Number { min, max } => Some((min, max)),
+            _ => None,
+        }
+    }
+}
+
+/// One positional argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArgSpec {
+    /// Its name (Discord's option name).
+    pub name: &'static str,
+    pub kind: ArgKind,
+    /// How usage shows it (`<service>`, `[<container>=]<image>`).
+    pub usage: &'static str,
+    /// One line for Discord's option description.
+    pub help: &'static str,
+    /// What the error says is missing when this and what follows is absent.
+    pub missing: &'static str,
+    pub required: bool,
+    /// It takes every remaining word (`restart a b c`).
+    pub many: bool,
+}
 
 /// A flag a verb accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlagSpec {
     /// Without the leading `--`.
     pub name: &'static str,
-    /// `None` for a switch, or the value's placeholder (`DURATION`, `N`).
-    pub value: Option<&'static str>,
+    /// `None` for a switch, or what its value is.
+    pub kind: Option<ArgKind>,
+    /// The value's placeholder in usage (`DURATION`, `N`).
+    pub placeholder: &'static str,
     pub help: &'static str,
     /// A one-letter alias (`-n`), if any.
     pub short: Option<char>,
 }
 
-/// One verb of the command language.
+/// Whether a verb changes anything in a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutates {
+    Never,
+    Always,
+    /// Only when one of these flags is given, and then it is authorized as
+    /// `policy_verb` (`hpa --min 3` is `hpa-set`).
+    WithFlags {
+        flags: &'static [&'static str],
+        policy_verb: &'static str,
+    },
+}
+
+/// Who decides whether a caller may run a verb.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// The policy, on the command's resolved scope, before it runs.
+    Policy,
+    /// The handler: anyone may ask (`help`, `whoami`), or the handler checks
+    /// its own rules (`approve`, `deny` check the approval rule).
+    Handler,
+}
+
+/// Builds a verb's typed command from its checked values.
+pub type BuildFn = fn(&mut Values) -> Result<Command, ParseError>;
+
+/// One verb of the command language.
+#[derive(Clone, Copy)]
 pub struct VerbSpec {
     /// What people type; two words for grouped verbs (`rollout status`).
     pub name: &'static str,
-    /// Positional arguments, as shown in usage (`<service> <replicas>`).
-    pub args: &'static str,
+    pub args: &'static [ArgSpec],
     pub flags: &'static [FlagSpec],
     pub summary: &'static str,
     pub example: &'static str,
     /// The verb the policy sees; the same as `name` with spaces as dashes.
     pub policy_verb: &'static str,
-    /// Whether it changes anything in a cluster.
-    pub mutating: bool,
+    pub mutates: Mutates,
+    pub gate: Gate,
+    pub build: BuildFn,
+}
+
+impl fmt::Debug for VerbSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VerbSpec({})", self.name)
+    }
+}
+
+/// Verbs are identified by name: the table has each once.
+impl PartialEq for VerbSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for VerbSpec {}
+
+impl fmt::Display for VerbSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
 }
 
 impl VerbSpec {
     /// `scale <service> <replicas> [--dry-run]`
     pub fn usage(&self) -> String {
         let mut out = self.name.to_string();
-        if !self.args.is_empty() {
+        let args: Vec<&str> = self.args.iter().map(|a| a.usage).collect();
+        let args = args.join(" ");
+        if !args.is_empty() {
             out.push(' ');
-            out.push_str(self.args);
+            out.push_str(&args);
         }
         for flag in self.flags {
             if flag.name == PUBLIC.name {
                 continue;
             }
-            if self.args.contains(&format!("--{}", flag.name))
-                || (flag.short.is_some() && self.args.contains(" -n "))
-            {
+            let spelled = args.contains(&format!("--{}", flag.name))
+                || flag.short.is_some_and(|c| args.contains(&format!("-{c} ")));
+            if spelled {
                 continue;
             }
-            match flag.value {
-                Some(v) => out.push_str(&format!(" [--{} {}]", flag.name, v)),
+            match flag.kind {
+                Some(_) => out.push_str(&format!(" [--{} {}]", flag.name, flag.placeholder)),
                 None => out.push_str(&format!(" [--{}]", flag.name)),
             }
         }
@@ -64,6 +226,227 @@ impl VerbSpec {
     pub fn short_flag(&self, c: char) -> Option<&'static FlagSpec> {
         self.flags.iter().find(|f| f.short == Some(c))
     }
+
+    pub fn arg(&self, name: &str) -> Option<&'static ArgSpec> {
+        self.args.iter().find(|a| a.name == name)
+    }
+
+    /// The kind of a named argument or flag value.
+    pub fn kind_of(&self, name: &str) -> Option<ArgKind> {
+        self.arg(name)
+            .map(|a| a.kind)
+            .or_else(|| self.flag(name).and_then(|f| f.kind))
+    }
+
+    /// Whether it takes another command as its last argument (`can`).
+    pub fn wraps_command(&self) -> bool {
+        self.args.last().is_some_and(|a| a.kind == ArgKind::Command)
+    }
+}
+
+/// A checked value of an argument or flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Text(String),
+    Int(u32),
+    Duration(Duration),
+    Pair(String, String),
+    Image {
+        container: Option<String>,
+        image: String,
+    },
+    Command(Box<Command>),
+    Switch,
+}
+
+/// A verb's checked values, by argument or flag name, in the order given:
+/// what the parser hands a verb's build function, and what a command gives
+/// back for its canonical text and its targets.
+#[derive(Debug, Clone)]
+pub struct Values {
+    pub spec: &'static VerbSpec,
+    entries: Vec<(&'static str, Value)>,
+}
+
+impl Values {
+    pub fn new(spec: &'static VerbSpec) -> Self {
+        Values {
+            spec,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Every value, in order.
+    pub fn entries(&self) -> impl Iterator<Item = (&'static str, &Value)> {
+        self.entries.iter().map(|(n, v)| (*n, v))
+    }
+
+    /// The values of positional arguments with their specs.
+    pub fn positional(&self) -> impl Iterator<Item = (&'static ArgSpec, &Value)> {
+        self.entries
+            .iter()
+            .filter_map(|(n, v)| self.spec.arg(n).map(|a| (a, v)))
+    }
+
+    /// The values of flags with their specs.
+    pub fn flags(&self) -> impl Iterator<Item = (&'static FlagSpec, &Value)> {
+        self.entries
+            .iter()
+            .filter_map(|(n, v)| self.spec.flag(n).map(|f| (f, v)))
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.entries.iter().any(|(n, _)| *n == name)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.entries
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+    }
+
+    /// The text of a value, if it is text.
+    pub fn text_of(&self, name: &str) -> Option<&str> {
+        match self.get(name) {
+            Some(Value::Text(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    // ---- taking values out, for build functions ----
+
+    fn take(&mut self, name: &str) -> Option<Value> {
+        let i = self.entries.iter().position(|(n, _)| *n == name)?;
+        Some(self.entries.remove(i).1)
+    }
+
+    fn missing(&self, name: &str) -> ParseError {
+        ParseError::MissingArgument {
+            verb: self.spec,
+            what: self
+                .spec
+                .arg(name)
+                .map(|a| a.missing)
+                .unwrap_or(name_static(self.spec, name)),
+        }
+    }
+
+    /// A required text argument.
+    pub fn text(&mut self, name: &str) -> Result<String, ParseError> {
+        self.opt_text(name).ok_or_else(|| self.missing(name))
+    }
+
+    pub fn opt_text(&mut self, name: &str) -> Option<String> {
+        match self.take(name) {
+            Some(Value::Text(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Every value of a repeated text argument.
+    pub fn all_text(&mut self, name: &str) -> Vec<String> {
+        std::iter::from_fn(|| self.opt_text(name)).collect()
+    }
+
+    pub fn int(&mut self, name: &str) -> Result<u32, ParseError> {
+        self.opt_int(name).ok_or_else(|| self.missing(name))
+    }
+
+    pub fn opt_int(&mut self, name: &str) -> Option<u32> {
+        match self.take(name) {
+            Some(Value::Int(n)) => Some(n),
+            _ => None,
+        }
+    }
+
+    pub fn opt_duration(&mut self, name: &str) -> Option<Duration> {
+        match self.take(name) {
+            Some(Value::Duration(d)) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn switch(&mut self, name: &str) -> bool {
+        matches!(self.take(name), Some(Value::Switch))
+    }
+
+    /// Every `KEY=VALUE` of a repeated argument.
+    pub fn pairs(&mut self, name: &str) -> Vec<(String, String)> {
+        std::iter::from_fn(|| match self.take(name) {
+            Some(Value::Pair(k, v)) => Some((k, v)),
+            _ => None,
+        })
+        .collect()
+    }
+
+    /// An image argument: (container, image).
+    pub fn image(&mut self, name: &str) -> Result<(Option<String>, String), ParseError> {
+        match self.take(name) {
+            Some(Value::Image { container, image }) => Ok((container, image)),
+            _ => Err(self.missing(name)),
+        }
+    }
+
+    pub fn command(&mut self, name: &str) -> Result<Command, ParseError> {
+        match self.take(name) {
+            Some(Value::Command(c)) => Ok(*c),
+            _ => Err(self.missing(name)),
+        }
+    }
+
+    // ---- putting values in, for a command's canonical values ----
+
+    pub fn put(mut self, name: &'static str, value: Value) -> Self {
+        self.entries.push((name, value));
+        self
+    }
+
+    pub fn put_text(self, name: &'static str, text: &str) -> Self {
+        self.put(name, Value::Text(text.to_string()))
+    }
+
+    pub fn put_opt_text(self, name: &'static str, text: Option<&str>) -> Self {
+        match text {
+            Some(t) => self.put_text(name, t),
+            None => self,
+        }
+    }
+
+    pub fn put_all_text(self, name: &'static str, texts: &[String]) -> Self {
+        texts.iter().fold(self, |v, t| v.put_text(name, t))
+    }
+
+    pub fn put_int(self, name: &'static str, n: u32) -> Self {
+        self.put(name, Value::Int(n))
+    }
+
+    pub fn put_opt_int(self, name: &'static str, n: Option<u32>) -> Self {
+        match n {
+            Some(n) => self.put_int(name, n),
+            None => self,
+        }
+    }
+
+    pub fn put_duration(self, name: &'static str, d: Option<Duration>) -> Self {
+        match d {
+            Some(d) => self.put(name, Value::Duration(d)),
+            None => self,
+        }
+    }
+
+    pub fn put_switch(self, name: &'static str, on: bool) -> Self {
+        if on {
+            self.put(name, Value::Switch)
+        } else {
+            self
+        }
+    }
+}
+
+/// The name as a `'static` str, from the spec (for errors about flags).
+fn name_static(spec: &'static VerbSpec, name: &str) -> &'static str {
+    spec.flag(name).map(|f| f.name).unwrap_or("a value")
 }
 
 /// `--public`: post the reply for the whole channel instead of privately.
@@ -72,319 +455,76 @@ pub const DRY_RUN: FlagSpec = switch(
     "dry-run",
     "ask the API server to validate the change without making it",
 );
-
-const fn switch(name: &'static str, help: &'static str) -> FlagSpec {
-    FlagSpec {
-        name,
-        value: None,
-        help,
-        short: None,
-    }
-}
-
-const fn valued(name: &'static str, value: &'static str, help: &'static str) -> FlagSpec {
-    FlagSpec {
-        name,
-        value: Some(value),
-        help,
-        short: None,
-    }
-}
-
-const NAMESPACE: FlagSpec = FlagSpec {
+pub const NAMESPACE: FlagSpec = FlagSpec {
     name: "namespace",
-    value: Some("NAMESPACE"),
+    kind: Some(ArgKind::Namespace),
+    placeholder: "NAMESPACE",
     help: "the namespace",
     short: Some('n'),
 };
+pub const CONTAINER: FlagSpec = valued(
+    "container",
+    ArgKind::Name("container name"),
+    "NAME",
+    "the container (default: the one named like the service)",
+);
 
-/// Every verb, in the order `help` lists them.
-pub const VERBS: &[VerbSpec] = &[
-    VerbSpec {
-        name: "help",
-        args: "[verb]",
-        flags: &[PUBLIC],
-        summary: "List the commands, or show one command's usage and example.",
-        example: "help scale",
-        policy_verb: "help",
-        mutating: false,
-    },
-    VerbSpec {
-        name: "scale",
-        args: "<service> <replicas>",
-        flags: &[
-            DRY_RUN,
-            switch("force", "go above the autoscaler's maximum (needs the `force` permission)"),
-            PUBLIC,
-        ],
-        summary: "Set a service's replica count (within the catalog's bounds and the autoscaler's maximum).",
-        example: "scale backend 5",
-        policy_verb: "scale",
-        mutating: true,
-    },
-    VerbSpec {
-        name: "restart",
-        args: "<service>… | --all -n <namespace>",
-        flags: &[
-            switch("all", "every deployment in the namespace given with -n"),
-            NAMESPACE,
-            DRY_RUN,
-            PUBLIC,
-        ],
-        summary: "Rolling restart of one or more services, like `kubectl rollout restart`.",
-        example: "restart backend recurring-task-service",
-        policy_verb: "restart",
-        mutating: true,
-    },
-    VerbSpec {
-        name: "status",
-        args: "<service>",
-        flags: &[PUBLIC],
-        summary: "A service's deployment, rollout status and pods.",
-        example: "status backend",
-        policy_verb: "status",
-        mutating: false,
-    },
-    VerbSpec {
-        name: "rollout status",
-        args: "<service>",
-        flags: &[
-            valued("wait", "DURATION", "follow the rollout until it completes, fails or this time passes (max 30m)"),
-            PUBLIC,
-        ],
-        summary: "kubectl's rollout status; with --wait, follow it to the end.",
-        example: "rollout status backend --wait 5m",
-        policy_verb: "rollout-status",
-        mutating: false,
-    },
-    VerbSpec {
-        name: "rollout history",
-        args: "<service>",
-        flags: &[PUBLIC],
-        summary: "Revisions of a service with change cause, images and age.",
-        example: "rollout history oauth2-server",
-        policy_verb: "rollout-history",
-        mutating: false,
-    },
-    VerbSpec {
-        name: "rollback",
-        args: "<service>",
-        flags: &[
-            valued("to-revision", "N", "the revision to go back to (default: the previous one)"),
-            DRY_RUN,
-            PUBLIC,
-        ],
-        summary: "Roll a service back to a previous revision, exactly like `kubectl rollout undo`.",
-        example: "rollback oauth2-server --to-revision 3",
-        policy_verb: "rollback",
-        mutating: true,
-    },
-    VerbSpec {
-        name: "set image",
-        args: "<service> [<container>=]<image>",
-        flags: &[DRY_RUN, PUBLIC],
-        summary: "Deploy another image (the container name may be omitted when there is one).",
-        example: "set image dev-utilities ghcr.io/example/dev-utilities:2.4.0",
-        policy_verb: "set-image",
-        mutating: true,
-    },
-    VerbSpec {
-        name: "logs",
-        args: "<service|pod>",
-        flags: &[
-            valued("container", "NAME", "the container (default: the one named like the service)"),
-            valued("tail", "N", "last N lines per pod (default 100, max 1000)"),
-            valued("since", "DURATION", "only lines this recent"),
-            switch("previous", "the previous, crashed instance"),
-            valued("grep", "REGEX", "only lines matching (applied after secrets are redacted)"),
-            PUBLIC,
-        ],
-        summary: "Recent logs across a service's pods, each line prefixed by its pod; secrets redacted.",
-        example: "logs backend --since 10m --grep ERROR",
-        policy_verb: "logs",
-        mutating: false,
-    },
-    VerbSpec {
-        name: "pods",
-        args: "<service|namespace>",
-        flags: &[PUBLIC],
-        summary: "kubectl's pod table for a service or a whole namespace.",
-        example: "pods vibe-ensemble",
-        policy_verb: "pods",
-        mutating: false,
-    },
-    VerbSpec {
-        name: "events",
-        args: "<service|namespace>",
-        flags: &[valued("since", "DURATION", "how far back (default 1h)"), PUBLIC],
-        summary: "Recent events, warnings first, newest first.",
-        example: "events oauth2-server --since 30m",
-        policy_verb: "events",
-        mutating: false,
-    },
-    VerbSpec {
-        name: "hpa",
-        args: "<service>",
-        flags: &[
-            valued("min", "N", "set the autoscaler's minimum replicas"),
-            valued("max", "N", "set the autoscaler's maximum replicas"),
-            DRY_RUN,
-            PUBLIC,
-        ],
-        summary: "Show a service's autoscaler, or change its bounds with --min/--max.",
-        example: "hpa oauth2-server --min 3 --max 10",
-        policy_verb: "hpa",
-        mutating: false,
-    },
-    VerbSpec {
-        name: "health",
-        args: "<service>",
-        flags: &[PUBLIC],
-        summary: "Probe the service's health URLs: status, latency and dependencies.",
-        example: "health brownie-metadata-api",
-        policy_verb: "health",
-        mutating: false,
-    },
-    VerbSpec {
-        name: "diagnose",
-        args: "<service|pod>",
-        flags: &[PUBLIC],
-        summary: "Why pods are not running: a verdict, container states, warnings, crash logs.",
-        example: "diagnose oauth2-server",
-        policy_verb: "diagnose",
-        mutating: false,
-    },
-    VerbSpec {
-        name: "job run",
-        args: "<cronjob>",
-        flags: &[
-            valued("name", "NAME", "the Job's name (default: <cronjob>-manual-<time>)"),
-            NAMESPACE,
-            DRY_RUN,
-            PUBLIC,
-        ],
-        summary: "Run a CronJob now, like `kubectl create job --from=cronjob/…`, and report progress.",
-        example: "job run postgres-backup -n vibe-ensemble",
-        policy_verb: "job-run",
-        mutating: true,
-    },
-    VerbSpec {
-        name: "quarantine",
-        args: "<pod>",
-        flags: &[DRY_RUN, PUBLIC],
-        summary: "Label a pod quarantine=true so it leaves its Service's endpoints (kept for forensics).",
-        example: "quarantine vibe-ensemble-server-7d4b9c-x2x9k",
-        policy_verb: "quarantine",
-        mutating: true,
-    },
-    VerbSpec {
-        name: "unquarantine",
-        args: "<pod>",
-        flags: &[DRY_RUN, PUBLIC],
-        summary: "Remove the quarantine label from a pod.",
-        example: "unquarantine vibe-ensemble-server-7d4b9c-x2x9k",
-        policy_verb: "quarantine",
-        mutating: true,
-    },
-    VerbSpec {
-        name: "env set",
-        args: "<service> KEY=VALUE…",
-        flags: &[valued("container", "NAME", "the container (default: the one named like the service)"), DRY_RUN, PUBLIC],
-        summary: "Set environment variables (a rolling restart follows); secrets are refused.",
-        example: "env set backend DB_POOL_SIZE=30 DB_MAX_OVERFLOW=20",
-        policy_verb: "env",
-        mutating: true,
-    },
-    VerbSpec {
-        name: "env unset",
-        args: "<service> KEY…",
-        flags: &[valued("container", "NAME", "the container (default: the one named like the service)"), DRY_RUN, PUBLIC],
-        summary: "Remove environment variables (a rolling restart follows).",
-        example: "env unset backend DB_MAX_OVERFLOW",
-        policy_verb: "env",
-        mutating: true,
-    },
-    VerbSpec {
-        name: "top",
-        args: "<service|namespace>",
-        flags: &[PUBLIC],
-        summary: "CPU and memory per pod, from metrics-server.",
-        example: "top oauth2-server",
-        policy_verb: "top",
-        mutating: false,
-    },
-    VerbSpec {
-        name: "history",
-        args: "",
-        flags: &[
-            FlagSpec {
-                name: "user",
-                value: Some("PRINCIPAL"),
-                help: "only this principal's commands",
-                short: None,
-            },
-            FlagSpec {
-                name: "service",
-                value: Some("SERVICE"),
-                help: "only commands on this service",
-                short: None,
-            },
-            FlagSpec {
-                name: "since",
-                value: Some("DURATION"),
-                help: "only this recent (humantime: 2h, 1d 6h)",
-                short: None,
-            },
-            FlagSpec {
-                name: "limit",
-                value: Some("N"),
-                help: "at most N rows (1-100, default 20)",
-                short: None,
-            },
-            PUBLIC,
-        ],
-        summary: "Recent commands, newest first, with who ran them and the outcome.",
-        example: "history --service backend --since 2h",
-        policy_verb: "history",
-        mutating: false,
-    },
-    VerbSpec {
-        name: "whoami",
-        args: "",
-        flags: &[PUBLIC],
-        summary: "Your principal, the groups you were seen with, and your roles.",
-        example: "whoami",
-        policy_verb: "whoami",
-        mutating: false,
-    },
-    VerbSpec {
-        name: "can",
-        args: "<principal> <command…>",
-        flags: &[],
-        summary: "Explain whether a principal may run a command here, without running it.",
-        example: "can cli:viewer scale backend 5",
-        policy_verb: "can",
-        mutating: false,
-    },
-    VerbSpec {
-        name: "approve",
-        args: "<id>",
-        flags: &[PUBLIC],
-        summary: "Approve someone else's pending request; it runs exactly as requested.",
-        example: "approve k3f9qa",
-        policy_verb: "approve",
-        mutating: true,
-    },
-    VerbSpec {
-        name: "deny",
-        args: "<id>",
-        flags: &[PUBLIC],
-        summary: "Drop a pending request.",
-        example: "deny k3f9qa",
-        policy_verb: "deny",
-        mutating: false,
-    },
-];
+/// A flag without a value.
+pub const fn switch(name: &'static str, help: &'static str) -> FlagSpec {
+    FlagSpec {
+        name,
+        kind: None,
+        placeholder: "",
+        help,
+        short: None,
+    }
+}
+
+/// A flag with a value of `kind`.
+pub const fn valued(
+    name: &'static str,
+    kind: ArgKind,
+    placeholder: &'static str,
+    help: &'static str,
+) -> FlagSpec {
+    FlagSpec {
+        name,
+        kind: Some(kind),
+        placeholder,
+        help,
+        short: None,
+    }
+}
+
+/// A required positional argument.
+pub const fn arg(
+    name: &'static str,
+    kind: ArgKind,
+    usage: &'static str,
+    missing: &'static str,
+    help: &'static str,
+) -> ArgSpec {
+    ArgSpec {
+        name,
+        kind,
+        usage,
+        help,
+        missing,
+        required: true,
+        many: false,
+    }
+}
+
+/// The catalog service a command acts on, as most verbs take it.
+pub const SERVICE: ArgSpec = arg(
+    "service",
+    ArgKind::Service,
+    "<service>",
+    "a service",
+    "The service, from the catalog",
+);
+
+pub use crate::verbs::VERBS;
 
 /// Looks a verb up by the words it starts with; returns it and how many words
 /// its name used.
@@ -392,20 +532,26 @@ pub fn lookup(words: &[String]) -> Option<(&'static VerbSpec, usize)> {
     let first = words.first()?.to_ascii_lowercase();
     if let Some(second) = words.get(1) {
         let two = format!("{first} {}", second.to_ascii_lowercase());
-        if let Some(spec) = VERBS.iter().find(|v| v.name == two) {
+        if let Some(spec) = find(&two) {
             return Some((spec, 2));
         }
     }
-    VERBS.iter().find(|v| v.name == first).map(|s| (s, 1))
+    find(&first).map(|s| (s, 1))
 }
 
 pub fn find(name: &str) -> Option<&'static VerbSpec> {
-    VERBS.iter().find(|v| v.name == name)
+    VERBS.iter().copied().find(|v| v.name == name)
 }
 
 /// The policy verbs, for validating a policy file.
 pub fn policy_verbs() -> Vec<&'static str> {
-    let mut verbs: Vec<&'static str> = VERBS.iter().map(|v| v.policy_verb).collect();
+    let mut verbs: Vec<&'static str> = Vec::new();
+    for v in VERBS {
+        verbs.push(v.policy_verb);
+        if let Mutates::WithFlags { policy_verb, .. } = v.mutates {
+            verbs.push(policy_verb);
+        }
+    }
     verbs.extend(EXTRA_POLICY_VERBS);
     verbs.sort_unstable();
     verbs.dedup();
@@ -413,9 +559,8 @@ pub fn policy_verbs() -> Vec<&'static str> {
 }
 
 /// Permissions that are not commands of their own: `force` lets a scale go
-/// past an autoscaler's maximum; `hpa-set` changes autoscaler bounds (`hpa`
-/// alone only reads).
-pub const EXTRA_POLICY_VERBS: &[&str] = &["force", "hpa-set"];
+/// past an autoscaler's maximum.
+pub const EXTRA_POLICY_VERBS: &[&str] = &["force"];
 
 /// The slash command's usage hint (Slack's app manifest): every verb.
 pub fn usage_hint() -> String {

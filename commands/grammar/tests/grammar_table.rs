@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use oncall_grammar::LogsRequest;
+use oncall_grammar::verbs::*;
 use oncall_grammar::{parse, validate, Command, HistoryFilter, VERBS};
 use oncall_grammar::{Catalog, ServiceEntry};
 
@@ -39,98 +39,98 @@ fn catalog() -> Catalog {
 #[test]
 fn good_commands_parse_to_typed_commands() {
     let table: Vec<(&str, Command, bool)> = vec![
-        ("", Command::Help { verb: None }, false),
-        ("/oncall", Command::Help { verb: None }, false),
-        ("help", Command::Help { verb: None }, false),
+        ("", Command::Help(Help { verb: None }), false),
+        ("/oncall", Command::Help(Help { verb: None }), false),
+        ("help", Command::Help(Help { verb: None }), false),
         (
             "help scale",
-            Command::Help {
+            Command::Help(Help {
                 verb: Some("scale".into()),
-            },
+            }),
             false,
         ),
         (
             "/oncall scale backend 5",
-            Command::Scale {
+            Command::Scale(Scale {
                 service: "backend".into(),
                 replicas: 5,
                 dry_run: false,
                 force: false,
-            },
+            }),
             false,
         ),
         (
             "scale backend 5",
-            Command::Scale {
+            Command::Scale(Scale {
                 service: "backend".into(),
                 replicas: 5,
                 dry_run: false,
                 force: false,
-            },
+            }),
             false,
         ),
         (
             "SCALE backend 0 --dry-run",
-            Command::Scale {
+            Command::Scale(Scale {
                 service: "backend".into(),
                 replicas: 0,
                 dry_run: true,
                 force: false,
-            },
+            }),
             false,
         ),
         (
             "scale --public backend 3",
-            Command::Scale {
+            Command::Scale(Scale {
                 service: "backend".into(),
                 replicas: 3,
                 dry_run: false,
                 force: false,
-            },
+            }),
             true,
         ),
         (
             "restart notification-service",
-            Command::Restart {
+            Command::Restart(Restart {
                 services: vec!["notification-service".into()],
                 dry_run: false,
-            },
+            }),
             false,
         ),
-        ("restart backend recurring-task-service --dry-run", Command::Restart { services: vec!["backend".into(), "recurring-task-service".into()], dry_run: true }, false),
-        ("restart --all -n default", Command::RestartAll { namespace: "default".into(), dry_run: false }, false),
-        ("scale oauth2-server 10 --force", Command::Scale { service: "oauth2-server".into(), replicas: 10, dry_run: false, force: true }, false),
-        ("rollout status backend --wait 5m", Command::RolloutStatus { service: "backend".into(), wait: Some(Duration::from_secs(300)) }, false),
-        ("rollout history oauth2-server", Command::RolloutHistory { service: "oauth2-server".into() }, false),
-        ("rollback oauth2-server", Command::Rollback { service: "oauth2-server".into(), to_revision: None, dry_run: false }, false),
-        ("rollback oauth2-server --to-revision 0", Command::Rollback { service: "oauth2-server".into(), to_revision: None, dry_run: false }, false),
-        ("rollback oauth2-server --to-revision=3 --dry-run", Command::Rollback { service: "oauth2-server".into(), to_revision: Some(3), dry_run: true }, false),
-        ("set image backend backend=ghcr.io/example/todo-backend:1.5.0", Command::SetImage { service: "backend".into(), container: Some("backend".into()), image: "ghcr.io/example/todo-backend:1.5.0".into(), dry_run: false }, false),
-        ("set image oauth2-server registry.local:5000/oauth@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", Command::SetImage { service: "oauth2-server".into(), container: None, image: "registry.local:5000/oauth@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(), dry_run: false }, false),
+        ("restart backend recurring-task-service --dry-run", Command::Restart(Restart { services: vec!["backend".into(), "recurring-task-service".into()], dry_run: true }), false),
+        ("restart --all -n default", Command::RestartAll(RestartAll { namespace: "default".into(), dry_run: false }), false),
+        ("scale oauth2-server 10 --force", Command::Scale(Scale { service: "oauth2-server".into(), replicas: 10, dry_run: false, force: true }), false),
+        ("rollout status backend --wait 5m", Command::RolloutStatus(RolloutStatus { service: "backend".into(), wait: Some(Duration::from_secs(300)) }), false),
+        ("rollout history oauth2-server", Command::RolloutHistory(RolloutHistory { service: "oauth2-server".into() }), false),
+        ("rollback oauth2-server", Command::Rollback(Rollback { service: "oauth2-server".into(), to_revision: None, dry_run: false }), false),
+        ("rollback oauth2-server --to-revision 0", Command::Rollback(Rollback { service: "oauth2-server".into(), to_revision: None, dry_run: false }), false),
+        ("rollback oauth2-server --to-revision=3 --dry-run", Command::Rollback(Rollback { service: "oauth2-server".into(), to_revision: Some(3), dry_run: true }), false),
+        ("set image backend backend=ghcr.io/example/todo-backend:1.5.0", Command::SetImage(SetImage { service: "backend".into(), container: Some("backend".into()), image: "ghcr.io/example/todo-backend:1.5.0".into(), dry_run: false }), false),
+        ("set image oauth2-server registry.local:5000/oauth@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", Command::SetImage(SetImage { service: "oauth2-server".into(), container: None, image: "registry.local:5000/oauth@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(), dry_run: false }), false),
         (
             "logs backend --container daprd --tail 20 --since 10m --previous --grep 'connection refused'",
             Command::Logs(LogsRequest { target: "backend".into(), container: Some("daprd".into()), tail: Some(20), since: Some(Duration::from_secs(600)), previous: true, grep: Some("connection refused".into()) }),
             false,
         ),
         ("logs backend-7d9f8c6b5d-x2x9k", Command::Logs(LogsRequest { target: "backend-7d9f8c6b5d-x2x9k".into(), container: None, tail: None, since: None, previous: false, grep: None }), false),
-        ("pods default", Command::Pods { target: "default".into() }, false),
-        ("events oauth2-server --since 30m", Command::Events { target: "oauth2-server".into(), since: Some(Duration::from_secs(1800)) }, false),
-        ("hpa oauth2-server", Command::Hpa { service: "oauth2-server".into(), min: None, max: None, dry_run: false }, false),
-        ("hpa oauth2-server --min 3 --max 10", Command::Hpa { service: "oauth2-server".into(), min: Some(3), max: Some(10), dry_run: false }, false),
-        ("health backend", Command::Health { service: "backend".into() }, false),
-        ("diagnose oauth2-server", Command::Diagnose { target: "oauth2-server".into() }, false),
-        ("job run postgres-backup -n default --name manual-backup-20261122", Command::JobRun { cronjob: "postgres-backup".into(), name: Some("manual-backup-20261122".into()), namespace: Some("default".into()), dry_run: false }, false),
-        ("quarantine backend-7d9f8c6b5d-x2x9k", Command::Quarantine { pod: "backend-7d9f8c6b5d-x2x9k".into(), on: true, dry_run: false }, false),
-        ("unquarantine backend-7d9f8c6b5d-x2x9k --dry-run", Command::Quarantine { pod: "backend-7d9f8c6b5d-x2x9k".into(), on: false, dry_run: true }, false),
-        ("env set backend DB_POOL_SIZE=30 DB_MAX_OVERFLOW=20", Command::EnvSet { service: "backend".into(), vars: vec![("DB_POOL_SIZE".into(), "30".into()), ("DB_MAX_OVERFLOW".into(), "20".into())], container: None, dry_run: false }, false),
-        ("env set backend 'GREETING=hello world' --container backend", Command::EnvSet { service: "backend".into(), vars: vec![("GREETING".into(), "hello world".into())], container: Some("backend".into()), dry_run: false }, false),
-        ("env unset backend DB_MAX_OVERFLOW", Command::EnvUnset { service: "backend".into(), keys: vec!["DB_MAX_OVERFLOW".into()], container: None, dry_run: false }, false),
-        ("top oauth2-server", Command::Top { target: "oauth2-server".into() }, false),
+        ("pods default", Command::Pods(Pods { target: "default".into() }), false),
+        ("events oauth2-server --since 30m", Command::Events(Events { target: "oauth2-server".into(), since: Some(Duration::from_secs(1800)) }), false),
+        ("hpa oauth2-server", Command::Hpa(Hpa { service: "oauth2-server".into(), min: None, max: None, dry_run: false }), false),
+        ("hpa oauth2-server --min 3 --max 10", Command::Hpa(Hpa { service: "oauth2-server".into(), min: Some(3), max: Some(10), dry_run: false }), false),
+        ("health backend", Command::Health(Health { service: "backend".into() }), false),
+        ("diagnose oauth2-server", Command::Diagnose(Diagnose { target: "oauth2-server".into() }), false),
+        ("job run postgres-backup -n default --name manual-backup-20261122", Command::JobRun(JobRun { cronjob: "postgres-backup".into(), name: Some("manual-backup-20261122".into()), namespace: Some("default".into()), dry_run: false }), false),
+        ("quarantine backend-7d9f8c6b5d-x2x9k", Command::Quarantine(Quarantine { pod: "backend-7d9f8c6b5d-x2x9k".into(), on: true, dry_run: false }), false),
+        ("unquarantine backend-7d9f8c6b5d-x2x9k --dry-run", Command::Quarantine(Quarantine { pod: "backend-7d9f8c6b5d-x2x9k".into(), on: false, dry_run: true }), false),
+        ("env set backend DB_POOL_SIZE=30 DB_MAX_OVERFLOW=20", Command::EnvSet(EnvSet { service: "backend".into(), vars: vec![("DB_POOL_SIZE".into(), "30".into()), ("DB_MAX_OVERFLOW".into(), "20".into())], container: None, dry_run: false }), false),
+        ("env set backend 'GREETING=hello world' --container backend", Command::EnvSet(EnvSet { service: "backend".into(), vars: vec![("GREETING".into(), "hello world".into())], container: Some("backend".into()), dry_run: false }), false),
+        ("env unset backend DB_MAX_OVERFLOW", Command::EnvUnset(EnvUnset { service: "backend".into(), keys: vec!["DB_MAX_OVERFLOW".into()], container: None, dry_run: false }), false),
+        ("top oauth2-server", Command::Top(Top { target: "oauth2-server".into() }), false),
         (
             "status oauth2-server --public",
-            Command::Status {
+            Command::Status(Status {
                 service: "oauth2-server".into(),
-            },
+            }),
             true,
         ),
         (
@@ -153,32 +153,32 @@ fn good_commands_parse_to_typed_commands() {
             }),
             false,
         ),
-        ("whoami", Command::Whoami, false),
+        ("whoami", Command::Whoami(Whoami), false),
         (
             "can cli:viewer scale backend 5",
-            Command::Can {
+            Command::Can(Can {
                 principal: "cli:viewer".into(),
-                command: Box::new(Command::Scale {
+                command: Box::new(Command::Scale(Scale {
                     service: "backend".into(),
                     replicas: 5,
                     dry_run: false,
                     force: false,
-                }),
-            },
+                })),
+            }),
             false,
         ),
         (
             "approve k3f9qa",
-            Command::Approve {
+            Command::Approve(Approve {
                 id: "k3f9qa".into(),
-            },
+            }),
             false,
         ),
         (
             "deny k3f9qa",
-            Command::Deny {
+            Command::Deny(Deny {
                 id: "k3f9qa".into(),
-            },
+            }),
             false,
         ),
     ];

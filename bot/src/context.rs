@@ -1,0 +1,206 @@
+//! What a handler gets: the request, what it acts on, and the narrow set of
+//! services it may use — the kube client for its target, the clock, the
+//! HTTP client for probes, the store operations it needs, the policy for
+//! explanations, and the supervisor's cancellation token.
+//!
+//! Handlers never see the router. The router is held privately here (this
+//! module is not an ancestor of `handlers`, so they can't reach the field),
+//! and every capability is a method, so what a handler can do is listed in
+//! one place.
+
+use oncall_grammar::{Catalog, Command, Scope, ServiceEntry};
+use oncall_permissions::{Decision, Policy, Principal};
+use tokio_util::sync::CancellationToken;
+
+use crate::model::{Actor, Handled, Invocation, ProgressSink};
+use crate::router::{Router, Timing};
+use crate::store::{
+    Approval, ApprovalState, HistoryQuery, InvocationRow, NewInvocation, StoreError,
+};
+
+/// The failure reply a handler returns early with (`?` turns a [`Handled`]
+/// into one). Boxed: it travels in every handler's `Result`.
+#[derive(Debug)]
+pub struct Refusal(pub Box<Handled>);
+
+impl Refusal {
+    pub fn into_handled(self) -> Handled {
+        *self.0
+    }
+}
+
+impl From<Handled> for Refusal {
+    fn from(handled: Handled) -> Self {
+        Refusal(Box::new(handled))
+    }
+}
+
+/// One command's view of the world while it runs.
+pub struct Context<'a> {
+    router: &'a Router,
+    /// The request as it came in (for an approved command: the approver's).
+    pub inv: &'a Invocation,
+    /// What the command acts on, resolved through the catalog.
+    pub scope: &'a Scope<'a>,
+    /// Who it runs for (and who approved it).
+    pub actor: &'a Actor,
+    /// The time the command started, from the one clock.
+    pub now: jiff::Timestamp,
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(
+        router: &'a Router,
+        inv: &'a Invocation,
+        scope: &'a Scope<'a>,
+        actor: &'a Actor,
+    ) -> Self {
+        Context {
+            router,
+            inv,
+            scope,
+            actor,
+            now: router.clock().now(),
+        }
+    }
+
+    // ---- what the command acts on ----
+
+    /// The one catalog service it acts on (a service named, or a pod's).
+    pub fn service(&self) -> Result<&'a ServiceEntry, Refusal> {
+        match self.scope {
+            Scope::Services(entries) if entries.len() == 1 => Ok(entries[0]),
+            Scope::Pod { service, .. } => Ok(service),
+            _ => Err(mismatch().into()),
+        }
+    }
+
+    /// The pod named, if the target is one.
+    pub fn pod(&self) -> Option<&'a str> {
+        match self.scope {
+            Scope::Pod { pod, .. } => Some(pod.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The one service it acts on and a client for its cluster.
+    pub fn service_client(&self) -> Result<(kube::Client, &'a ServiceEntry), Refusal> {
+        let entry = self.service()?;
+        Ok((self.client_for(entry)?, entry))
+    }
+
+    /// The client for a catalog service's cluster.
+    pub fn client_for(&self, entry: &ServiceEntry) -> Result<kube::Client, Refusal> {
+        Ok(self.router.client_for(entry)?)
+    }
+
+    /// The client for the cluster of a catalog namespace.
+    pub fn client_for_namespace(&self, namespace: &str) -> Result<kube::Client, Refusal> {
+        Ok(self.router.client_for_namespace(namespace)?)
+    }
+
+    /// The catalog, for commands about names (`can`).
+    pub fn catalog(&self) -> &'a Catalog {
+        self.router.catalog()
+    }
+
+    // ---- time, cancellation, progress, probes ----
+
+    pub fn timing(&self) -> &'a Timing {
+        self.router.timing()
+    }
+
+    /// Cancelled when the server shuts down: long waits stop at it.
+    pub fn shutdown(&self) -> CancellationToken {
+        self.router.supervisor().token()
+    }
+
+    /// Where a long command reports progress, if the platform shows it.
+    pub fn progress(&self) -> Option<ProgressSink> {
+        self.inv.progress.clone()
+    }
+
+    /// The HTTP client for health probes.
+    pub fn http(&self) -> &'a reqwest::Client {
+        self.router.http()
+    }
+
+    // ---- the policy ----
+
+    pub fn policy(&self) -> &'a Policy {
+        &self.router.config().policy
+    }
+
+    /// The policy decision for a command on its scope, in a channel.
+    pub fn authorize(
+        &self,
+        principals: &[Principal],
+        channel: &str,
+        command: &Command,
+        scope: &Scope<'_>,
+    ) -> Decision {
+        self.router.authorize(principals, channel, command, scope)
+    }
+
+    // ---- the store operations handlers need ----
+
+    pub async fn history(&self, query: &HistoryQuery) -> Result<Vec<InvocationRow>, StoreError> {
+        self.router.store().history(query).await
+    }
+
+    /// How long a held request waits for approval.
+    pub fn approval_ttl(&self) -> std::time::Duration {
+        self.router.config().approvals.ttl
+    }
+
+    pub async fn insert_approval(&self, approval: &Approval) -> Result<bool, StoreError> {
+        self.router.store().insert_approval(approval).await
+    }
+
+    pub async fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError> {
+        self.router.store().approval(id).await
+    }
+
+    /// Moves a pending request to `state`, once; `None` if it was not
+    /// pending any more.
+    pub async fn decide_approval(
+        &self,
+        id: &str,
+        state: ApprovalState,
+        by: &str,
+        at_ms: i64,
+    ) -> Result<Option<Approval>, StoreError> {
+        self.router
+            .store()
+            .decide_approval(id, state, by, at_ms)
+            .await
+    }
+
+    /// Resolves an approved command's scope (a CronJob may need a lookup).
+    pub async fn resolve_scope(&self, command: &Command) -> Result<Scope<'a>, Handled> {
+        self.router.resolve_scope(command).await
+    }
+
+    /// Runs an approved request through the pipeline's execution step, as
+    /// its own history row in the requester's name, recorded like every
+    /// other row; returns what the handler produced.
+    pub async fn run_approved(
+        &self,
+        approval: &Approval,
+        row: NewInvocation,
+        scope: &Scope<'_>,
+        actor: &Actor,
+    ) -> Handled {
+        self.router
+            .run_approved(approval, row, scope, actor, self.inv)
+            .await
+    }
+}
+
+/// The target did not resolve to what the command needs.
+pub fn mismatch() -> Handled {
+    Handled::failed(
+        "Cannot run this here",
+        "the command's target did not resolve as expected",
+    )
+}
