@@ -131,6 +131,40 @@ impl<'a> Context<'a> {
         &self.router.config().policy
     }
 
+    /// Whether the caller may use `verb` on this command's scope here, with
+    /// no approval needed (what a handler shows beyond its own verb, such
+    /// as crash logs in `diagnose`). Anything short of an allow is a no.
+    pub fn may(&self, verb: &str) -> bool {
+        self.router.permits(
+            &self.inv.principals(),
+            &self.inv.channel_scope(),
+            verb,
+            self.scope,
+        )
+    }
+
+    /// Whether the caller may use `verb` in another channel on what a name
+    /// (a service, one of its pods, a namespace; none) stands for, with no
+    /// approval needed. A name the catalog doesn't know is no service.
+    pub fn may_in(&self, verb: &str, channel: &str, name: Option<&str>) -> bool {
+        let catalog = self.router.catalog();
+        let scope = match name {
+            Some(n) => match catalog.get(n) {
+                Some(entry) => Scope::Services(vec![entry]),
+                None => match catalog.service_of_pod(n) {
+                    Some(service) => Scope::Pod {
+                        pod: n.to_string(),
+                        service,
+                    },
+                    None => catalog.namespace_scope(n).unwrap_or(Scope::Nothing),
+                },
+            },
+            None => Scope::Nothing,
+        };
+        self.router
+            .permits(&self.inv.principals(), channel, verb, &scope)
+    }
+
     /// The policy decision for a command on its scope, in a channel.
     pub fn authorize(
         &self,

@@ -160,6 +160,38 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The reply with every text passed through the one redactor: what is
+    /// kept of a reply (an idempotency key's stored answer) never holds a
+    /// secret, whatever a handler put in it.
+    pub fn redacted(&self) -> Reply {
+        use oncall_grammar::redact::{redact_line, redact_lines};
+        let block = |b: &Block| match b {
+            Block::Text { text } => Block::Text {
+                text: redact_line(text),
+            },
+            Block::Fields { fields } => Block::Fields {
+                fields: fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), redact_line(v)))
+                    .collect(),
+            },
+            Block::Code { title, body } => Block::Code {
+                title: title.clone(),
+                body: redact_lines(body.lines()).join("\n"),
+            },
+            Block::Actions { buttons } => Block::Actions {
+                buttons: buttons.clone(),
+            },
+        };
+        Reply {
+            outcome: self.outcome,
+            title: redact_line(&self.title),
+            blocks: self.blocks.iter().map(block).collect(),
+            visibility: self.visibility,
+            footer: self.footer.clone(),
+        }
+    }
+
     pub fn new(outcome: Outcome, title: impl Into<String>) -> Self {
         let visibility = match outcome {
             Outcome::Done | Outcome::Pending => Visibility::Public,

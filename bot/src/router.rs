@@ -52,8 +52,8 @@ pub(crate) fn completion(
         rule: decision.rule,
         reason: decision.reason,
         outcome: handled.reply.outcome.label().to_string(),
-        summary: handled.summary.take(),
-        error: handled.error.take(),
+        summary: handled.summary.take().map(|s| redact_for_history(&s)),
+        error: handled.error.take().map(|e| redact_for_history(&e)),
         duration_ms: started.elapsed().as_millis() as i64,
         approval_id: decision.approval_id,
     }
@@ -225,7 +225,10 @@ impl Router {
         ));
         // One commit: the row is completed and the reply kept for repeats,
         // before the reply is returned.
-        let json = match (&inv.idempotency_key, serde_json::to_string(&reply)) {
+        let json = match (
+            &inv.idempotency_key,
+            serde_json::to_string(&reply.redacted()),
+        ) {
             (Some(_), Ok(json)) => Some(json),
             (Some(_), Err(e)) => {
                 tracing::error!("could not serialize a reply: {e}");
@@ -405,22 +408,33 @@ impl Router {
             .and_then(|s| s.context.clone())
     }
 
-    /// The policy decision for a command on its scope, in a channel. Every
-    /// target must be allowed (the first denial decides); if any needs
-    /// approval the whole request does. `--force` also needs the `force` verb.
-    pub fn authorize(
+    /// Whether `verb` is allowed outright (no approval) on every target of a
+    /// scope, for these principals in this channel.
+    pub fn permits(
         &self,
         principals: &[Principal],
         channel: &str,
-        command: &Command,
+        verb: &str,
         scope: &Scope<'_>,
-    ) -> Decision {
-        let conditions = command.conditions();
-        let mut verbs = vec![command.policy_verb()];
-        if conditions.contains(&"force") {
-            verbs.push("force");
-        }
-        let namespace_target = |ns: &str| -> Target<'_> {
+    ) -> bool {
+        self.targets(scope).iter().all(|target| {
+            let request = Request {
+                principals,
+                channel,
+                verb,
+                target: target.clone(),
+                conditions: &[],
+            };
+            matches!(
+                self.inner.config.policy.evaluate(&request),
+                Decision::Allow { .. }
+            )
+        })
+    }
+
+    /// The policy targets of a scope: one per service it touches.
+    fn targets<'s>(&'s self, scope: &'s Scope<'_>) -> Vec<Target<'s>> {
+        let namespace_target = |ns: &str| -> Target<'s> {
             let members: Vec<&ServiceEntry> = self
                 .inner
                 .catalog
@@ -439,7 +453,7 @@ impl Router {
                 environment,
             }
         };
-        let targets: Vec<Target<'_>> = match scope {
+        match scope {
             Scope::Nothing => vec![Target::default()],
             Scope::Services(entries) => entries.iter().map(|e| target_of(e)).collect(),
             Scope::Pod { service, .. } => vec![target_of(service)],
@@ -451,7 +465,25 @@ impl Router {
             Scope::CronJob {
                 namespace: None, ..
             } => vec![Target::default()],
-        };
+        }
+    }
+
+    /// The policy decision for a command on its scope, in a channel. Every
+    /// target must be allowed (the first denial decides); if any needs
+    /// approval the whole request does. `--force` also needs the `force` verb.
+    pub fn authorize(
+        &self,
+        principals: &[Principal],
+        channel: &str,
+        command: &Command,
+        scope: &Scope<'_>,
+    ) -> Decision {
+        let conditions = command.conditions();
+        let mut verbs = vec![command.policy_verb()];
+        if conditions.contains(&"force") {
+            verbs.push("force");
+        }
+        let targets = self.targets(scope);
         let mut allowed: Option<Reason> = None;
         let mut held: Option<Decision> = None;
         for target in &targets {
@@ -588,21 +620,25 @@ fn store_unavailable(e: crate::store::StoreError) -> Reply {
     .text("Every command is recorded before it runs; try again in a moment.")
 }
 
-/// Masks values that look like secrets before raw text goes to the history.
+/// Masks secrets before raw text goes to the history: the one redactor
+/// ([`oncall_grammar::redact`]) that log lines and crash output go through.
 pub fn redact_for_history(text: &str) -> String {
-    static PATTERN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let re = PATTERN.get_or_init(|| {
-        regex::Regex::new(
-            r"(?i)\b([A-Z0-9_]*(PASSWORD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY)[A-Z0-9_]*)=(\S+)",
-        )
-        .expect("valid regex")
-    });
-    re.replace_all(text, "$1=[REDACTED]").into_owned()
+    oncall_grammar::redact::redact_line(text)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_text_uses_the_one_redactor() {
+        // Refused by the parser, but its raw text is still recorded.
+        assert_eq!(
+            redact_for_history("env set backend DATABASE_URL=postgres://app:s3cr3t@db/app"),
+            "env set backend DATABASE_URL=postgres://app:[REDACTED]@db/app"
+        );
+        assert!(!redact_for_history("logs x --grep 'Bearer abc.def'").contains("abc.def"));
+    }
 
     #[test]
     fn history_text_redacts_secret_assignments() {

@@ -11,7 +11,9 @@ use super::{Context, Handle, Refusal};
 impl Handle for oncall_grammar::Diagnose {
     async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
         let (client, entry) = cx.service_client()?;
-        Ok(run(&client, entry, cx.pod(), cx.now).await)
+        // Crash logs are logs: shown only to those who may read them here.
+        let show_logs = cx.may("logs");
+        Ok(run(&client, entry, cx.pod(), cx.now, show_logs).await)
     }
 }
 
@@ -20,6 +22,7 @@ pub async fn run(
     entry: &ServiceEntry,
     pod: Option<&str>,
     now: jiff::Timestamp,
+    show_logs: bool,
 ) -> Handled {
     let subject = Subject::Deployment {
         namespace: &entry.namespace,
@@ -59,7 +62,12 @@ pub async fn run(
                         }
                     ));
                 }
-                if !p.crash_logs.is_empty() {
+                if !p.crash_logs.is_empty() && !show_logs {
+                    lines.push(
+                        "  (crash logs hidden: reading them needs the `logs` permission here)"
+                            .into(),
+                    );
+                } else if !p.crash_logs.is_empty() {
                     lines.push("  last lines before the crash:".into());
                     lines.extend(p.crash_logs.iter().map(|l| format!("    {l}")));
                 }

@@ -1,4 +1,5 @@
-//! `env set` / `env unset`: before → after per variable, and the undo.
+//! `env set` / `env unset`: which keys were added, changed or removed (never
+//! a value), and the undo: the rollback to the previous revision.
 
 use oncall_grammar::ServiceEntry;
 use oncall_ops::env::change_env;
@@ -46,35 +47,15 @@ pub async fn run(
     let name = &entry.name;
     match change_env(client, target, container, changes, dry_run).await {
         Ok(out) => {
-            let show = |v: &Option<String>| {
-                v.clone()
-                    .map(|v| format!("{v:?}"))
-                    .unwrap_or_else(|| "(unset)".into())
-            };
+            // Which keys changed, never their values (see EnvChangeKind).
             let lines: Vec<String> = out
                 .changes
                 .iter()
-                .map(|c| format!("{}: {} → {}", c.key, show(&c.before), show(&c.after)))
+                .map(|c| format!("{}: {}", c.key, c.kind.as_str()))
                 .collect();
-            // The undo puts back what was there and removes what was new.
-            let restore: Vec<String> = out
-                .changes
-                .iter()
-                .filter_map(|c| c.before.as_ref().map(|b| format!("{}={b}", c.key)))
-                .collect();
-            let remove: Vec<&str> = out
-                .changes
-                .iter()
-                .filter(|c| c.before.is_none())
-                .map(|c| c.key.as_str())
-                .collect();
-            let mut undo = Vec::new();
-            if !restore.is_empty() {
-                undo.push(format!("/oncall env set {name} {}", restore.join(" ")));
-            }
-            if !remove.is_empty() {
-                undo.push(format!("/oncall env unset {name} {}", remove.join(" ")));
-            }
+            // The undo is the previous revision: building `env set` text
+            // would need the old values, which are not shown anywhere.
+            let undo = format!("/oncall rollback {name}");
             let title = format!(
                 "{}{name}: {} environment variable(s) changed",
                 if dry_run { "Dry run: " } else { "" },
@@ -99,7 +80,7 @@ pub async fn run(
                             "Follow".into(),
                             format!("/oncall rollout status {name} --wait 5m"),
                         ),
-                        ("Undo".into(), undo.join(" then ")),
+                        ("Undo".into(), undo),
                     ]);
             }
             Handled::ok(

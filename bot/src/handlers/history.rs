@@ -6,7 +6,7 @@ use oncall_ops::kubectl::human_duration;
 use crate::model::Handled;
 use crate::reply::{table, Outcome, Reply};
 use super::{Context, Handle, Refusal};
-use crate::store::HistoryQuery;
+use crate::store::{HistoryQuery, InvocationRow};
 
 impl Handle for HistoryFilter {
     async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
@@ -22,8 +22,9 @@ pub async fn run(cx: &Context<'_>, filter: &HistoryFilter) -> Handled {
         since_ms: filter
             .since
             .map(|d| now.as_millisecond() - d.as_millis() as i64),
-        // One more: this request's own row is still running and left out.
-        limit: filter.limit + 1,
+        // More than asked: rows the caller may not read are left out, and
+        // this request's own row is still running.
+        limit: (filter.limit * 4 + 1).min(1000),
     };
     let rows = match cx.history(&query).await {
         Ok(rows) => rows,
@@ -33,12 +34,23 @@ pub async fn run(cx: &Context<'_>, filter: &HistoryFilter) -> Handled {
     let rows: Vec<_> = rows
         .into_iter()
         .filter(|r| r.outcome != "running" || r.verb.is_some())
-        .take(filter.limit as usize)
         .collect();
+    // Only rows about services and channels the caller may read.
+    let fetched = rows.len();
+    let mut rows: Vec<_> = rows.into_iter().filter(|r| may_read(cx, r)).collect();
+    let hidden = fetched - rows.len();
+    rows.truncate(filter.limit as usize);
+    let hidden_note = (hidden > 0).then(|| {
+        format!(
+            "{hidden} row(s) hidden: they are about services or channels your roles can't read here, or someone's direct messages."
+        )
+    });
     if rows.is_empty() {
-        return Handled::info(
-            Reply::new(Outcome::Info, "No matching history").text(describe(filter)),
-        );
+        let mut reply = Reply::new(Outcome::Info, "No matching history").text(describe(filter));
+        if let Some(note) = hidden_note {
+            reply = reply.text(note);
+        }
+        return Handled::info(reply);
     }
     let cells: Vec<Vec<String>> = rows
         .iter()
@@ -72,7 +84,27 @@ pub async fn run(cx: &Context<'_>, filter: &HistoryFilter) -> Handled {
             None,
             table(&["ID", "WHEN", "WHO", "COMMAND", "OUTCOME"], &cells, 60),
         );
+    let reply = match hidden_note {
+        Some(note) => reply.text(note),
+        None => reply,
+    };
     Handled::info(reply)
+}
+
+/// Whether the caller may read a history row: someone's direct messages
+/// only by their author; anything else with `history` granted for the
+/// row's channel and the service it was about.
+fn may_read(cx: &Context<'_>, row: &InvocationRow) -> bool {
+    let direct = match row.platform.as_str() {
+        "slack" => row.channel.starts_with('D'),
+        "discord" => row.workspace.is_none(),
+        _ => false,
+    };
+    if direct && row.principal != cx.inv.principal.to_string() {
+        return false;
+    }
+    let channel = format!("{}:{}", row.platform, row.channel);
+    cx.may_in("history", &channel, row.service.as_deref())
 }
 
 fn describe(filter: &HistoryFilter) -> String {

@@ -339,7 +339,15 @@ async fn diagnose_explains_crash_loops_oom_kills_and_scheduling() {
     .await;
     let d = h.run("cli:viewer", "diagnose notification-service").await;
     assert_eq!(d.outcome, Outcome::Failed);
+    // Crash logs are logs: a viewer (no `logs` grant) gets the verdict
+    // without them; an operator sees them.
     let text = d.to_console();
+    assert!(text.contains("crash logs hidden"), "{text}");
+    assert!(!text.contains("failed to connect to database"), "{text}");
+    let text = h
+        .run("cli:operator", "diagnose notification-service")
+        .await
+        .to_console();
     assert!(text.contains("last lines before the crash"), "{text}");
     assert!(text.contains("failed to connect to database"), "{text}");
     eventually("oom visible", async || {
@@ -781,6 +789,53 @@ async fn quarantine_and_release_a_pod() {
 }
 
 #[tokio::test]
+async fn env_values_never_reach_a_reply_the_history_or_a_stored_answer() {
+    let h = Harness::new().await;
+    // A value someone put on the deployment by hand, outside oncall.
+    let d = h.deployment("default", "dev-utilities").await;
+    let container = d.spec.unwrap().template.spec.unwrap().containers[0]
+        .name
+        .clone();
+    h.patch_deployment(
+        "default",
+        "dev-utilities",
+        serde_json::json!({"spec": {"template": {"spec": {"containers": [
+            {"name": container, "env": [{"name": "LEGACY_DSN", "value": "hand-set-marker-7781"}]}
+        ]}}}}),
+    )
+    .await;
+    for text in [
+        "env unset dev-utilities LEGACY_DSN --dry-run",
+        "env set dev-utilities LEGACY_DSN=other --dry-run",
+    ] {
+        let r = h
+            .run_keyed("cli:operator", text, &format!("k-{text}"))
+            .await;
+        assert_eq!(r.outcome, Outcome::Done, "{}", r.to_console());
+        let shown = r.to_console();
+        assert!(shown.contains("LEGACY_DSN: "), "{shown}");
+        assert!(!shown.contains("hand-set-marker-7781"), "{shown}");
+        let row = &h.history().await[0];
+        assert!(
+            !format!("{row:?}").contains("hand-set-marker-7781"),
+            "{row:?}"
+        );
+        let stored = h.stored_reply(&format!("k-{text}")).await.unwrap();
+        assert!(!stored.contains("hand-set-marker-7781"), "{stored}");
+    }
+    // Keys named like secrets are refused for unset too.
+    let r = h
+        .run("cli:operator", "env unset dev-utilities DB_PASSWORD")
+        .await;
+    assert_eq!(r.outcome, Outcome::Invalid, "{}", r.to_console());
+    assert!(
+        r.to_console().contains("Kubernetes Secret"),
+        "{}",
+        r.to_console()
+    );
+}
+
+#[tokio::test]
 async fn env_set_and_unset_with_secrets_refused_and_production_held() {
     let h = Harness::new().await;
     let r = h
@@ -791,9 +846,23 @@ async fn env_set_and_unset_with_secrets_refused_and_production_held() {
         .await;
     assert_eq!(r.outcome, Outcome::Done, "{}", r.to_console());
     let text = r.to_console();
-    assert!(text.contains("LOG_LEVEL: \"info\" → \"debug\""), "{text}");
-    assert!(text.contains("FEATURE_X: (unset) → \"1\""), "{text}");
-    assert!(text.contains("/oncall env set dev-utilities LOG_LEVEL=info then /oncall env unset dev-utilities FEATURE_X"), "{text}");
+    // Which keys changed, never a value (before or after), and the undo is
+    // the previous revision, not text rebuilt from old values.
+    assert!(text.contains("LOG_LEVEL: changed"), "{text}");
+    assert!(text.contains("FEATURE_X: added"), "{text}");
+    assert!(text.contains("/oncall rollback dev-utilities"), "{text}");
+    assert!(
+        !text.contains("/oncall env"),
+        "no undo built from values: {text}"
+    );
+    for value in ["\"info\"", "=info", "debug"] {
+        assert!(!text.contains(value), "{value} shown: {text}");
+    }
+    let row = &h.history().await[0];
+    assert_eq!(
+        row.summary.as_deref(),
+        Some("LOG_LEVEL: changed; FEATURE_X: added")
+    );
     let env = || async {
         h.deployment("default", "dev-utilities")
             .await

@@ -297,3 +297,46 @@ async fn kubernetes_failures_are_one_clear_sentence() {
     assert_eq!(row.outcome, "failed");
     assert!(row.error.as_deref().unwrap().contains("was not found"));
 }
+
+#[tokio::test]
+async fn history_shows_only_rows_the_caller_may_read() {
+    let mut config = oncall::config::Config::parse(oncall::config::EXAMPLE, "example").unwrap();
+    let extra = r#"
+[[policy.roles]]
+name = "console-history"
+grants = [{ verbs = ["history"], channels = ["cli:console"] }]
+
+[[policy.bindings]]
+principal = "cli:fe"
+roles = ["console-history"]
+"#;
+    let more =
+        oncall::config::Config::parse(&format!("{}\n{extra}", oncall::config::EXAMPLE), "example")
+            .unwrap();
+    config.policy = more.policy;
+    let h = Harness::with_config(config).await;
+    h.run("cli:operator", "status frontend").await;
+    // A command in a Slack channel, and someone's direct message with the bot.
+    let mut elsewhere = h.invocation("slack:U0OTHER", "status backend");
+    elsewhere.platform = oncall::router::Platform::Slack;
+    elsewhere.channel = "C0OPS".into();
+    h.router.handle(elsewhere).await;
+    let mut dm = h.invocation("slack:U0SOMEONE", "status backend");
+    dm.platform = oncall::router::Platform::Slack;
+    dm.channel = "D0DIRECT".into();
+    h.router.handle(dm).await;
+
+    // A grant for the console's history shows the console's rows; the rest
+    // is counted, not shown.
+    let fe = h.run("cli:fe", "history").await.to_console();
+    assert!(fe.contains("status frontend"), "{fe}");
+    assert!(!fe.contains("slack:U0OTHER"), "{fe}");
+    assert!(!fe.contains("slack:U0SOMEONE"), "{fe}");
+    assert!(fe.contains("2 row(s) hidden"), "{fe}");
+    // An admin sees every channel's rows, but not another person's DMs.
+    let admin = h.run("cli:admin", "history").await.to_console();
+    assert!(admin.contains("cli:operator"), "{admin}");
+    assert!(admin.contains("slack:U0OTHER"), "{admin}");
+    assert!(!admin.contains("slack:U0SOMEONE"), "{admin}");
+    assert!(admin.contains("1 row(s) hidden"), "{admin}");
+}

@@ -338,6 +338,10 @@ fn check(
         }
         ArgKind::EnvKey => {
             env_key(spec, word)?;
+            // Secrets are managed in Secrets: not set, shown or removed here.
+            if let Some(why) = looks_like_secret(word, "") {
+                return Err(bad(spec, format!("`{word}` {why}: secrets belong in a Kubernetes Secret (secretKeyRef), never in chat")));
+            }
             Ok(Value::Text(word.to_string()))
         }
         ArgKind::Regex => match regex::RegexBuilder::new(word).size_limit(1 << 16).build() {

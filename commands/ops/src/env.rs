@@ -10,12 +10,30 @@ use serde_json::json;
 
 use super::{call, DeploymentRef, OpsError};
 
+/// What happened to one variable. Values never leave this module: a reply,
+/// the history and an undo hint say which keys changed, never to what (an
+/// environment value may be a credential someone put there by hand).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvChangeKind {
+    Added,
+    Changed,
+    Removed,
+}
+
+impl EnvChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvChangeKind::Added => "added",
+            EnvChangeKind::Changed => "changed",
+            EnvChangeKind::Removed => "removed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvChange {
     pub key: String,
-    /// `None` when unset; `<from secret/…>` for values from references.
-    pub before: Option<String>,
-    pub after: Option<String>,
+    pub kind: EnvChangeKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +106,7 @@ pub async fn change_env(
     let c = pick_container(&containers, container, target.name)?;
     let mut report = Vec::new();
     let mut env_patch = Vec::new();
+    let mut unchanged = 0;
     for (key, value) in changes {
         let before = current_value(c, key);
         if before.as_deref().is_some_and(|b| b.starts_with("<from ")) {
@@ -101,14 +120,27 @@ pub async fn change_env(
         if before.is_none() && value.is_none() {
             continue;
         }
+        if before == *value {
+            unchanged += 1;
+            continue;
+        }
         match value {
             Some(v) => env_patch.push(json!({ "name": key, "value": v })),
             None => env_patch.push(json!({ "name": key, "$patch": "delete" })),
         }
+        let kind = match (&before, value) {
+            (None, _) => EnvChangeKind::Added,
+            (Some(_), Some(_)) => EnvChangeKind::Changed,
+            (Some(_), None) => EnvChangeKind::Removed,
+        };
         report.push(EnvChange {
             key: key.clone(),
-            before,
-            after: value.clone(),
+            kind,
+        });
+    }
+    if report.is_empty() && unchanged > 0 {
+        return Err(OpsError::Refused {
+            message: "the variables already have these values; nothing to change".into(),
         });
     }
     if report.is_empty() {
@@ -122,11 +154,6 @@ pub async fn change_env(
                     .join(", "),
                 c.name
             ),
-        });
-    }
-    if report.iter().all(|r| r.before == r.after) {
-        return Err(OpsError::Refused {
-            message: "the variables already have these values; nothing to change".into(),
         });
     }
     let patch = json!({ "spec": { "template": { "spec": { "containers": [ { "name": c.name, "env": env_patch } ] } } } });

@@ -97,6 +97,18 @@ impl Harness {
         self.router.handle(self.invocation(who, text)).await
     }
 
+    /// Runs a command with an idempotency key (as Slack and Discord send).
+    pub async fn run_keyed(&self, who: &str, text: &str, key: &str) -> Reply {
+        let mut inv = self.invocation(who, text);
+        inv.idempotency_key = Some(key.into());
+        self.router.handle(inv).await
+    }
+
+    /// The reply stored for an idempotency key, as JSON.
+    pub async fn stored_reply(&self, key: &str) -> Option<String> {
+        self.router.store().key_reply(key).await.unwrap()
+    }
+
     pub async fn deployment(&self, ns: &str, name: &str) -> Deployment {
         Api::<Deployment>::namespaced(self.client.clone(), ns)
             .get(name)
