@@ -108,13 +108,22 @@ pub(crate) mod humantime_serde_compat {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 
+    /// The longest duration a setting takes (TTLs, grace periods).
+    const MAX_CONFIG_DURATION: Duration = Duration::from_secs(30 * 86400);
+
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| {
+        let parsed = humantime::parse_duration(&s).map_err(|e| {
             serde::de::Error::custom(format!(
                 "expected a duration like \"15m\" or \"1h 30m\", got {s:?} ({e})"
             ))
-        })
+        })?;
+        if parsed > MAX_CONFIG_DURATION {
+            return Err(serde::de::Error::custom(format!(
+                "expected a duration of at most 30 days, got {s:?}"
+            )));
+        }
+        Ok(parsed)
     }
 }
 
@@ -276,6 +285,7 @@ mod tests {
             ("[server]\nlisten = \"everywhere\"\n", "server.listen: expected an address"),
             ("[approvals]\nttl = \"soon\"\n", "expected a duration like \"15m\""),
             ("[approvals]\nttl = \"1s\"\n", "approvals.ttl: expected at least 10s"),
+            ("[approvals]\nttl = \"20000y\"\n", "expected a duration of at most 30 days"),
             ("[[services]]\nname = \"Backend\"\nnamespace = \"default\"\n", "services[0].name: `Backend` is not a DNS-1123 label"),
             ("[[services]]\nname = \"b\"\nnamespace = \"default\"\nmin_replicas = 5\nmax_replicas = 2\n", "services[0].min_replicas: 5 is above max_replicas 2"),
             ("[[services]]\nname = \"b\"\nnamespace = \"default\"\nhealth_urls = [\"localhost/health\"]\n", "services[0].health_urls[0]: expected an http:// or https:// URL"),

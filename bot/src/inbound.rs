@@ -48,13 +48,14 @@ pub fn check_age(timestamp: &str, now: i64) -> Result<(), VerifyError> {
         .trim()
         .parse()
         .map_err(|_| VerifyError::BadTimestamp)?;
-    if now - ts > MAX_SKEW_SECS {
-        return Err(VerifyError::Stale);
+    // Checked: a hostile `ts` (i64::MIN) must not overflow.
+    match now.checked_sub(ts) {
+        Some(age) if age > MAX_SKEW_SECS => Err(VerifyError::Stale),
+        Some(age) if age < -MAX_SKEW_SECS => Err(VerifyError::Future),
+        Some(_) => Ok(()),
+        None if ts < now => Err(VerifyError::Stale),
+        None => Err(VerifyError::Future),
     }
-    if ts - now > MAX_SKEW_SECS {
-        return Err(VerifyError::Future);
-    }
-    Ok(())
 }
 
 /// Counts and answers a refused request.
@@ -107,6 +108,28 @@ pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hostile_timestamps_are_refused_without_overflow() {
+        let now = 1_700_000_000;
+        assert_eq!(
+            super::check_age(&i64::MIN.to_string(), now),
+            Err(super::VerifyError::Stale)
+        );
+        assert_eq!(
+            super::check_age(&i64::MAX.to_string(), now),
+            Err(super::VerifyError::Future)
+        );
+        assert_eq!(
+            super::check_age(&i64::MIN.to_string(), i64::MAX),
+            Err(super::VerifyError::Stale)
+        );
+        assert_eq!(
+            super::check_age(&i64::MAX.to_string(), i64::MIN),
+            Err(super::VerifyError::Future)
+        );
+        assert_eq!(super::check_age(&now.to_string(), now), Ok(()));
+    }
+
     use super::*;
 
     #[test]

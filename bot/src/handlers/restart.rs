@@ -132,6 +132,21 @@ pub async fn run_all(
         Ok(list) => list,
         Err(e) => return Handled::failed(format!("Could not list deployments in {namespace}"), e),
     };
+    // Only the catalog's deployments: the catalog is the boundary of what
+    // oncall may touch, whatever else shares the namespace.
+    let in_catalog: Vec<&str> = cx
+        .catalog()
+        .services()
+        .iter()
+        .filter(|s| s.namespace == namespace)
+        .map(|s| s.deployment())
+        .collect();
+    let (deployments, outside): (Vec<_>, Vec<_>) = deployments.into_iter().partition(|d| {
+        d.metadata
+            .name
+            .as_deref()
+            .is_some_and(|n| in_catalog.contains(&n))
+    });
     let mut results = Vec::new();
     for d in deployments {
         let name = d.metadata.name.clone().unwrap_or_default();
@@ -155,12 +170,19 @@ pub async fn run_all(
             format!("No deployments in namespace {namespace}"),
         ));
     }
-    summarize(
+    let mut handled = summarize(
         results,
         dry_run,
         actor,
         &format!("every deployment in namespace {namespace}"),
-    )
+    );
+    if !outside.is_empty() {
+        handled.reply = handled.reply.text(format!(
+            "Left alone: {} deployment(s) in {namespace} that are not in the catalog.",
+            outside.len()
+        ));
+    }
+    handled
 }
 
 fn summarize(

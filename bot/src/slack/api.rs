@@ -24,6 +24,8 @@ pub enum SlackApiError {
     Transport { method: String, message: String },
     #[error("no bot token: set SLACK_BOT_TOKEN")]
     NoToken,
+    #[error("refused to post to a response_url that is not Slack's")]
+    ForeignResponseUrl,
 }
 
 #[derive(Clone)]
@@ -183,10 +185,71 @@ impl SlackApi {
             })
     }
 
+    /// Whether a `response_url` from a payload is Slack's: under
+    /// `https://hooks.slack.com/`, or, when the API base is configured (a
+    /// proxy, GovSlack, tests), `https://hooks.<that host>/` or that base's
+    /// own origin. Anything else is never posted to.
+    pub fn is_slack_response_url(&self, url: &str) -> bool {
+        let Ok(url) = reqwest::Url::parse(url) else {
+            return false;
+        };
+        if url.username() != "" || url.password().is_some() {
+            return false;
+        }
+        let host = url.host_str().unwrap_or_default();
+        if url.scheme() == "https" && host == "hooks.slack.com" && url.port().is_none() {
+            return true;
+        }
+        let Ok(base) = reqwest::Url::parse(&self.base) else {
+            return false;
+        };
+        if self.base == DEFAULT_API_URL {
+            return false;
+        }
+        let base_host = base.host_str().unwrap_or_default();
+        let same_origin = url.scheme() == base.scheme()
+            && host == base_host
+            && url.port_or_known_default() == base.port_or_known_default();
+        let hooks = url.scheme() == "https" && host == format!("hooks.{base_host}");
+        same_origin || hooks
+    }
+
     /// Posts to a `response_url` Slack sent (no token: the URL is the credential).
     pub async fn respond(&self, response_url: &str, body: &Value) -> Result<(), SlackApiError> {
+        if !self.is_slack_response_url(response_url) {
+            return Err(SlackApiError::ForeignResponseUrl);
+        }
         self.send("response_url", || self.http.post(response_url).json(body))
             .await
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_slacks_response_urls_are_posted_to() {
+        let slack = SlackApi::new(reqwest::Client::new(), DEFAULT_API_URL, None);
+        assert!(slack.is_slack_response_url("https://hooks.slack.com/commands/T1/123/abc"));
+        for bad in [
+            "http://hooks.slack.com/commands/T1/123/abc",
+            "https://hooks.slack.com.evil.example/commands/x",
+            "https://evil.example/?https://hooks.slack.com/",
+            "https://user:pw@hooks.slack.com/commands/x",
+            "https://hooks.slack.com:8443/commands/x",
+            "http://169.254.169.254/latest/meta-data/",
+            "not a url",
+        ] {
+            assert!(!slack.is_slack_response_url(bad), "{bad}");
+        }
+        // A configured base (tests, GovSlack) allows its own origin and hooks host.
+        let gov = SlackApi::new(reqwest::Client::new(), "https://slack-gov.com/api", None);
+        assert!(gov.is_slack_response_url("https://hooks.slack-gov.com/commands/x"));
+        assert!(!gov.is_slack_response_url("https://hooks.evil.example/commands/x"));
+        let local = SlackApi::new(reqwest::Client::new(), "http://127.0.0.1:4000/api", None);
+        assert!(local.is_slack_response_url("http://127.0.0.1:4000/response/1"));
+        assert!(!local.is_slack_response_url("http://127.0.0.1:4001/response/1"));
     }
 }

@@ -234,6 +234,11 @@ pub async fn command_response(
     let Ok(principal) = format!("slack:{}", cmd.user_id.0).parse() else {
         return Err("user id");
     };
+    // Answers go only to Slack: a payload naming another host is refused
+    // before anything runs.
+    if !state.api.is_slack_response_url(cmd.response_url.0.as_str()) {
+        return Err("response_url");
+    }
     let groups = state
         .groups
         .groups_of(&state.api, &state.router.config().policy, &cmd.user_id.0)

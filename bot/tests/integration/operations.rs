@@ -661,6 +661,24 @@ async fn restart_several_services_or_a_whole_namespace() {
             .outcome,
         Outcome::Pending
     );
+    // Only catalog deployments: another one in the namespace is left alone.
+    let mut intruder = h.deployment("default", "dev-utilities").await;
+    intruder.metadata = kube::api::ObjectMeta {
+        name: Some("intruder".into()),
+        namespace: Some("default".into()),
+        ..Default::default()
+    };
+    intruder.status = None;
+    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(h.client.clone(), "default")
+        .create(&kube::api::PostParams::default(), &intruder)
+        .await
+        .unwrap();
+    let r = h
+        .run("cli:operator", "restart --all -n default --dry-run")
+        .await;
+    let text = r.to_console();
+    assert!(!text.contains("intruder"), "{text}");
+    assert!(text.contains("not in the catalog"), "{text}");
     // A denied service in the list denies the whole request.
     let r = h.run("cli:viewer", "restart dev-utilities frontend").await;
     assert_eq!(r.outcome, Outcome::Denied);

@@ -327,6 +327,17 @@ async fn forged_stale_future_unsigned_malformed_and_oversized_requests_are_refus
         .post_signed("/slack/commands", "{\"text\":\"scale backend 9\"}", now)
         .await;
     assert_eq!(r.status(), 400);
+    // A signed command whose response_url is not Slack's: refused, nothing
+    // runs and nothing is ever posted there.
+    let foreign = env
+        .command_body("U0ADMIN", "scale backend 9", "trig-foreign", 1)
+        .replace(
+            &serde_urlencoded::to_string([("response_url", env.slack.response_url(1))]).unwrap(),
+            &serde_urlencoded::to_string([("response_url", "https://evil.example/hook")]).unwrap(),
+        );
+    assert!(foreign.contains("evil.example"));
+    let r = env.post_signed("/slack/commands", &foreign, now).await;
+    assert_eq!(r.status(), 400);
     // Over the size limit: refused before it is read.
     let big = "x".repeat(200 * 1024);
     let r = env.post_signed("/slack/commands", &big, now).await;

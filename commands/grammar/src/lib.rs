@@ -360,11 +360,18 @@ pub fn validate(command: &Command, catalog: &Catalog) -> Result<(), ParseError> 
         let candidates: Vec<&str> = catalog.names().chain(catalog.namespaces()).collect();
         unknown(spec, &name, candidates)
     })?;
-    let replicas = values.positional().find_map(|(a, v)| match (a.kind, v) {
-        (ArgKind::Replicas, Value::Int(n)) => Some(*n),
-        _ => None,
-    });
-    if let (Some(replicas), Scope::Services(entries)) = (replicas, &scope) {
+    // Replica counts and autoscaler bounds stay within the catalog's bounds.
+    let counts: Vec<u32> = values
+        .entries()
+        .filter_map(|(name, v)| match (spec.kind_of(name), v) {
+            (Some(ArgKind::Replicas | ArgKind::ReplicaBound), Value::Int(n)) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    let Scope::Services(entries) = &scope else {
+        return Ok(());
+    };
+    for replicas in counts {
         for entry in entries {
             if replicas > entry.max_replicas {
                 return Err(ParseError::AboveMaxReplicas {

@@ -13,6 +13,9 @@ use super::{closest, ParseError, Parsed, MAX_REPLICAS, MAX_TEXT_LEN};
 
 /// The longest `rollout status --wait`.
 pub const MAX_WAIT: Duration = Duration::from_secs(30 * 60);
+/// The longest duration any flag takes (`--since`): a year, so that time
+/// arithmetic on it can never overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86400);
 
 /// Parses one command. Leading `/oncall` is optional; empty text is `help`.
 pub fn parse(text: &str) -> Result<Parsed, ParseError> {
@@ -276,6 +279,15 @@ fn check(
         ArgKind::CronJob => text(name_in(spec, "CronJob name", word.to_string())),
         ArgKind::Name(what) => text(name_in(spec, what, word.to_string())),
         ArgKind::Replicas => replicas(spec, word).map(Value::Int),
+        ArgKind::ReplicaBound => check(
+            spec,
+            ArgKind::Number {
+                min: 1,
+                max: MAX_REPLICAS,
+            },
+            word,
+            flag,
+        ),
         ArgKind::Number { min, max } => match word.parse::<u32>() {
             Ok(n) if (min..=max).contains(&n) && !word.starts_with('+') => Ok(Value::Int(n)),
             _ => Err(bad(
@@ -298,17 +310,19 @@ fn check(
         },
         ArgKind::Duration { max } => {
             let d = duration(spec, word)?;
-            match max {
-                Some(max) if d > max => Err(bad(
+            let max = max.unwrap_or(MAX_DURATION).min(MAX_DURATION);
+            if d > max {
+                let shown = if max.as_secs() % 86400 == 0 {
+                    format!("{}d", max.as_secs() / 86400)
+                } else {
+                    humantime::format_duration(max).to_string()
+                };
+                return Err(bad(
                     spec,
-                    format!(
-                        "`--{}` is at most {}",
-                        flag.unwrap_or("duration"),
-                        humantime::format_duration(max)
-                    ),
-                )),
-                _ => Ok(Value::Duration(d)),
+                    format!("`--{}` is at most {shown}", flag.unwrap_or("duration")),
+                ));
             }
+            Ok(Value::Duration(d))
         }
         ArgKind::Image => {
             let (container, image) = match word.split_once('=') {

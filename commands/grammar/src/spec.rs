@@ -35,6 +35,9 @@ pub enum ArgKind {
     Name(&'static str),
     /// A replica count, 0 to [`crate::MAX_REPLICAS`].
     Replicas,
+    /// An autoscaler bound (`hpa --min/--max`): 1 to [`crate::MAX_REPLICAS`],
+    /// and within the service's catalog bounds like [`ArgKind::Replicas`].
+    ReplicaBound,
     /// A whole number within bounds.
     Number { min: u32, max: u32 },
     /// A revision number; 0 means the previous one.
@@ -84,7 +87,7 @@ impl ArgKind {
     pub fn is_integer(self) -> bool {
         matches!(
             self,
-            ArgKind::Replicas | ArgKind::Number { .. } | ArgKind::Revision
+            ArgKind::Replicas | ArgKind::ReplicaBound | ArgKind::Number { .. } | ArgKind::Revision
         )
     }
 
@@ -92,6 +95,7 @@ impl ArgKind {
     pub fn bounds(self) -> Option<(u32, u32)> {
         match self {
             ArgKind::Replicas => Some((0, crate::MAX_REPLICAS)),
+            ArgKind::ReplicaBound => Some((1, crate::MAX_REPLICAS)),
             ArgKind::Number { min, max } => Some((min, max)),
             _ => None,
         }

@@ -671,10 +671,7 @@ pub struct Hpa {
     pub dry_run: bool,
 }
 
-const HPA_BOUND: ArgKind = ArgKind::Number {
-    min: 1,
-    max: crate::MAX_REPLICAS,
-};
+const HPA_BOUND: ArgKind = ArgKind::ReplicaBound;
 
 pub static HPA: VerbSpec = VerbSpec {
     mutates: Mutates::WithFlags {

@@ -205,6 +205,17 @@ fn bad_input_gets_a_short_message_and_the_right_usage() {
         ),
         ("restrat backend", "did you mean `restart`?", "/oncall help"),
         ("frobnicate", "unknown command `frobnicate`", "/oncall help"),
+        // Durations are capped, so time arithmetic on them can't overflow.
+        (
+            "events oauth2-server --since 20000y",
+            "`--since` is at most 365d",
+            "usage: /oncall events",
+        ),
+        (
+            "history --since 400d",
+            "`--since` is at most 365d",
+            "usage: /oncall history",
+        ),
         (
             "scale",
             "`scale` needs a service and a replica count",
@@ -499,12 +510,19 @@ fn bad_input_gets_a_short_message_and_the_right_usage() {
 
 #[test]
 fn catalog_checks_name_the_reason() {
-    let table: Vec<(&str, &str)> = vec![
+    let table: Vec<(&str, &str)> =
+        vec![
         (
             "scale recurring-task-service 13",
             "recurring-task-service is capped at 12 replicas (one consumer per Kafka partition)",
         ),
         ("scale backend 21", "backend is capped at 20 replicas"),
+        // Autoscaler bounds are replica counts too: the catalog caps them.
+        (
+            "hpa recurring-task-service --min 40 --max 40",
+            "recurring-task-service is capped at 12 replicas (one consumer per Kafka partition)",
+        ),
+        ("hpa oauth2-server --min 1", "oauth2-server needs at least 2 replicas"),
         (
             "scale oauth2-server 1",
             "oauth2-server needs at least 2 replicas (the HPA floor)",
