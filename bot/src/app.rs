@@ -22,8 +22,25 @@ pub async fn router_from_config(config: Config) -> anyhow::Result<Router> {
     let store = Store::open(&config.database.path)
         .await
         .with_context(|| format!("opening the database {}", config.database.path.display()))?;
+    recover(&store).await?;
     let clusters = Clusters::from_environment(&config.contexts()).await?;
     Ok(Router::new(config, store, clusters, Clock::System))
+}
+
+/// Marks what a previous process left running as interrupted (one process
+/// owns a SQLite file, so nothing else can be running it).
+async fn recover(store: &Store) -> anyhow::Result<()> {
+    let rows = store
+        .recover_interrupted()
+        .await
+        .context("recovering interrupted requests")?;
+    if rows > 0 {
+        tracing::warn!(
+            rows,
+            "marked requests left running by a previous process as interrupted"
+        );
+    }
+    Ok(())
 }
 
 /// `oncall demo`: simulator + example config + local SQLite + console.
@@ -40,6 +57,7 @@ pub async fn demo(db: Option<PathBuf>, as_principal: &str) -> anyhow::Result<()>
             config.database.path.display()
         )
     })?;
+    recover(&store).await?;
     let client = kube::Client::try_from(kube::Config::new(sim.url().parse()?))?;
     let router = Router::new(
         config.clone(),

@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use oncall_grammar::{self as grammar, Catalog, Command, Gate, Scope, ServiceEntry};
 use oncall_ops::Clusters;
-use oncall_permissions::{Decision, Principal, Reason, Request, Target};
+use oncall_permissions::{Decision, Principal, Request, Target};
 
 use crate::config::Config;
 use crate::context::Context;
@@ -432,7 +432,9 @@ impl Router {
         })
     }
 
-    /// The policy targets of a scope: one per service it touches.
+    /// The policy targets of a scope: one per catalog service it touches (a
+    /// namespace is every catalog service in it, so rules naming a service
+    /// hold for namespace-wide commands too).
     fn targets<'s>(&'s self, scope: &'s Scope<'_>) -> Vec<Target<'s>> {
         let namespace_target = |ns: &str| -> Target<'s> {
             let members: Vec<&ServiceEntry> = self
@@ -457,7 +459,21 @@ impl Router {
             Scope::Nothing => vec![Target::default()],
             Scope::Services(entries) => entries.iter().map(|e| target_of(e)).collect(),
             Scope::Pod { service, .. } => vec![target_of(service)],
-            Scope::Namespace { namespace, .. } => vec![namespace_target(namespace)],
+            Scope::Namespace { namespace, .. } => {
+                let members: Vec<Target<'s>> = self
+                    .inner
+                    .catalog
+                    .services()
+                    .iter()
+                    .filter(|s| &s.namespace == namespace)
+                    .map(target_of)
+                    .collect();
+                if members.is_empty() {
+                    vec![namespace_target(namespace)]
+                } else {
+                    members
+                }
+            }
             Scope::CronJob {
                 namespace: Some(ns),
                 ..
@@ -483,10 +499,9 @@ impl Router {
         if conditions.contains(&"force") {
             verbs.push("force");
         }
-        let targets = self.targets(scope);
-        let mut allowed: Option<Reason> = None;
-        let mut held: Option<Decision> = None;
-        for target in &targets {
+        let policy = &self.inner.config.policy;
+        let mut decisions = Vec::new();
+        for target in &self.targets(scope) {
             for verb in &verbs {
                 let request = Request {
                     principals,
@@ -495,23 +510,13 @@ impl Router {
                     target: target.clone(),
                     conditions: &conditions,
                 };
-                match self.inner.config.policy.evaluate(&request) {
-                    d @ Decision::Deny { .. } => return d,
-                    d @ Decision::NeedsApproval { .. } => {
-                        held.get_or_insert(d);
-                    }
-                    Decision::Allow { reason } => {
-                        allowed.get_or_insert(reason);
-                    }
-                }
+                decisions.push(policy.evaluate(&request));
             }
         }
-        held.unwrap_or_else(|| Decision::Allow {
-            reason: allowed.unwrap_or_else(|| Reason {
-                rule: "none".into(),
-                explanation: "nothing to decide".into(),
-            }),
-        })
+        // Every target is decided; every approval rule any of them matched
+        // holds (a multi-target request can't slip past a rule on its
+        // second target).
+        policy.combine(decisions)
     }
 
     /// Runs an approved request as its own history row, in the requester's

@@ -380,30 +380,106 @@ impl Policy {
                 },
             };
         };
-        if let Some(rule) = self
+        // Every matching rule holds (the strictest is all of them).
+        let matching: Vec<&ApprovalRule> = self
             .approvals
             .iter()
-            .find(|rule| approval_matches(rule, request))
-        {
-            return Decision::NeedsApproval {
-                reason: Reason {
-                    rule: format!("approval rule {}", rule.name),
-                    explanation: format!(
-                        "{}; approval rule `{}` requires a second person with role {}",
-                        reason.explanation,
-                        rule.name,
-                        rule.approvers
-                            .iter()
-                            .map(|r| format!("`{r}`"))
-                            .collect::<Vec<_>>()
-                            .join(" or ")
-                    ),
-                },
-                rule: rule.name.clone(),
-                approvers: rule.approvers.clone(),
-            };
+            .filter(|rule| approval_matches(rule, request))
+            .collect();
+        if matching.is_empty() {
+            return Decision::Allow { reason };
         }
-        Decision::Allow { reason }
+        self.needs_approval(
+            &reason.explanation,
+            matching.iter().map(|r| r.name.as_str()),
+        )
+    }
+
+    /// The decision holding a request for these approval rules, all of
+    /// which an approver must satisfy. Several rules are one rule string,
+    /// their names joined by [`RULE_SEPARATOR`].
+    fn needs_approval<'r>(&self, why: &str, names: impl Iterator<Item = &'r str>) -> Decision {
+        let mut rules: Vec<&ApprovalRule> = Vec::new();
+        for name in names.flat_map(|n| n.split(RULE_SEPARATOR)) {
+            if let Some(rule) = self.approvals.iter().find(|r| r.name == name) {
+                if !rules.iter().any(|r| r.name == rule.name) {
+                    rules.push(rule);
+                }
+            }
+        }
+        let roles = |r: &ApprovalRule| {
+            r.approvers
+                .iter()
+                .map(|a| format!("`{a}`"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        };
+        let names: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+        let (explanation, approvers) = match rules.as_slice() {
+            [one] => (
+                format!(
+                    "{why}; approval rule `{}` requires a second person with role {}",
+                    one.name,
+                    roles(one)
+                ),
+                one.approvers.clone(),
+            ),
+            many => {
+                let each: Vec<String> = many
+                    .iter()
+                    .map(|r| format!("`{}` ({})", r.name, r.approvers.join(" or ")))
+                    .collect();
+                (
+                    format!(
+                        "{why}; approval rules {} all apply: one approver must satisfy each",
+                        each.join(", ")
+                    ),
+                    vec![each.join(" and ")],
+                )
+            }
+        };
+        Decision::NeedsApproval {
+            reason: Reason {
+                rule: format!("approval rule {}", names.join(RULE_SEPARATOR)),
+                explanation,
+            },
+            rule: names.join(RULE_SEPARATOR),
+            approvers,
+        }
+    }
+
+    /// One decision for a request that has several targets (several
+    /// services, or a namespace's): the first denial decides; otherwise every
+    /// approval rule matched on any target holds, all of them; otherwise it
+    /// is allowed.
+    pub fn combine(&self, decisions: Vec<Decision>) -> Decision {
+        let mut allowed: Option<Reason> = None;
+        let mut held: Vec<(String, String)> = Vec::new();
+        for decision in decisions {
+            match decision {
+                d @ Decision::Deny { .. } => return d,
+                Decision::NeedsApproval { rule, reason, .. } => {
+                    held.push((rule, reason.explanation));
+                }
+                Decision::Allow { reason } => {
+                    allowed.get_or_insert(reason);
+                }
+            }
+        }
+        if let Some((_, why)) = held.first() {
+            let why = why
+                .split("; approval rule")
+                .next()
+                .unwrap_or(why)
+                .to_string();
+            return self.needs_approval(&why, held.iter().map(|(r, _)| r.as_str()));
+        }
+        Decision::Allow {
+            reason: allowed.unwrap_or_else(|| Reason {
+                rule: "none".into(),
+                explanation: "nothing to decide".into(),
+            }),
+        }
     }
 
     /// Whether `approver` may approve a request held for approval rule `rule`
@@ -426,32 +502,42 @@ impl Policy {
                 explanation: format!("{me} made this request and cannot approve it"),
             });
         }
-        let Some(rule_def) = self.approvals.iter().find(|r| r.name == rule) else {
-            return Err(Reason {
-                rule: format!("approval rule {rule}"),
-                explanation: format!("approval rule `{rule}` no longer exists in the policy"),
-            });
-        };
+        // A request held for several rules needs an approver for each.
         let held = self.roles_of(approver);
-        match rule_def
-            .approvers
-            .iter()
-            .find(|role| held.contains(&role.as_str()))
-        {
-            Some(role) => Ok(Reason {
-                rule: format!("approval rule {rule}"),
-                explanation: format!("{me} holds approver role `{role}`"),
-            }),
-            None => Err(Reason {
-                rule: format!("approval rule {rule}"),
-                explanation: format!(
-                    "{me} does not hold an approver role for `{rule}` (needs {})",
-                    rule_def.approvers.join(" or ")
-                ),
-            }),
+        let mut because = Vec::new();
+        for name in rule.split(RULE_SEPARATOR) {
+            let Some(rule_def) = self.approvals.iter().find(|r| r.name == name) else {
+                return Err(Reason {
+                    rule: format!("approval rule {name}"),
+                    explanation: format!("approval rule `{name}` no longer exists in the policy"),
+                });
+            };
+            match rule_def
+                .approvers
+                .iter()
+                .find(|role| held.contains(&role.as_str()))
+            {
+                Some(role) => because.push(format!("`{role}` for `{name}`")),
+                None => {
+                    return Err(Reason {
+                        rule: format!("approval rule {name}"),
+                        explanation: format!(
+                            "{me} does not hold an approver role for `{name}` (needs {})",
+                            rule_def.approvers.join(" or ")
+                        ),
+                    })
+                }
+            }
         }
+        Ok(Reason {
+            rule: format!("approval rule {rule}"),
+            explanation: format!("{me} holds approver role {}", because.join(", ")),
+        })
     }
 }
+
+/// Joins the names of several approval rules that all hold for one request.
+pub const RULE_SEPARATOR: &str = " + ";
 
 fn grant_matches(grant: &Grant, request: &Request<'_>) -> bool {
     let t = &request.target;

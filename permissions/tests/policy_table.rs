@@ -384,3 +384,134 @@ fn bad_principals_in_config_are_rejected() {
         toml::from_str::<Policy>("[[bindings]]\nprincipal = \"alice\"\nroles = []\n").unwrap_err();
     assert!(err.to_string().contains("expected <kind>:<id>"), "{err}");
 }
+
+/// A policy where two rules can hold for one request.
+const STRICT: &str = r#"
+[[roles]]
+name = "admin"
+grants = [{ verbs = ["*"] }]
+
+[[roles]]
+name = "dba"
+grants = [{ verbs = ["*"] }]
+
+[[roles]]
+name = "ops"
+grants = [{ verbs = ["restart"] }]
+
+[[bindings]]
+principal = "cli:admin"
+roles = ["admin"]
+
+[[bindings]]
+principal = "cli:dba"
+roles = ["dba"]
+
+[[bindings]]
+principal = "cli:both"
+roles = ["admin", "dba"]
+
+[[bindings]]
+principal = "cli:ops"
+roles = ["ops"]
+
+[[approvals]]
+name = "production-restart"
+verbs = ["restart"]
+environments = ["production"]
+approvers = ["admin"]
+
+[[approvals]]
+name = "postgres-guard"
+verbs = ["restart"]
+services = ["postgres"]
+approvers = ["dba"]
+"#;
+
+fn target<'a>(service: &'a str, env: &'a str) -> Target<'a> {
+    Target {
+        service: Some(service),
+        namespace: Some("data"),
+        cluster: Some("default"),
+        environment: Some(env),
+    }
+}
+
+fn decide(policy: &Policy, targets: &[Target<'_>]) -> oncall_permissions::Decision {
+    let principals = [p("cli:ops")];
+    let decisions = targets
+        .iter()
+        .map(|t| {
+            policy.evaluate(&Request {
+                principals: &principals,
+                channel: "cli:console",
+                verb: "restart",
+                target: t.clone(),
+                conditions: &[],
+            })
+        })
+        .collect();
+    policy.combine(decisions)
+}
+
+#[test]
+fn every_matching_approval_rule_holds_across_targets() {
+    use oncall_permissions::Decision;
+    let policy: Policy = toml::from_str(STRICT).unwrap();
+    // (targets, the rule string the request is held for; None = allowed)
+    let table: Vec<(Vec<Target<'_>>, Option<&str>)> = vec![
+        (vec![target("frontend", "staging")], None),
+        (
+            vec![target("frontend", "production")],
+            Some("production-restart"),
+        ),
+        // The rule on the second target is not lost.
+        (
+            vec![target("frontend", "staging"), target("postgres", "staging")],
+            Some("postgres-guard"),
+        ),
+        // Both rules on one target: the strictest is both.
+        (
+            vec![target("postgres", "production")],
+            Some("production-restart + postgres-guard"),
+        ),
+        // Collected across targets, each once.
+        (
+            vec![
+                target("frontend", "production"),
+                target("postgres", "staging"),
+                target("backend", "production"),
+            ],
+            Some("production-restart + postgres-guard"),
+        ),
+    ];
+    for (targets, expected) in table {
+        let got = decide(&policy, &targets);
+        match (expected, &got) {
+            (None, Decision::Allow { .. }) => {}
+            (Some(rule), Decision::NeedsApproval { rule: held, .. }) => {
+                assert_eq!(held, rule, "{targets:?}")
+            }
+            _ => panic!("{targets:?}: expected {expected:?}, got {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn an_approver_must_satisfy_every_rule_a_request_is_held_for() {
+    let policy: Policy = toml::from_str(STRICT).unwrap();
+    let both = "production-restart + postgres-guard";
+    let requester = p("cli:ops");
+    let table = [
+        ("cli:admin", both, false),
+        ("cli:dba", both, false),
+        ("cli:both", both, true),
+        ("cli:admin", "production-restart", true),
+        ("cli:dba", "postgres-guard", true),
+        ("cli:dba", "production-restart", false),
+    ];
+    for (approver, rule, ok) in table {
+        let got = policy.may_approve(rule, &[p(approver)], &requester);
+        assert_eq!(got.is_ok(), ok, "{approver} on {rule}: {got:?}");
+    }
+}

@@ -249,6 +249,21 @@ impl Store {
         })
     }
 
+    /// At startup: requests a stopped process left running are marked
+    /// `interrupted` (history shows them), and a repeat of one is answered
+    /// that it was interrupted instead of "already being handled" forever.
+    /// Returns how many rows were recovered.
+    pub async fn recover_interrupted(&self) -> Result<u64, StoreError> {
+        let reply = crate::reply::Reply::new(
+            crate::reply::Outcome::Failed,
+            "This request was interrupted",
+        )
+        .text("oncall stopped while it ran, so whether it took effect is unknown. Check the target (for example with `/oncall status`) before asking again.");
+        let json = serde_json::to_string(&reply).unwrap_or_default();
+        let (rows, _keys) = delegate!(self.recover_interrupted(&json))?;
+        Ok(rows)
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         delegate!(self.ping())
     }
@@ -431,6 +446,40 @@ mod tests {
             created_at_ms: 5_000,
             not_before_ms: 5_000,
         }
+    }
+
+    #[tokio::test]
+    async fn requests_left_running_are_marked_interrupted_and_their_keys_answered() {
+        let (store, _dir) = store().await;
+        let inv = NewInvocation {
+            received_at_ms: 1_000,
+            platform: "slack".into(),
+            workspace: None,
+            channel: "C1".into(),
+            principal: "slack:U1".into(),
+            groups: vec![],
+            text: "scale backend 5".into(),
+            idempotency_key: Some("slack:T1:trigger".into()),
+        };
+        let Start::Begun(id) = store.start_invocation(&inv, 1_000).await.unwrap() else {
+            panic!("a new key begins");
+        };
+        // The process stops here; the next one starts.
+        assert!(matches!(
+            store.start_invocation(&inv, 2_000).await.unwrap(),
+            Start::Repeat(KeyClaim::Running)
+        ));
+        assert_eq!(store.recover_interrupted().await.unwrap(), 1);
+        let row = store.invocation(id).await.unwrap().unwrap();
+        assert_eq!(row.outcome, "interrupted");
+        match store.start_invocation(&inv, 3_000).await.unwrap() {
+            Start::Repeat(KeyClaim::Done(reply)) => {
+                assert!(reply.contains("interrupted"), "{reply}")
+            }
+            other => panic!("the repeat gets an answer, not {other:?}"),
+        }
+        // Nothing else is touched by a second recovery.
+        assert_eq!(store.recover_interrupted().await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -259,6 +259,29 @@ impl SqliteStore {
     }
 
     /// Marks every pending approval past its deadline as expired.
+    /// Rows left `running` by a process that stopped become `interrupted`,
+    /// and their idempotency keys are answered with `reply` from now on.
+    pub async fn recover_interrupted(&self, reply: &str) -> Result<(u64, u64), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "UPDATE invocations SET outcome = 'interrupted',
+                 error = 'oncall stopped while this ran; its effect, if any, is unknown'
+             WHERE outcome = 'running'",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let keys = sqlx::query(
+            "UPDATE idempotency_keys SET state = 'done', reply = ? WHERE state = 'running'",
+        )
+        .bind(reply)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok((rows, keys))
+    }
+
     pub async fn expire_approvals(&self, now_ms: i64) -> Result<u64, StoreError> {
         Ok(sqlx::query("UPDATE approvals SET state = 'expired', decided_at = ? WHERE state = 'pending' AND expires_at <= ?")
             .bind(now_ms)

@@ -207,3 +207,60 @@ async fn the_sweep_expires_requests_nobody_touched() {
     let r = h.run("cli:admin", &format!("approve {id}")).await;
     assert!(r.title.contains("already expired"), "{}", r.title);
 }
+
+#[tokio::test]
+async fn namespace_wide_and_multi_target_commands_meet_every_services_rule() {
+    let extra = r#"
+[[policy.approvals]]
+name = "utilities-guard"
+verbs = ["restart"]
+services = ["dev-utilities"]
+approvers = ["admin"]
+"#;
+    let config =
+        oncall::config::Config::parse(&format!("{}\n{extra}", oncall::config::EXAMPLE), "example")
+            .unwrap();
+    let h = crate::common::Harness::with_config(config).await;
+    // The namespace is evaluated as every catalog service in it.
+    let held = h.run("cli:operator", "restart --all -n default").await;
+    assert_eq!(
+        held.outcome,
+        oncall::reply::Outcome::Pending,
+        "{}",
+        held.to_console()
+    );
+    assert!(
+        held.to_console().contains("utilities-guard"),
+        "{}",
+        held.to_console()
+    );
+    // A rule on the second target is not dropped.
+    let held = h
+        .run("cli:operator", "restart frontend dev-utilities")
+        .await;
+    let text = held.to_console();
+    assert!(text.contains("utilities-guard"), "{text}");
+    assert!(text.contains("production-restart"), "{text}");
+    // An approver must satisfy both rules: the commander approves
+    // production restarts but is not an admin.
+    let id = approval_id(&held);
+    let r = h.run("cli:commander", &format!("approve {id}")).await;
+    assert_eq!(
+        r.outcome,
+        oncall::reply::Outcome::Denied,
+        "{}",
+        r.to_console()
+    );
+    assert!(
+        r.to_console().contains("utilities-guard"),
+        "{}",
+        r.to_console()
+    );
+    let r = h.run("cli:admin", &format!("approve {id}")).await;
+    assert_eq!(
+        r.outcome,
+        oncall::reply::Outcome::Done,
+        "{}",
+        r.to_console()
+    );
+}
