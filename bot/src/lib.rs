@@ -26,6 +26,8 @@ pub mod http_retry;
 pub mod inbound;
 pub mod metrics;
 pub mod model;
+#[cfg(test)]
+mod properties;
 pub mod reply;
 pub mod router;
 pub mod server;

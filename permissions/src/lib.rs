@@ -12,7 +12,7 @@ mod policy;
 mod principal;
 
 pub use policy::{
-    ApprovalRule, Binding, Decision, Grant, Policy, PolicyError, Reason, Request, Role, Selector,
-    Target, ANY,
+    ApprovalRule, Binding, Decision, Grant, Person, Policy, PolicyError, Reason, Request, Role,
+    Selector, Target, ANY, RULE_SEPARATOR,
 };
 pub use principal::{Principal, PrincipalError, PrincipalKind};

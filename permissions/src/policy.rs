@@ -138,6 +138,19 @@ pub struct Policy {
     pub bindings: Vec<Binding>,
     #[serde(default)]
     pub approvals: Vec<ApprovalRule>,
+    /// People known under several identities (`slack:U…` and `discord:…`):
+    /// four-eyes compares people, so one can't request on one platform and
+    /// approve on the other.
+    #[serde(default)]
+    pub people: Vec<Person>,
+}
+
+/// One person's identities on every platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Person {
+    pub name: String,
+    pub ids: Vec<Principal>,
 }
 
 /// What a request acts on. Fields are absent when the command has no such
@@ -217,6 +230,8 @@ impl Decision {
 /// Problems found by [`Policy::validate`], each naming the key at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
+    #[error("policy.people[{index}].ids: `{id}` already belongs to another person")]
+    PersonTwice { index: usize, id: String },
     #[error("policy.roles[{index}].name: role `{name}` is defined twice")]
     DuplicateRole { index: usize, name: String },
     #[error("policy.roles[{index}].name: expected a non-empty role name")]
@@ -247,8 +262,28 @@ pub enum PolicyError {
 impl Policy {
     /// Checks internal consistency. `known_verbs` is the command language's
     /// list of policy verbs, so a typo in the config is caught at start.
+    /// Whether two principals are the same person: the same id, or two ids
+    /// of one `[[policy.people]]` entry.
+    pub fn same_person(&self, a: &Principal, b: &Principal) -> bool {
+        a == b
+            || self
+                .people
+                .iter()
+                .any(|p| p.ids.contains(a) && p.ids.contains(b))
+    }
+
     pub fn validate(&self, known_verbs: &[&str]) -> Vec<PolicyError> {
         let mut errors = Vec::new();
+        for (index, person) in self.people.iter().enumerate() {
+            for id in &person.ids {
+                if self.people[..index].iter().any(|p| p.ids.contains(id)) {
+                    errors.push(PolicyError::PersonTwice {
+                        index,
+                        id: id.to_string(),
+                    });
+                }
+            }
+        }
         let mut seen = BTreeSet::new();
         let known = known_verbs.join(", ");
         for (index, role) in self.roles.iter().enumerate() {
@@ -496,10 +531,14 @@ impl Policy {
                 explanation: "no approver identity".into(),
             });
         };
-        if me == requester {
+        if self.same_person(me, requester) {
             return Err(Reason {
                 rule: "four-eyes".into(),
-                explanation: format!("{me} made this request and cannot approve it"),
+                explanation: if me == requester {
+                    format!("{me} made this request and cannot approve it")
+                } else {
+                    format!("{me} and {requester} are the same person, who cannot approve their own request")
+                },
             });
         }
         // A request held for several rules needs an approver for each.

@@ -515,3 +515,33 @@ fn an_approver_must_satisfy_every_rule_a_request_is_held_for() {
         assert_eq!(got.is_ok(), ok, "{approver} on {rule}: {got:?}");
     }
 }
+
+#[test]
+fn four_eyes_compares_people_not_platform_ids() {
+    let text =
+        format!("{STRICT}\n[[people]]\nname = \"sam\"\nids = [\"cli:both\", \"slack:USAM\"]\n");
+    let policy: Policy = toml::from_str(&text).unwrap();
+    // Sam asked on Slack and tries to approve from another identity.
+    let got = policy.may_approve("production-restart", &[p("cli:both")], &p("slack:USAM"));
+    let why = got.unwrap_err();
+    assert_eq!(why.rule, "four-eyes");
+    assert!(
+        why.explanation.contains("same person"),
+        "{}",
+        why.explanation
+    );
+    // Someone else with the role still may.
+    assert!(policy
+        .may_approve("production-restart", &[p("cli:admin")], &p("slack:USAM"))
+        .is_ok());
+    // An id can belong to one person only.
+    let twice = format!("{text}\n[[people]]\nname = \"kim\"\nids = [\"slack:USAM\"]\n");
+    let policy: Policy = toml::from_str(&twice).unwrap();
+    let errors = policy.validate(&["restart"]);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.to_string().contains("policy.people[1].ids")),
+        "{errors:?}"
+    );
+}

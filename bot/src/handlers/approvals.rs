@@ -301,7 +301,7 @@ pub async fn deny(cx: &Context<'_>, id: &str) -> (Handled, DecisionRecord) {
         Err(out) => return out,
     };
     // The requester may withdraw their own request; otherwise an approver decides.
-    let withdrawing = inv.principal == requester;
+    let withdrawing = cx.policy().same_person(&inv.principal, &requester);
     if !withdrawing {
         if let Err(reason) = cx.policy().may_approve(&row.rule, &inv.principals(), &requester)
         {
