@@ -247,6 +247,14 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
                     Ok(n) => tracing::info!(expired = n, "approval requests expired"),
                     Err(e) => tracing::warn!("could not expire approval requests: {e}"),
                 }
+                let keep = sweeper.config().database.reply_retention.as_millis() as i64;
+                if let Err(e) = sweeper
+                    .store()
+                    .prune_replies(now.saturating_sub(keep))
+                    .await
+                {
+                    tracing::warn!("could not prune stored replies: {e}");
+                }
             }
         });
     let listener = tokio::net::TcpListener::bind(addr)
@@ -304,6 +312,21 @@ pub async fn discord_register(config: &Path, guild: Option<&str>) -> anyhow::Res
 }
 
 /// `oncall check`: validates a config; returns the exit status.
+/// `oncall history prune --older-than D`: deletes older history rows.
+pub async fn history_prune(config: &Path, older_than: std::time::Duration) -> anyhow::Result<i32> {
+    let config = Config::load(config)?;
+    let store = Store::open(&config.database.path)
+        .await
+        .with_context(|| format!("opening the database {}", config.database.path.display()))?;
+    let age = jiff::SignedDuration::try_from(older_than).context("--older-than is too long")?;
+    let before = jiff::Timestamp::now()
+        .checked_sub(age)
+        .context("--older-than reaches before the epoch")?;
+    let rows = store.prune_history(before.as_millisecond()).await?;
+    println!("deleted {rows} history row(s) from before {before}");
+    Ok(0)
+}
+
 pub fn check(config: &Path) -> i32 {
     match Config::load(config) {
         Ok(c) => {

@@ -71,12 +71,21 @@ pub struct DatabaseConfig {
     /// The SQLite file; relative paths are relative to the working directory.
     #[serde(default = "default_db_path")]
     pub path: PathBuf,
+    /// How long the reply of an idempotency key is kept for repeats
+    /// (humantime); older ones are deleted by the sweeper.
+    #[serde(default = "default_reply_retention", with = "humantime_serde_compat")]
+    pub reply_retention: Duration,
+}
+
+fn default_reply_retention() -> Duration {
+    Duration::from_secs(7 * 86400)
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
             path: default_db_path(),
+            reply_retention: default_reply_retention(),
         }
     }
 }

@@ -61,6 +61,11 @@ enum Cmd {
         #[arg(long, env = "ONCALL_CONFIG")]
         config: PathBuf,
     },
+    /// The history database.
+    History {
+        #[command(subcommand)]
+        command: HistoryCmd,
+    },
     /// Discord setup.
     Discord {
         #[command(subcommand)]
@@ -77,6 +82,28 @@ enum Cmd {
         #[arg(long)]
         seed: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum HistoryCmd {
+    /// Delete history older than a duration (rows a pending approval needs stay).
+    Prune {
+        #[arg(long, env = "ONCALL_CONFIG")]
+        config: PathBuf,
+        /// e.g. 90d
+        #[arg(long, value_parser = parse_age)]
+        older_than: std::time::Duration,
+    },
+}
+
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < std::time::Duration::from_secs(86400)
+        || d > std::time::Duration::from_secs(100 * 365 * 86400)
+    {
+        return Err("expected between 1d and 100 years".into());
+    }
+    Ok(d)
 }
 
 #[derive(Subcommand)]
@@ -129,6 +156,9 @@ fn main() -> ExitCode {
             }
             Cmd::Serve { config, listen } => oncall::app::serve(&config, listen).await.map(|()| 0),
             Cmd::Check { config } => Ok(oncall::app::check(&config)),
+            Cmd::History {
+                command: HistoryCmd::Prune { config, older_than },
+            } => oncall::app::history_prune(&config, older_than).await,
             Cmd::Sim {
                 listen,
                 kubeconfig_out,

@@ -27,6 +27,29 @@ pub enum DiscordApiError {
     Transport { what: String, message: String },
     #[error("{0} is not set")]
     Missing(&'static str),
+    #[error("refused an interaction token or id that is not made of token characters")]
+    BadToken,
+}
+
+/// Whether a value from a payload may go into a URL path: an interaction
+/// token or id is letters, digits, `-`, `_` and `.` (never `/`, `..`, `?`
+/// or `%`), and not absurdly long.
+pub fn is_token(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 512
+        && value != "."
+        && !value.contains("..")
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+fn checked(value: &str) -> Result<&str, DiscordApiError> {
+    if is_token(value) {
+        Ok(value)
+    } else {
+        Err(DiscordApiError::BadToken)
+    }
 }
 
 #[derive(Clone)]
@@ -108,6 +131,7 @@ impl DiscordApi {
 
     /// `PATCH /webhooks/{application_id}/{token}/messages/@original`
     pub async fn edit_original(&self, token: &str, body: &Value) -> Result<Value, DiscordApiError> {
+        let token = checked(token)?;
         let url = format!(
             "{}/webhooks/{}/{token}/messages/@original",
             self.base,
@@ -121,6 +145,7 @@ impl DiscordApi {
 
     /// `POST /webhooks/{application_id}/{token}`
     pub async fn followup(&self, token: &str, body: &Value) -> Result<Value, DiscordApiError> {
+        let token = checked(token)?;
         let url = format!("{}/webhooks/{}/{token}", self.base, self.app()?);
         self.send("follow-up message", || self.http.post(&url).json(body))
             .await
@@ -133,6 +158,7 @@ impl DiscordApi {
         token: &str,
         body: &Value,
     ) -> Result<Value, DiscordApiError> {
+        let (id, token) = (checked(id)?, checked(token)?);
         let url = format!("{}/interactions/{id}/{token}/callback", self.base);
         self.send("interaction callback", || self.http.post(&url).json(body))
             .await
@@ -248,5 +274,27 @@ impl DiscordApi {
             Some(body),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    #[test]
+    fn only_token_characters_reach_a_url_path() {
+        assert!(super::is_token("aW50ZXJhY3Rpb246MTIz.abc-DEF_09"));
+        assert!(super::is_token("1130000000000000001"));
+        for bad in [
+            "",
+            ".",
+            "../../channels/1/messages",
+            "a/b",
+            "a?b",
+            "a%2Fb",
+            "a b",
+            "a#b",
+        ] {
+            assert!(!super::is_token(bad), "{bad}");
+        }
+        assert!(!super::is_token(&"a".repeat(513)));
     }
 }

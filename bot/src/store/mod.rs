@@ -264,6 +264,16 @@ impl Store {
         Ok(rows)
     }
 
+    /// Deletes history older than `before_ms` (`oncall history prune`).
+    pub async fn prune_history(&self, before_ms: i64) -> Result<u64, StoreError> {
+        delegate!(self.prune_history(before_ms))
+    }
+
+    /// Forgets stored replies older than `before_ms` (`database.reply_retention`).
+    pub async fn prune_replies(&self, before_ms: i64) -> Result<u64, StoreError> {
+        delegate!(self.prune_replies(before_ms))
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         delegate!(self.ping())
     }
@@ -446,6 +456,47 @@ mod tests {
             created_at_ms: 5_000,
             not_before_ms: 5_000,
         }
+    }
+
+    #[tokio::test]
+    async fn pruning_deletes_old_rows_but_keeps_what_a_pending_approval_needs() {
+        let (store, _dir) = store().await;
+        let row = |at: i64, key: Option<&str>| NewInvocation {
+            received_at_ms: at,
+            platform: "cli".into(),
+            workspace: None,
+            channel: "console".into(),
+            principal: "cli:operator".into(),
+            groups: vec![],
+            text: "status backend".into(),
+            idempotency_key: key.map(String::from),
+        };
+        let mut ids = Vec::new();
+        for (at, key) in [
+            (1_000, Some("old-key")),
+            (2_000, None),
+            (3_000, None),
+            (9_000, Some("new-key")),
+        ] {
+            match store.start_invocation(&row(at, key), at).await.unwrap() {
+                Start::Begun(id) => ids.push(id),
+                _ => panic!("new rows begin"),
+            }
+        }
+        // A pending approval still points at the row from 3_000.
+        let mut pending = approval("keep01");
+        pending.request_invocation_id = Some(ids[2]);
+        assert!(store.insert_approval(&pending).await.unwrap());
+        let deleted = store.prune_history(5_000).await.unwrap();
+        assert_eq!(deleted, 2, "the two old rows nobody needs");
+        assert!(store.invocation(ids[0]).await.unwrap().is_none());
+        assert!(store.invocation(ids[1]).await.unwrap().is_none());
+        assert!(
+            store.invocation(ids[2]).await.unwrap().is_some(),
+            "needed by a pending approval"
+        );
+        assert!(store.invocation(ids[3]).await.unwrap().is_some(), "recent");
+        assert!(store.approval("keep01").await.unwrap().is_some());
     }
 
     #[tokio::test]

@@ -282,6 +282,44 @@ impl SqliteStore {
         Ok((rows, keys))
     }
 
+    /// Deletes history older than `before_ms`: decided approvals, idempotency
+    /// keys and invocation rows (a row a pending approval still points at is
+    /// kept). One transaction. Returns the invocation rows deleted.
+    pub async fn prune_history(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM approvals WHERE state != 'pending' AND created_at < ?")
+            .bind(before_ms)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+            .bind(before_ms)
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query(
+            "DELETE FROM invocations WHERE received_at < ?
+               AND id NOT IN (SELECT request_invocation_id FROM approvals WHERE request_invocation_id IS NOT NULL)
+               AND id NOT IN (SELECT execution_invocation_id FROM approvals WHERE execution_invocation_id IS NOT NULL)
+               AND id NOT IN (SELECT invocation_id FROM idempotency_keys WHERE invocation_id IS NOT NULL)",
+        )
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// Forgets stored replies (and their keys) older than `before_ms`.
+    pub async fn prune_replies(&self, before_ms: i64) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM idempotency_keys WHERE state = 'done' AND created_at < ?")
+                .bind(before_ms)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
     pub async fn expire_approvals(&self, now_ms: i64) -> Result<u64, StoreError> {
         Ok(sqlx::query("UPDATE approvals SET state = 'expired', decided_at = ? WHERE state = 'pending' AND expires_at <= ?")
             .bind(now_ms)

@@ -161,6 +161,26 @@ fn exec_against_oncall_sim_with_documented_exit_codes() {
         dir.path().join("oncall.db").exists(),
         "relative database path resolves in the working directory"
     );
+    // Retention: nothing here is older than a day, so nothing goes.
+    let prune = |age: &str| {
+        let out = Command::new(BIN)
+            .args(["history", "prune", "--config"])
+            .arg(&config)
+            .args(["--older-than", age])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = prune("90d");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("deleted 0 history row(s)"), "{out}");
+    let (code, out) = prune("1h");
+    assert_ne!(code, 0, "below a day is refused: {out}");
     // A bad principal is a setup error.
     let (code, out) = exec("alice", &["status backend"]);
     assert_eq!(code, 1, "{out}");

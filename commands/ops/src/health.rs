@@ -8,6 +8,8 @@ use serde_json::Value;
 
 /// How long one probe may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most of a health answer that is read; the rest is never downloaded.
+pub const MAX_BODY: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
@@ -65,11 +67,22 @@ pub async fn probe(http: &reqwest::Client, url: &str) -> Probe {
         error: None,
     };
     match http.get(url).timeout(PROBE_TIMEOUT).send().await {
-        Ok(resp) => {
+        Ok(mut resp) => {
             p.code = Some(resp.status().as_u16());
-            let body = resp.bytes().await.unwrap_or_default();
+            // Read at most MAX_BODY, chunk by chunk, then drop the connection.
+            let mut body: Vec<u8> = Vec::new();
+            while body.len() < MAX_BODY {
+                match resp.chunk().await {
+                    Ok(Some(chunk)) => {
+                        let room = MAX_BODY - body.len();
+                        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            drop(resp);
             p.latency_ms = started.elapsed().as_millis();
-            if let Ok(json) = serde_json::from_slice::<Value>(&body[..body.len().min(64 * 1024)]) {
+            if let Ok(json) = serde_json::from_slice::<Value>(&body) {
                 p.status = json.get("status").and_then(status_word);
                 if let Some(deps) = json
                     .get("dependencies")

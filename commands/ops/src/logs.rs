@@ -15,6 +15,8 @@ use oncall_grammar::redact::redact_lines;
 
 /// Lines per pod when `--tail` is not given.
 pub const DEFAULT_TAIL: u32 = 100;
+/// The most bytes read from one container's log (the API server stops there).
+pub const LIMIT_BYTES: i64 = 256 * 1024;
 
 #[derive(Debug, Clone, Default)]
 pub struct LogsQuery<'a> {
@@ -133,6 +135,7 @@ pub async fn logs(
             since_seconds: q.since.map(|d| d.as_secs().max(1) as i64),
             previous: q.previous,
             timestamps: true,
+            limit_bytes: Some(LIMIT_BYTES),
             ..Default::default()
         };
         let text = match call(

@@ -162,3 +162,42 @@ async fn failures_are_one_sentence() {
     assert!(matches!(err, OpsError::Unreachable { .. }), "{err:?}");
     assert!(!err.to_string().contains('\n'));
 }
+
+/// A health endpoint that answers an endless body: the probe reads at most
+/// 64 KiB and hangs up, instead of downloading until its timeout.
+#[tokio::test]
+async fn health_probes_read_a_bounded_body() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = sock.read(&mut buf).await;
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{\"status\": \"";
+        if sock.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let chunk = vec![b'a'; 16 * 1024];
+        // Up to 64 MiB, unless the client hangs up first.
+        for _ in 0..4096 {
+            if sock.write_all(&chunk).await.is_err() {
+                return;
+            }
+            counter.fetch_add(chunk.len(), Ordering::SeqCst);
+        }
+    });
+    let http = reqwest::Client::new();
+    let probe = oncall_ops::health::probe(&http, &format!("http://{addr}/healthz")).await;
+    assert_eq!(probe.code, Some(200));
+    // Socket buffers hold some more than was read, never the whole body.
+    let total = sent.load(Ordering::SeqCst);
+    assert!(
+        total < 16 * 1024 * 1024,
+        "{total} bytes were sent before the probe hung up"
+    );
+}
