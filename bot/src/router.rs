@@ -360,6 +360,26 @@ impl Router {
         let scope = self.inner.catalog.scope(command).map_err(|name| {
             Handled::failed("Unknown target", format!("`{name}` is not in the catalog"))
         })?;
+        // A pod counts as a service's only if that service's deployment owns
+        // it (its name alone proves nothing: `backend-postgres-0`).
+        if let Scope::Pod { pod, service } = &scope {
+            let client = self.client_for(service)?;
+            match oncall_ops::workloads::deployment_of_pod(&client, &service.namespace, pod).await
+            {
+                Ok(Some(owner)) if owner == service.deployment() => {}
+                Ok(_) => {
+                    return Err(Handled::failed(
+                        "Unknown target",
+                        format!(
+                            "pod `{pod}` is not a pod of a catalog service (deployment/{} in namespace {} does not own it)",
+                            service.deployment(),
+                            service.namespace
+                        ),
+                    ))
+                }
+                Err(e) => return Err(Handled::failed(format!("Could not look up pod {pod}"), e)),
+            }
+        }
         if let Scope::CronJob {
             cronjob,
             namespace: None,

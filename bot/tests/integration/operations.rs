@@ -1181,3 +1181,39 @@ async fn a_cluster_that_cannot_be_reached_is_named_not_hidden() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_pod_is_a_services_only_if_its_deployment_owns_it() {
+    let h = Harness::new().await;
+    // Named like a backend pod, owned by nothing of the catalog's.
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "backend-postgres-0", "namespace": "default", "labels": {"app": "postgres"}},
+        "spec": {"containers": [{"name": "postgres", "image": "postgres:16"}]}
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Pod>::namespaced(h.client.clone(), "default")
+        .create(&kube::api::PostParams::default(), &pod)
+        .await
+        .unwrap();
+    for text in [
+        "logs backend-postgres-0",
+        "diagnose backend-postgres-0",
+        "quarantine backend-postgres-0 --dry-run",
+    ] {
+        let r = h.run("cli:operator", text).await;
+        assert_eq!(r.outcome, Outcome::Failed, "{text}: {}", r.to_console());
+        assert!(
+            r.to_console().contains("not a pod of a catalog service"),
+            "{text}: {}",
+            r.to_console()
+        );
+    }
+    // A pod the deployment does own still works.
+    let real = h.pods_of("default", "backend").await.remove(0);
+    let r = h
+        .run("cli:operator", &format!("quarantine {real} --dry-run"))
+        .await;
+    assert_eq!(r.outcome, Outcome::Done, "{}", r.to_console());
+}

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ListParams};
 
 use super::status::label_selector;
@@ -155,4 +156,42 @@ pub async fn deployments_in(
     )
     .await?;
     Ok(list.items)
+}
+
+/// The controlling owner of an object, if it is of `kind`.
+fn controller<'a>(owners: Option<&'a Vec<OwnerReference>>, kind: &str) -> Option<&'a str> {
+    owners?
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == kind)
+        .map(|o| o.name.as_str())
+}
+
+/// The deployment that owns a pod, by ownership as the controllers record
+/// it: Pod → (controller) ReplicaSet → (controller) Deployment. `None` for a
+/// pod nobody's deployment owns (a StatefulSet's, a Job's, a bare pod); an
+/// error for a pod that does not exist.
+pub async fn deployment_of_pod(
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+) -> Result<Option<String>, OpsError> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let p = call(
+        &format!("pod/{pod} in namespace {namespace}"),
+        pods.get(pod),
+    )
+    .await?;
+    let Some(rs_name) = controller(p.metadata.owner_references.as_ref(), "ReplicaSet") else {
+        return Ok(None);
+    };
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
+    let Some(rs) = call(
+        &format!("replicaset/{rs_name} in namespace {namespace}"),
+        sets.get_opt(rs_name),
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    Ok(controller(rs.metadata.owner_references.as_ref(), "Deployment").map(String::from))
 }
