@@ -215,18 +215,32 @@ impl<'a> Context<'a> {
         self.router.resolve_scope(command).await
     }
 
-    /// Runs an approved request through the pipeline's execution step, as
-    /// its own history row in the requester's name, recorded like every
-    /// other row; returns what the handler produced.
+    /// Approves a pending request and writes its execution row, as one unit
+    /// (see [`crate::store::Store::consume_approval`]).
+    pub async fn consume_approval(
+        &self,
+        id: &str,
+        execution: &NewInvocation,
+    ) -> Result<Option<i64>, StoreError> {
+        let by = self.inv.principal.to_string();
+        self.router
+            .store()
+            .consume_approval(id, &by, self.now.as_millisecond(), execution)
+            .await
+    }
+
+    /// Runs an approved request through the pipeline's execution step, in
+    /// its execution row (written by [`Context::consume_approval`]),
+    /// recorded like every other row; returns what the handler produced.
     pub async fn run_approved(
         &self,
         approval: &Approval,
-        row: NewInvocation,
+        execution_row: i64,
         scope: &Scope<'_>,
         actor: &Actor,
     ) -> Handled {
         self.router
-            .run_approved(approval, row, scope, actor, self.inv)
+            .run_approved(approval, execution_row, scope, actor, self.inv)
             .await
     }
 }

@@ -539,28 +539,17 @@ impl Router {
         policy.combine(decisions)
     }
 
-    /// Runs an approved request as its own history row, in the requester's
-    /// name: the row is started before it runs and completed through the
-    /// same [`completion`] as every request's, then linked to the approval.
+    /// Runs an approved request in its own history row, in the requester's
+    /// name (written, with the approval's consumption, before it runs) and
+    /// completes it through the same [`completion`] as every request's.
     pub(crate) async fn run_approved(
         &self,
         approval: &Approval,
-        row: NewInvocation,
+        exec_id: i64,
         scope: &Scope<'_>,
         actor: &Actor,
         inv: &Invocation,
     ) -> Handled {
-        let now_ms = self.inner.clock.now().as_millisecond();
-        let exec_id = match self.inner.store.start_invocation(&row, now_ms).await {
-            Ok(Start::Begun(i)) => i,
-            Ok(Start::Repeat(_)) => {
-                return Handled::failed(
-                    "Could not record the execution; nothing was run",
-                    "an execution row has no idempotency key, yet one was repeated",
-                )
-            }
-            Err(e) => return Handled::failed("Could not record the execution; nothing was run", e),
-        };
         let command = &approval.command;
         let started = Instant::now();
         let cx = Context::new(self, inv, scope, actor);
@@ -584,7 +573,6 @@ impl Router {
         {
             tracing::error!("could not complete the execution row: {e}");
         }
-        let _ = self.inner.store.set_execution(&approval.id, exec_id).await;
         handled
     }
 

@@ -256,9 +256,6 @@ pub async fn approve(cx: &Context<'_>, id: &str) -> (Handled, DecisionRecord) {
             format!("{requester} is no longer allowed to run `{command}`: {reason}"),
         );
     }
-    if let Err(out) = decide(cx, id, ApprovalState::Approved).await {
-        return out;
-    }
     // The execution is its own history row, in the requester's name.
     let exec_row = NewInvocation {
         received_at_ms: cx.now.as_millisecond(),
@@ -274,7 +271,28 @@ pub async fn approve(cx: &Context<'_>, id: &str) -> (Handled, DecisionRecord) {
         principal: requester.clone(),
         approved_by: Some(inv.principal.clone()),
     };
-    let mut handled = cx.run_approved(&row, exec_row, &scope, &actor).await;
+    // Consumed and started as one unit: if the row can't be written, the
+    // request stays pending and nothing ran.
+    let exec_id = match cx.consume_approval(id, &exec_row).await {
+        Ok(Some(exec_id)) => exec_id,
+        Ok(None) => {
+            return refused(
+                id,
+                format!("Request {id} was decided by someone else"),
+                "It is no longer pending.".into(),
+            )
+        }
+        Err(e) => {
+            return (
+                Handled::failed(
+                    format!("Could not start {id}; it is still pending and nothing ran"),
+                    e,
+                ),
+                record(id, "none", None),
+            )
+        }
+    };
+    let mut handled = cx.run_approved(&row, exec_id, &scope, &actor).await;
     handled.reply.title = format!("Approved {id}: {}", handled.reply.title);
     handled.reply = handled.reply.text(format!(
         "Requested by {requester}, approved by {}.",

@@ -338,6 +338,30 @@ impl Store {
         Ok(decided)
     }
 
+    /// Approves a pending request and starts its execution row, as one
+    /// unit: `Ok(Some(row id))` when this caller approved it and the row is
+    /// written; `Ok(None)` if it was no longer pending; an error leaves it
+    /// pending, as if nobody had pressed approve.
+    pub async fn consume_approval(
+        &self,
+        id: &str,
+        by: &str,
+        at_ms: i64,
+        execution: &NewInvocation,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.begin().await?;
+        if tx
+            .decide_approval(id, ApprovalState::Approved, by, at_ms)
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let row = tx.start_execution(id, execution).await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
     pub async fn set_execution(&self, id: &str, invocation_id: i64) -> Result<(), StoreError> {
         delegate!(self.set_execution(id, invocation_id))
     }
@@ -408,6 +432,17 @@ impl StoreTx {
         }
     }
 
+    /// Writes an approved request's execution row, linked to its approval.
+    pub async fn start_execution(
+        &mut self,
+        approval_id: &str,
+        row: &NewInvocation,
+    ) -> Result<i64, StoreError> {
+        match self {
+            StoreTx::Sqlite(tx) => tx.start_execution(approval_id, row).await,
+        }
+    }
+
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
             StoreTx::Sqlite(tx) => tx.commit().await,
@@ -456,6 +491,62 @@ mod tests {
             created_at_ms: 5_000,
             not_before_ms: 5_000,
         }
+    }
+
+    #[tokio::test]
+    async fn an_approval_is_consumed_only_with_its_execution_row() {
+        let (store, dir) = store().await;
+        assert!(store.insert_approval(&approval("unit01")).await.unwrap());
+        let row = NewInvocation {
+            received_at_ms: 5_000,
+            platform: "cli".into(),
+            workspace: None,
+            channel: "console".into(),
+            principal: "cli:operator".into(),
+            groups: vec![],
+            text: "restart backend".into(),
+            idempotency_key: None,
+        };
+        // The execution row can't be written (a full disk, say): the
+        // request stays pending.
+        let path = dir.path().join("oncall.db");
+        let mut raw = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+            "sqlite://{}",
+            path.display()
+        ))
+        .await
+        .unwrap();
+        sqlx::query("CREATE TRIGGER full_disk BEFORE INSERT ON invocations BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+            .execute(&mut raw)
+            .await
+            .unwrap();
+        assert!(store
+            .consume_approval("unit01", "cli:admin", 6_000, &row)
+            .await
+            .is_err());
+        let still = store.approval("unit01").await.unwrap().unwrap();
+        assert_eq!(still.state, ApprovalState::Pending);
+        // Once rows can be written, approving consumes it and links its row.
+        sqlx::query("DROP TRIGGER full_disk")
+            .execute(&mut raw)
+            .await
+            .unwrap();
+        let exec = store
+            .consume_approval("unit01", "cli:admin", 7_000, &row)
+            .await
+            .unwrap()
+            .expect("this caller approved it");
+        let done = store.approval("unit01").await.unwrap().unwrap();
+        assert_eq!(done.state, ApprovalState::Approved);
+        assert_eq!(done.execution_invocation_id, Some(exec));
+        // A second approver finds it decided.
+        assert_eq!(
+            store
+                .consume_approval("unit01", "cli:other", 8_000, &row)
+                .await
+                .unwrap(),
+            None
+        );
     }
 
     #[tokio::test]

@@ -258,7 +258,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Marks every pending approval past its deadline as expired.
     /// Rows left `running` by a process that stopped become `interrupted`,
     /// and their idempotency keys are answered with `reply` from now on.
     pub async fn recover_interrupted(&self, reply: &str) -> Result<(u64, u64), StoreError> {
@@ -320,6 +319,7 @@ impl SqliteStore {
         )
     }
 
+    /// Marks every pending approval past its deadline as expired.
     pub async fn expire_approvals(&self, now_ms: i64) -> Result<u64, StoreError> {
         Ok(sqlx::query("UPDATE approvals SET state = 'expired', decided_at = ? WHERE state = 'pending' AND expires_at <= ?")
             .bind(now_ms)
@@ -538,6 +538,22 @@ impl SqliteTx {
         .await?
         .map(ApprovalRecord::decode)
         .transpose()
+    }
+
+    /// Writes an approved request's execution row and links it to the
+    /// approval, in this transaction.
+    pub async fn start_execution(
+        &mut self,
+        approval_id: &str,
+        row: &NewInvocation,
+    ) -> Result<i64, StoreError> {
+        let id = insert_invocation(&mut self.tx, row).await?;
+        sqlx::query("UPDATE approvals SET execution_invocation_id = ? WHERE id = ?")
+            .bind(id)
+            .bind(approval_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(id)
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
