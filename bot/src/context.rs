@@ -147,22 +147,8 @@ impl<'a> Context<'a> {
     /// (a service, one of its pods, a namespace; none) stands for, with no
     /// approval needed. A name the catalog doesn't know is no service.
     pub fn may_in(&self, verb: &str, channel: &str, name: Option<&str>) -> bool {
-        let catalog = self.router.catalog();
-        let scope = match name {
-            Some(n) => match catalog.get(n) {
-                Some(entry) => Scope::Services(vec![entry]),
-                None => match catalog.service_of_pod(n) {
-                    Some(service) => Scope::Pod {
-                        pod: n.to_string(),
-                        service,
-                    },
-                    None => catalog.namespace_scope(n).unwrap_or(Scope::Nothing),
-                },
-            },
-            None => Scope::Nothing,
-        };
         self.router
-            .permits(&self.inv.principals(), channel, verb, &scope)
+            .may_act_on(&self.inv.principals(), channel, verb, name, false)
     }
 
     /// The policy decision for a command on its scope, in a channel.

@@ -258,7 +258,25 @@ impl Router {
             .and_then(|p| grammar::validate(&p.command, &self.inner.catalog).map(|()| p))
         {
             Ok(p) => p,
-            Err(e) => {
+            Err(mut e) => {
+                // "Did you mean" names only what the caller may act on.
+                if let grammar::ParseError::UnknownService {
+                    verb, suggestion, ..
+                } = &mut e
+                {
+                    let allowed = suggestion.as_deref().is_some_and(|s| {
+                        self.may_act_on(
+                            &inv.principals(),
+                            &inv.channel_scope(),
+                            verb.policy_verb,
+                            Some(s),
+                            true,
+                        )
+                    });
+                    if !allowed {
+                        *suggestion = None;
+                    }
+                }
                 let reply = Reply::new(Outcome::Invalid, e.to_string()).code(None, e.usage());
                 let decision = DecisionRecord {
                     decision: "invalid".into(),
@@ -448,6 +466,50 @@ impl Router {
             matches!(
                 self.inner.config.policy.evaluate(&request),
                 Decision::Allow { .. }
+            )
+        })
+    }
+
+    /// Whether these principals may use `verb` here on what a name (a
+    /// service, one of its pods, a namespace; none) stands for: outright,
+    /// or also with an approval when `held_ok` (what is worth suggesting).
+    /// A name the catalog doesn't know is no service.
+    pub fn may_act_on(
+        &self,
+        principals: &[Principal],
+        channel: &str,
+        verb: &str,
+        name: Option<&str>,
+        held_ok: bool,
+    ) -> bool {
+        let catalog = &self.inner.catalog;
+        let scope = match name {
+            Some(n) => match catalog.get(n) {
+                Some(entry) => Scope::Services(vec![entry]),
+                None => match catalog.service_of_pod(n) {
+                    Some(service) => Scope::Pod {
+                        pod: n.to_string(),
+                        service,
+                    },
+                    None => catalog.namespace_scope(n).unwrap_or(Scope::Nothing),
+                },
+            },
+            None => Scope::Nothing,
+        };
+        if !held_ok {
+            return self.permits(principals, channel, verb, &scope);
+        }
+        self.targets(&scope).iter().all(|target| {
+            let request = Request {
+                principals,
+                channel,
+                verb,
+                target: target.clone(),
+                conditions: &[],
+            };
+            !matches!(
+                self.inner.config.policy.evaluate(&request),
+                Decision::Deny { .. }
             )
         })
     }

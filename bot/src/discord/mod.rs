@@ -268,6 +268,27 @@ fn autocomplete(state: &DiscordState, interaction: &Value) -> Value {
                 .filter(|n| catalog.get(n).is_none()),
         );
     }
+    // Only what the caller may act on with this verb, here.
+    if let (Some((principal, groups)), Some(spec)) =
+        (principals(interaction), oncall_grammar::spec::find(&verb))
+    {
+        let mut all = vec![principal];
+        all.extend(groups);
+        let channel = format!(
+            "discord:{}",
+            interaction["channel_id"]
+                .as_str()
+                .or(interaction["channel"]["id"].as_str())
+                .unwrap_or("dm")
+        );
+        candidates.retain(|c| {
+            state
+                .router
+                .may_act_on(&all, &channel, spec.policy_verb, Some(c), true)
+        });
+    } else {
+        candidates.clear();
+    }
     // `restart` takes several services: complete the last word.
     let (prefix, last) = match typed.rsplit_once(' ') {
         Some((p, l)) if many => (format!("{p} "), l.to_string()),

@@ -690,3 +690,35 @@ async fn register_overwrites_the_commands_generated_from_the_grammar() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[tokio::test]
+async fn autocomplete_offers_only_what_the_caller_may_act_on() {
+    let env = start(Duration::from_secs(2)).await;
+    let ask = |user: &str, roles: &[&str]| {
+        let mut body = env.command(
+            "900000000000000077",
+            user,
+            roles,
+            "scale",
+            json!([
+                {"name": "service", "type": 3, "value": "back", "focused": true}
+            ]),
+        );
+        body["type"] = json!(4);
+        body
+    };
+    let names = |answer: &Value| -> Vec<String> {
+        answer["data"]["choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["value"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (status, answer) = env.send(&ask(OPERATOR, &[OPS_ROLE])).await;
+    assert_eq!(status, 200);
+    assert!(names(&answer).contains(&"backend".to_string()), "{answer}");
+    // A viewer may not scale anything: nothing to offer.
+    let (_, answer) = env.send(&ask(VIEWER, &[])).await;
+    assert!(names(&answer).is_empty(), "{answer}");
+}

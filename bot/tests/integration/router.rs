@@ -340,3 +340,31 @@ roles = ["console-history"]
     assert!(!admin.contains("slack:U0SOMEONE"), "{admin}");
     assert!(admin.contains("1 row(s) hidden"), "{admin}");
 }
+
+#[tokio::test]
+async fn did_you_mean_offers_only_services_the_caller_may_act_on() {
+    let extra = r#"
+[[policy.roles]]
+name = "frontend-only"
+grants = [{ verbs = ["status"], services = ["frontend"] }]
+
+[[policy.bindings]]
+principal = "cli:fe"
+roles = ["frontend-only"]
+"#;
+    let config =
+        oncall::config::Config::parse(&format!("{}\n{extra}", oncall::config::EXAMPLE), "example")
+            .unwrap();
+    let h = Harness::with_config(config).await;
+    let r = h.run("cli:fe", "status frontnd").await.to_console();
+    assert!(r.contains("did you mean `frontend`?"), "{r}");
+    let r = h.run("cli:fe", "status bakend").await.to_console();
+    assert!(r.contains("unknown service `bakend`"), "{r}");
+    assert!(
+        !r.contains("backend"),
+        "not offered to someone who can't: {r}"
+    );
+    // Someone who may act on it is offered it.
+    let r = h.run("cli:operator", "status bakend").await.to_console();
+    assert!(r.contains("did you mean `backend`?"), "{r}");
+}
