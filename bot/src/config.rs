@@ -28,6 +28,8 @@ pub struct Config {
     #[serde(default)]
     pub approvals: ApprovalsConfig,
     #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
     pub services: Vec<ServiceEntry>,
     #[serde(default)]
     pub policy: Policy,
@@ -92,6 +94,35 @@ impl Default for DatabaseConfig {
 
 fn default_db_path() -> PathBuf {
     PathBuf::from("oncall.db")
+}
+
+/// Bounds on what long-running commands may hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// How many `rollout status --wait` one principal may follow at once.
+    #[serde(default = "default_waits_per_principal")]
+    pub waits_per_principal: usize,
+    /// How many may run at once in all.
+    #[serde(default = "default_waits_total")]
+    pub waits_total: usize,
+}
+
+fn default_waits_per_principal() -> usize {
+    3
+}
+
+fn default_waits_total() -> usize {
+    50
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            waits_per_principal: default_waits_per_principal(),
+            waits_total: default_waits_total(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

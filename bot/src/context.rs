@@ -115,6 +115,13 @@ impl<'a> Context<'a> {
         self.router.supervisor().token()
     }
 
+    /// A slot to follow a rollout, within `[limits]`, held until dropped.
+    pub fn wait_slot(&self) -> Result<crate::router::WaitSlot, Refusal> {
+        self.router
+            .wait_slot(&self.inv.principal.to_string())
+            .map_err(|why| Handled::failed("Too many rollouts followed at once", why).into())
+    }
+
     /// Where a long command reports progress, if the platform shows it.
     pub fn progress(&self) -> Option<ProgressSink> {
         self.inv.progress.clone()

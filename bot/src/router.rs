@@ -70,6 +70,32 @@ pub(crate) struct Inner {
     pub timing: Timing,
     /// Every task that outlives a request's own future.
     pub supervisor: Supervisor,
+    /// `rollout status --wait` in progress, per principal.
+    pub waits: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One `rollout status --wait` slot; released when dropped (the command
+/// ends, fails, or its future is dropped).
+pub struct WaitSlot {
+    router: Router,
+    principal: String,
+}
+
+impl Drop for WaitSlot {
+    fn drop(&mut self) {
+        let mut waits = self
+            .router
+            .inner
+            .waits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = waits.get_mut(&self.principal) {
+            *n -= 1;
+            if *n == 0 {
+                waits.remove(&self.principal);
+            }
+        }
+    }
 }
 
 /// How long the router waits on things that take time.
@@ -122,6 +148,7 @@ impl Router {
                 http,
                 timing,
                 supervisor: Supervisor::new(),
+                waits: Default::default(),
             }),
         }
     }
@@ -148,6 +175,32 @@ impl Router {
 
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
+    }
+
+    /// Takes a `--wait` slot for a principal, within `[limits]`; `Err` says
+    /// which limit is reached.
+    pub(crate) fn wait_slot(&self, principal: &str) -> Result<WaitSlot, String> {
+        let limits = &self.inner.config.limits;
+        let mut waits = self.inner.waits.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = waits.values().sum();
+        let mine = waits.get(principal).copied().unwrap_or(0);
+        if mine >= limits.waits_per_principal {
+            return Err(format!(
+                "you are already following {mine} rollout(s); the limit is {} at once (limits.waits_per_principal)",
+                limits.waits_per_principal
+            ));
+        }
+        if total >= limits.waits_total {
+            return Err(format!(
+                "{total} rollouts are being followed; the limit is {} at once (limits.waits_total)",
+                limits.waits_total
+            ));
+        }
+        *waits.entry(principal.to_string()).or_insert(0) += 1;
+        Ok(WaitSlot {
+            router: self.clone(),
+            principal: principal.to_string(),
+        })
     }
 
     /// Where background work runs, and how shutdown reaches it.

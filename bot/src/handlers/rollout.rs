@@ -13,6 +13,11 @@ use super::{Context, Handle, Refusal};
 impl Handle for oncall_grammar::RolloutStatus {
     async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
         let (client, entry) = cx.service_client()?;
+        // Following a rollout holds a slot until it ends.
+        let _slot = match self.wait {
+            Some(_) => Some(cx.wait_slot()?),
+            None => None,
+        };
         let poll = cx.timing().rollout_poll;
         Ok(status(&client, entry, self.wait, poll, cx.progress(), cx.shutdown()).await)
     }

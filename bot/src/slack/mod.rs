@@ -244,6 +244,20 @@ pub async fn command_response(
         .groups_of(&state.api, &state.router.config().policy, &cmd.user_id.0)
         .await;
     let text = cmd.text.clone().unwrap_or_default();
+    // A response_url lives 30 minutes: a longer wait could never answer.
+    let wait =
+        oncall_grammar::parse(&text)
+            .ok()
+            .and_then(|p| match p.command.values().get("wait") {
+                Some(oncall_grammar::Value::Duration(w)) => Some(*w),
+                _ => None,
+            });
+    if wait.is_some_and(|w| w > MAX_SLACK_WAIT) {
+        return Ok(serde_json::json!({
+            "response_type": "ephemeral",
+            "text": "Slack lets a bot answer a command for 30 minutes; use `--wait` of 25m or less.",
+        }));
+    }
     let (progress_tx, progress_rx) = tokio::sync::mpsc::unbounded_channel();
     let inv = Invocation {
         platform: Platform::Slack,
@@ -532,3 +546,7 @@ async fn events(State(state): State<Arc<SlackState>>, headers: HeaderMap, body: 
         },
     }
 }
+
+/// The longest `rollout status --wait` Slack can answer: a `response_url`
+/// lives 30 minutes, and the answer needs time to arrive.
+pub const MAX_SLACK_WAIT: std::time::Duration = std::time::Duration::from_secs(25 * 60);

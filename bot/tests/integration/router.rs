@@ -368,3 +368,55 @@ roles = ["frontend-only"]
     let r = h.run("cli:operator", "status bakend").await.to_console();
     assert!(r.contains("did you mean `backend`?"), "{r}");
 }
+
+#[tokio::test]
+async fn following_rollouts_is_limited_per_principal() {
+    let mut config = oncall::config::Config::parse(oncall::config::EXAMPLE, "example").unwrap();
+    config.limits.waits_per_principal = 1;
+    let h = Harness::with_config(config).await;
+    // A rollout that never completes: its new pods can't be scheduled.
+    h.patch_deployment(
+        "default",
+        "backend",
+        serde_json::json!({"spec": {"template": {"metadata": {"annotations": {"sim.oncall.dev/fail": "Unschedulable"}}}}}),
+    )
+    .await;
+    let router = h.router.clone();
+    let mut long = h.invocation("cli:operator", "rollout status backend --wait 10m");
+    let (progress, mut following) = tokio::sync::mpsc::unbounded_channel();
+    long.progress = Some(progress);
+    let first = tokio::spawn(async move { router.handle(long).await });
+    // Its first progress report: it holds its slot and is following.
+    following
+        .recv()
+        .await
+        .expect("the first wait reports progress");
+    let limited = |r: &oncall::reply::Reply| r.title.contains("Too many rollouts");
+    let r = h
+        .run("cli:operator", "rollout status backend --wait 1s")
+        .await;
+    assert!(limited(&r), "{}", r.to_console());
+    assert!(
+        r.to_console().contains("limits.waits_per_principal"),
+        "{}",
+        r.to_console()
+    );
+    // Someone else may still follow it; a plain status needs no slot.
+    assert!(!limited(
+        &h.run("cli:viewer", "rollout status backend --wait 1s")
+            .await
+    ));
+    assert!(!limited(
+        &h.run("cli:operator", "rollout status backend").await
+    ));
+    // The slot is released when the first wait ends.
+    first.abort();
+    let _ = first.await;
+    eventually("the slot is free again", async || {
+        !limited(
+            &h.run("cli:operator", "rollout status backend --wait 1s")
+                .await,
+        )
+    })
+    .await;
+}

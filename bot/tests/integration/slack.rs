@@ -338,6 +338,22 @@ async fn forged_stale_future_unsigned_malformed_and_oversized_requests_are_refus
     assert!(foreign.contains("evil.example"));
     let r = env.post_signed("/slack/commands", &foreign, now).await;
     assert_eq!(r.status(), 400);
+    // A wait longer than a response_url lives is refused at once.
+    let (status, body) = env
+        .command_raw(
+            "U0ADMIN",
+            "rollout status backend --wait 29m",
+            "trig-long-wait",
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("25m or less"),
+        "{body}"
+    );
     // Over the size limit: refused before it is read.
     let big = "x".repeat(200 * 1024);
     let r = env.post_signed("/slack/commands", &big, now).await;
