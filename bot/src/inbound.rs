@@ -42,6 +42,20 @@ impl VerifyError {
     }
 }
 
+/// How long a command asks to be followed (`--wait`), if it does: adapters
+/// refuse waits longer than their platform lets a bot answer.
+pub fn requested_wait(text: &str) -> Option<std::time::Duration> {
+    match oncall_grammar::parse(text)
+        .ok()?
+        .command
+        .values()
+        .get("wait")
+    {
+        Some(oncall_grammar::Value::Duration(w)) => Some(*w),
+        _ => None,
+    }
+}
+
 /// Checks a Unix-seconds timestamp header against `now`, both directions.
 pub fn check_age(timestamp: &str, now: i64) -> Result<(), VerifyError> {
     let ts: i64 = timestamp

@@ -348,13 +348,7 @@ async fn command(state: &Arc<DiscordState>, interaction: &Value) -> Value {
         return plain_ephemeral("Could not tell who is asking.");
     };
     // Interaction tokens last 15 minutes: a longer wait could never answer.
-    let wait =
-        oncall_grammar::parse(&text)
-            .ok()
-            .and_then(|p| match p.command.values().get("wait") {
-                Some(oncall_grammar::Value::Duration(w)) => Some(*w),
-                _ => None,
-            });
+    let wait = crate::inbound::requested_wait(&text);
     if let Some(w) = wait {
         if w > MAX_DISCORD_WAIT {
             return plain_ephemeral("Discord lets a bot answer an interaction for 15 minutes; use `wait` of 14m or less.");

@@ -245,13 +245,7 @@ pub async fn command_response(
         .await;
     let text = cmd.text.clone().unwrap_or_default();
     // A response_url lives 30 minutes: a longer wait could never answer.
-    let wait =
-        oncall_grammar::parse(&text)
-            .ok()
-            .and_then(|p| match p.command.values().get("wait") {
-                Some(oncall_grammar::Value::Duration(w)) => Some(*w),
-                _ => None,
-            });
+    let wait = crate::inbound::requested_wait(&text);
     if wait.is_some_and(|w| w > MAX_SLACK_WAIT) {
         return Ok(serde_json::json!({
             "response_type": "ephemeral",
