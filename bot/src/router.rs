@@ -508,19 +508,32 @@ impl Router {
         verb: &str,
         scope: &Scope<'_>,
     ) -> bool {
-        self.targets(scope).iter().all(|target| {
-            let request = Request {
-                principals,
-                channel,
-                verb,
-                target: target.clone(),
-                conditions: &[],
-            };
-            matches!(
-                self.inner.config.policy.evaluate(&request),
-                Decision::Allow { .. }
-            )
-        })
+        self.decisions(principals, channel, verb, scope, &[])
+            .iter()
+            .all(|d| matches!(d, Decision::Allow { .. }))
+    }
+
+    /// The policy's decision for `verb` on each target of a scope.
+    fn decisions(
+        &self,
+        principals: &[Principal],
+        channel: &str,
+        verb: &str,
+        scope: &Scope<'_>,
+        conditions: &[&str],
+    ) -> Vec<Decision> {
+        self.targets(scope)
+            .into_iter()
+            .map(|target| {
+                self.inner.config.policy.evaluate(&Request {
+                    principals,
+                    channel,
+                    verb,
+                    target,
+                    conditions,
+                })
+            })
+            .collect()
     }
 
     /// Whether these principals may use `verb` here on what a name (a
@@ -535,36 +548,13 @@ impl Router {
         name: Option<&str>,
         held_ok: bool,
     ) -> bool {
-        let catalog = &self.inner.catalog;
-        let scope = match name {
-            Some(n) => match catalog.get(n) {
-                Some(entry) => Scope::Services(vec![entry]),
-                None => match catalog.service_of_pod(n) {
-                    Some(service) => Scope::Pod {
-                        pod: n.to_string(),
-                        service,
-                    },
-                    None => catalog.namespace_scope(n).unwrap_or(Scope::Nothing),
-                },
-            },
-            None => Scope::Nothing,
-        };
+        let scope = name.map_or(Scope::Nothing, |n| self.inner.catalog.scope_of_name(n));
         if !held_ok {
             return self.permits(principals, channel, verb, &scope);
         }
-        self.targets(&scope).iter().all(|target| {
-            let request = Request {
-                principals,
-                channel,
-                verb,
-                target: target.clone(),
-                conditions: &[],
-            };
-            !matches!(
-                self.inner.config.policy.evaluate(&request),
-                Decision::Deny { .. }
-            )
-        })
+        self.decisions(principals, channel, verb, &scope, &[])
+            .iter()
+            .all(|d| !matches!(d, Decision::Deny { .. }))
     }
 
     /// The policy targets of a scope: one per catalog service it touches (a
@@ -634,24 +624,14 @@ impl Router {
         if conditions.contains(&"force") {
             verbs.push("force");
         }
-        let policy = &self.inner.config.policy;
         let mut decisions = Vec::new();
-        for target in &self.targets(scope) {
-            for verb in &verbs {
-                let request = Request {
-                    principals,
-                    channel,
-                    verb,
-                    target: target.clone(),
-                    conditions: &conditions,
-                };
-                decisions.push(policy.evaluate(&request));
-            }
+        for verb in &verbs {
+            decisions.extend(self.decisions(principals, channel, verb, scope, &conditions));
         }
         // Every target is decided; every approval rule any of them matched
         // holds (a multi-target request can't slip past a rule on its
         // second target).
-        policy.combine(decisions)
+        self.inner.config.policy.combine(decisions)
     }
 
     /// Runs an approved request in its own history row, in the requester's

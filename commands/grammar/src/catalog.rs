@@ -133,6 +133,22 @@ impl Catalog {
             .max_by_key(|s| s.deployment().len())
     }
 
+    /// What a bare name stands for: a service, one of its pods (by name;
+    /// ownership is checked where the cluster can be read), or a namespace
+    /// of the catalog's; nothing for a name the catalog doesn't know.
+    pub fn scope_of_name(&self, name: &str) -> Scope<'_> {
+        if let Some(entry) = self.get(name) {
+            return Scope::Services(vec![entry]);
+        }
+        if let Some(service) = self.service_of_pod(name) {
+            return Scope::Pod {
+                pod: name.to_string(),
+                service,
+            };
+        }
+        self.namespace_scope(name).unwrap_or(Scope::Nothing)
+    }
+
     /// The scope of a namespace that holds catalog services.
     pub fn namespace_scope(&self, namespace: &str) -> Option<Scope<'_>> {
         let members: Vec<&ServiceEntry> = self
