@@ -203,7 +203,7 @@ impl<'a> Context<'a> {
             .await
     }
 
-    /// Resolves an approved command's scope (a CronJob may need a lookup).
+    /// Resolves an approved command's scope (a pod's owner is read again).
     pub async fn resolve_scope(&self, command: &Command) -> Result<Scope<'a>, Handled> {
         self.router.resolve_scope(command).await
     }

@@ -422,9 +422,8 @@ impl Router {
         }
     }
 
-    /// What a command acts on. Pure catalog resolution, except a CronJob
-    /// named without a namespace, which is looked up in the catalog's
-    /// namespaces (a read, before any decision to change anything).
+    /// What a command acts on: pure catalog resolution, then, for a pod,
+    /// a read of its owner (before any decision to change anything).
     // The error is the reply to the user, made once per request.
     #[allow(clippy::result_large_err)]
     pub(crate) async fn resolve_scope(&self, command: &Command) -> Result<Scope<'_>, Handled> {
@@ -450,41 +449,6 @@ impl Router {
                 }
                 Err(e) => return Err(Handled::failed(format!("Could not look up pod {pod}"), e)),
             }
-        }
-        if let Scope::CronJob {
-            cronjob,
-            namespace: None,
-        } = &scope
-        {
-            let namespaces: Vec<String> =
-                self.inner.catalog.namespaces().map(String::from).collect();
-            for ns in &namespaces {
-                let client = self.client_for_namespace(ns)?;
-                match oncall_ops::jobs::find_cronjob(&client, cronjob, std::slice::from_ref(ns))
-                    .await
-                {
-                    Ok(Some(ns)) => {
-                        return Ok(Scope::CronJob {
-                            cronjob: cronjob.clone(),
-                            namespace: Some(ns),
-                        })
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        return Err(Handled::failed(
-                            format!("Could not look for cronjob/{cronjob}"),
-                            e,
-                        ))
-                    }
-                }
-            }
-            return Err(Handled::failed(
-                format!("No CronJob `{cronjob}`"),
-                format!(
-                    "cronjob/{cronjob} is in none of the catalog's namespaces ({})",
-                    namespaces.join(", ")
-                ),
-            ));
         }
         Ok(scope)
     }
@@ -578,6 +542,7 @@ impl Router {
                 namespace: members.first().map(|s| s.namespace.as_str()),
                 cluster: Some(members.first().map(|s| s.cluster()).unwrap_or("default")),
                 environment,
+                cronjob: None,
             }
         };
         match scope {
@@ -599,13 +564,10 @@ impl Router {
                     members
                 }
             }
-            Scope::CronJob {
-                namespace: Some(ns),
-                ..
-            } => vec![namespace_target(ns)],
-            Scope::CronJob {
-                namespace: None, ..
-            } => vec![Target::default()],
+            Scope::CronJob { cronjob, service } => vec![Target {
+                cronjob: Some(cronjob),
+                ..target_of(service)
+            }],
         }
     }
 
@@ -706,6 +668,7 @@ fn target_of(e: &ServiceEntry) -> Target<'_> {
         namespace: Some(e.namespace.as_str()),
         cluster: Some(e.cluster()),
         environment: e.environment.as_deref(),
+        cronjob: None,
     }
 }
 

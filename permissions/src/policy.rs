@@ -80,6 +80,10 @@ pub struct Grant {
     pub clusters: Selector,
     #[serde(default)]
     pub environments: Selector,
+    /// CronJobs (`job run`) by name; a grant naming some holds only for
+    /// them, so it never matches a command on no CronJob.
+    #[serde(default)]
+    pub cronjobs: Selector,
     /// Channel ids as `<platform>:<id>` (`slack:C024BE91L`, `discord:1234`,
     /// `cli:console`) or `*` for anywhere. Never channel names.
     #[serde(default)]
@@ -120,6 +124,8 @@ pub struct ApprovalRule {
     pub clusters: Selector,
     #[serde(default)]
     pub environments: Selector,
+    #[serde(default)]
+    pub cronjobs: Selector,
     /// Conditions the action must all have (e.g. `scale-to-zero`); empty means
     /// every matching action.
     #[serde(default)]
@@ -161,6 +167,8 @@ pub struct Target<'a> {
     pub namespace: Option<&'a str>,
     pub cluster: Option<&'a str>,
     pub environment: Option<&'a str>,
+    /// The CronJob a `job run` starts (the target's service owns it).
+    pub cronjob: Option<&'a str>,
 }
 
 /// One request to decide.
@@ -585,6 +593,7 @@ fn grant_matches(grant: &Grant, request: &Request<'_>) -> bool {
         && grant.namespaces.matches(t.namespace)
         && grant.clusters.matches(t.cluster)
         && grant.environments.matches(t.environment)
+        && grant.cronjobs.matches(t.cronjob)
         && grant.channels.matches(Some(request.channel))
 }
 
@@ -595,6 +604,7 @@ fn approval_matches(rule: &ApprovalRule, request: &Request<'_>) -> bool {
         && rule.namespaces.matches(t.namespace)
         && rule.clusters.matches(t.cluster)
         && rule.environments.matches(t.environment)
+        && rule.cronjobs.matches(t.cronjob)
         && rule
             .when
             .iter()
@@ -603,6 +613,9 @@ fn approval_matches(rule: &ApprovalRule, request: &Request<'_>) -> bool {
 
 fn describe_target(t: &Target<'_>) -> String {
     let mut parts = Vec::new();
+    if let Some(j) = t.cronjob {
+        parts.push(format!("cronjob {j}"));
+    }
     if let Some(s) = t.service {
         parts.push(format!("service {s}"));
     }

@@ -259,6 +259,7 @@ fn decisions_table() {
                 namespace: row.namespace,
                 cluster: None,
                 environment: row.environment,
+                cronjob: None,
             },
             conditions: row.conditions,
         };
@@ -434,6 +435,7 @@ fn target<'a>(service: &'a str, env: &'a str) -> Target<'a> {
         namespace: Some("data"),
         cluster: Some("default"),
         environment: Some(env),
+        cronjob: None,
     }
 }
 
@@ -544,4 +546,71 @@ fn four_eyes_compares_people_not_platform_ids() {
             .any(|e| e.to_string().contains("policy.people[1].ids")),
         "{errors:?}"
     );
+}
+
+const JOBS: &str = r#"
+[[roles]]
+name = "backup-runner"
+grants = [{ verbs = ["job-run"], cronjobs = ["postgres-backup"] }]
+
+[[roles]]
+name = "dba"
+grants = [{ verbs = ["*"] }]
+
+[[bindings]]
+principal = "cli:runner"
+roles = ["backup-runner"]
+
+[[bindings]]
+principal = "cli:dba"
+roles = ["dba"]
+
+[[approvals]]
+name = "report-needs-dba"
+verbs = ["job-run"]
+cronjobs = ["nightly-report"]
+approvers = ["dba"]
+"#;
+
+#[test]
+fn grants_and_approval_rules_can_name_cronjobs() {
+    let policy: Policy = toml::from_str(JOBS).unwrap();
+    // (who, verb, cronjob, expected label)
+    let table = [
+        ("cli:runner", "job-run", Some("postgres-backup"), "allow"),
+        ("cli:runner", "job-run", Some("nightly-report"), "deny"),
+        // A grant naming CronJobs never matches a command on none.
+        ("cli:runner", "job-run", None, "deny"),
+        ("cli:runner", "scale", None, "deny"),
+        ("cli:dba", "job-run", Some("postgres-backup"), "allow"),
+        (
+            "cli:dba",
+            "job-run",
+            Some("nightly-report"),
+            "needs_approval",
+        ),
+        ("cli:dba", "scale", None, "allow"),
+    ];
+    for (who, verb, cronjob, expected) in table {
+        let principals = [p(who)];
+        let d = policy.evaluate(&Request {
+            principals: &principals,
+            channel: "cli:console",
+            verb,
+            target: Target {
+                service: Some("postgres"),
+                namespace: Some("data"),
+                cronjob,
+                ..Default::default()
+            },
+            conditions: &[],
+        });
+        assert_eq!(d.label(), expected, "{who} {verb} {cronjob:?}: {d:?}");
+        if let Some(job) = cronjob.filter(|_| expected == "allow") {
+            assert!(
+                d.reason().explanation.contains(&format!("cronjob {job}")),
+                "{d:?}"
+            );
+        }
+    }
 }

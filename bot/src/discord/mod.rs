@@ -259,7 +259,11 @@ fn autocomplete(state: &DiscordState, interaction: &Value) -> Value {
         return schema::choices(&verbs, &typed);
     }
     let catalog = state.router.catalog();
-    let mut candidates: Vec<String> = catalog.names().map(String::from).collect();
+    let mut candidates: Vec<String> = if kind == Some(ArgKind::CronJob) {
+        catalog.cronjobs().map(String::from).collect()
+    } else {
+        catalog.names().map(String::from).collect()
+    };
     if kind == Some(ArgKind::ServiceOrNamespace) {
         candidates.extend(
             catalog

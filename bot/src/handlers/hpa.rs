@@ -10,18 +10,31 @@ use super::{Context, Handle, Refusal};
 impl Handle for oncall_grammar::Hpa {
     async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
         let (client, entry) = cx.service_client()?;
-        Ok(run(&client, entry, self.min, self.max, self.dry_run, cx.actor).await)
+        let bounds = Bounds {
+            min: self.min,
+            max: self.max,
+            force: self.force,
+        };
+        Ok(run(&client, entry, bounds, self.dry_run, cx.actor).await)
     }
+}
+
+/// The bounds asked for (none: show the autoscaler).
+pub struct Bounds {
+    pub min: Option<u32>,
+    pub max: Option<u32>,
+    /// Raising the maximum is allowed.
+    pub force: bool,
 }
 
 pub async fn run(
     client: &kube::Client,
     entry: &ServiceEntry,
-    min: Option<u32>,
-    max: Option<u32>,
+    bounds: Bounds,
     dry_run: bool,
     actor: &Actor,
 ) -> Handled {
+    let Bounds { min, max, force } = bounds;
     let target = DeploymentRef {
         namespace: &entry.namespace,
         name: entry.deployment(),
@@ -56,7 +69,7 @@ pub async fn run(
             Err(e) => Handled::failed(format!("Could not read the autoscaler of {name}"), e),
         };
     }
-    match hpa::set_bounds(client, target, min, max, dry_run).await {
+    match hpa::set_bounds(client, target, min, max, dry_run, force).await {
         Ok(c) => {
             let (b, a) = (c.before, c.after);
             let title = if dry_run {
@@ -78,7 +91,12 @@ pub async fn run(
             } else {
                 reply = reply.fields(vec![(
                     "Undo".into(),
-                    format!("/oncall hpa {name} --min {} --max {}", b.0, b.1),
+                    format!(
+                        "/oncall hpa {name} --min {} --max {}{}",
+                        b.0,
+                        b.1,
+                        if b.1 > a.1 { " --force" } else { "" }
+                    ),
                 )]);
             }
             Handled::ok(

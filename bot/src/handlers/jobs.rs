@@ -11,14 +11,11 @@ use oncall_grammar::Scope;
 
 impl Handle for oncall_grammar::JobRun {
     async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
-        let Scope::CronJob {
-            namespace: Some(ns),
-            ..
-        } = cx.scope
-        else {
+        let Scope::CronJob { service, .. } = cx.scope else {
             return Err(mismatch().into());
         };
-        let client = cx.client_for_namespace(ns)?;
+        let ns = &service.namespace;
+        let client = cx.client_for(service)?;
         let name = self.name.as_deref();
         let watch = cx.timing().job_watch;
         Ok(run(&client, ns, &self.cronjob, name, cx.now, self.dry_run, watch, cx.actor).await)

@@ -280,6 +280,7 @@ async fn kubernetes_failures_are_one_clear_sentence() {
         max_replicas_reason: None,
         min_replicas_reason: None,
         description: None,
+        cronjobs: vec![],
     });
     let h = Harness::with_config(config).await;
     let reply = h.run("cli:operator", "scale ghost 2").await;

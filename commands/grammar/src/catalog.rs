@@ -36,6 +36,11 @@ pub struct ServiceEntry {
     pub min_replicas_reason: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// The CronJobs of this service that `job run` may start, by name, in
+    /// its namespace (runbook 004's `postgres-backup`). No other CronJob is
+    /// reachable. Names are unique across the catalog.
+    #[serde(default)]
+    pub cronjobs: Vec<String>,
 }
 
 fn default_max_replicas() -> u32 {
@@ -75,10 +80,10 @@ pub enum Scope<'a> {
         /// The kube context of the namespace's services.
         context: Option<String>,
     },
-    /// A CronJob, in a namespace given or to be found among the catalog's.
+    /// A CronJob the catalog declares on a service (in its namespace).
     CronJob {
         cronjob: String,
-        namespace: Option<String>,
+        service: &'a ServiceEntry,
     },
 }
 
@@ -104,6 +109,24 @@ impl Catalog {
 
     pub fn services(&self) -> &[ServiceEntry] {
         &self.services
+    }
+
+    /// The service that declares a CronJob, in a namespace if one is given.
+    pub fn service_of_cronjob(
+        &self,
+        cronjob: &str,
+        namespace: Option<&str>,
+    ) -> Option<&ServiceEntry> {
+        self.services.iter().find(|s| {
+            s.cronjobs.iter().any(|c| c == cronjob) && namespace.is_none_or(|ns| ns == s.namespace)
+        })
+    }
+
+    /// Every CronJob the catalog declares.
+    pub fn cronjobs(&self) -> impl Iterator<Item = &str> {
+        self.services
+            .iter()
+            .flat_map(|s| s.cronjobs.iter().map(String::as_str))
     }
 
     /// The namespaces the catalog's services live in, deduplicated.
@@ -134,8 +157,8 @@ impl Catalog {
     }
 
     /// What a bare name stands for: a service, one of its pods (by name;
-    /// ownership is checked where the cluster can be read), or a namespace
-    /// of the catalog's; nothing for a name the catalog doesn't know.
+    /// ownership is checked where the cluster can be read), a namespace
+    /// of the catalog's or a CronJob it declares; nothing for a name the catalog doesn't know.
     pub fn scope_of_name(&self, name: &str) -> Scope<'_> {
         if let Some(entry) = self.get(name) {
             return Scope::Services(vec![entry]);
@@ -146,7 +169,16 @@ impl Catalog {
                 service,
             };
         }
-        self.namespace_scope(name).unwrap_or(Scope::Nothing)
+        if let Some(scope) = self.namespace_scope(name) {
+            return scope;
+        }
+        match self.service_of_cronjob(name, None) {
+            Some(service) => Scope::CronJob {
+                cronjob: name.to_string(),
+                service,
+            },
+            None => Scope::Nothing,
+        }
     }
 
     /// The scope of a namespace that holds catalog services.
@@ -171,8 +203,8 @@ impl Catalog {
     }
 
     /// Resolves what a command acts on, from the kinds of its values:
-    /// a wrapped command is resolved itself (`can`); a CronJob is found in
-    /// the namespace given (or later, among the catalog's); positional
+    /// a wrapped command is resolved itself (`can`); a CronJob must be one
+    /// a service declares (in the namespace given, if any); positional
     /// targets are services, pods or namespaces as their kind says; a
     /// namespace flag alone (`restart --all -n`) is the namespace; anything
     /// else acts on no cluster object. `Err(name)` names what is unknown.
@@ -192,12 +224,10 @@ impl Catalog {
         }
         let namespace = text(K::Namespace);
         if let Some(cronjob) = text(K::CronJob) {
-            if let Some(ns) = &namespace {
-                if self.namespace_scope(ns).is_none() {
-                    return Err(ns.clone());
-                }
-            }
-            return Ok(Scope::CronJob { cronjob, namespace });
+            return match self.service_of_cronjob(&cronjob, namespace.as_deref()) {
+                Some(service) => Ok(Scope::CronJob { cronjob, service }),
+                None => Err(format!("cronjob/{cronjob}")),
+            };
         }
         let mut services: Vec<&ServiceEntry> = Vec::new();
         for (arg, value) in values.positional() {
@@ -266,6 +296,22 @@ impl Catalog {
             for (j, url) in s.health_urls.iter().enumerate() {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     errors.push(format!("services[{i}].health_urls[{j}]: expected an http:// or https:// URL, got `{url}`"));
+                }
+            }
+            for (j, cronjob) in s.cronjobs.iter().enumerate() {
+                if let Err(why) = crate::dns1123_label(cronjob) {
+                    errors.push(format!(
+                        "services[{i}].cronjobs[{j}]: `{cronjob}` is not a DNS-1123 label: {why}"
+                    ));
+                }
+                let earlier = self.services[..i]
+                    .iter()
+                    .flat_map(|o| o.cronjobs.iter())
+                    .chain(s.cronjobs[..j].iter());
+                if earlier.into_iter().any(|c| c == cronjob) {
+                    errors.push(format!(
+                        "services[{i}].cronjobs[{j}]: cronjob `{cronjob}` is declared twice"
+                    ));
                 }
             }
             if self.services[..i].iter().any(|o| o.name == s.name) {

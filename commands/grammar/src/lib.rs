@@ -277,9 +277,12 @@ pub enum ParseError {
         verb: &'static VerbSpec,
         message: String,
     },
-    #[error("unknown service `{service}`{}", did_you_mean(suggestion))]
+    /// A name the catalog doesn't know: a service (or pod, namespace), or
+    /// a CronJob (`what` says which).
+    #[error("unknown {what} `{service}`{}", did_you_mean(suggestion))]
     UnknownService {
         verb: &'static VerbSpec,
+        what: &'static str,
         service: String,
         suggestion: Option<String>,
     },
@@ -356,6 +359,29 @@ pub fn validate(command: &Command, catalog: &Catalog) -> Result<(), ParseError> 
             }
         }
     }
+    // A CronJob must be one a catalog service declares (in the namespace
+    // given, if any).
+    let text_of = |kind: ArgKind| {
+        values.entries().find_map(|(name, v)| match v {
+            Value::Text(t) if spec.kind_of(name) == Some(kind) => Some(t.as_str()),
+            _ => None,
+        })
+    };
+    if let Some(cronjob) = text_of(ArgKind::CronJob) {
+        let namespace = text_of(ArgKind::Namespace);
+        if catalog.service_of_cronjob(cronjob, namespace).is_none() {
+            let shown = match namespace {
+                Some(ns) => format!("{cronjob}` in namespace `{ns}"),
+                None => cronjob.to_string(),
+            };
+            return Err(ParseError::UnknownService {
+                verb: spec,
+                what: "cronjob",
+                service: shown,
+                suggestion: closest(cronjob, catalog.cronjobs()),
+            });
+        }
+    }
     let scope = catalog.scope(command).map_err(|name| {
         let candidates: Vec<&str> = catalog.names().chain(catalog.namespaces()).collect();
         unknown(spec, &name, candidates)
@@ -401,6 +427,7 @@ fn unknown<'a>(
 ) -> ParseError {
     ParseError::UnknownService {
         verb: spec,
+        what: "service",
         service: name.to_string(),
         suggestion: closest(name, candidates),
     }

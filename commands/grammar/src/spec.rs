@@ -79,6 +79,7 @@ impl ArgKind {
                 | ArgKind::ServiceFilter
                 | ArgKind::ServiceOrPod
                 | ArgKind::ServiceOrNamespace
+                | ArgKind::CronJob
                 | ArgKind::Verb
         )
     }

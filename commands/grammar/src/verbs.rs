@@ -669,6 +669,10 @@ pub struct Hpa {
     pub max: Option<u32>,
     #[serde(default)]
     pub dry_run: bool,
+    /// Raise the maximum above its current value: what `scale --force`
+    /// does for one scale, so it needs the same `force` permission.
+    #[serde(default)]
+    pub force: bool,
 }
 
 const HPA_BOUND: ArgKind = ArgKind::ReplicaBound;
@@ -695,6 +699,10 @@ pub static HPA: VerbSpec = VerbSpec {
                 "N",
                 "set the autoscaler's maximum replicas",
             ),
+            switch(
+                "force",
+                "raise the maximum above its current value (needs the `force` permission)",
+            ),
             DRY_RUN,
             PUBLIC,
         ],
@@ -718,11 +726,16 @@ fn build_hpa(v: &mut Values) -> Result<crate::Command, ParseError> {
     if dry_run && min.is_none() && max.is_none() {
         return Err(bad(spec, "`--dry-run` goes with `--min`/`--max`"));
     }
+    let force = v.switch("force");
+    if force && max.is_none() {
+        return Err(bad(spec, "`--force` goes with `--max`"));
+    }
     Ok(Hpa {
         service,
         min,
         max,
         dry_run,
+        force,
     }
     .into())
 }
@@ -733,6 +746,7 @@ impl Verb for Hpa {
             .put_text("service", &self.service)
             .put_opt_int("min", self.min)
             .put_opt_int("max", self.max)
+            .put_switch("force", self.force)
             .put_switch("dry-run", self.dry_run)
     }
 }

@@ -20,12 +20,15 @@ fn catalog() -> Catalog {
         max_replicas_reason: reason.map(Into::into),
         min_replicas_reason: None,
         description: None,
+        cronjobs: vec![],
     };
     let mut oauth = entry("oauth2-server", 10, None);
     oauth.min_replicas = 2;
     oauth.min_replicas_reason = Some("the HPA floor".into());
+    let mut backend = entry("backend", 20, None);
+    backend.cronjobs = vec!["db-backup".into()];
     Catalog::new(vec![
-        entry("backend", 20, None),
+        backend,
         entry("notification-service", 20, None),
         entry(
             "recurring-task-service",
@@ -115,11 +118,12 @@ fn good_commands_parse_to_typed_commands() {
         ("logs backend-7d9f8c6b5d-x2x9k", Command::Logs(LogsRequest { target: "backend-7d9f8c6b5d-x2x9k".into(), container: None, tail: None, since: None, previous: false, grep: None }), false),
         ("pods default", Command::Pods(Pods { target: "default".into() }), false),
         ("events oauth2-server --since 30m", Command::Events(Events { target: "oauth2-server".into(), since: Some(Duration::from_secs(1800)) }), false),
-        ("hpa oauth2-server", Command::Hpa(Hpa { service: "oauth2-server".into(), min: None, max: None, dry_run: false }), false),
-        ("hpa oauth2-server --min 3 --max 10", Command::Hpa(Hpa { service: "oauth2-server".into(), min: Some(3), max: Some(10), dry_run: false }), false),
+        ("hpa oauth2-server", Command::Hpa(Hpa { service: "oauth2-server".into(), min: None, max: None, dry_run: false, force: false }), false),
+        ("hpa oauth2-server --min 3 --max 10", Command::Hpa(Hpa { service: "oauth2-server".into(), min: Some(3), max: Some(10), dry_run: false, force: false }), false),
+        ("hpa oauth2-server --max 10 --force", Command::Hpa(Hpa { service: "oauth2-server".into(), min: None, max: Some(10), dry_run: false, force: true }), false),
         ("health backend", Command::Health(Health { service: "backend".into() }), false),
         ("diagnose oauth2-server", Command::Diagnose(Diagnose { target: "oauth2-server".into() }), false),
-        ("job run postgres-backup -n default --name manual-backup-20261122", Command::JobRun(JobRun { cronjob: "postgres-backup".into(), name: Some("manual-backup-20261122".into()), namespace: Some("default".into()), dry_run: false }), false),
+        ("job run db-backup -n default --name manual-backup-20261122", Command::JobRun(JobRun { cronjob: "db-backup".into(), name: Some("manual-backup-20261122".into()), namespace: Some("default".into()), dry_run: false }), false),
         ("quarantine backend-7d9f8c6b5d-x2x9k", Command::Quarantine(Quarantine { pod: "backend-7d9f8c6b5d-x2x9k".into(), on: true, dry_run: false }), false),
         ("unquarantine backend-7d9f8c6b5d-x2x9k --dry-run", Command::Quarantine(Quarantine { pod: "backend-7d9f8c6b5d-x2x9k".into(), on: false, dry_run: true }), false),
         ("env set backend DB_POOL_SIZE=30 DB_MAX_OVERFLOW=20", Command::EnvSet(EnvSet { service: "backend".into(), vars: vec![("DB_POOL_SIZE".into(), "30".into()), ("DB_MAX_OVERFLOW".into(), "20".into())], container: None, dry_run: false }), false),
@@ -538,6 +542,16 @@ fn catalog_checks_name_the_reason() {
             "can cli:viewer scale recurring-task-service 40",
             "capped at 12 replicas",
         ),
+        // Only CronJobs a catalog service declares, in its namespace.
+        (
+            "job run db-bakup",
+            "unknown cronjob `db-bakup` — did you mean `db-backup`?",
+        ),
+        (
+            "job run db-backup -n vibe",
+            "unknown cronjob `db-backup` in namespace `vibe`",
+        ),
+        ("job run drop-tables -n default", "unknown cronjob"),
     ];
     for (text, message) in table {
         let parsed = parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -563,9 +577,38 @@ fn catalog_checks_name_the_reason() {
     assert!(
         matches!(scope, oncall_grammar::Scope::Namespace { ref environment, .. } if environment.as_deref() == Some("production"))
     );
+    // A declared CronJob belongs to its service.
+    for text in ["job run db-backup", "job run db-backup -n default"] {
+        let command = parse(text).unwrap().command;
+        validate(&command, &cat).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert!(
+            matches!(cat.scope(&command).unwrap(), oncall_grammar::Scope::CronJob { ref cronjob, service } if cronjob == "db-backup" && service.name == "backend"),
+            "{text}"
+        );
+    }
     // A truly different name gets no misleading suggestion.
     let err = validate(&parse("status zzzzzz").unwrap().command, &catalog()).unwrap_err();
     assert!(!err.to_string().contains("did you mean"), "{err}");
+}
+
+#[test]
+fn a_cronjob_is_declared_once_with_a_valid_name() {
+    let mut services = catalog().services().to_vec();
+    services[1].cronjobs = vec!["db-backup".into(), "Bad_Name".into()];
+    let errors = Catalog::new(services).validate();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("services[1].cronjobs[0]: cronjob `db-backup` is declared twice")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("services[1].cronjobs[1]: `Bad_Name` is not a DNS-1123 label")),
+        "{errors:?}"
+    );
+    assert!(catalog().validate().is_empty());
 }
 
 #[test]

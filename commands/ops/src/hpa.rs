@@ -121,6 +121,7 @@ pub async fn set_bounds(
     min: Option<u32>,
     max: Option<u32>,
     dry_run: bool,
+    force: bool,
 ) -> Result<HpaChange, OpsError> {
     // Read, check, write with the resourceVersion read; on a conflict read
     // again and retry once.
@@ -137,6 +138,16 @@ pub async fn set_bounds(
             min.map(|m| m as i32).unwrap_or(before.0),
             max.map(|m| m as i32).unwrap_or(before.1),
         );
+        // The autoscaler's maximum is the ceiling `scale` enforces; raising
+        // it is going past that ceiling, so it takes `force` as that does.
+        if after.1 > before.1 && !force {
+            return Err(OpsError::Refused {
+                message: format!(
+                    "raising the maximum of HorizontalPodAutoscaler {name} from {} to {} goes past the ceiling `scale` keeps to; add --force (needs the `force` permission)",
+                    before.1, after.1
+                ),
+            });
+        }
         if after.0 > after.1 {
             return Err(OpsError::Refused {
                 message: format!(

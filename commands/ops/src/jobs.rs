@@ -26,24 +26,6 @@ pub struct JobOutcome {
     pub state: JobState,
 }
 
-/// The namespace (among `namespaces`) holding a CronJob of this name.
-pub async fn find_cronjob(
-    client: &kube::Client,
-    name: &str,
-    namespaces: &[String],
-) -> Result<Option<String>, OpsError> {
-    for ns in namespaces {
-        let api: Api<CronJob> = Api::namespaced(client.clone(), ns);
-        if call(&format!("cronjob/{name}"), api.get_opt(name))
-            .await?
-            .is_some()
-        {
-            return Ok(Some(ns.clone()));
-        }
-    }
-    Ok(None)
-}
-
 /// The default Job name: `<cronjob>-manual-<unix time>`, within 63 characters.
 pub fn default_job_name(cronjob: &str, now: jiff::Timestamp) -> String {
     let suffix = format!("-manual-{}", now.as_second());
