@@ -106,6 +106,20 @@ pub struct LimitsConfig {
     /// How many may run at once in all.
     #[serde(default = "default_waits_total")]
     pub waits_total: usize,
+    /// How many changing commands one person may run in any
+    /// `mutation_window` (0: no limit). Dry runs don't count.
+    #[serde(default = "default_mutations_per_window")]
+    pub mutations_per_window: usize,
+    #[serde(default = "default_mutation_window", with = "humantime_serde_compat")]
+    pub mutation_window: Duration,
+}
+
+fn default_mutations_per_window() -> usize {
+    20
+}
+
+fn default_mutation_window() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_waits_per_principal() -> usize {
@@ -121,6 +135,8 @@ impl Default for LimitsConfig {
         LimitsConfig {
             waits_per_principal: default_waits_per_principal(),
             waits_total: default_waits_total(),
+            mutations_per_window: default_mutations_per_window(),
+            mutation_window: default_mutation_window(),
         }
     }
 }

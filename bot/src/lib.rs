@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod model;
 #[cfg(test)]
 mod properties;
+pub mod rate_limit;
 pub mod reply;
 pub mod router;
 pub mod server;

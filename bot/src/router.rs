@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     pub supervisor: Supervisor,
     /// `rollout status --wait` in progress, per principal.
     pub waits: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// Changing commands per person, lately.
+    pub mutations: crate::rate_limit::RateLimiter,
 }
 
 /// One `rollout status --wait` slot; released when dropped (the command
@@ -134,6 +136,10 @@ impl Router {
         timing: Timing,
     ) -> Self {
         let catalog = config.catalog();
+        let mutations = crate::rate_limit::RateLimiter::new(
+            config.limits.mutations_per_window,
+            config.limits.mutation_window,
+        );
         let http = reqwest::Client::builder()
             .user_agent(concat!("oncall/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -148,6 +154,7 @@ impl Router {
                 http,
                 timing,
                 supervisor: Supervisor::new(),
+                mutations,
                 waits: Default::default(),
             }),
         }
@@ -390,6 +397,21 @@ impl Router {
             approval_id: None,
         };
         let cx = Context::new(self, inv, &scope, &actor);
+        if let Decision::Deny { reason } = &decision {
+            return (Handled::info(handlers::denied(command, reason)), record);
+        }
+        // A changing command (asked for approval or run now) counts against
+        // its person's limit; past it, nothing runs.
+        if command.is_mutating() && !command.is_dry_run() {
+            let policy = &self.inner.config.policy;
+            let person = policy
+                .person_of(&inv.principal)
+                .map(|p| format!("person:{}", p.name))
+                .unwrap_or_else(|| inv.principal.to_string());
+            if let Err(limited) = self.inner.mutations.check(&person, cx.now) {
+                return rate_limited(&inv.principal, &limited);
+            }
+        }
         match decision {
             Decision::Deny { reason } => {
                 (Handled::info(handlers::denied(command, &reason)), record)
@@ -670,6 +692,34 @@ fn target_of(e: &ServiceEntry) -> Target<'_> {
         environment: e.environment.as_deref(),
         cronjob: None,
     }
+}
+
+/// The answer to a changing command past its person's limit.
+fn rate_limited(
+    who: &Principal,
+    limited: &crate::rate_limit::Limited,
+) -> (Handled, DecisionRecord) {
+    let window = humantime::format_duration(limited.window);
+    let retry = humantime::format_duration(limited.retry_after);
+    let why = format!(
+        "{who} has run {} changing commands in the last {window} (limits.mutations_per_window); nothing was run",
+        limited.per_window
+    );
+    let reply = Reply::new(Outcome::Denied, "Too many changes at once")
+        .text(format!("{why}. Try again in {retry}."));
+    let handled = Handled {
+        reply,
+        summary: None,
+        error: Some(why.clone()),
+        decision: None,
+    };
+    let record = DecisionRecord {
+        decision: "rate_limited".into(),
+        rule: Some("limits.mutations_per_window".into()),
+        reason: Some(why),
+        approval_id: None,
+    };
+    (handled, record)
 }
 
 /// A repeat's answer: the first delivery's stored reply.

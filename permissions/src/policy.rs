@@ -268,8 +268,6 @@ pub enum PolicyError {
 }
 
 impl Policy {
-    /// Checks internal consistency. `known_verbs` is the command language's
-    /// list of policy verbs, so a typo in the config is caught at start.
     /// Whether two principals are the same person: the same id, or two ids
     /// of one `[[policy.people]]` entry.
     pub fn same_person(&self, a: &Principal, b: &Principal) -> bool {
@@ -280,6 +278,13 @@ impl Policy {
                 .any(|p| p.ids.contains(a) && p.ids.contains(b))
     }
 
+    /// The person an identity belongs to, if `[[policy.people]]` names it.
+    pub fn person_of(&self, principal: &Principal) -> Option<&Person> {
+        self.people.iter().find(|p| p.ids.contains(principal))
+    }
+
+    /// Checks internal consistency. `known_verbs` is the command language's
+    /// list of policy verbs, so a typo in the config is caught at start.
     pub fn validate(&self, known_verbs: &[&str]) -> Vec<PolicyError> {
         let mut errors = Vec::new();
         for (index, person) in self.people.iter().enumerate() {

@@ -362,10 +362,6 @@ impl Store {
         Ok(Some(row))
     }
 
-    pub async fn set_execution(&self, id: &str, invocation_id: i64) -> Result<(), StoreError> {
-        delegate!(self.set_execution(id, invocation_id))
-    }
-
     /// Marks every pending approval past its deadline as expired.
     pub async fn expire_approvals(&self, now_ms: i64) -> Result<u64, StoreError> {
         delegate!(self.expire_approvals(now_ms))

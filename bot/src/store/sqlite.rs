@@ -249,15 +249,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn set_execution(&self, id: &str, invocation_id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE approvals SET execution_invocation_id = ? WHERE id = ?")
-            .bind(invocation_id)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Rows left `running` by a process that stopped become `interrupted`,
     /// and their idempotency keys are answered with `reply` from now on.
     pub async fn recover_interrupted(&self, reply: &str) -> Result<(u64, u64), StoreError> {

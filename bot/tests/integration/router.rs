@@ -421,3 +421,64 @@ async fn following_rollouts_is_limited_per_principal() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn changing_commands_are_limited_per_person() {
+    let mut config = oncall::config::Config::parse(oncall::config::EXAMPLE, "example").unwrap();
+    config.limits.mutations_per_window = 2;
+    config.limits.mutation_window = std::time::Duration::from_secs(60);
+    // One person, two identities: one limit.
+    config.policy.people.push(
+        toml::from_str(
+            r#"
+name = "ops"
+ids = ["cli:operator", "cli:operator2"]
+"#,
+        )
+        .unwrap(),
+    );
+    config
+        .policy
+        .bindings
+        .push(toml::from_str("principal = \"cli:operator2\"\nroles = [\"operator\"]").unwrap());
+    let h = Harness::with_config(config).await;
+    let limited = |r: &oncall::reply::Reply| r.title == "Too many changes at once";
+    // Dry runs and reads don't count.
+    for text in [
+        "scale backend 7 --dry-run",
+        "status backend",
+        "hpa oauth2-server",
+    ] {
+        assert!(!limited(&h.run("cli:operator", text).await), "{text}");
+    }
+    assert_eq!(
+        h.run("cli:operator", "scale backend 3").await.outcome,
+        Outcome::Done
+    );
+    assert_eq!(
+        h.run("cli:operator2", "scale backend 4").await.outcome,
+        Outcome::Done
+    );
+    let r = h.run("cli:operator", "scale backend 5").await;
+    assert!(limited(&r), "{}", r.to_console());
+    assert_eq!(r.outcome, Outcome::Denied);
+    let text = r.to_console();
+    assert!(text.contains("limits.mutations_per_window"), "{text}");
+    assert!(text.contains("Try again in"), "{text}");
+    assert_eq!(h.replicas("default", "backend").await, 4, "nothing ran");
+    let row = h.history().await.into_iter().max_by_key(|r| r.id).unwrap();
+    assert_eq!(row.decision, "rate_limited");
+    assert_eq!(row.rule.as_deref(), Some("limits.mutations_per_window"));
+    // Someone else is not limited; a read still works for the limited one.
+    assert_eq!(
+        h.run("cli:commander", "scale backend 5").await.outcome,
+        Outcome::Done
+    );
+    assert!(!limited(&h.run("cli:operator", "status backend").await));
+    // Once the window has passed, changes run again.
+    h.clock.advance(std::time::Duration::from_secs(61));
+    assert_eq!(
+        h.run("cli:operator2", "scale backend 6").await.outcome,
+        Outcome::Done
+    );
+}
