@@ -1,27 +1,60 @@
 //! Which Slack user groups a user belongs to, for `slack-group:S…` bindings.
 //!
 //! Only the groups the policy names are looked up (`usergroups.users.list`
-//! per group), and each group's members are cached for a TTL. If Slack can't
-//! be asked, the user is treated as not in the group: deny by default.
+//! per group), and each group's members are cached for a TTL. The lookup is
+//! single-flight: when an entry expires under load, one request asks Slack
+//! and the others wait for its answer instead of each asking (and each
+//! meeting the same 429). When Slack can't answer, the last members Slack
+//! gave are used while they are younger than `max_stale`, and Slack is not
+//! asked again for a short backoff; with nothing that recent, the user is
+//! treated as not in the group: deny by default.
+//!
+//! Callers look groups up inside the work that the ack timer bounds, so a
+//! slow lookup turns into a deferred answer, never into a missed deadline.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use oncall_permissions::{Policy, Principal, PrincipalKind};
 
 use super::api::SlackApi;
 
+/// How long after a failed lookup Slack is left alone (at most the TTL).
+const ERROR_BACKOFF: Duration = Duration::from_secs(30);
+
 pub struct GroupCache {
     ttl: Duration,
-    entries: Mutex<HashMap<String, (Instant, Vec<String>)>>,
+    max_stale: Duration,
+    /// One slot per group; its async lock is the single flight.
+    groups: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Known>>>>,
+}
+
+/// What is known of one group's members.
+#[derive(Default)]
+struct Known {
+    /// The members Slack last gave, and when.
+    members: Option<(Instant, Vec<String>)>,
+    /// When the last lookup failed (cleared by a success).
+    failed_at: Option<Instant>,
+}
+
+impl Known {
+    /// The last members, if young enough to stand in for Slack's answer.
+    fn usable(&self, max_age: Duration) -> Option<&Vec<String>> {
+        self.members
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < max_age)
+            .map(|(_, members)| members)
+    }
 }
 
 impl GroupCache {
-    pub fn new(ttl: Duration) -> Self {
+    pub fn new(ttl: Duration, max_stale: Duration) -> Self {
         GroupCache {
             ttl,
-            entries: Mutex::new(HashMap::new()),
+            max_stale: max_stale.max(ttl),
+            groups: Mutex::new(HashMap::new()),
         }
     }
 
@@ -33,6 +66,7 @@ impl GroupCache {
             .map(|b| &b.principal)
             .filter(|p| p.kind() == PrincipalKind::SlackGroup)
             .collect();
+        groups.sort_by_key(|p| p.id().to_string());
         groups.dedup();
         let mut out = Vec::new();
         for group in groups {
@@ -48,23 +82,51 @@ impl GroupCache {
         out
     }
 
+    fn slot(&self, group: &str) -> Arc<tokio::sync::Mutex<Known>> {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(group.to_string())
+            .or_default()
+            .clone()
+    }
+
     async fn members(&self, api: &SlackApi, group: &str) -> Vec<String> {
-        if let Some((at, members)) = self.entries.lock().expect("cache lock").get(group) {
-            if at.elapsed() < self.ttl {
-                return members.clone();
-            }
+        let slot = self.slot(group);
+        // Whoever holds the lock asks Slack; the rest wait here and then
+        // find the fresh answer (or the failure's backoff).
+        let mut known = slot.lock().await;
+        if let Some(members) = known.usable(self.ttl) {
+            return members.clone();
+        }
+        let backoff = ERROR_BACKOFF.min(self.ttl);
+        if known.failed_at.is_some_and(|at| at.elapsed() < backoff) {
+            return known.usable(self.max_stale).cloned().unwrap_or_default();
         }
         match api.usergroup_members(group).await {
             Ok(members) => {
-                self.entries
-                    .lock()
-                    .expect("cache lock")
-                    .insert(group.to_string(), (Instant::now(), members.clone()));
+                known.members = Some((Instant::now(), members.clone()));
+                known.failed_at = None;
                 members
             }
             Err(e) => {
-                tracing::warn!(group, "could not list Slack user group members: {e}");
-                Vec::new()
+                known.failed_at = Some(Instant::now());
+                match known.usable(self.max_stale) {
+                    Some(members) => {
+                        tracing::warn!(
+                            group,
+                            "could not list Slack user group members, using the last known ones: {e}"
+                        );
+                        members.clone()
+                    }
+                    None => {
+                        tracing::warn!(
+                            group,
+                            "could not list Slack user group members; treating the user as not a member: {e}"
+                        );
+                        Vec::new()
+                    }
+                }
             }
         }
     }

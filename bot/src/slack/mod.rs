@@ -57,6 +57,13 @@ pub struct SlackConfig {
         with = "crate::config::humantime_serde_compat"
     )]
     pub group_cache_ttl: Duration,
+    /// How old the last known members may be when Slack can't be asked
+    /// (errors, rate limits); older, the user counts as in no group.
+    #[serde(
+        default = "default_group_max_stale",
+        with = "crate::config::humantime_serde_compat"
+    )]
+    pub group_cache_max_stale: Duration,
     /// Requests larger than this are refused before being read.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
@@ -67,9 +74,14 @@ impl Default for SlackConfig {
         SlackConfig {
             ack_timeout: default_ack(),
             group_cache_ttl: default_group_ttl(),
+            group_cache_max_stale: default_group_max_stale(),
             max_body_bytes: default_max_body(),
         }
     }
+}
+
+fn default_group_max_stale() -> Duration {
+    Duration::from_secs(3600)
 }
 
 fn default_ack() -> Duration {
@@ -144,7 +156,7 @@ impl SlackState {
             .expect("the HTTP client builds with default settings");
         Arc::new(SlackState {
             api: SlackApi::new(http, secrets.api_url, secrets.bot_token),
-            groups: GroupCache::new(config.group_cache_ttl),
+            groups: GroupCache::new(config.group_cache_ttl, config.group_cache_max_stale),
             signing_secret: secrets.signing_secret,
             router,
             config,
@@ -239,10 +251,6 @@ pub async fn command_response(
     if !state.api.is_slack_response_url(cmd.response_url.0.as_str()) {
         return Err("response_url");
     }
-    let groups = state
-        .groups
-        .groups_of(&state.api, &state.router.config().policy, &cmd.user_id.0)
-        .await;
     let text = cmd.text.clone().unwrap_or_default();
     // A response_url lives 30 minutes: a longer wait could never answer.
     let wait = crate::inbound::requested_wait(&text);
@@ -258,21 +266,31 @@ pub async fn command_response(
         workspace: Some(cmd.team_id.0.clone()),
         channel: cmd.channel_id.0.clone(),
         principal,
-        groups,
+        // Looked up below, inside the work the ack timer bounds.
+        groups: Vec::new(),
         text: text.clone(),
         idempotency_key: Some(format!("slack:{}:{}", cmd.team_id.0, cmd.trigger_id.0)),
         received_at: state.router.clock().now(),
         progress: Some(progress_tx),
     };
-    let router = state.router.clone();
     let channel = cmd.channel_id.0.clone();
     let response_url = cmd.response_url.0.to_string();
     let (state2, channel2, url2) = (state.clone(), channel.clone(), response_url.clone());
+    let (state1, user) = (state.clone(), cmd.user_id.0.clone());
     let answered = crate::inbound::answer_or_defer(
         state.router.supervisor(),
         state.config.ack_timeout,
         "slack command",
-        async move { router.handle(inv).await },
+        // The group lookup is part of the work: a slow or rate-limited
+        // Slack makes this answer deferred, never late.
+        async move {
+            let mut inv = inv;
+            inv.groups = state1
+                .groups
+                .groups_of(&state1.api, &state1.router.config().policy, &user)
+                .await;
+            state1.router.handle(inv).await
+        },
         // Slower than the ack budget: show progress, then the answer.
         move |task| async move {
             let progress =
@@ -475,10 +493,8 @@ pub async fn start_interaction(
         workspace: Some(ev.team.id.0.clone()),
         channel: channel.clone(),
         principal,
-        groups: state
-            .groups
-            .groups_of(&state.api, &state.router.config().policy, &user.id.0)
-            .await,
+        // Looked up in the background work below, after the ack.
+        groups: Vec::new(),
         text: button.command(&id),
         // The action's own ids: one click runs once, however often delivered.
         idempotency_key: Some(format!(
@@ -490,7 +506,13 @@ pub async fn start_interaction(
     };
     let response_url = ev.response_url.as_ref().map(|u| u.0.to_string());
     let state2 = state.clone();
+    let user = user.id.0.clone();
     state.router.supervisor().spawn("slack button", async move {
+        let mut inv = inv;
+        inv.groups = state2
+            .groups
+            .groups_of(&state2.api, &state2.router.config().policy, &user)
+            .await;
         let reply = state2.router.handle(inv).await;
         count(&state2, &reply);
         let decided = reply.outcome == Outcome::Done || reply.outcome == Outcome::Failed;

@@ -29,6 +29,15 @@ async fn start() -> Env {
 }
 
 async fn start_with_ack(ack: Duration) -> Env {
+    start_with_slack(SlackConfig {
+        ack_timeout: ack,
+        ..SlackConfig::default()
+    })
+    .await
+}
+
+async fn start_with_slack(slack_config: SlackConfig) -> Env {
+    let ack = slack_config.ack_timeout;
     let mut config = Config::parse(EXAMPLE, "example").unwrap();
     for (principal, role) in [
         ("slack:UOPS1", "operator"),
@@ -53,10 +62,6 @@ async fn start_with_ack(ack: Duration) -> Env {
         bot_token: Some(BOT_TOKEN.into()),
         api_url: slack.api_url(),
         app_token: None,
-    };
-    let slack_config = SlackConfig {
-        ack_timeout: ack,
-        ..SlackConfig::default()
     };
     let metrics = Metrics::new();
     let state = SlackState::new(h.router.clone(), slack_config, secrets, metrics.clone());
@@ -699,4 +704,96 @@ async fn socket_mode_runs_commands_through_the_same_handler_once() {
         .await
         .unwrap_err();
     assert!(err.contains("invalid_auth"), "{err}");
+}
+
+fn fields_text(answer: &Value) -> String {
+    answer.to_string()
+}
+
+/// The group lookup runs inside the work the ack timer bounds: a slow
+/// Slack makes the answer deferred, never late.
+#[tokio::test]
+async fn a_slow_group_lookup_defers_the_answer_instead_of_missing_the_deadline() {
+    let env = start_with_ack(Duration::from_millis(300)).await;
+    *env.slack.state.group_delay.lock().unwrap() = Duration::from_millis(1500);
+    let body = env.command_body("UADMIN1", "whoami", "trig-slow-groups", 7);
+    let resp = env.post_signed("/slack/commands", &body, env.now()).await;
+    assert_eq!(resp.status(), 200);
+    let immediate: Value = resp.json().await.unwrap();
+    assert!(
+        immediate["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("⏳ Working on `whoami`")),
+        "acknowledged before the lookup ended: {immediate}"
+    );
+    let answer = env.final_answer(immediate, 7).await;
+    assert!(
+        fields_text(&answer).contains("slack-group:SADMINS"),
+        "{answer}"
+    );
+}
+
+/// When the cache is empty or expired, concurrent requests share one lookup.
+#[tokio::test]
+async fn concurrent_requests_share_one_group_lookup() {
+    let env = start().await;
+    *env.slack.state.group_delay.lock().unwrap() = Duration::from_millis(400);
+    let runs = (0..8).map(|i| {
+        let env = &env;
+        async move {
+            env.command("UADMIN1", "whoami", &format!("trig-flight-{i}"))
+                .await
+        }
+    });
+    let answers = futures::future::join_all(runs).await;
+    for (status, answer) in &answers {
+        assert_eq!(*status, 200);
+        assert!(
+            fields_text(answer).contains("slack-group:SADMINS"),
+            "{answer}"
+        );
+    }
+    assert_eq!(
+        env.slack.calls("/api/usergroups.users.list").len(),
+        1,
+        "one lookup for eight requests"
+    );
+}
+
+/// Slack failing (429s past every retry): the last known members stand in
+/// while they are recent enough, then the user is in no group (deny).
+#[tokio::test]
+async fn group_lookup_errors_serve_the_last_known_members_for_a_bounded_time() {
+    let env = start_with_slack(SlackConfig {
+        group_cache_ttl: Duration::from_millis(200),
+        group_cache_max_stale: Duration::from_millis(2500),
+        ..SlackConfig::default()
+    })
+    .await;
+    let roles = |answer: &Value| fields_text(answer).contains("slack-group:SADMINS");
+    let (_, first) = env.command("UADMIN1", "whoami", "trig-stale-0").await;
+    assert!(roles(&first), "{first}");
+    // Expired, and Slack answers only 429s now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    *env.slack.state.rate_limit_groups.lock().unwrap() = 1000;
+    let (_, stale) = env.command("UADMIN1", "whoami", "trig-stale-1").await;
+    assert!(roles(&stale), "the last known members stand in: {stale}");
+    assert!(env
+        .slack
+        .calls("/api/usergroups.users.list")
+        .iter()
+        .any(|c| c.status == 429));
+    // Past max_stale, nothing stands in: deny by default.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let (_, gone) = env.command("UADMIN1", "whoami", "trig-stale-2").await;
+    assert!(!roles(&gone), "{gone}");
+    assert!(
+        fields_text(&gone).contains("every command is denied"),
+        "{gone}"
+    );
+    // Slack answering again: back in the group.
+    *env.slack.state.rate_limit_groups.lock().unwrap() = 0;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let (_, back) = env.command("UADMIN1", "whoami", "trig-stale-3").await;
+    assert!(roles(&back), "{back}");
 }

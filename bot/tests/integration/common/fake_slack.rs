@@ -33,6 +33,10 @@ pub struct FakeState {
     pub groups: Mutex<HashMap<String, Vec<String>>>,
     /// How many upcoming chat.postMessage calls answer 429.
     pub rate_limit_post: Mutex<u32>,
+    /// How long usergroups.users.list takes to answer.
+    pub group_delay: Mutex<Duration>,
+    /// How many upcoming usergroups.users.list calls answer 429.
+    pub rate_limit_groups: Mutex<u32>,
     /// Envelopes the Socket Mode websocket delivers after `hello`.
     pub socket_envelopes: Mutex<Vec<Value>>,
     /// What the client sent back on the websocket.
@@ -353,6 +357,17 @@ async fn api(
                 .into_response()
         }
         "usergroups.users.list" => {
+            let delay = *state.group_delay.lock().unwrap();
+            tokio::time::sleep(delay).await;
+            {
+                let mut limited = state.rate_limit_groups.lock().unwrap();
+                if *limited > 0 {
+                    *limited -= 1;
+                    record(&state, path, parsed, 429);
+                    return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")], "")
+                        .into_response();
+                }
+            }
             let group = parsed["usergroup"].as_str().unwrap_or("").to_string();
             let users = state.groups.lock().unwrap().get(&group).cloned();
             match users {
