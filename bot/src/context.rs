@@ -203,6 +203,19 @@ impl<'a> Context<'a> {
             .await
     }
 
+    /// The requester's groups now, asked of their platform (see
+    /// [`crate::directory`]).
+    pub async fn current_groups(&self, approval: &Approval) -> Result<Vec<Principal>, String> {
+        self.router
+            .current_groups(
+                &approval.platform,
+                &approval.requester,
+                approval.workspace.as_deref(),
+                &approval.requester_groups,
+            )
+            .await
+    }
+
     /// Resolves an approved command's scope (a pod's owner is read again).
     pub async fn resolve_scope(&self, command: &Command) -> Result<Scope<'a>, Handled> {
         self.router.resolve_scope(command).await

@@ -74,6 +74,9 @@ pub(crate) struct Inner {
     pub waits: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     /// Changing commands per person, lately.
     pub mutations: crate::rate_limit::RateLimiter,
+    /// Each connected platform's view of people's groups, by platform name.
+    pub directories:
+        std::sync::RwLock<std::collections::HashMap<String, Arc<dyn crate::directory::Directory>>>,
 }
 
 /// One `rollout status --wait` slot; released when dropped (the command
@@ -155,6 +158,7 @@ impl Router {
                 timing,
                 supervisor: Supervisor::new(),
                 mutations,
+                directories: Default::default(),
                 waits: Default::default(),
             }),
         }
@@ -211,6 +215,46 @@ impl Router {
     }
 
     /// Where background work runs, and how shutdown reaches it.
+    /// Registers a platform's directory (its adapter does, at start), so
+    /// approvals can ask for a requester's groups now.
+    pub fn register_directory(
+        &self,
+        platform: Platform,
+        directory: Arc<dyn crate::directory::Directory>,
+    ) {
+        self.inner
+            .directories
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(platform.as_str().to_string(), directory);
+    }
+
+    /// A requester's groups now, asked of their platform. Without a
+    /// directory for it, only a requester seen with no groups is known:
+    /// groups that can't be confirmed are a missing fact (fail closed).
+    pub(crate) async fn current_groups(
+        &self,
+        platform: &str,
+        principal: &Principal,
+        workspace: Option<&str>,
+        seen: &[Principal],
+    ) -> Result<Vec<Principal>, String> {
+        let directory = self
+            .inner
+            .directories
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(platform)
+            .cloned();
+        match directory {
+            Some(d) => d.groups(&self.inner.config.policy, principal, workspace).await,
+            None if seen.is_empty() => Ok(Vec::new()),
+            None => Err(format!(
+                "oncall is not connected to {platform} now, so {principal}'s groups can't be confirmed"
+            )),
+        }
+    }
+
     pub fn supervisor(&self) -> &Supervisor {
         &self.inner.supervisor
     }

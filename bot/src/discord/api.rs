@@ -250,6 +250,40 @@ impl DiscordApi {
         .await
     }
 
+    /// `GET /guilds/{guild}/members/{user}`: the member's role ids now;
+    /// `None` when they are no longer a member of the guild.
+    pub async fn member_roles(
+        &self,
+        guild: &str,
+        user: &str,
+    ) -> Result<Option<Vec<String>>, DiscordApiError> {
+        let snowflake =
+            |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+        if !snowflake(guild) || !snowflake(user) {
+            return Err(DiscordApiError::BadToken);
+        }
+        let member = self
+            .bot_call(
+                "get guild member",
+                reqwest::Method::GET,
+                &format!("/guilds/{guild}/members/{user}"),
+                None,
+            )
+            .await;
+        match member {
+            Ok(m) => Ok(Some(
+                m["roles"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r.as_str().map(String::from))
+                    .collect(),
+            )),
+            Err(DiscordApiError::Http { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `GET /guilds/{guild}/channels`
     pub async fn guild_channels(&self, guild: &str) -> Result<Value, DiscordApiError> {
         self.bot_call(

@@ -134,18 +134,57 @@ impl DiscordState {
             ))
             .build()
             .expect("the HTTP client builds with default settings");
+        let api = DiscordApi::new(
+            http,
+            secrets.api_url,
+            secrets.bot_token,
+            secrets.application_id,
+        );
+        router.register_directory(
+            Platform::Discord,
+            Arc::new(MemberRoles { api: api.clone() }),
+        );
         Ok(Arc::new(DiscordState {
-            api: DiscordApi::new(
-                http,
-                secrets.api_url,
-                secrets.bot_token,
-                secrets.application_id,
-            ),
+            api,
             router,
             config,
             key,
             metrics,
         }))
+    }
+}
+
+/// Discord's answer to "which roles does this member hold now": the guild
+/// member, read through the API (none when they left the guild; none in a
+/// DM, where there are no roles).
+struct MemberRoles {
+    api: DiscordApi,
+}
+
+impl crate::directory::Directory for MemberRoles {
+    fn groups<'a>(
+        &'a self,
+        _policy: &'a oncall_permissions::Policy,
+        principal: &'a Principal,
+        workspace: Option<&'a str>,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<Principal>, String>> {
+        Box::pin(async move {
+            let (oncall_permissions::PrincipalKind::DiscordUser, Some(guild)) =
+                (principal.kind(), workspace)
+            else {
+                return Ok(Vec::new());
+            };
+            let roles = self
+                .api
+                .member_roles(guild, principal.id())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(roles
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|r| format!("discord-role:{r}").parse().ok())
+                .collect())
+        })
     }
 }
 

@@ -51,6 +51,7 @@ pub async fn request(
         text: command.to_string(),
         command: command.clone(),
         rule: rule.to_string(),
+        scope: Some(cx.catalog().fingerprint(cx.scope)),
         approvers: approvers.to_vec(),
         state: ApprovalState::Pending,
         decided_by: None,
@@ -238,23 +239,71 @@ pub async fn approve(cx: &Context<'_>, id: &str) -> (Handled, DecisionRecord) {
         );
     }
     let command: Command = row.command.clone();
-    // The requester must still be allowed to run it (roles may have changed).
-    let groups: Vec<Principal> = row.requester_groups.clone();
+    // The decision is made again on today's facts: the requester's groups
+    // as their platform reports them now, the same objects as were asked
+    // for, and the same approval rule the approver is approving.
+    let groups: Vec<Principal> = match cx.current_groups(&row).await {
+        Ok(groups) => groups,
+        Err(why) => {
+            return (
+                Handled::failed(
+                    format!("Could not re-check {id}; it is still pending and nothing ran"),
+                    why,
+                ),
+                record(id, "none", None),
+            )
+        }
+    };
     let mut requester_principals = vec![requester.clone()];
     requester_principals.extend(groups.iter().cloned());
     let scope = match cx.resolve_scope(&command).await {
         Ok(scope) => scope,
         Err(handled) => return (handled, record(id, "none", None)),
     };
-    let channel_scope = format!("{}:{}", row.platform, row.channel);
-    if let Decision::Deny { reason } =
-        cx.authorize(&requester_principals, &channel_scope, &command, &scope)
-    {
+    let now_acts_on = cx.catalog().fingerprint(&scope);
+    if row.scope.as_deref() != Some(now_acts_on.as_str()) {
+        let then = row
+            .scope
+            .clone()
+            .unwrap_or_else(|| "(not recorded)".into());
         return refused(
             id,
-            format!("Request {id} can no longer run"),
-            format!("{requester} is no longer allowed to run `{command}`: {reason}"),
+            format!("Request {id} can no longer run as asked"),
+            format!(
+                "`{command}` was asked for on {then}; it would now act on {now_acts_on}. Nothing ran; ask again."
+            ),
         );
+    }
+    let channel_scope = format!("{}:{}", row.platform, row.channel);
+    match cx.authorize(&requester_principals, &channel_scope, &command, &scope) {
+        Decision::Deny { reason } => {
+            return refused(
+                id,
+                format!("Request {id} can no longer run"),
+                format!("{requester} is no longer allowed to run `{command}`: {reason}"),
+            );
+        }
+        Decision::NeedsApproval { rule, .. } if rule == row.rule => {}
+        Decision::NeedsApproval { rule, .. } => {
+            return refused(
+                id,
+                format!("Request {id} is now held for other rules"),
+                format!(
+                    "The policy changed: `{command}` is now held for approval rule {rule}, not {}. Nothing ran; ask again so the right approvers see it.",
+                    row.rule
+                ),
+            );
+        }
+        Decision::Allow { .. } => {
+            return refused(
+                id,
+                format!("Request {id} no longer needs approval"),
+                format!(
+                    "The policy changed: `{command}` is no longer held by approval rule {}. Nothing ran; {requester} can run it directly.",
+                    row.rule
+                ),
+            );
+        }
     }
     // The execution is its own history row, in the requester's name.
     let exec_row = NewInvocation {

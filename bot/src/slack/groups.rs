@@ -11,14 +11,18 @@
 //!
 //! Callers look groups up inside the work that the ack timer bounds, so a
 //! slow lookup turns into a deferred answer, never into a missed deadline.
+//! An approval's re-check ([`SlackDirectory`]) asks Slack afresh instead,
+//! and fails closed when Slack can't answer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use oncall_permissions::{Policy, Principal, PrincipalKind};
 
 use super::api::SlackApi;
+use crate::directory::Directory;
 
 /// How long after a failed lookup Slack is left alone (at most the TTL).
 const ERROR_BACKOFF: Duration = Duration::from_secs(30);
@@ -49,6 +53,19 @@ impl Known {
     }
 }
 
+/// The Slack user groups the policy binds, each once.
+fn policy_groups(policy: &Policy) -> Vec<&Principal> {
+    let mut groups: Vec<&Principal> = policy
+        .bindings
+        .iter()
+        .map(|b| &b.principal)
+        .filter(|p| p.kind() == PrincipalKind::SlackGroup)
+        .collect();
+    groups.sort_by_key(|p| p.id().to_string());
+    groups.dedup();
+    groups
+}
+
 impl GroupCache {
     pub fn new(ttl: Duration, max_stale: Duration) -> Self {
         GroupCache {
@@ -60,16 +77,8 @@ impl GroupCache {
 
     /// The policy's Slack groups that `user` (a `U…` id) is a member of.
     pub async fn groups_of(&self, api: &SlackApi, policy: &Policy, user: &str) -> Vec<Principal> {
-        let mut groups: Vec<&Principal> = policy
-            .bindings
-            .iter()
-            .map(|b| &b.principal)
-            .filter(|p| p.kind() == PrincipalKind::SlackGroup)
-            .collect();
-        groups.sort_by_key(|p| p.id().to_string());
-        groups.dedup();
         let mut out = Vec::new();
-        for group in groups {
+        for group in policy_groups(policy) {
             if self
                 .members(api, group.id())
                 .await
@@ -80,6 +89,33 @@ impl GroupCache {
             }
         }
         out
+    }
+
+    /// The policy's Slack groups `user` is in, asked of Slack now (the
+    /// cache is refreshed, never used): for re-checks that must not rest on
+    /// an old answer. `Err` when Slack can't say.
+    pub async fn groups_now(
+        &self,
+        api: &SlackApi,
+        policy: &Policy,
+        user: &str,
+    ) -> Result<Vec<Principal>, String> {
+        let mut out = Vec::new();
+        for group in policy_groups(policy) {
+            let slot = self.slot(group.id());
+            let mut known = slot.lock().await;
+            let members = api
+                .usergroup_members(group.id())
+                .await
+                .map_err(|e| format!("Slack could not list user group {}: {e}", group.id()))?;
+            let member = members.iter().any(|m| m == user);
+            known.members = Some((Instant::now(), members));
+            known.failed_at = None;
+            if member {
+                out.push(group.clone());
+            }
+        }
+        Ok(out)
     }
 
     fn slot(&self, group: &str) -> Arc<tokio::sync::Mutex<Known>> {
@@ -129,5 +165,30 @@ impl GroupCache {
                 }
             }
         }
+    }
+}
+
+/// Slack's answer to "which groups is this person in now", asked of Slack
+/// at that moment (an approval must not rest on a cached answer).
+pub struct SlackDirectory {
+    pub api: SlackApi,
+    pub cache: Arc<GroupCache>,
+}
+
+impl Directory for SlackDirectory {
+    fn groups<'a>(
+        &'a self,
+        policy: &'a Policy,
+        principal: &'a Principal,
+        _workspace: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<Principal>, String>> {
+        Box::pin(async move {
+            if principal.kind() != PrincipalKind::SlackUser {
+                return Ok(Vec::new());
+            }
+            self.cache
+                .groups_now(&self.api, policy, principal.id())
+                .await
+        })
     }
 }

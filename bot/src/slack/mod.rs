@@ -139,7 +139,7 @@ pub struct SlackState {
     pub config: SlackConfig,
     signing_secret: Option<Vec<u8>>,
     pub api: SlackApi,
-    groups: GroupCache,
+    groups: Arc<GroupCache>,
     pub metrics: Metrics,
 }
 
@@ -154,9 +154,21 @@ impl SlackState {
             .user_agent(concat!("oncall/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client builds with default settings");
+        let api = SlackApi::new(http, secrets.api_url, secrets.bot_token);
+        let groups = Arc::new(GroupCache::new(
+            config.group_cache_ttl,
+            config.group_cache_max_stale,
+        ));
+        router.register_directory(
+            Platform::Slack,
+            Arc::new(groups::SlackDirectory {
+                api: api.clone(),
+                cache: groups.clone(),
+            }),
+        );
         Arc::new(SlackState {
-            api: SlackApi::new(http, secrets.api_url, secrets.bot_token),
-            groups: GroupCache::new(config.group_cache_ttl, config.group_cache_max_stale),
+            api,
+            groups,
             signing_secret: secrets.signing_secret,
             router,
             config,

@@ -177,6 +177,10 @@ pub struct Approval {
     pub command: Command,
     /// The approval rule that held it.
     pub rule: String,
+    /// What it acts on, as resolved when requested
+    /// ([`oncall_grammar::Catalog::fingerprint`]); `None` for rows from
+    /// before it was kept.
+    pub scope: Option<String>,
     /// Roles that may approve it.
     pub approvers: Vec<String>,
     pub state: ApprovalState,
@@ -470,6 +474,7 @@ mod tests {
             text: "scale backend 0".into(),
             command: parse("scale backend 0").unwrap().command,
             rule: "scale-to-zero".into(),
+            scope: Some("services backend (deployment/backend in default@default)".into()),
             approvers: vec!["admin".into()],
             state: ApprovalState::Pending,
             decided_by: None,

@@ -161,8 +161,8 @@ impl SqliteStore {
         let groups: Vec<String> = a.requester_groups.iter().map(ToString::to_string).collect();
         let inserted = sqlx::query(
             "INSERT INTO approvals (id, created_at, expires_at, requester, requester_groups, platform, workspace,
-                                    channel, text, command, rule, approvers, state, request_invocation_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)
+                                    channel, text, command, rule, approvers, state, request_invocation_id, scope)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(&a.id)
@@ -178,6 +178,7 @@ impl SqliteStore {
         .bind(&a.rule)
         .bind(encode(&a.approvers)?)
         .bind(a.request_invocation_id)
+        .bind(&a.scope)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -406,6 +407,7 @@ struct ApprovalRecord {
     decided_at: Option<i64>,
     request_invocation_id: Option<i64>,
     execution_invocation_id: Option<i64>,
+    scope: Option<String>,
 }
 
 impl ApprovalRecord {
@@ -441,6 +443,7 @@ impl ApprovalRecord {
             channel: self.channel,
             text: self.text,
             rule: self.rule,
+            scope: self.scope,
             decided_by: self.decided_by,
             decided_at_ms: self.decided_at,
             request_invocation_id: self.request_invocation_id,

@@ -264,3 +264,90 @@ approvers = ["admin"]
         r.to_console()
     );
 }
+
+/// The same store and cluster under another config: oncall restarted with a
+/// changed catalog or policy while a request was held.
+fn restarted_with(
+    h: &crate::common::Harness,
+    config: oncall::config::Config,
+) -> oncall::router::Router {
+    oncall::router::Router::new(
+        config,
+        h.router.store().clone(),
+        oncall_ops::Clusters::single(h.client.clone()),
+        h.clock.clone(),
+    )
+}
+
+/// A held request runs only on the objects it was asked for and only while
+/// the same approval rule holds it: a changed catalog or policy since asking
+/// means asking again.
+#[tokio::test]
+async fn approval_runs_only_on_the_same_scope_under_the_same_rule() {
+    use oncall::config::{Config, EXAMPLE};
+    let h = crate::common::Harness::new().await;
+    let before = h.generation("default", "backend").await;
+    let approve = |router: &oncall::router::Router, id: &str| {
+        let inv = h.invocation("cli:admin", &format!("approve {id}"));
+        let router = router.clone();
+        async move { router.handle(inv).await }
+    };
+    // The catalog now points `backend` at another deployment.
+    let held = h.run("cli:operator", "restart backend").await;
+    let id = approval_id(&held);
+    let mut moved = Config::parse(EXAMPLE, "example").unwrap();
+    moved
+        .services
+        .iter_mut()
+        .find(|s| s.name == "backend")
+        .unwrap()
+        .deployment = Some("backend-v2".into());
+    let r = approve(&restarted_with(&h, moved), &id).await;
+    assert_eq!(r.outcome, Outcome::Denied, "{}", r.to_console());
+    let text = r.to_console();
+    assert!(text.contains("can no longer run as asked"), "{text}");
+    assert!(text.contains("deployment/backend-v2"), "{text}");
+    // The policy no longer holds restarts: not run on an approval it no
+    // longer asks for.
+    let unheld = EXAMPLE.replace(
+        "name = \"production-restart\"",
+        "name = \"production-restart\"\nservices = [\"nothing-matches\"]",
+    );
+    let r = approve(
+        &restarted_with(&h, Config::parse(&unheld, "example").unwrap()),
+        &id,
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::Denied, "{}", r.to_console());
+    assert!(
+        r.to_console()
+            .contains("no longer held by approval rule production-restart"),
+        "{}",
+        r.to_console()
+    );
+    // Another rule holds it now as well: its approvers must see it anew.
+    let stricter = format!(
+        "{EXAMPLE}\n[[policy.approvals]]\nname = \"backend-guard\"\nverbs = [\"restart\"]\nservices = [\"backend\"]\napprovers = [\"admin\"]\n"
+    );
+    let r = approve(
+        &restarted_with(&h, Config::parse(&stricter, "example").unwrap()),
+        &id,
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::Denied, "{}", r.to_console());
+    assert!(
+        r.to_console()
+            .contains("now held for approval rule production-restart + backend-guard"),
+        "{}",
+        r.to_console()
+    );
+    assert_eq!(
+        h.generation("default", "backend").await,
+        before,
+        "nothing ran"
+    );
+    // Unchanged: it runs.
+    let r = approve(&h.router, &id).await;
+    assert_eq!(r.outcome, Outcome::Done, "{}", r.to_console());
+    assert_eq!(h.generation("default", "backend").await, before + 1);
+}

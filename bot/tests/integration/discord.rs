@@ -231,6 +231,11 @@ async fn start(ack: Duration) -> Env {
     }
     let h = Harness::for_ack(config, ack).await;
     let discord = FakeDiscord::start().await;
+    discord.state.members.lock().unwrap().extend([
+        (OPERATOR.to_string(), vec![OPS_ROLE.to_string()]),
+        (ADMIN.to_string(), vec![ADMIN_ROLE.to_string()]),
+        (VIEWER.to_string(), vec![]),
+    ]);
     let key = SigningKey::from_bytes(&[7u8; 32]);
     let secrets = DiscordSecrets {
         public_key: Some(hex::encode(key.verifying_key().to_bytes())),
@@ -621,6 +626,65 @@ async fn approval_buttons_refuse_the_requester_and_run_for_another_member() {
     assert_eq!(
         env.final_message(&again, &aid).await["embeds"],
         dmsg["embeds"]
+    );
+    assert_eq!(env.h.generation("default", "backend").await, before + 1);
+}
+
+/// At approval the requester's member roles are read from Discord again:
+/// a role taken away (or the guild left) since asking stops the request.
+#[tokio::test]
+async fn approval_rechecks_the_requesters_discord_roles_now() {
+    let env = start(Duration::from_secs(10)).await;
+    let before = env.h.generation("default", "backend").await;
+    let rid = env.id();
+    let cmd = env.command(
+        &rid,
+        OPERATOR,
+        &[OPS_ROLE],
+        "restart",
+        json!([{"name": "services", "type": 3, "value": "backend"}]),
+    );
+    let (_, body) = env.send(&cmd).await;
+    let msg = env.final_message(&body, &rid).await;
+    let approve = msg["components"][0]["components"][0]["custom_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let members = |roles: Option<Vec<String>>| {
+        let mut m = env.discord.state.members.lock().unwrap();
+        match roles {
+            Some(r) => m.insert(OPERATOR.to_string(), r),
+            None => m.remove(OPERATOR),
+        };
+    };
+    for (roles, expected) in [
+        (Some(vec![]), "is no longer allowed"),
+        (None, "is no longer allowed"),
+    ] {
+        members(roles);
+        let aid = env.id();
+        let (_, r) = env
+            .send(&env.click(&aid, ADMIN, &[ADMIN_ROLE], &approve))
+            .await;
+        let r = env.final_message(&r, &aid).await;
+        assert!(text_of(&r).contains(expected), "{r}");
+        assert_eq!(env.h.generation("default", "backend").await, before);
+    }
+    assert!(env
+        .discord
+        .calls()
+        .iter()
+        .any(|c| c.method == "GET" && c.path.ends_with(&format!("/members/{OPERATOR}"))));
+    // The role given back: the same request runs.
+    members(Some(vec![OPS_ROLE.to_string()]));
+    let aid = env.id();
+    let (_, done) = env
+        .send(&env.click(&aid, ADMIN, &[ADMIN_ROLE], &approve))
+        .await;
+    let done = env.final_message(&done, &aid).await;
+    assert!(
+        text_of(&done).contains(&format!("approved by discord:{ADMIN}")),
+        "{done}"
     );
     assert_eq!(env.h.generation("default", "backend").await, before + 1);
 }

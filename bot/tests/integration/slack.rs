@@ -43,6 +43,7 @@ async fn start_with_slack(slack_config: SlackConfig) -> Env {
         ("slack:UOPS1", "operator"),
         ("slack:UVIEW1", "viewer"),
         ("slack-group:SADMINS", "admin"),
+        ("slack-group:SOPS", "operator"),
     ] {
         config.policy.bindings.push(Binding {
             principal: principal.parse().unwrap(),
@@ -57,6 +58,12 @@ async fn start_with_slack(slack_config: SlackConfig) -> Env {
         .lock()
         .unwrap()
         .insert("SADMINS".into(), vec!["UADMIN1".into()]);
+    slack
+        .state
+        .groups
+        .lock()
+        .unwrap()
+        .insert("SOPS".into(), vec!["UGROUPOPS1".into()]);
     let secrets = SlackSecrets {
         signing_secret: Some(SECRET.as_bytes().to_vec()),
         bot_token: Some(BOT_TOKEN.into()),
@@ -753,11 +760,15 @@ async fn concurrent_requests_share_one_group_lookup() {
             "{answer}"
         );
     }
-    assert_eq!(
-        env.slack.calls("/api/usergroups.users.list").len(),
-        1,
-        "one lookup for eight requests"
-    );
+    for group in ["SADMINS", "SOPS"] {
+        let lookups = env
+            .slack
+            .calls("/api/usergroups.users.list")
+            .iter()
+            .filter(|c| c.body["usergroup"] == group)
+            .count();
+        assert_eq!(lookups, 1, "one lookup of {group} for eight requests");
+    }
 }
 
 /// Slack failing (429s past every retry): the last known members stand in
@@ -796,4 +807,65 @@ async fn group_lookup_errors_serve_the_last_known_members_for_a_bounded_time() {
     tokio::time::sleep(Duration::from_millis(250)).await;
     let (_, back) = env.command("UADMIN1", "whoami", "trig-stale-3").await;
     assert!(roles(&back), "{back}");
+}
+
+/// At approval the requester's groups are asked of Slack again: someone
+/// removed from the on-call group since asking can't have it run, and a
+/// Slack that can't answer leaves the request pending.
+#[tokio::test]
+async fn approval_rechecks_the_requesters_slack_groups_now() {
+    let env = start().await;
+    let before = env.h.generation("default", "backend").await;
+    let (_, ack) = env
+        .command_raw("UGROUPOPS1", "restart backend", "trig-g0")
+        .await;
+    assert!(ack.to_string().contains("needs approval"), "{ack}");
+    let posted = env.slack.wait_for("/api/chat.postMessage", 1).await;
+    let held = posted[0].body.to_string();
+    let id = held
+        .split("/oncall approve ")
+        .nth(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect::<String>()
+        })
+        .unwrap_or_else(|| panic!("no approval id in {held}"));
+    // Slack can't answer: nothing runs, the request stays pending.
+    *env.slack.state.rate_limit_groups.lock().unwrap() = 1000;
+    let (_, r) = env
+        .command("UADMIN1", &format!("approve {id}"), "trig-g1")
+        .await;
+    assert!(
+        r.to_string().contains("still pending and nothing ran"),
+        "{r}"
+    );
+    *env.slack.state.rate_limit_groups.lock().unwrap() = 0;
+    // Removed from the group since asking (the cache still says member).
+    env.slack
+        .state
+        .groups
+        .lock()
+        .unwrap()
+        .insert("SOPS".into(), vec![]);
+    let (_, r) = env
+        .command("UADMIN1", &format!("approve {id}"), "trig-g2")
+        .await;
+    assert!(r.to_string().contains("is no longer allowed"), "{r}");
+    assert_eq!(env.h.generation("default", "backend").await, before);
+    // Back in the group: the same request runs.
+    env.slack
+        .state
+        .groups
+        .lock()
+        .unwrap()
+        .insert("SOPS".into(), vec!["UGROUPOPS1".into()]);
+    let (_, r) = env
+        .command("UADMIN1", &format!("approve {id}"), "trig-g3")
+        .await;
+    assert!(r.to_string().contains(&format!("Approved {id}")), "{r}");
+    eventually("restart ran", async || {
+        env.h.generation("default", "backend").await == before + 1
+    })
+    .await;
 }

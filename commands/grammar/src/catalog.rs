@@ -265,6 +265,43 @@ impl Catalog {
         }
     }
 
+    /// The exact cluster objects a scope stands for, in words: every
+    /// deployment with its namespace and kube context (a namespace scope
+    /// lists the catalog services it means). Two resolutions of one command
+    /// act on the same objects exactly when these are equal, so a held
+    /// request runs only on what was asked for, even if the catalog changed.
+    pub fn fingerprint(&self, scope: &Scope<'_>) -> String {
+        let at = |s: &ServiceEntry| {
+            format!(
+                "{} (deployment/{} in {}@{})",
+                s.name,
+                s.deployment(),
+                s.namespace,
+                s.cluster()
+            )
+        };
+        match scope {
+            Scope::Nothing => "nothing".to_string(),
+            Scope::Services(entries) => format!(
+                "services {}",
+                entries.iter().map(|e| at(e)).collect::<Vec<_>>().join(", ")
+            ),
+            Scope::Pod { pod, service } => format!("pod {pod} of {}", at(service)),
+            Scope::Namespace { namespace, .. } => {
+                let members: Vec<String> = self
+                    .services
+                    .iter()
+                    .filter(|s| &s.namespace == namespace)
+                    .map(at)
+                    .collect();
+                format!("namespace {namespace}: {}", members.join(", "))
+            }
+            Scope::CronJob { cronjob, service } => {
+                format!("cronjob/{cronjob} of {}", at(service))
+            }
+        }
+    }
+
     /// Problems with the catalog, each naming its key.
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();

@@ -33,6 +33,8 @@ pub struct FakeState {
     pub rate_limit_rest: Mutex<u32>,
     /// The guild's channels: (id, name, type).
     pub channels: Mutex<Vec<(String, String, u64)>>,
+    /// The guild's members: user id → role ids (absent: not a member).
+    pub members: Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
 pub const GUILD_ID: &str = "600000000000000001";
@@ -245,6 +247,24 @@ async fn handle(
                 };
                 record(200);
                 return Json(json!({"id": format!("DM{user}"), "type": 1})).into_response();
+            }
+            (Method::GET, ["guilds", _, "members", user]) => {
+                let roles = state.members.lock().unwrap().get(*user).cloned();
+                return match roles {
+                    Some(roles) => {
+                        record(200);
+                        Json(json!({"user": {"id": user}, "roles": roles, "joined_at": "2026-01-01T00:00:00Z", "deaf": false, "mute": false}))
+                            .into_response()
+                    }
+                    None => {
+                        record(404);
+                        (
+                            StatusCode::NOT_FOUND,
+                            Json(json!({"message": "Unknown Member", "code": 10007})),
+                        )
+                            .into_response()
+                    }
+                };
             }
             (Method::GET, ["guilds", g, "channels"]) if *g == GUILD_ID => {
                 record(200);
