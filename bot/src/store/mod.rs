@@ -19,6 +19,8 @@ use std::path::Path;
 use oncall_grammar::Command;
 use oncall_permissions::Principal;
 
+mod group_commit;
+
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,12 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// The transaction holding this write (and others) did not commit.
+    #[error("database: the commit failed: {0}")]
+    Commit(String),
+    /// The writer task is gone (the process is stopping).
+    #[error("database: the history writer has stopped")]
+    WriterStopped,
 }
 
 /// One history row as written.
@@ -282,6 +290,14 @@ impl Store {
         delegate!(self.ping())
     }
 
+    /// (commits, writes) of history writes since start: under load there
+    /// are far fewer commits than writes (group commit).
+    pub fn commit_counts(&self) -> (u64, u64) {
+        match &self.backend {
+            Backend::Sqlite(s) => s.commit_counts(),
+        }
+    }
+
     /// Starts an invocation in one commit: claims its idempotency key, if it
     /// has one, and writes its row. Exactly one caller per key gets `Begun`.
     pub async fn start_invocation(
@@ -492,6 +508,87 @@ mod tests {
             created_at_ms: 5_000,
             not_before_ms: 5_000,
         }
+    }
+
+    fn invocation(principal: &str, key: Option<&str>) -> NewInvocation {
+        NewInvocation {
+            received_at_ms: 5_000,
+            platform: "cli".into(),
+            workspace: None,
+            channel: "console".into(),
+            principal: principal.into(),
+            groups: vec![],
+            text: "whoami".into(),
+            idempotency_key: key.map(Into::into),
+        }
+    }
+
+    /// Writes waiting together share one commit, and each still gets its
+    /// own answer.
+    #[tokio::test]
+    async fn concurrent_writes_share_one_commit() {
+        let (store, _dir) = store().await;
+        let (commits_before, _) = store.commit_counts();
+        let invs: Vec<NewInvocation> = (0..64)
+            .map(|i| invocation(&format!("cli:user{i}"), None))
+            .collect();
+        let started =
+            futures::future::join_all(invs.iter().map(|inv| store.start_invocation(inv, 5_000)))
+                .await;
+        let mut ids = Vec::new();
+        for s in started {
+            match s.unwrap() {
+                Start::Begun(id) => ids.push(id),
+                other => panic!("{other:?}"),
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 64, "each write its own row");
+        let (commits, writes) = store.commit_counts();
+        assert_eq!(commits - commits_before, 1, "one commit for 64 writes");
+        assert!(writes >= 64);
+        for id in ids {
+            assert!(store.invocation(id).await.unwrap().is_some());
+        }
+    }
+
+    /// In one batch, one key is claimed once; a write that fails fails alone.
+    #[tokio::test]
+    async fn a_batch_claims_a_key_once_and_isolates_a_failing_write() {
+        let (store, _dir) = store().await;
+        let Backend::Sqlite(sqlite) = &store.backend;
+        sqlx::query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON invocations WHEN NEW.principal = 'cli:bad'
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        .execute(sqlite.pool())
+        .await
+        .unwrap();
+        let mut invs: Vec<NewInvocation> = (0..10)
+            .map(|_| invocation("cli:same", Some("k1")))
+            .collect();
+        invs.push(invocation("cli:bad", None));
+        invs.push(invocation("cli:good", None));
+        let started =
+            futures::future::join_all(invs.iter().map(|inv| store.start_invocation(inv, 5_000)))
+                .await;
+        let begun = started[..10]
+            .iter()
+            .filter(|s| matches!(s, Ok(Start::Begun(_))))
+            .count();
+        let repeats = started[..10]
+            .iter()
+            .filter(|s| matches!(s, Ok(Start::Repeat(KeyClaim::Running))))
+            .count();
+        assert_eq!((begun, repeats), (1, 9), "{started:?}");
+        assert!(started[10].is_err(), "{:?}", started[10]);
+        let Ok(Start::Begun(good)) = started[11] else {
+            panic!("{:?}", started[11]);
+        };
+        assert!(store.invocation(good).await.unwrap().is_some());
+        let rows = store.history(&HistoryQuery::default()).await.unwrap();
+        assert!(rows.iter().all(|r| r.principal != "cli:bad"), "{rows:?}");
     }
 
     #[tokio::test]

@@ -2,10 +2,11 @@
 //! SQLite, and the encoding of domain types into rows.
 //!
 //! WAL mode with `synchronous = FULL`, so a row is durable once its
-//! transaction commits. Each request costs two commits: one claims its
+//! transaction commits. Each request makes two writes: one claims its
 //! idempotency key and writes its history row before anything runs, one
 //! completes the row and keeps the reply for repeats before the reply is
-//! returned. Migrations in `migrations/sqlite/` are embedded and run at start.
+//! returned; both go through the group commit, which commits everything
+//! waiting at once. Migrations in `migrations/sqlite/` are embedded and run at start.
 //! Queries are runtime-checked (`query_as` + `FromRow`), so building needs no
 //! database.
 
@@ -21,12 +22,16 @@ use super::{
     NewOutboxMessage, OutboxMessage, OutboxState, Start, StoreError,
 };
 
+use super::group_commit::GroupCommit;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 /// The store on one SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The one writer of history rows and idempotency keys.
+    writer: GroupCommit,
 }
 
 impl SqliteStore {
@@ -49,7 +54,18 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { pool })
+        let writer = GroupCommit::spawn(pool.clone());
+        Ok(SqliteStore { pool, writer })
+    }
+
+    /// (commits, writes) of the group commit so far.
+    pub fn commit_counts(&self) -> (u64, u64) {
+        self.writer.counts()
+    }
+
+    #[cfg(test)]
+    pub(super) fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -57,63 +73,27 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Starts an invocation in one transaction (one commit): claims its
-    /// idempotency key, if it has one, and writes its row. Exactly one
-    /// caller per key gets `Begun`; the others learn how the first is doing.
+    /// Starts an invocation: claims its idempotency key, if it has one,
+    /// and writes its row, committed (with whatever else is waiting, see
+    /// [`super::group_commit`]) before this returns. Exactly one caller per
+    /// key gets `Begun`; the others learn how the first is doing.
     pub async fn start_invocation(
         &self,
         inv: &NewInvocation,
         now_ms: i64,
     ) -> Result<Start, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(key) = &inv.idempotency_key {
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (key, state, created_at) VALUES (?, 'running', ?)
-                 ON CONFLICT (key) DO NOTHING",
-            )
-            .bind(key)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                let (state, reply): (String, Option<String>) =
-                    sqlx::query_as("SELECT state, reply FROM idempotency_keys WHERE key = ?")
-                        .bind(key)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                tx.rollback().await?;
-                return Ok(Start::Repeat(match (state.as_str(), reply) {
-                    ("done", Some(reply)) => KeyClaim::Done(reply),
-                    _ => KeyClaim::Running,
-                }));
-            }
-        }
-        let id = insert_invocation(&mut tx, inv).await?;
-        tx.commit().await?;
-        Ok(Start::Begun(id))
+        self.writer.start(inv, now_ms).await
     }
 
-    /// Completes an invocation in one transaction (one commit): its row, and
-    /// the reply stored for its idempotency key.
+    /// Completes an invocation: its row, and the reply stored for its
+    /// idempotency key, committed before this returns.
     pub async fn finish_invocation(
         &self,
         id: i64,
         c: &Completion,
         key_reply: Option<(&str, &str)>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        update_invocation(&mut tx, id, c).await?;
-        if let Some((key, reply)) = key_reply {
-            sqlx::query("UPDATE idempotency_keys SET state = 'done', reply = ?, invocation_id = ? WHERE key = ?")
-                .bind(reply)
-                .bind(id)
-                .bind(key)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.writer.finish(id, c, key_reply).await
     }
 
     /// The stored reply of a finished idempotency key, if it has finished.
@@ -323,6 +303,60 @@ impl SqliteStore {
 }
 
 /// The INSERT of a new invocation row, on any connection or transaction.
+/// The writes of [`SqliteStore::start_invocation`], inside a transaction
+/// someone else commits.
+pub(super) async fn start_in(
+    conn: &mut sqlx::SqliteConnection,
+    inv: &NewInvocation,
+    now_ms: i64,
+) -> Result<Start, StoreError> {
+    if let Some(key) = &inv.idempotency_key {
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (key, state, created_at) VALUES (?, 'running', ?)
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            let (state, reply): (String, Option<String>) =
+                sqlx::query_as("SELECT state, reply FROM idempotency_keys WHERE key = ?")
+                    .bind(key)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            return Ok(Start::Repeat(match (state.as_str(), reply) {
+                ("done", Some(reply)) => KeyClaim::Done(reply),
+                _ => KeyClaim::Running,
+            }));
+        }
+    }
+    Ok(Start::Begun(insert_invocation(conn, inv).await?))
+}
+
+/// The writes of [`SqliteStore::finish_invocation`], inside a transaction
+/// someone else commits.
+pub(super) async fn finish_in(
+    conn: &mut sqlx::SqliteConnection,
+    id: i64,
+    c: &Completion,
+    key_reply: Option<(&str, &str)>,
+) -> Result<(), StoreError> {
+    update_invocation(conn, id, c).await?;
+    if let Some((key, reply)) = key_reply {
+        sqlx::query(
+            "UPDATE idempotency_keys SET state = 'done', reply = ?, invocation_id = ? WHERE key = ?",
+        )
+        .bind(reply)
+        .bind(id)
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 async fn insert_invocation(
     conn: &mut sqlx::SqliteConnection,
     inv: &NewInvocation,

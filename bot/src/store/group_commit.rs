@@ -1,0 +1,214 @@
+//! Group commit for the history's hot path.
+//!
+//! Every request writes twice: its history row (and idempotency key) before
+//! anything runs, and its completion (and stored reply) before the reply is
+//! returned. Each write must be durable before its caller goes on, and with
+//! `synchronous = FULL` each commit is an fsync. Committing each write on its
+//! own makes concurrent requests queue behind one another's fsyncs.
+//!
+//! So one writer task takes every write that is waiting, applies them all in
+//! one transaction (each inside its own savepoint, so one failing write
+//! doesn't undo the others), commits once, and only then answers each
+//! waiter. Alone, a write commits at once; under load, batches grow and the
+//! fsyncs per request fall. Nobody is answered before the commit that holds
+//! their write, so durability is exactly as before.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use sqlx::SqlitePool;
+use tokio::sync::{mpsc, oneshot};
+
+use super::sqlite::{finish_in, start_in};
+use super::{Completion, NewInvocation, Start, StoreError};
+
+/// At most this many writes share one commit (a bound on one transaction's
+/// size, far above what a 2-core machine queues).
+const MAX_BATCH: usize = 512;
+
+/// One write waiting for the next commit, and, once applied, its result
+/// (which stands only if the commit does).
+enum Write {
+    Start {
+        inv: NewInvocation,
+        now_ms: i64,
+        result: Option<Result<Start, StoreError>>,
+        done: oneshot::Sender<Result<Start, StoreError>>,
+    },
+    Finish {
+        id: i64,
+        completion: Completion,
+        key_reply: Option<(String, String)>,
+        result: Option<Result<(), StoreError>>,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+impl Write {
+    /// Applies the write inside the open transaction; whether it failed.
+    async fn apply(&mut self, conn: &mut sqlx::SqliteConnection) -> bool {
+        match self {
+            Write::Start {
+                inv,
+                now_ms,
+                result,
+                ..
+            } => {
+                let r = start_in(conn, inv, *now_ms).await;
+                let failed = r.is_err();
+                *result = Some(r);
+                failed
+            }
+            Write::Finish {
+                id,
+                completion,
+                key_reply,
+                result,
+                ..
+            } => {
+                let key_reply = key_reply.as_ref().map(|(k, r)| (k.as_str(), r.as_str()));
+                let r = finish_in(conn, *id, completion, key_reply).await;
+                let failed = r.is_err();
+                *result = Some(r);
+                failed
+            }
+        }
+    }
+
+    /// Answers the waiter: its own result if the commit held, else the
+    /// commit's error.
+    fn answer(self, commit_failed: Option<&str>) {
+        match self {
+            Write::Start { result, done, .. } => {
+                let _ = done.send(outcome(commit_failed, result));
+            }
+            Write::Finish { result, done, .. } => {
+                let _ = done.send(outcome(commit_failed, result));
+            }
+        }
+    }
+}
+
+fn outcome<T>(
+    commit_failed: Option<&str>,
+    result: Option<Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match (commit_failed, result) {
+        (None, Some(r)) => r,
+        (Some(why), _) => Err(StoreError::Commit(why.to_string())),
+        (None, None) => Err(StoreError::Commit("the write was never applied".into())),
+    }
+}
+
+/// The handle to the writer task; cheap to clone. The task ends when the
+/// last handle is dropped, after committing what it was given.
+#[derive(Clone)]
+pub struct GroupCommit {
+    writes: mpsc::UnboundedSender<Write>,
+    counts: Arc<Counts>,
+}
+
+/// How many commits carried how many writes, since start.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub commits: AtomicU64,
+    pub writes: AtomicU64,
+}
+
+impl GroupCommit {
+    /// Starts the writer on the current runtime.
+    pub fn spawn(pool: SqlitePool) -> GroupCommit {
+        let (writes, queue) = mpsc::unbounded_channel();
+        let counts = Arc::new(Counts::default());
+        tokio::spawn(run(pool, queue, counts.clone()));
+        GroupCommit { writes, counts }
+    }
+
+    /// (commits, writes) so far: their ratio is the batching achieved.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.counts.commits.load(Ordering::Relaxed),
+            self.counts.writes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Claims the idempotency key (if any) and writes the history row; durable
+    /// when this returns.
+    pub async fn start(&self, inv: &NewInvocation, now_ms: i64) -> Result<Start, StoreError> {
+        let (done, answer) = oneshot::channel();
+        self.send(Write::Start {
+            inv: inv.clone(),
+            now_ms,
+            result: None,
+            done,
+        })?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Completes the row and keeps the reply for the key; durable when this
+    /// returns.
+    pub async fn finish(
+        &self,
+        id: i64,
+        completion: &Completion,
+        key_reply: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
+        let (done, answer) = oneshot::channel();
+        self.send(Write::Finish {
+            id,
+            completion: completion.clone(),
+            key_reply: key_reply.map(|(k, r)| (k.to_string(), r.to_string())),
+            result: None,
+            done,
+        })?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    fn send(&self, write: Write) -> Result<(), StoreError> {
+        self.writes
+            .send(write)
+            .map_err(|_| StoreError::WriterStopped)
+    }
+}
+
+async fn run(pool: SqlitePool, mut queue: mpsc::UnboundedReceiver<Write>, counts: Arc<Counts>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        counts.commits.fetch_add(1, Ordering::Relaxed);
+        counts
+            .writes
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        commit(&pool, &mut batch).await;
+    }
+}
+
+/// Applies a batch in one transaction, commits, then answers every write:
+/// each with its own result if the commit held, all with its error if not.
+async fn commit(pool: &SqlitePool, batch: &mut Vec<Write>) {
+    let commit_failed = match apply_all(pool, batch).await {
+        Ok(()) => None,
+        Err(e) => {
+            let why = e.to_string();
+            tracing::error!(writes = batch.len(), "history commit failed: {why}");
+            Some(why)
+        }
+    };
+    for write in batch.drain(..) {
+        write.answer(commit_failed.as_deref());
+    }
+}
+
+/// Every write of the batch in one `BEGIN IMMEDIATE` transaction, each in a
+/// savepoint; `Err` when the transaction itself failed (then nothing stands).
+async fn apply_all(pool: &SqlitePool, batch: &mut [Write]) -> Result<(), StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for write in batch.iter_mut() {
+        sqlx::query("SAVEPOINT write").execute(&mut *tx).await?;
+        if write.apply(&mut tx).await {
+            sqlx::query("ROLLBACK TO write").execute(&mut *tx).await?;
+        }
+        sqlx::query("RELEASE write").execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
