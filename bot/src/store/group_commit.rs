@@ -7,9 +7,9 @@
 //! own makes concurrent requests queue behind one another's fsyncs.
 //!
 //! So one writer task takes every write that is waiting, applies them all in
-//! one transaction (each inside its own savepoint, so one failing write
-//! doesn't undo the others), commits once, and only then answers each
-//! waiter. Alone, a write commits at once; under load, batches grow and the
+//! one transaction, commits once, and only then answers each waiter (if one
+//! write fails, the batch is written again one write per transaction, so a
+//! failure fails alone). Alone, a write commits at once; under load, batches grow and the
 //! fsyncs per request fall. Nobody is answered before the commit that holds
 //! their write, so durability is exactly as before.
 
@@ -182,33 +182,61 @@ async fn run(pool: SqlitePool, mut queue: mpsc::UnboundedReceiver<Write>, counts
     }
 }
 
-/// Applies a batch in one transaction, commits, then answers every write:
-/// each with its own result if the commit held, all with its error if not.
+/// Applies a batch in one transaction, commits, then answers every write
+/// with its own result. If a write failed (rare: a constraint, a full
+/// disk) or the transaction did, nothing of the batch stands and each write
+/// is applied again in a transaction of its own, so a failure fails alone.
 async fn commit(pool: &SqlitePool, batch: &mut Vec<Write>) {
-    let commit_failed = match apply_all(pool, batch).await {
-        Ok(()) => None,
-        Err(e) => {
-            let why = e.to_string();
-            tracing::error!(writes = batch.len(), "history commit failed: {why}");
-            Some(why)
+    let outcome = apply(pool, batch).await;
+    match outcome {
+        Ok(Batch::Committed) => {
+            for write in batch.drain(..) {
+                write.answer(None);
+            }
         }
-    };
-    for write in batch.drain(..) {
-        write.answer(commit_failed.as_deref());
+        // Alone, its own result (an error) is the answer.
+        Ok(Batch::RolledBack) if batch.len() == 1 => {
+            for write in batch.drain(..) {
+                write.answer(None);
+            }
+        }
+        Err(e) if batch.len() == 1 => {
+            tracing::error!("history commit failed: {e}");
+            let why = e.to_string();
+            for write in batch.drain(..) {
+                write.answer(Some(&why));
+            }
+        }
+        Ok(Batch::RolledBack) | Err(_) => {
+            tracing::warn!(
+                writes = batch.len(),
+                "a history batch failed; writing its rows one by one"
+            );
+            for write in batch.drain(..) {
+                let mut alone = vec![write];
+                Box::pin(commit(pool, &mut alone)).await;
+            }
+        }
     }
 }
 
-/// Every write of the batch in one `BEGIN IMMEDIATE` transaction, each in a
-/// savepoint; `Err` when the transaction itself failed (then nothing stands).
-async fn apply_all(pool: &SqlitePool, batch: &mut [Write]) -> Result<(), StoreError> {
+/// How a batch's transaction ended.
+enum Batch {
+    /// Every write applied and the transaction committed.
+    Committed,
+    /// A write failed (its result says why): nothing was kept.
+    RolledBack,
+}
+
+/// Every write of the batch in one `BEGIN IMMEDIATE` transaction.
+async fn apply(pool: &SqlitePool, batch: &mut [Write]) -> Result<Batch, StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     for write in batch.iter_mut() {
-        sqlx::query("SAVEPOINT write").execute(&mut *tx).await?;
         if write.apply(&mut tx).await {
-            sqlx::query("ROLLBACK TO write").execute(&mut *tx).await?;
+            tx.rollback().await?;
+            return Ok(Batch::RolledBack);
         }
-        sqlx::query("RELEASE write").execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok(Batch::Committed)
 }
