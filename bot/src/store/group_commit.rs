@@ -13,13 +13,14 @@
 //! fsyncs per request fall. Nobody is answered before the commit that holds
 //! their write, so durability is exactly as before.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use sqlx::SqlitePool;
+use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::sqlite::{finish_in, start_in};
+use super::sqlite::hot;
 use super::{Completion, NewInvocation, Start, StoreError};
 
 /// At most this many writes share one commit (a bound on one transaction's
@@ -46,7 +47,7 @@ enum Write {
 
 impl Write {
     /// Applies the write inside the open transaction; whether it failed.
-    async fn apply(&mut self, conn: &mut sqlx::SqliteConnection) -> bool {
+    fn apply(&mut self, conn: &Connection) -> bool {
         match self {
             Write::Start {
                 inv,
@@ -54,7 +55,7 @@ impl Write {
                 result,
                 ..
             } => {
-                let r = start_in(conn, inv, *now_ms).await;
+                let r = hot::start(conn, inv, *now_ms);
                 let failed = r.is_err();
                 *result = Some(r);
                 failed
@@ -67,7 +68,7 @@ impl Write {
                 ..
             } => {
                 let key_reply = key_reply.as_ref().map(|(k, r)| (k.as_str(), r.as_str()));
-                let r = finish_in(conn, *id, completion, key_reply).await;
+                let r = hot::finish(conn, *id, completion, key_reply);
                 let failed = r.is_err();
                 *result = Some(r);
                 failed
@@ -116,12 +117,19 @@ pub struct Counts {
 }
 
 impl GroupCommit {
-    /// Starts the writer on the current runtime.
-    pub fn spawn(pool: SqlitePool) -> GroupCommit {
+    /// Starts the writer: a thread of its own with its own connection to
+    /// the (migrated) database, so a batch runs without a round trip per
+    /// statement.
+    pub fn spawn(path: &Path) -> Result<GroupCommit, StoreError> {
+        let conn = hot::open(path)?;
         let (writes, queue) = mpsc::unbounded_channel();
         let counts = Arc::new(Counts::default());
-        tokio::spawn(run(pool, queue, counts.clone()));
-        GroupCommit { writes, counts }
+        let for_thread = counts.clone();
+        std::thread::Builder::new()
+            .name("oncall-history".into())
+            .spawn(move || run(conn, queue, for_thread))
+            .map_err(|e| StoreError::Commit(format!("could not start the history writer: {e}")))?;
+        Ok(GroupCommit { writes, counts })
     }
 
     /// (commits, writes) so far: their ratio is the batching achieved.
@@ -171,14 +179,23 @@ impl GroupCommit {
     }
 }
 
-async fn run(pool: SqlitePool, mut queue: mpsc::UnboundedReceiver<Write>, counts: Arc<Counts>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+/// The writer's loop: wait for one write, take every other one waiting,
+/// commit them together. Ends when every handle is gone.
+fn run(conn: Connection, mut queue: mpsc::UnboundedReceiver<Write>, counts: Arc<Counts>) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch = Vec::with_capacity(64);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
         counts.commits.fetch_add(1, Ordering::Relaxed);
         counts
             .writes
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        commit(&pool, &mut batch).await;
+        commit(&conn, &mut batch);
     }
 }
 
@@ -186,9 +203,8 @@ async fn run(pool: SqlitePool, mut queue: mpsc::UnboundedReceiver<Write>, counts
 /// with its own result. If a write failed (rare: a constraint, a full
 /// disk) or the transaction did, nothing of the batch stands and each write
 /// is applied again in a transaction of its own, so a failure fails alone.
-async fn commit(pool: &SqlitePool, batch: &mut Vec<Write>) {
-    let outcome = apply(pool, batch).await;
-    match outcome {
+fn commit(conn: &Connection, batch: &mut Vec<Write>) {
+    match apply(conn, batch) {
         Ok(Batch::Committed) => {
             for write in batch.drain(..) {
                 write.answer(None);
@@ -213,8 +229,7 @@ async fn commit(pool: &SqlitePool, batch: &mut Vec<Write>) {
                 "a history batch failed; writing its rows one by one"
             );
             for write in batch.drain(..) {
-                let mut alone = vec![write];
-                Box::pin(commit(pool, &mut alone)).await;
+                commit(conn, &mut vec![write]);
             }
         }
     }
@@ -229,14 +244,17 @@ enum Batch {
 }
 
 /// Every write of the batch in one `BEGIN IMMEDIATE` transaction.
-async fn apply(pool: &SqlitePool, batch: &mut [Write]) -> Result<Batch, StoreError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+fn apply(conn: &Connection, batch: &mut [Write]) -> Result<Batch, StoreError> {
+    hot::begin(conn)?;
     for write in batch.iter_mut() {
-        if write.apply(&mut tx).await {
-            tx.rollback().await?;
+        if write.apply(conn) {
+            hot::rollback(conn);
             return Ok(Batch::RolledBack);
         }
     }
-    tx.commit().await?;
+    if let Err(e) = hot::commit(conn) {
+        hot::rollback(conn);
+        return Err(e);
+    }
     Ok(Batch::Committed)
 }

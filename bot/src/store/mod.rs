@@ -546,7 +546,10 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), 64, "each write its own row");
         let (commits, writes) = store.commit_counts();
-        assert_eq!(commits - commits_before, 1, "one commit for 64 writes");
+        // The writer thread may wake between the first writes and the rest;
+        // without batching it would commit 64 times.
+        let used = commits - commits_before;
+        assert!(used < 16, "{used} commits for 64 writes");
         assert!(writes >= 64);
         for id in ids {
             assert!(store.invocation(id).await.unwrap().is_some());

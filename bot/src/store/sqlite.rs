@@ -18,7 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{FromRow, SqlitePool};
 
 use super::{
-    Approval, ApprovalState, Completion, HistoryQuery, InvocationRow, KeyClaim, NewInvocation,
+    Approval, ApprovalState, Completion, HistoryQuery, InvocationRow, NewInvocation,
     NewOutboxMessage, OutboxMessage, OutboxState, Start, StoreError,
 };
 
@@ -54,7 +54,7 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        let writer = GroupCommit::spawn(pool.clone());
+        let writer = GroupCommit::spawn(path)?;
         Ok(SqliteStore { pool, writer })
     }
 
@@ -302,59 +302,141 @@ impl SqliteStore {
     }
 }
 
-/// The INSERT of a new invocation row, on any connection or transaction.
-/// The writes of [`SqliteStore::start_invocation`], inside a transaction
-/// someone else commits.
-pub(super) async fn start_in(
-    conn: &mut sqlx::SqliteConnection,
-    inv: &NewInvocation,
-    now_ms: i64,
-) -> Result<Start, StoreError> {
-    if let Some(key) = &inv.idempotency_key {
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (key, state, created_at) VALUES (?, 'running', ?)
-             ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(now_ms)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            let (state, reply): (String, Option<String>) =
-                sqlx::query_as("SELECT state, reply FROM idempotency_keys WHERE key = ?")
-                    .bind(key)
-                    .fetch_one(&mut *conn)
-                    .await?;
-            return Ok(Start::Repeat(match (state.as_str(), reply) {
-                ("done", Some(reply)) => KeyClaim::Done(reply),
-                _ => KeyClaim::Running,
-            }));
-        }
-    }
-    Ok(Start::Begun(insert_invocation(conn, inv).await?))
-}
+// The history's hot path: the statements of starting and finishing an
+// invocation, shared by the sqlx code below (approvals' execution rows) and
+// the group commit's own connection (`hot`).
+const CLAIM_KEY: &str =
+    "INSERT INTO idempotency_keys (key, state, created_at) VALUES (?1, 'running', ?2)
+     ON CONFLICT (key) DO NOTHING";
+const KEY_STATE: &str = "SELECT state, reply FROM idempotency_keys WHERE key = ?1";
+const ANSWER_KEY: &str =
+    "UPDATE idempotency_keys SET state = 'done', reply = ?1, invocation_id = ?2 WHERE key = ?3";
+const INSERT_INVOCATION: &str =
+    "INSERT INTO invocations (received_at, platform, workspace, channel, principal, groups, text,
+                              decision, outcome, idempotency_key)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', 'running', ?8)
+     RETURNING id";
+const UPDATE_INVOCATION: &str =
+    "UPDATE invocations SET verb = ?1, command = ?2, service = ?3, mutating = ?4, dry_run = ?5,
+            decision = ?6, rule = ?7, reason = ?8, outcome = ?9, summary = ?10, error = ?11,
+            duration_ms = ?12, approval_id = ?13
+     WHERE id = ?14";
 
-/// The writes of [`SqliteStore::finish_invocation`], inside a transaction
-/// someone else commits.
-pub(super) async fn finish_in(
-    conn: &mut sqlx::SqliteConnection,
-    id: i64,
-    c: &Completion,
-    key_reply: Option<(&str, &str)>,
-) -> Result<(), StoreError> {
-    update_invocation(conn, id, c).await?;
-    if let Some((key, reply)) = key_reply {
-        sqlx::query(
-            "UPDATE idempotency_keys SET state = 'done', reply = ?, invocation_id = ? WHERE key = ?",
-        )
-        .bind(reply)
-        .bind(id)
-        .bind(key)
-        .execute(&mut *conn)
-        .await?;
+/// The group commit's side of the store: one plain SQLite connection on a
+/// thread of its own, running whole batches without a round trip per
+/// statement (see [`super::group_commit`]).
+pub(super) mod hot {
+    use std::path::Path;
+
+    use rusqlite::{params, Connection, OptionalExtension};
+
+    use super::super::{Completion, KeyClaim, NewInvocation, Start, StoreError};
+    use super::{ANSWER_KEY, CLAIM_KEY, INSERT_INVOCATION, KEY_STATE, UPDATE_INVOCATION};
+
+    fn sql(e: rusqlite::Error) -> StoreError {
+        StoreError::Commit(e.to_string())
     }
-    Ok(())
+
+    /// Opens the (already migrated) database for writing, durable as the
+    /// pool's connections are: WAL, `synchronous = FULL`.
+    pub fn open(path: &Path) -> Result<Connection, StoreError> {
+        let conn = Connection::open(path).map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(sql)?;
+        Ok(conn)
+    }
+
+    pub fn begin(conn: &Connection) -> Result<(), StoreError> {
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)
+    }
+
+    pub fn commit(conn: &Connection) -> Result<(), StoreError> {
+        conn.execute_batch("COMMIT").map_err(sql)
+    }
+
+    pub fn rollback(conn: &Connection) {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+
+    pub fn start(conn: &Connection, inv: &NewInvocation, now_ms: i64) -> Result<Start, StoreError> {
+        if let Some(key) = &inv.idempotency_key {
+            let inserted = conn
+                .prepare_cached(CLAIM_KEY)
+                .and_then(|mut s| s.execute(params![key, now_ms]))
+                .map_err(sql)?;
+            if inserted == 0 {
+                let (state, reply): (String, Option<String>) = conn
+                    .prepare_cached(KEY_STATE)
+                    .and_then(|mut s| s.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?))))
+                    .map_err(sql)?;
+                return Ok(Start::Repeat(match (state.as_str(), reply) {
+                    ("done", Some(reply)) => KeyClaim::Done(reply),
+                    _ => KeyClaim::Running,
+                }));
+            }
+        }
+        let groups =
+            serde_json::to_string(&inv.groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let id: i64 = conn
+            .prepare_cached(INSERT_INVOCATION)
+            .and_then(|mut s| {
+                s.query_row(
+                    params![
+                        inv.received_at_ms,
+                        inv.platform,
+                        inv.workspace,
+                        inv.channel,
+                        inv.principal,
+                        groups,
+                        inv.text,
+                        inv.idempotency_key
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .map_err(sql)?
+            .ok_or_else(|| StoreError::Commit("the new row has no id".into()))?;
+        Ok(Start::Begun(id))
+    }
+
+    pub fn finish(
+        conn: &Connection,
+        id: i64,
+        c: &Completion,
+        key_reply: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
+        conn.prepare_cached(UPDATE_INVOCATION)
+            .and_then(|mut s| {
+                s.execute(params![
+                    c.verb,
+                    c.command,
+                    c.service,
+                    c.mutating,
+                    c.dry_run,
+                    c.decision,
+                    c.rule,
+                    c.reason,
+                    c.outcome,
+                    c.summary,
+                    c.error,
+                    c.duration_ms,
+                    c.approval_id,
+                    id
+                ])
+            })
+            .map_err(sql)?;
+        if let Some((key, reply)) = key_reply {
+            conn.prepare_cached(ANSWER_KEY)
+                .and_then(|mut s| s.execute(params![reply, id, key]))
+                .map_err(sql)?;
+        }
+        Ok(())
+    }
 }
 
 async fn insert_invocation(
@@ -363,12 +445,7 @@ async fn insert_invocation(
 ) -> Result<i64, StoreError> {
     let groups =
         serde_json::to_string(&inv.groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO invocations (received_at, platform, workspace, channel, principal, groups, text,
-                                      decision, outcome, idempotency_key)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 'running', ?)
-             RETURNING id",
-    )
+    let id: i64 = sqlx::query_scalar(INSERT_INVOCATION)
         .bind(inv.received_at_ms)
         .bind(&inv.platform)
         .bind(&inv.workspace)
@@ -378,39 +455,8 @@ async fn insert_invocation(
         .bind(&inv.text)
         .bind(&inv.idempotency_key)
         .fetch_one(&mut *conn)
-    .await?;
+        .await?;
     Ok(id)
-}
-
-/// The UPDATE completing an invocation row.
-async fn update_invocation(
-    conn: &mut sqlx::SqliteConnection,
-    id: i64,
-    c: &Completion,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE invocations SET verb = ?, command = ?, service = ?, mutating = ?, dry_run = ?,
-                    decision = ?, rule = ?, reason = ?, outcome = ?, summary = ?, error = ?,
-                    duration_ms = ?, approval_id = ?
-             WHERE id = ?",
-    )
-    .bind(&c.verb)
-    .bind(&c.command)
-    .bind(&c.service)
-    .bind(c.mutating)
-    .bind(c.dry_run)
-    .bind(&c.decision)
-    .bind(&c.rule)
-    .bind(&c.reason)
-    .bind(&c.outcome)
-    .bind(&c.summary)
-    .bind(&c.error)
-    .bind(c.duration_ms)
-    .bind(&c.approval_id)
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
