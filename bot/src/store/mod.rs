@@ -334,6 +334,11 @@ impl Store {
     }
 
     /// Stores a new pending approval; `false` if its id is taken.
+    /// The query plan of [`Store::history`] for `q` (for the benchmark).
+    pub async fn history_plan(&self, q: &HistoryQuery) -> Result<Vec<String>, StoreError> {
+        delegate!(self.history_plan(q))
+    }
+
     pub async fn insert_approval(&self, a: &Approval) -> Result<bool, StoreError> {
         delegate!(self.insert_approval(a))
     }

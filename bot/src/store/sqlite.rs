@@ -120,21 +120,43 @@ impl SqliteStore {
 
     /// History, newest first.
     pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<InvocationRow>, StoreError> {
-        let rows = sqlx::query_as::<_, InvocationRow>(
-            "SELECT * FROM invocations
-             WHERE (?1 IS NULL OR principal = ?1)
-               AND (?2 IS NULL OR service = ?2)
-               AND (?3 IS NULL OR received_at >= ?3)
-             ORDER BY received_at DESC, id DESC
-             LIMIT ?4",
-        )
-        .bind(&q.principal)
-        .bind(&q.service)
-        .bind(q.since_ms)
-        .bind(i64::from(q.limit.max(1)))
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = history_sql(q);
+        let mut query = sqlx::query_as::<_, InvocationRow>(&sql);
+        if let Some(p) = &q.principal {
+            query = query.bind(p);
+        }
+        if let Some(s) = &q.service {
+            query = query.bind(s);
+        }
+        if let Some(since) = q.since_ms {
+            query = query.bind(since);
+        }
+        let rows = query
+            .bind(i64::from(q.limit.max(1)))
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows)
+    }
+
+    /// How SQLite runs [`Self::history`] for this query (`EXPLAIN QUERY
+    /// PLAN`), one line per step: for the benchmark and its index checks.
+    pub async fn history_plan(&self, q: &HistoryQuery) -> Result<Vec<String>, StoreError> {
+        let sql = format!("EXPLAIN QUERY PLAN {}", history_sql(q));
+        let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&sql);
+        if let Some(p) = &q.principal {
+            query = query.bind(p);
+        }
+        if let Some(s) = &q.service {
+            query = query.bind(s);
+        }
+        if let Some(since) = q.since_ms {
+            query = query.bind(since);
+        }
+        let rows = query
+            .bind(i64::from(q.limit.max(1)))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.3).collect())
     }
 
     pub async fn insert_approval(&self, a: &Approval) -> Result<bool, StoreError> {
@@ -300,6 +322,28 @@ impl SqliteStore {
             .await?
             .rows_affected())
     }
+}
+
+/// The history query with only the filters given, each a plain comparison
+/// an index can serve (`service = ? AND received_at >= ?` walks
+/// `invocations_by_service`; a `? IS NULL OR …` form would scan the table).
+fn history_sql(q: &HistoryQuery) -> String {
+    let mut filters = Vec::new();
+    if q.principal.is_some() {
+        filters.push("principal = ?");
+    }
+    if q.service.is_some() {
+        filters.push("service = ?");
+    }
+    if q.since_ms.is_some() {
+        filters.push("received_at >= ?");
+    }
+    let filter = if filters.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", filters.join(" AND "))
+    };
+    format!("SELECT * FROM invocations {filter} ORDER BY received_at DESC, id DESC LIMIT ?")
 }
 
 // The history's hot path: the statements of starting and finishing an
