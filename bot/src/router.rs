@@ -291,6 +291,11 @@ impl Router {
             text: redact_for_history(&inv.text),
             idempotency_key: inv.idempotency_key.clone(),
         };
+        if self.recorded_once(&inv.text) {
+            return self
+                .handle_recorded_once(&inv, &record, started, now_ms)
+                .await;
+        }
         // One commit: the key is claimed and the row written together.
         let id = match store.start_invocation(&record, now_ms).await {
             Ok(Start::Begun(id)) => id,
@@ -312,7 +317,88 @@ impl Router {
         };
         let span = tracing::Span::current();
         span.record("id", id);
-        let (mut handled, command, decision) = self.run(&inv, id).await;
+        let (handled, command, decision) = self.run(&inv, Some(id)).await;
+        let (mut reply, completion) = self.conclude(&inv, handled, command, decision, started);
+        // One commit: the row is completed and the reply kept for repeats,
+        // before the reply is returned.
+        let json = key_json(&inv, &reply);
+        let key_reply = inv.idempotency_key.as_deref().zip(json.as_deref());
+        let duration_ms = completion.duration_ms;
+        if let Err(e) = store.finish_invocation(id, &completion, key_reply).await {
+            tracing::error!(invocation = id, "could not complete the history row: {e}");
+            reply = reply.text(format!(
+                "⚠️ The history could not record the outcome of this request (#{id}): {e}"
+            ));
+        }
+        tracing::info!(duration_ms, "handled");
+        reply
+    }
+
+    /// Whether a request is recorded in one write, after it ran and before
+    /// its reply: a command that changes nothing (or no command at all) and
+    /// that no approval rule can hold. Running such a request twice is
+    /// harmless, so nothing needs claiming before it runs; everything else
+    /// is recorded, and its key claimed, before it runs.
+    fn recorded_once(&self, text: &str) -> bool {
+        let Ok(parsed) = grammar::parse(text) else {
+            return true;
+        };
+        let command = &parsed.command;
+        let verb = command.policy_verb();
+        !command.is_mutating()
+            && !self
+                .inner
+                .config
+                .policy
+                .approvals
+                .iter()
+                .any(|rule| rule.verbs.matches(Some(verb)))
+    }
+
+    /// Runs a request that changes nothing, then records it whole, in one
+    /// commit, before the reply is returned. A repeat of a key that already
+    /// answered gets that answer.
+    async fn handle_recorded_once(
+        &self,
+        inv: &Invocation,
+        record: &NewInvocation,
+        started: Instant,
+        now_ms: i64,
+    ) -> Reply {
+        let (handled, command, decision) = self.run(inv, None).await;
+        let (reply, completion) = self.conclude(inv, handled, command, decision, started);
+        let json = key_json(inv, &reply);
+        let duration_ms = completion.duration_ms;
+        match self
+            .inner
+            .store
+            .record_invocation(record, &completion, json.as_deref(), now_ms)
+            .await
+        {
+            Ok(Start::Begun(id)) => {
+                tracing::Span::current().record("id", id);
+            }
+            Ok(Start::Repeat(KeyClaim::Done(json))) => return stored_reply(&json),
+            // The first delivery is still running: this answer is as good.
+            Ok(Start::Repeat(_)) => {}
+            // Not in the history: not shown.
+            Err(e) => return store_unavailable(e),
+        }
+        tracing::info!(duration_ms, "handled");
+        reply
+    }
+
+    /// The reply to show (with its footer) and the history's completion of
+    /// a request that ran.
+    fn conclude(
+        &self,
+        inv: &Invocation,
+        mut handled: Handled,
+        command: Option<Command>,
+        decision: DecisionRecord,
+        started: Instant,
+    ) -> (Reply, Completion) {
+        let span = tracing::Span::current();
         if let Some(c) = &command {
             span.record("verb", c.policy_verb());
         }
@@ -327,36 +413,14 @@ impl Router {
             inv.channel_scope(),
             now.round(jiff::Unit::Second).unwrap_or(now)
         ));
-        // One commit: the row is completed and the reply kept for repeats,
-        // before the reply is returned.
-        let json = match (
-            &inv.idempotency_key,
-            serde_json::to_string(&reply.redacted()),
-        ) {
-            (Some(_), Ok(json)) => Some(json),
-            (Some(_), Err(e)) => {
-                tracing::error!("could not serialize a reply: {e}");
-                None
-            }
-            (None, _) => None,
-        };
-        let key_reply = inv.idempotency_key.as_deref().zip(json.as_deref());
-        let duration_ms = completion.duration_ms;
-        if let Err(e) = store.finish_invocation(id, &completion, key_reply).await {
-            tracing::error!(invocation = id, "could not complete the history row: {e}");
-            reply = reply.text(format!(
-                "⚠️ The history could not record the outcome of this request (#{id}): {e}"
-            ));
-        }
-        tracing::info!(duration_ms, "handled");
-        reply
+        (reply, completion)
     }
 
     /// Parse → validate → authorize → approve-or-execute.
     async fn run(
         &self,
         inv: &Invocation,
-        invocation_id: i64,
+        invocation_id: Option<i64>,
     ) -> (Handled, Option<Command>, DecisionRecord) {
         let parsed = match grammar::parse(&inv.text)
             .and_then(|p| grammar::validate(&p.command, &self.inner.catalog).map(|()| p))
@@ -411,7 +475,7 @@ impl Router {
         &self,
         inv: &Invocation,
         command: &Command,
-        invocation_id: i64,
+        invocation_id: Option<i64>,
     ) -> (Handled, DecisionRecord) {
         let none = || DecisionRecord {
             decision: "none".into(),
@@ -764,6 +828,19 @@ fn rate_limited(
         approval_id: None,
     };
     (handled, record)
+}
+
+/// The reply as kept for the request's idempotency key (redacted), if it
+/// has one.
+fn key_json(inv: &Invocation, reply: &Reply) -> Option<String> {
+    inv.idempotency_key.as_ref()?;
+    match serde_json::to_string(&reply.redacted()) {
+        Ok(json) => Some(json),
+        Err(e) => {
+            tracing::error!("could not serialize a reply: {e}");
+            None
+        }
+    }
 }
 
 /// A repeat's answer: the first delivery's stored reply.

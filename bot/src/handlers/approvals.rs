@@ -34,7 +34,7 @@ pub async fn request(
     rule: &str,
     approvers: &[String],
     reason: &Reason,
-    invocation_id: i64,
+    invocation_id: Option<i64>,
 ) -> (Handled, Option<String>) {
     let inv = cx.inv;
     let now = cx.now;
@@ -56,7 +56,7 @@ pub async fn request(
         state: ApprovalState::Pending,
         decided_by: None,
         decided_at_ms: None,
-        request_invocation_id: Some(invocation_id),
+        request_invocation_id: invocation_id,
         execution_invocation_id: None,
     };
     // Ids are short for typing; retry on the rare collision.

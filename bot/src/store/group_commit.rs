@@ -43,6 +43,15 @@ enum Write {
         result: Option<Result<(), StoreError>>,
         done: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// A whole invocation that changed nothing.
+    Record {
+        inv: NewInvocation,
+        completion: Completion,
+        reply: Option<String>,
+        now_ms: i64,
+        result: Option<Result<Start, StoreError>>,
+        done: oneshot::Sender<Result<Start, StoreError>>,
+    },
 }
 
 impl Write {
@@ -73,6 +82,19 @@ impl Write {
                 *result = Some(r);
                 failed
             }
+            Write::Record {
+                inv,
+                completion,
+                reply,
+                now_ms,
+                result,
+                ..
+            } => {
+                let r = hot::record(conn, inv, completion, reply.as_deref(), *now_ms);
+                let failed = r.is_err();
+                *result = Some(r);
+                failed
+            }
         }
     }
 
@@ -84,6 +106,9 @@ impl Write {
                 let _ = done.send(outcome(commit_failed, result));
             }
             Write::Finish { result, done, .. } => {
+                let _ = done.send(outcome(commit_failed, result));
+            }
+            Write::Record { result, done, .. } => {
                 let _ = done.send(outcome(commit_failed, result));
             }
         }
@@ -166,6 +191,27 @@ impl GroupCommit {
             id,
             completion: completion.clone(),
             key_reply: key_reply.map(|(k, r)| (k.to_string(), r.to_string())),
+            result: None,
+            done,
+        })?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Records a whole invocation that changed nothing, in one write;
+    /// durable when this returns.
+    pub async fn record(
+        &self,
+        inv: &NewInvocation,
+        completion: &Completion,
+        reply: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Start, StoreError> {
+        let (done, answer) = oneshot::channel();
+        self.send(Write::Record {
+            inv: inv.clone(),
+            completion: completion.clone(),
+            reply: reply.map(String::from),
+            now_ms,
             result: None,
             done,
         })?;

@@ -319,6 +319,20 @@ impl Store {
         delegate!(self.finish_invocation(id, c, key_reply))
     }
 
+    /// Records, in one commit, a whole invocation of a command that changed
+    /// nothing (nothing was claimed before it ran: running it again would
+    /// have been harmless), with the reply kept for its key. A key seen
+    /// before is a repeat: nothing is written and its claim is returned.
+    pub async fn record_invocation(
+        &self,
+        inv: &NewInvocation,
+        c: &Completion,
+        reply: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Start, StoreError> {
+        delegate!(self.record_invocation(inv, c, reply, now_ms))
+    }
+
     /// The stored reply of a finished idempotency key, if it has finished.
     pub async fn key_reply(&self, key: &str) -> Result<Option<String>, StoreError> {
         delegate!(self.key_reply(key))

@@ -96,6 +96,17 @@ impl SqliteStore {
         self.writer.finish(id, c, key_reply).await
     }
 
+    /// Records a whole invocation that changed nothing, in one write.
+    pub async fn record_invocation(
+        &self,
+        inv: &NewInvocation,
+        c: &Completion,
+        reply: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Start, StoreError> {
+        self.writer.record(inv, c, reply, now_ms).await
+    }
+
     /// The stored reply of a finished idempotency key, if it has finished.
     pub async fn key_reply(&self, key: &str) -> Result<Option<String>, StoreError> {
         let row: Option<(String, Option<String>)> =
@@ -366,6 +377,16 @@ const UPDATE_INVOCATION: &str =
             duration_ms = ?12, approval_id = ?13
      WHERE id = ?14";
 
+const INSERT_COMPLETE: &str = "INSERT INTO invocations (received_at, platform, workspace, channel, principal, groups, text,
+                              verb, command, service, mutating, dry_run, decision, rule, reason,
+                              outcome, summary, error, duration_ms, approval_id, idempotency_key)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+     RETURNING id";
+const CLAIM_KEY_DONE: &str =
+    "INSERT INTO idempotency_keys (key, state, reply, created_at) VALUES (?1, 'done', ?2, ?3)
+     ON CONFLICT (key) DO NOTHING";
+const LINK_KEY: &str = "UPDATE idempotency_keys SET invocation_id = ?1 WHERE key = ?2";
+
 /// The group commit's side of the store: one plain SQLite connection on a
 /// thread of its own, running whole batches without a round trip per
 /// statement (see [`super::group_commit`]).
@@ -375,7 +396,10 @@ pub(super) mod hot {
     use rusqlite::{params, Connection, OptionalExtension};
 
     use super::super::{Completion, KeyClaim, NewInvocation, Start, StoreError};
-    use super::{ANSWER_KEY, CLAIM_KEY, INSERT_INVOCATION, KEY_STATE, UPDATE_INVOCATION};
+    use super::{
+        ANSWER_KEY, CLAIM_KEY, CLAIM_KEY_DONE, INSERT_COMPLETE, INSERT_INVOCATION, KEY_STATE,
+        LINK_KEY, UPDATE_INVOCATION,
+    };
 
     fn sql(e: rusqlite::Error) -> StoreError {
         StoreError::Commit(e.to_string())
@@ -445,6 +469,73 @@ pub(super) mod hot {
             })
             .map_err(sql)?
             .ok_or_else(|| StoreError::Commit("the new row has no id".into()))?;
+        Ok(Start::Begun(id))
+    }
+
+    /// A whole invocation in one write (a command that changes nothing):
+    /// its key, if any, claimed already answered, and its complete row. A
+    /// key seen before is a repeat, and nothing is written.
+    pub fn record(
+        conn: &Connection,
+        inv: &NewInvocation,
+        c: &Completion,
+        reply: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Start, StoreError> {
+        if let Some(key) = &inv.idempotency_key {
+            let inserted = conn
+                .prepare_cached(CLAIM_KEY_DONE)
+                .and_then(|mut s| s.execute(params![key, reply, now_ms]))
+                .map_err(sql)?;
+            if inserted == 0 {
+                let (state, reply): (String, Option<String>) = conn
+                    .prepare_cached(KEY_STATE)
+                    .and_then(|mut s| s.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?))))
+                    .map_err(sql)?;
+                return Ok(Start::Repeat(match (state.as_str(), reply) {
+                    ("done", Some(reply)) => KeyClaim::Done(reply),
+                    _ => KeyClaim::Running,
+                }));
+            }
+        }
+        let groups =
+            serde_json::to_string(&inv.groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let id: i64 = conn
+            .prepare_cached(INSERT_COMPLETE)
+            .and_then(|mut s| {
+                s.query_row(
+                    params![
+                        inv.received_at_ms,
+                        inv.platform,
+                        inv.workspace,
+                        inv.channel,
+                        inv.principal,
+                        groups,
+                        inv.text,
+                        c.verb,
+                        c.command,
+                        c.service,
+                        c.mutating,
+                        c.dry_run,
+                        c.decision,
+                        c.rule,
+                        c.reason,
+                        c.outcome,
+                        c.summary,
+                        c.error,
+                        c.duration_ms,
+                        c.approval_id,
+                        inv.idempotency_key
+                    ],
+                    |r| r.get(0),
+                )
+            })
+            .map_err(sql)?;
+        if let Some(key) = &inv.idempotency_key {
+            conn.prepare_cached(LINK_KEY)
+                .and_then(|mut s| s.execute(params![id, key]))
+                .map_err(sql)?;
+        }
         Ok(Start::Begun(id))
     }
 

@@ -482,3 +482,45 @@ ids = ["cli:operator", "cli:operator2"]
         Outcome::Done
     );
 }
+
+/// A command that changes nothing is recorded whole in one write, after it
+/// ran and before its reply; a changing one is recorded before it runs and
+/// completed after (two writes). Either way a repeat of its key gets the
+/// first answer and adds no row.
+#[tokio::test]
+async fn reads_are_recorded_in_one_write_and_changes_in_two() {
+    let h = Harness::new().await;
+    let writes = || h.router.store().commit_counts().1;
+    let rows = async || h.history().await.len();
+    let (w0, r0) = (writes(), rows().await);
+    let first = h
+        .run_keyed("cli:operator", "status backend", "read-1")
+        .await;
+    assert_eq!(writes() - w0, 1, "one write for a read");
+    assert_eq!(rows().await, r0 + 1);
+    let row = h.history().await.into_iter().max_by_key(|r| r.id).unwrap();
+    assert_eq!(
+        (
+            row.verb.as_deref(),
+            row.outcome.as_str(),
+            row.idempotency_key.as_deref()
+        ),
+        (Some("status"), "info", Some("read-1"))
+    );
+    let again = h
+        .run_keyed("cli:operator", "status backend", "read-1")
+        .await;
+    assert_eq!(again.to_console(), first.to_console(), "the stored answer");
+    assert_eq!(rows().await, r0 + 1, "no row for a repeat");
+    let w1 = writes();
+    let r = h
+        .run_keyed("cli:operator", "scale backend 4", "change-1")
+        .await;
+    assert_eq!(r.outcome, Outcome::Done, "{}", r.to_console());
+    assert_eq!(writes() - w1, 2, "claimed before it ran, completed after");
+    let again = h
+        .run_keyed("cli:operator", "scale backend 4", "change-1")
+        .await;
+    assert_eq!(again.to_console(), r.to_console());
+    assert_eq!(rows().await, r0 + 2);
+}

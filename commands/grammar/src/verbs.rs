@@ -1264,7 +1264,8 @@ pub struct Deny {
 
 pub static DENY: VerbSpec = VerbSpec {
     gate: Gate::Handler,
-    ..read(
+    // It changes a request's state: recorded before it runs, run once.
+    ..write(
         "deny",
         "deny",
         &[REQUEST_ID],
