@@ -132,18 +132,7 @@ impl SqliteStore {
     /// History, newest first.
     pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<InvocationRow>, StoreError> {
         let sql = history_sql(q);
-        let mut query = sqlx::query_as::<_, InvocationRow>(&sql);
-        if let Some(p) = &q.principal {
-            query = query.bind(p);
-        }
-        if let Some(s) = &q.service {
-            query = query.bind(s);
-        }
-        if let Some(since) = q.since_ms {
-            query = query.bind(since);
-        }
-        let rows = query
-            .bind(i64::from(q.limit.max(1)))
+        let rows = bind_history(sqlx::query_as::<_, InvocationRow>(&sql), q)
             .fetch_all(&self.pool)
             .await?;
         Ok(rows)
@@ -153,18 +142,7 @@ impl SqliteStore {
     /// PLAN`), one line per step: for the benchmark and its index checks.
     pub async fn history_plan(&self, q: &HistoryQuery) -> Result<Vec<String>, StoreError> {
         let sql = format!("EXPLAIN QUERY PLAN {}", history_sql(q));
-        let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&sql);
-        if let Some(p) = &q.principal {
-            query = query.bind(p);
-        }
-        if let Some(s) = &q.service {
-            query = query.bind(s);
-        }
-        if let Some(since) = q.since_ms {
-            query = query.bind(since);
-        }
-        let rows = query
-            .bind(i64::from(q.limit.max(1)))
+        let rows = bind_history(sqlx::query_as::<_, (i64, i64, i64, String)>(&sql), q)
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.into_iter().map(|r| r.3).collect())
@@ -357,6 +335,23 @@ fn history_sql(q: &HistoryQuery) -> String {
     format!("SELECT * FROM invocations {filter} ORDER BY received_at DESC, id DESC LIMIT ?")
 }
 
+/// Binds [`history_sql`]'s parameters, in its order.
+fn bind_history<'q, O>(
+    mut query: sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments<'q>>,
+    q: &'q HistoryQuery,
+) -> sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments<'q>> {
+    if let Some(p) = &q.principal {
+        query = query.bind(p);
+    }
+    if let Some(s) = &q.service {
+        query = query.bind(s);
+    }
+    if let Some(since) = q.since_ms {
+        query = query.bind(since);
+    }
+    query.bind(i64::from(q.limit.max(1)))
+}
+
 // The history's hot path: the statements of starting and finishing an
 // invocation, shared by the sqlx code below (approvals' execution rows) and
 // the group commit's own connection (`hot`).
@@ -430,21 +425,26 @@ pub(super) mod hot {
         let _ = conn.execute_batch("ROLLBACK");
     }
 
+    /// A key claimed before: how its first request is doing.
+    fn repeat_of(conn: &Connection, key: &str) -> Result<Start, StoreError> {
+        let (state, reply): (String, Option<String>) = conn
+            .prepare_cached(KEY_STATE)
+            .and_then(|mut s| s.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(sql)?;
+        Ok(Start::Repeat(match (state.as_str(), reply) {
+            ("done", Some(reply)) => KeyClaim::Done(reply),
+            _ => KeyClaim::Running,
+        }))
+    }
+
     pub fn start(conn: &Connection, inv: &NewInvocation, now_ms: i64) -> Result<Start, StoreError> {
         if let Some(key) = &inv.idempotency_key {
-            let inserted = conn
+            let claimed = conn
                 .prepare_cached(CLAIM_KEY)
                 .and_then(|mut s| s.execute(params![key, now_ms]))
                 .map_err(sql)?;
-            if inserted == 0 {
-                let (state, reply): (String, Option<String>) = conn
-                    .prepare_cached(KEY_STATE)
-                    .and_then(|mut s| s.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?))))
-                    .map_err(sql)?;
-                return Ok(Start::Repeat(match (state.as_str(), reply) {
-                    ("done", Some(reply)) => KeyClaim::Done(reply),
-                    _ => KeyClaim::Running,
-                }));
+            if claimed == 0 {
+                return repeat_of(conn, key);
             }
         }
         let groups =
@@ -483,19 +483,12 @@ pub(super) mod hot {
         now_ms: i64,
     ) -> Result<Start, StoreError> {
         if let Some(key) = &inv.idempotency_key {
-            let inserted = conn
+            let claimed = conn
                 .prepare_cached(CLAIM_KEY_DONE)
                 .and_then(|mut s| s.execute(params![key, reply, now_ms]))
                 .map_err(sql)?;
-            if inserted == 0 {
-                let (state, reply): (String, Option<String>) = conn
-                    .prepare_cached(KEY_STATE)
-                    .and_then(|mut s| s.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?))))
-                    .map_err(sql)?;
-                return Ok(Start::Repeat(match (state.as_str(), reply) {
-                    ("done", Some(reply)) => KeyClaim::Done(reply),
-                    _ => KeyClaim::Running,
-                }));
+            if claimed == 0 {
+                return repeat_of(conn, key);
             }
         }
         let groups =
