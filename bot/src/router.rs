@@ -4,7 +4,9 @@
 //! [`Router::handle`]. The steps, in order:
 //! 1. an idempotency key already seen is answered with its first reply and
 //!    runs nothing;
-//! 2. a history row is written before anything runs;
+//! 2. a history row is written before anything runs (a command that changes
+//!    nothing, and that no approval rule names, is instead written whole,
+//!    once, after it ran and before step 6's reply);
 //! 3. parse and check against the catalog (bad input changes nothing);
 //! 4. authorize with the policy (deny by default, with the deciding rule);
 //! 5. hold for approval, or execute through the handler of the command;

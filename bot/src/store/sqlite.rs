@@ -2,11 +2,12 @@
 //! SQLite, and the encoding of domain types into rows.
 //!
 //! WAL mode with `synchronous = FULL`, so a row is durable once its
-//! transaction commits. Each request makes two writes: one claims its
-//! idempotency key and writes its history row before anything runs, one
-//! completes the row and keeps the reply for repeats before the reply is
-//! returned; both go through the group commit, which commits everything
-//! waiting at once. Migrations in `migrations/sqlite/` are embedded and run at start.
+//! transaction commits. A request that can change something makes two
+//! writes: one claims its idempotency key and writes its history row before
+//! anything runs, one completes the row and keeps the reply for repeats
+//! before the reply is returned; one that changes nothing is written whole
+//! once, before its reply. All of them go through the group commit, which
+//! commits everything waiting at once. Migrations in `migrations/sqlite/` are embedded and run at start.
 //! Queries are runtime-checked (`query_as` + `FromRow`), so building needs no
 //! database.
 
