@@ -293,9 +293,12 @@ impl Router {
             text: redact_for_history(&inv.text),
             idempotency_key: inv.idempotency_key.clone(),
         };
-        if self.recorded_once(&inv.text) {
+        // Parsed once, here: it decides how the request is recorded, then
+        // what runs.
+        let parsed = grammar::parse(&inv.text);
+        if self.recorded_once(&parsed) {
             return self
-                .handle_recorded_once(&inv, &record, started, now_ms)
+                .handle_recorded_once(&inv, parsed, &record, started, now_ms)
                 .await;
         }
         // One commit: the key is claimed and the row written together.
@@ -319,7 +322,7 @@ impl Router {
         };
         let span = tracing::Span::current();
         span.record("id", id);
-        let (handled, command, decision) = self.run(&inv, Some(id)).await;
+        let (handled, command, decision) = self.run(&inv, parsed, Some(id)).await;
         let (mut reply, completion) = self.conclude(&inv, handled, command, decision, started);
         // One commit: the row is completed and the reply kept for repeats,
         // before the reply is returned.
@@ -341,8 +344,8 @@ impl Router {
     /// that no approval rule can hold. Running such a request twice is
     /// harmless, so nothing needs claiming before it runs; everything else
     /// is recorded, and its key claimed, before it runs.
-    fn recorded_once(&self, text: &str) -> bool {
-        let Ok(parsed) = grammar::parse(text) else {
+    fn recorded_once(&self, parsed: &Result<grammar::Parsed, grammar::ParseError>) -> bool {
+        let Ok(parsed) = parsed else {
             return true;
         };
         let command = &parsed.command;
@@ -363,11 +366,12 @@ impl Router {
     async fn handle_recorded_once(
         &self,
         inv: &Invocation,
+        parsed: Result<grammar::Parsed, grammar::ParseError>,
         record: &NewInvocation,
         started: Instant,
         now_ms: i64,
     ) -> Reply {
-        let (handled, command, decision) = self.run(inv, None).await;
+        let (handled, command, decision) = self.run(inv, parsed, None).await;
         let (reply, completion) = self.conclude(inv, handled, command, decision, started);
         let json = key_json(inv, &reply);
         let duration_ms = completion.duration_ms;
@@ -422,9 +426,10 @@ impl Router {
     async fn run(
         &self,
         inv: &Invocation,
+        parsed: Result<grammar::Parsed, grammar::ParseError>,
         invocation_id: Option<i64>,
     ) -> (Handled, Option<Command>, DecisionRecord) {
-        let parsed = match grammar::parse(&inv.text)
+        let parsed = match parsed
             .and_then(|p| grammar::validate(&p.command, &self.inner.catalog).map(|()| p))
         {
             Ok(p) => p,

@@ -389,12 +389,12 @@ const LINK_KEY: &str = "UPDATE idempotency_keys SET invocation_id = ?1 WHERE key
 pub(super) mod hot {
     use std::path::Path;
 
-    use rusqlite::{params, Connection, OptionalExtension};
+    use rusqlite::{params, Connection};
 
     use super::super::{Completion, KeyClaim, NewInvocation, Start, StoreError};
     use super::{
-        ANSWER_KEY, CLAIM_KEY, CLAIM_KEY_DONE, INSERT_COMPLETE, INSERT_INVOCATION, KEY_STATE,
-        LINK_KEY, UPDATE_INVOCATION,
+        ANSWER_KEY, CLAIM_KEY, CLAIM_KEY_DONE, INSERT_COMPLETE, KEY_STATE, LINK_KEY,
+        UPDATE_INVOCATION,
     };
 
     fn sql(e: rusqlite::Error) -> StoreError {
@@ -426,76 +426,12 @@ pub(super) mod hot {
         let _ = conn.execute_batch("ROLLBACK");
     }
 
-    /// A key claimed before: how its first request is doing.
-    fn repeat_of(conn: &Connection, key: &str) -> Result<Start, StoreError> {
-        let (state, reply): (String, Option<String>) = conn
-            .prepare_cached(KEY_STATE)
-            .and_then(|mut s| s.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?))))
-            .map_err(sql)?;
-        Ok(Start::Repeat(match (state.as_str(), reply) {
-            ("done", Some(reply)) => KeyClaim::Done(reply),
-            _ => KeyClaim::Running,
-        }))
-    }
-
-    pub fn start(conn: &Connection, inv: &NewInvocation, now_ms: i64) -> Result<Start, StoreError> {
-        if let Some(key) = &inv.idempotency_key {
-            let claimed = conn
-                .prepare_cached(CLAIM_KEY)
-                .and_then(|mut s| s.execute(params![key, now_ms]))
-                .map_err(sql)?;
-            if claimed == 0 {
-                return repeat_of(conn, key);
-            }
-        }
+    /// One history row, as far as `c` says (a row still running is
+    /// `pending` / `running`); its id.
+    fn insert(conn: &Connection, inv: &NewInvocation, c: &Completion) -> Result<i64, StoreError> {
         let groups =
             serde_json::to_string(&inv.groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let id: i64 = conn
-            .prepare_cached(INSERT_INVOCATION)
-            .and_then(|mut s| {
-                s.query_row(
-                    params![
-                        inv.received_at_ms,
-                        inv.platform,
-                        inv.workspace,
-                        inv.channel,
-                        inv.principal,
-                        groups,
-                        inv.text,
-                        inv.idempotency_key
-                    ],
-                    |r| r.get(0),
-                )
-                .optional()
-            })
-            .map_err(sql)?
-            .ok_or_else(|| StoreError::Commit("the new row has no id".into()))?;
-        Ok(Start::Begun(id))
-    }
-
-    /// A whole invocation in one write (a command that changes nothing):
-    /// its key, if any, claimed already answered, and its complete row. A
-    /// key seen before is a repeat, and nothing is written.
-    pub fn record(
-        conn: &Connection,
-        inv: &NewInvocation,
-        c: &Completion,
-        reply: Option<&str>,
-        now_ms: i64,
-    ) -> Result<Start, StoreError> {
-        if let Some(key) = &inv.idempotency_key {
-            let claimed = conn
-                .prepare_cached(CLAIM_KEY_DONE)
-                .and_then(|mut s| s.execute(params![key, reply, now_ms]))
-                .map_err(sql)?;
-            if claimed == 0 {
-                return repeat_of(conn, key);
-            }
-        }
-        let groups =
-            serde_json::to_string(&inv.groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let id: i64 = conn
-            .prepare_cached(INSERT_COMPLETE)
+        conn.prepare_cached(INSERT_COMPLETE)
             .and_then(|mut s| {
                 s.query_row(
                     params![
@@ -524,7 +460,60 @@ pub(super) mod hot {
                     |r| r.get(0),
                 )
             })
+            .map_err(sql)
+    }
+
+    /// A key claimed before: how its first request is doing.
+    fn repeat_of(conn: &Connection, key: &str) -> Result<Start, StoreError> {
+        let (state, reply): (String, Option<String>) = conn
+            .prepare_cached(KEY_STATE)
+            .and_then(|mut s| s.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?))))
             .map_err(sql)?;
+        Ok(Start::Repeat(match (state.as_str(), reply) {
+            ("done", Some(reply)) => KeyClaim::Done(reply),
+            _ => KeyClaim::Running,
+        }))
+    }
+
+    pub fn start(conn: &Connection, inv: &NewInvocation, now_ms: i64) -> Result<Start, StoreError> {
+        if let Some(key) = &inv.idempotency_key {
+            let claimed = conn
+                .prepare_cached(CLAIM_KEY)
+                .and_then(|mut s| s.execute(params![key, now_ms]))
+                .map_err(sql)?;
+            if claimed == 0 {
+                return repeat_of(conn, key);
+            }
+        }
+        let running = Completion {
+            decision: "pending".into(),
+            outcome: "running".into(),
+            ..Completion::default()
+        };
+        let id = insert(conn, inv, &running)?;
+        Ok(Start::Begun(id))
+    }
+
+    /// A whole invocation in one write (a command that changes nothing):
+    /// its key, if any, claimed already answered, and its complete row. A
+    /// key seen before is a repeat, and nothing is written.
+    pub fn record(
+        conn: &Connection,
+        inv: &NewInvocation,
+        c: &Completion,
+        reply: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Start, StoreError> {
+        if let Some(key) = &inv.idempotency_key {
+            let claimed = conn
+                .prepare_cached(CLAIM_KEY_DONE)
+                .and_then(|mut s| s.execute(params![key, reply, now_ms]))
+                .map_err(sql)?;
+            if claimed == 0 {
+                return repeat_of(conn, key);
+            }
+        }
+        let id = insert(conn, inv, c)?;
         if let Some(key) = &inv.idempotency_key {
             conn.prepare_cached(LINK_KEY)
                 .and_then(|mut s| s.execute(params![id, key]))
