@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::handlers;
 use crate::reply::{Outcome, Reply};
-use crate::store::{Approval, Completion, KeyClaim, NewInvocation, Start, Store};
+use crate::store::{Approval, CommandFacts, Completion, KeyClaim, NewInvocation, Start, Store};
 use crate::supervisor::Supervisor;
 
 pub use crate::model::{Actor, Clock, DecisionRecord, Handled, Invocation, Platform, ProgressSink};
@@ -44,12 +44,13 @@ pub(crate) fn completion(
     handled: &mut Handled,
     started: Instant,
 ) -> Completion {
+    let facts = facts_of(command);
     Completion {
-        verb: command.map(|c| c.policy_verb().to_string()),
-        command: command.map(ToString::to_string),
-        service: command.and_then(|c| c.service()),
-        mutating: command.is_some_and(|c| c.is_mutating()),
-        dry_run: command.is_some_and(|c| c.is_dry_run()),
+        verb: facts.verb,
+        command: facts.command,
+        service: facts.service,
+        mutating: facts.mutating,
+        dry_run: facts.dry_run,
         decision: decision.decision,
         rule: decision.rule,
         reason: decision.reason,
@@ -58,6 +59,17 @@ pub(crate) fn completion(
         error: handled.error.take().map(|e| redact_for_history(&e)),
         duration_ms: started.elapsed().as_millis() as i64,
         approval_id: decision.approval_id,
+    }
+}
+
+/// What the row written before a command runs says about it.
+pub(crate) fn facts_of(command: Option<&Command>) -> CommandFacts {
+    CommandFacts {
+        verb: command.map(|c| c.policy_verb().to_string()),
+        command: command.map(ToString::to_string),
+        service: command.and_then(|c| c.service()),
+        mutating: command.is_some_and(|c| c.is_mutating()),
+        dry_run: command.is_some_and(|c| c.is_dry_run()),
     }
 }
 
@@ -283,6 +295,9 @@ impl Router {
         let store = &self.inner.store;
         let now_ms = self.inner.clock.now().as_millisecond();
         let started = Instant::now();
+        // Parsed once, here: it decides how the request is recorded, then
+        // what runs.
+        let parsed = grammar::parse(&inv.text);
         let record = NewInvocation {
             received_at_ms: inv.received_at.as_millisecond(),
             platform: inv.platform.as_str().to_string(),
@@ -292,10 +307,8 @@ impl Router {
             groups: inv.groups.iter().map(ToString::to_string).collect(),
             text: redact_for_history(&inv.text),
             idempotency_key: inv.idempotency_key.clone(),
+            facts: facts_of(parsed.as_ref().ok().map(|p| &p.command)),
         };
-        // Parsed once, here: it decides how the request is recorded, then
-        // what runs.
-        let parsed = grammar::parse(&inv.text);
         if self.recorded_once(&parsed) {
             return self
                 .handle_recorded_once(&inv, parsed, &record, started, now_ms)

@@ -105,6 +105,9 @@ pub async fn handle(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    if let Some(message) = store.lock().internal_error.clone() {
+        return ApiError::internal(message).into_response();
+    }
     if path.starts_with("/apis/metrics.k8s.io/") {
         return metrics(&store, &path, &query).unwrap_or_else(IntoResponse::into_response);
     }
@@ -113,6 +116,13 @@ pub async fn handle(
         Err(e) => e.into_response(),
     };
     if method != Method::GET {
+        let applied = response.status().is_success() && !query.contains_key("dryRun");
+        if applied {
+            store
+                .lock()
+                .writes
+                .push(format!("{} {path}", method.as_str()));
+        }
         store.notify();
     }
     response

@@ -102,6 +102,15 @@ impl ApiError {
         }
     }
 
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError {
+            code: 500,
+            reason: "InternalError",
+            message: message.into(),
+            details: None,
+        }
+    }
+
     pub fn service_unavailable(message: impl Into<String>) -> Self {
         ApiError {
             code: 503,

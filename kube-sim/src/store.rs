@@ -125,6 +125,12 @@ pub struct Store {
     pub metrics_enabled: bool,
     /// HTTP methods answered with 403, to test a bot whose RBAC is too narrow.
     pub forbidden_methods: Vec<String>,
+    /// Every write a client made that the API applied (`PATCH /apis/…`),
+    /// in order: what tests count to prove a command ran once.
+    pub writes: Vec<String>,
+    /// When set, every API request answers 500 InternalError with this
+    /// message (a broken API server or an overloaded etcd).
+    pub internal_error: Option<String>,
     /// How many of the next writes (PATCH/PUT) answer 409 Conflict, as if
     /// someone else had just changed the object.
     pub conflicts_to_inject: u32,

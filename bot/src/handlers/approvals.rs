@@ -315,6 +315,7 @@ pub async fn approve(cx: &Context<'_>, id: &str) -> (Handled, DecisionRecord) {
         groups: groups.iter().map(ToString::to_string).collect(),
         text: row.text.clone(),
         idempotency_key: None,
+        facts: crate::router::facts_of(Some(&command)),
     };
     let actor = Actor {
         principal: requester.clone(),

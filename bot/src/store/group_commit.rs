@@ -31,7 +31,7 @@ const MAX_BATCH: usize = 512;
 /// (which stands only if the commit does).
 enum Write {
     Start {
-        inv: NewInvocation,
+        inv: Box<NewInvocation>,
         now_ms: i64,
         result: Option<Result<Start, StoreError>>,
         done: oneshot::Sender<Result<Start, StoreError>>,
@@ -45,7 +45,7 @@ enum Write {
     },
     /// A whole invocation that changed nothing.
     Record {
-        inv: NewInvocation,
+        inv: Box<NewInvocation>,
         completion: Completion,
         reply: Option<String>,
         now_ms: i64,
@@ -170,7 +170,7 @@ impl GroupCommit {
     pub async fn start(&self, inv: &NewInvocation, now_ms: i64) -> Result<Start, StoreError> {
         let (done, answer) = oneshot::channel();
         self.send(Write::Start {
-            inv: inv.clone(),
+            inv: Box::new(inv.clone()),
             now_ms,
             result: None,
             done,
@@ -208,7 +208,7 @@ impl GroupCommit {
     ) -> Result<Start, StoreError> {
         let (done, answer) = oneshot::channel();
         self.send(Write::Record {
-            inv: inv.clone(),
+            inv: Box::new(inv.clone()),
             completion: completion.clone(),
             reply: reply.map(String::from),
             now_ms,

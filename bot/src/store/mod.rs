@@ -50,6 +50,19 @@ pub struct NewInvocation {
     pub groups: Vec<String>,
     pub text: String,
     pub idempotency_key: Option<String>,
+    /// What the command is, when it parsed: the row written before it runs
+    /// says so, and a row a crash cut off still shows what was running.
+    pub facts: CommandFacts,
+}
+
+/// What a parsed command is, before it is decided and run.
+#[derive(Debug, Clone, Default)]
+pub struct CommandFacts {
+    pub verb: Option<String>,
+    pub command: Option<String>,
+    pub service: Option<String>,
+    pub mutating: bool,
+    pub dry_run: bool,
 }
 
 /// What is known once the command has been decided and run.
@@ -539,6 +552,7 @@ mod tests {
             groups: vec![],
             text: "whoami".into(),
             idempotency_key: key.map(Into::into),
+            facts: Default::default(),
         }
     }
 
@@ -626,6 +640,7 @@ mod tests {
             groups: vec![],
             text: "restart backend".into(),
             idempotency_key: None,
+            facts: Default::default(),
         };
         // The execution row can't be written (a full disk, say): the
         // request stays pending.
@@ -681,6 +696,7 @@ mod tests {
             groups: vec![],
             text: "status backend".into(),
             idempotency_key: key.map(String::from),
+            facts: Default::default(),
         };
         let mut ids = Vec::new();
         for (at, key) in [
@@ -722,6 +738,13 @@ mod tests {
             groups: vec![],
             text: "scale backend 5".into(),
             idempotency_key: Some("slack:T1:trigger".into()),
+            facts: CommandFacts {
+                verb: Some("scale".into()),
+                command: Some("scale backend 5".into()),
+                service: Some("backend".into()),
+                mutating: true,
+                dry_run: false,
+            },
         };
         let Start::Begun(id) = store.start_invocation(&inv, 1_000).await.unwrap() else {
             panic!("a new key begins");
@@ -734,6 +757,10 @@ mod tests {
         assert_eq!(store.recover_interrupted().await.unwrap(), 1);
         let row = store.invocation(id).await.unwrap().unwrap();
         assert_eq!(row.outcome, "interrupted");
+        // What was cut off is plain from the row written before it ran.
+        assert_eq!(row.verb.as_deref(), Some("scale"));
+        assert_eq!(row.service.as_deref(), Some("backend"));
+        assert!(row.mutating);
         match store.start_invocation(&inv, 3_000).await.unwrap() {
             Start::Repeat(KeyClaim::Done(reply)) => {
                 assert!(reply.contains("interrupted"), "{reply}")

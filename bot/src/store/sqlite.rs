@@ -364,8 +364,9 @@ const ANSWER_KEY: &str =
     "UPDATE idempotency_keys SET state = 'done', reply = ?1, invocation_id = ?2 WHERE key = ?3";
 const INSERT_INVOCATION: &str =
     "INSERT INTO invocations (received_at, platform, workspace, channel, principal, groups, text,
-                              decision, outcome, idempotency_key)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', 'running', ?8)
+                              decision, outcome, idempotency_key,
+                              verb, command, service, mutating, dry_run)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', 'running', ?8, ?9, ?10, ?11, ?12, ?13)
      RETURNING id";
 const UPDATE_INVOCATION: &str =
     "UPDATE invocations SET verb = ?1, command = ?2, service = ?3, mutating = ?4, dry_run = ?5,
@@ -486,6 +487,11 @@ pub(super) mod hot {
             }
         }
         let running = Completion {
+            verb: inv.facts.verb.clone(),
+            command: inv.facts.command.clone(),
+            service: inv.facts.service.clone(),
+            mutating: inv.facts.mutating,
+            dry_run: inv.facts.dry_run,
             decision: "pending".into(),
             outcome: "running".into(),
             ..Completion::default()
@@ -572,6 +578,11 @@ async fn insert_invocation(
         .bind(groups)
         .bind(&inv.text)
         .bind(&inv.idempotency_key)
+        .bind(&inv.facts.verb)
+        .bind(&inv.facts.command)
+        .bind(&inv.facts.service)
+        .bind(inv.facts.mutating)
+        .bind(inv.facts.dry_run)
         .fetch_one(&mut *conn)
         .await?;
     Ok(id)

@@ -6,6 +6,8 @@
 //!   operation, through the router, against the simulator;
 //! - `slack`, `discord`: the adapters over real HTTP against fake platforms;
 //! - `cli`, `shutdown`: the `oncall` binary as users run it;
+//! - `reliability`: the binary under load and abuse (kill -9, retries,
+//!   bad input at volume, slow and failing dependencies);
 //! - `readme`: the README, the Slack manifest and CI stay true to the code.
 
 mod common;
@@ -16,6 +18,7 @@ mod cli;
 mod discord;
 mod operations;
 mod readme;
+mod reliability;
 mod router;
 mod shutdown;
 mod slack;

@@ -4,34 +4,17 @@
 //! simulated cluster made slow on purpose, signed Slack requests, and a fake
 //! Slack receiving the deferred answers.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::fake_slack::{FakeSlack, BOT_TOKEN};
+use crate::common::fake_slack::FakeSlack;
+use crate::common::serve::{self, Setup};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use oncall::store::{HistoryQuery, Store};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_oncall");
 const SECRET: &str = "shutdown-test-signing-secret";
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn slash_command(
     http: &reqwest::Client,
@@ -41,27 +24,8 @@ async fn slash_command(
     trigger: &str,
     response: u32,
 ) -> Value {
-    let body = serde_urlencoded::to_string([
-        ("team_id", "T0001"),
-        ("channel_id", "C0OPS"),
-        ("user_id", "UOPS1"),
-        ("command", "/oncall"),
-        ("text", text),
-        ("response_url", &slack.response_url(response)),
-        ("trigger_id", trigger),
-    ])
-    .unwrap();
-    let ts = jiff::Timestamp::now().as_second().to_string();
-    let resp = http
-        .post(format!("{base}/slack/commands"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-slack-request-timestamp", &ts)
-        .header(
-            "x-slack-signature",
-            oncall::slack::verify::sign(SECRET.as_bytes(), &ts, body.as_bytes()),
-        )
-        .body(body)
-        .send()
+    let body = serve::command_body("UOPS1", text, trigger, &slack.response_url(response));
+    let resp = serve::post_signed(http, base, SECRET, body, &[])
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
@@ -93,47 +57,17 @@ async fn sigterm_lets_in_flight_commands_finish_and_exits_zero() {
         .unwrap();
     let slack = FakeSlack::start().await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, kube_sim::kubeconfig_yaml(&sim.url())).unwrap();
-    let config = dir.path().join("oncall.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n[[policy.bindings]]\nprincipal = \"slack:UOPS1\"\nroles = [\"operator\"]\n",
-            oncall::config::EXAMPLE
-        ),
-    )
-    .unwrap();
-    let log_path = dir.path().join("serve.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut serve = Guard(
-        Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("KUBECONFIG", &kubeconfig)
-            .env("SLACK_SIGNING_SECRET", SECRET)
-            .env("SLACK_BOT_TOKEN", BOT_TOKEN)
-            .env("SLACK_API_URL", slack.api_url())
-            .env("ONCALL_LOG", "info")
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+    let setup = Setup::new(
+        &sim.url(),
+        SECRET,
+        &[],
+        "[[policy.bindings]]\nprincipal = \"slack:UOPS1\"\nroles = [\"operator\"]\n",
     );
+    let mut serve = setup.serve(&slack, "serve.log").await;
+    let base = serve.base.clone();
+    let log_path = serve.log_path.clone();
+    let dir = &setup.dir;
     let http = reqwest::Client::new();
-    let started = Instant::now();
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(
-            started.elapsed() < crate::common::DEADLINE,
-            "serve never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     // Every API call now takes a second and a half: a scale takes several,
     // so it is still running when the signal comes.
@@ -157,12 +91,12 @@ async fn sigterm_lets_in_flight_commands_finish_and_exits_zero() {
 
     let signalled = Instant::now();
     let status = Command::new("kill")
-        .args(["-TERM", &serve.0.id().to_string()])
+        .args(["-TERM", &serve.pid().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let exit = loop {
-        if let Some(exit) = serve.0.try_wait().unwrap() {
+        if let Some(exit) = serve.child.try_wait().unwrap() {
             break exit;
         }
         assert!(

@@ -33,6 +33,8 @@ pub struct FakeState {
     pub groups: Mutex<HashMap<String, Vec<String>>>,
     /// How many upcoming chat.postMessage calls answer 429.
     pub rate_limit_post: Mutex<u32>,
+    /// How many upcoming `response_url` posts answer 429 (`Retry-After: 1`).
+    pub rate_limit_responses: Mutex<u32>,
     /// How long usergroups.users.list takes to answer.
     pub group_delay: Mutex<Duration>,
     /// How many upcoming usergroups.users.list calls answer 429.
@@ -388,6 +390,19 @@ async fn response_url(
     body: axum::body::Bytes,
 ) -> Response {
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    {
+        let mut limited = state.rate_limit_responses.lock().unwrap();
+        if *limited > 0 {
+            *limited -= 1;
+            record(&state, format!("/response/{id}"), parsed, 429);
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "1")],
+                "rate_limited",
+            )
+                .into_response();
+        }
+    }
     let ok = parsed.is_object() && blocks_problem(&parsed).is_none();
     record(
         &state,

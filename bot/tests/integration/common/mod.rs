@@ -3,6 +3,7 @@
 
 pub mod fake_discord;
 pub mod fake_slack;
+pub mod serve;
 
 use std::time::Duration;
 
