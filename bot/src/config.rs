@@ -34,6 +34,8 @@ pub struct Config {
     #[serde(default)]
     pub policy: Policy,
     #[serde(default)]
+    pub incidents: crate::incidents::IncidentsConfig,
+    #[serde(default)]
     pub slack: crate::slack::SlackConfig,
     #[serde(default)]
     pub discord: crate::discord::DiscordConfig,
@@ -238,6 +240,7 @@ impl Config {
             errors.push("approvals.ttl: expected at least 10s".to_string());
         }
         errors.extend(self.catalog().validate());
+        errors.extend(self.incidents.validate());
         errors.extend(
             self.policy
                 .validate(&spec::policy_verbs())
@@ -324,6 +327,23 @@ mod tests {
             12
         );
         assert_eq!(config.approvals.ttl, Duration::from_secs(900));
+        // Runbook 003's severities with 004's names and cadence; a config
+        // without [incidents] gets the same.
+        assert_eq!(
+            config.incidents,
+            crate::incidents::IncidentsConfig::default()
+        );
+        let sev1 = config.incidents.severity("p0").unwrap();
+        assert_eq!(sev1.name, "SEV-1");
+        assert_eq!(sev1.update_every, Some(Duration::from_secs(15 * 60)));
+        assert_eq!(
+            config.incidents.severity("high").unwrap().update_every,
+            Some(Duration::from_secs(30 * 60))
+        );
+        assert_eq!(
+            config.incidents.severity("SEV-4").unwrap().response,
+            "next business day"
+        );
         let roles: Vec<&str> = config
             .policy
             .roles

@@ -46,6 +46,7 @@ pub struct Context<'a> {
     pub actor: &'a Actor,
     /// The time the command started, from the one clock.
     pub now: jiff::Timestamp,
+    invocation_id: Option<i64>,
 }
 
 impl<'a> Context<'a> {
@@ -61,7 +62,14 @@ impl<'a> Context<'a> {
             scope,
             actor,
             now: router.clock().now(),
+            invocation_id: None,
         }
+    }
+
+    /// The same, for a command recorded as invocation `id` before it ran.
+    pub(crate) fn with_invocation(mut self, id: Option<i64>) -> Self {
+        self.invocation_id = id;
+        self
     }
 
     // ---- what the command acts on ----
@@ -167,6 +175,24 @@ impl<'a> Context<'a> {
         scope: &Scope<'_>,
     ) -> Decision {
         self.router.authorize(principals, channel, command, scope)
+    }
+
+    // ---- incidents ----
+
+    /// Severities, roles and cadence.
+    pub fn incidents_config(&self) -> &'a crate::incidents::IncidentsConfig {
+        &self.router.config().incidents
+    }
+
+    /// The store's incident API (incidents, roles, the timeline).
+    pub fn incident_store(&self) -> &'a crate::store::Store {
+        self.router.store()
+    }
+
+    /// The invocation this command is recorded as, when it was recorded
+    /// before it ran.
+    pub fn invocation_id(&self) -> Option<i64> {
+        self.invocation_id
     }
 
     // ---- the store operations handlers need ----

@@ -25,6 +25,7 @@ pub mod discord;
 pub mod handlers;
 pub mod http_retry;
 pub mod inbound;
+pub mod incidents;
 pub mod metrics;
 pub mod model;
 #[cfg(test)]

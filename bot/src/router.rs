@@ -335,8 +335,12 @@ impl Router {
         };
         let span = tracing::Span::current();
         span.record("id", id);
+        let incident = parsed.as_ref().ok().and_then(|p| p.incident);
         let (handled, command, decision) = self.run(&inv, parsed, Some(id)).await;
+        let on_timeline = command.clone();
         let (mut reply, completion) = self.conclude(&inv, handled, command, decision, started);
+        self.put_on_timeline(&inv, incident, on_timeline.as_ref(), &completion, Some(id))
+            .await;
         // One commit: the row is completed and the reply kept for repeats,
         // before the reply is returned.
         let json = key_json(&inv, &reply);
@@ -384,7 +388,9 @@ impl Router {
         started: Instant,
         now_ms: i64,
     ) -> Reply {
+        let incident = parsed.as_ref().ok().and_then(|p| p.incident);
         let (handled, command, decision) = self.run(inv, parsed, None).await;
+        let on_timeline = command.clone();
         let (reply, completion) = self.conclude(inv, handled, command, decision, started);
         let json = key_json(inv, &reply);
         let duration_ms = completion.duration_ms;
@@ -396,6 +402,8 @@ impl Router {
         {
             Ok(Start::Begun(id)) => {
                 tracing::Span::current().record("id", id);
+                self.put_on_timeline(inv, incident, on_timeline.as_ref(), &completion, Some(id))
+                    .await;
             }
             Ok(Start::Repeat(KeyClaim::Done(json))) => return stored_reply(&json),
             // The first delivery is still running: this answer is as good.
@@ -405,6 +413,60 @@ impl Router {
         }
         tracing::info!(duration_ms, "handled");
         reply
+    }
+
+    /// Puts an ops command on an incident's timeline: the one `--incident N`
+    /// names, or the one whose channel it ran in. Incident verbs write their
+    /// own events; help and identity questions are not part of a response.
+    async fn put_on_timeline(
+        &self,
+        inv: &Invocation,
+        flag: Option<u32>,
+        command: Option<&Command>,
+        completion: &Completion,
+        invocation_id: Option<i64>,
+    ) {
+        let Some(command) = command else { return };
+        if !on_timeline(command) {
+            return;
+        }
+        let store = &self.inner.store;
+        let incident = match flag {
+            Some(n) => store.incident(i64::from(n)).await,
+            None => {
+                store
+                    .incident_of_channel(inv.platform.as_str(), &inv.channel)
+                    .await
+            }
+        };
+        let incident = match incident {
+            Ok(Some(i)) => i,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!("could not look up the incident of a command: {e}");
+                return;
+            }
+        };
+        let mut text = format!("{command} → {}", completion.outcome);
+        if let Some(summary) = &completion.summary {
+            text.push_str(&format!(": {summary}"));
+        }
+        if let Some(error) = &completion.error {
+            text.push_str(&format!(": {error}"));
+        }
+        if let Some(id) = &completion.approval_id {
+            text.push_str(&format!(" (held for approval, request {id})"));
+        }
+        let event = crate::store::NewEvent {
+            at_ms: self.inner.clock.now().as_millisecond(),
+            actor: inv.principal.to_string(),
+            kind: "command",
+            text: redact_for_history(&text),
+            invocation_id,
+        };
+        if let Err(e) = store.add_incident_event(incident.id, &event).await {
+            tracing::error!(incident = incident.id, "could not add to the timeline: {e}");
+        }
     }
 
     /// The reply to show (with its footer) and the history's completion of
@@ -484,6 +546,30 @@ impl Router {
             }
         };
         let command = parsed.command.clone();
+        if let Some(n) = parsed.incident {
+            // A command meant for an incident that does not exist runs
+            // nowhere: the caller meant something else.
+            if let Ok(None) = self.inner.store.incident(i64::from(n)).await {
+                let message =
+                    format!("There is no incident {n} (from `--incident {n}`); nothing ran.");
+                let decision = DecisionRecord {
+                    decision: "invalid".into(),
+                    reason: Some(message.clone()),
+                    ..Default::default()
+                };
+                return (
+                    Handled {
+                        reply: Reply::new(Outcome::Invalid, message.clone())
+                            .text("`incident list` shows the incidents."),
+                        summary: None,
+                        error: Some(message),
+                        decision: None,
+                    },
+                    Some(command),
+                    decision,
+                );
+            }
+        }
         let (mut handled, decision) = self.dispatch(inv, &command, invocation_id).await;
         if parsed.public {
             handled.reply.visibility = crate::reply::Visibility::Public;
@@ -524,7 +610,7 @@ impl Router {
             reason: Some(decision.reason().explanation.clone()),
             approval_id: None,
         };
-        let cx = Context::new(self, inv, &scope, &actor);
+        let cx = Context::new(self, inv, &scope, &actor).with_invocation(invocation_id);
         if let Decision::Deny { reason } = &decision {
             return (Handled::info(handlers::denied(command, reason)), record);
         }
@@ -861,6 +947,14 @@ fn key_json(inv: &Invocation, reply: &Reply) -> Option<String> {
             None
         }
     }
+}
+
+/// Whether a command belongs on an incident's timeline when run for one.
+fn on_timeline(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Help(_) | Command::Whoami(_) | Command::Can(_) | Command::History(_)
+    ) && !command.spec().name.starts_with("incident ")
 }
 
 /// A repeat's answer: the first delivery's stored reply.

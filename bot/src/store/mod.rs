@@ -12,6 +12,7 @@
 //! change and the outbox messages it causes, committed together or not at
 //! all ([`StoreTx::enqueue`]).
 
+pub mod incidents;
 pub mod sqlite;
 
 use std::path::Path;
@@ -21,6 +22,7 @@ use oncall_permissions::Principal;
 
 mod group_commit;
 
+pub use incidents::{Incident, IncidentChange, IncidentEvent, NewEvent, NewIncident, RoleHolder};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

@@ -25,6 +25,9 @@ use super::{
 
 use super::group_commit::GroupCommit;
 
+#[path = "sqlite_incidents.rs"]
+mod incidents;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 /// The store on one SQLite file.

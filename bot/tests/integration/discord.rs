@@ -120,6 +120,58 @@ fn option_table() -> Vec<(&'static str, Value)> {
             "deny",
             json!([{"name": "id", "type": 3, "value": "k3f9qa"}]),
         ),
+        (
+            "incident declare",
+            json!([{"name": "severity", "type": 3, "value": "SEV-2"}, {"name": "title", "type": 3, "value": "checkout errors"}, {"name": "service", "type": 3, "value": "backend"}]),
+        ),
+        (
+            "incident ack",
+            json!([{"name": "incident", "type": 4, "value": 12}]),
+        ),
+        (
+            "incident status",
+            json!([{"name": "state", "type": 3, "value": "identified"}, {"name": "incident", "type": 4, "value": 12}, {"name": "note", "type": 3, "value": "bad deploy of backend"}]),
+        ),
+        (
+            "incident update",
+            json!([{"name": "text", "type": 3, "value": "error rate back under 1%"}, {"name": "incident", "type": 4, "value": 12}]),
+        ),
+        (
+            "incident sev",
+            json!([{"name": "severity", "type": 3, "value": "SEV-1"}, {"name": "incident", "type": 4, "value": 12}]),
+        ),
+        (
+            "incident assign",
+            json!([{"name": "principal", "type": 3, "value": "slack:U0AB12CD"}, {"name": "role", "type": 3, "value": "commander"}, {"name": "incident", "type": 4, "value": 12}]),
+        ),
+        (
+            "incident note",
+            json!([{"name": "text", "type": 3, "value": "rolled back to v41, errors falling"}, {"name": "incident", "type": 4, "value": 12}]),
+        ),
+        (
+            "incident resolve",
+            json!([{"name": "incident", "type": 4, "value": 12}, {"name": "summary", "type": 3, "value": "rollback fixed it"}]),
+        ),
+        (
+            "incident reopen",
+            json!([{"name": "incident", "type": 4, "value": 12}]),
+        ),
+        (
+            "incident list",
+            json!([{"name": "open", "type": 5, "value": true}]),
+        ),
+        (
+            "incident show",
+            json!([{"name": "incident", "type": 4, "value": 12}]),
+        ),
+        (
+            "incident timeline",
+            json!([{"name": "incident", "type": 4, "value": 12}]),
+        ),
+        (
+            "incident postmortem",
+            json!([{"name": "incident", "type": 4, "value": 12}]),
+        ),
     ]
 }
 

@@ -16,6 +16,7 @@ mod approvals;
 mod chat_sink;
 mod cli;
 mod discord;
+mod incidents;
 mod operations;
 mod readme;
 mod reliability;

@@ -17,6 +17,7 @@
 //! - [`redact`]: secrets out of text before it is shown or stored.
 
 pub mod catalog;
+pub mod incidents;
 mod parse;
 pub mod redact;
 pub mod spec;
@@ -27,6 +28,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use incidents::*;
 pub use parse::{
     dns1123_label, dns1123_subdomain, looks_like_secret, parse, valid_image_reference,
 };
@@ -42,6 +44,10 @@ pub const MAX_REPLICAS: u32 = 1000;
 /// The default and the largest `history --limit`.
 pub const DEFAULT_HISTORY_LIMIT: u32 = 20;
 pub const MAX_HISTORY_LIMIT: u32 = 100;
+/// The largest incident number a command may name.
+pub const MAX_INCIDENT: u32 = 999_999_999;
+/// The incident states, in lifecycle order.
+pub const INCIDENT_STATES: &[&str] = &["investigating", "identified", "monitoring", "resolved"];
 
 /// A parsed command plus the options every verb shares.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +56,10 @@ pub struct Parsed {
     /// `--public`: show the reply to the whole channel.
     #[serde(default)]
     pub public: bool,
+    /// `--incident N`: the incident this command is part of (its timeline
+    /// records it). Any verb takes it.
+    #[serde(default)]
+    pub incident: Option<u32>,
 }
 
 pub(crate) mod opt_duration_secs {
@@ -181,22 +191,62 @@ impl fmt::Display for Command {
         let values = self.values();
         let spec = values.spec;
         f.write_str(spec.name)?;
-        for arg in spec.args {
-            for (name, value) in values.entries() {
-                if name == arg.name {
-                    write!(f, " {}", value_text(Some(arg.kind), value))?;
+        // Free text that starts with a number (where an optional incident
+        // number could stand) or holds a word like a flag is marked literal
+        // with `--`, the flags going first, or it would not read back.
+        let first_is_optional_incident = spec
+            .args
+            .first()
+            .is_some_and(|a| a.kind == ArgKind::Incident && !a.required);
+        let mut first_positional = true;
+        let mut literal_at = None;
+        for (i, (name, value)) in values.entries().enumerate() {
+            let Some(arg) = spec.arg(name) else { continue };
+            if let Value::Text(t) = value {
+                let number_first = first_positional
+                    && first_is_optional_incident
+                    && arg.kind == ArgKind::Text
+                    && parse::incident_number(t).is_some();
+                if number_first || t.starts_with('-') {
+                    literal_at = Some(i);
+                    break;
                 }
             }
+            first_positional = false;
         }
-        for flag in spec.flags {
-            let Some(value) = values.get(flag.name) else {
-                continue;
-            };
-            match (value, flag.short) {
-                (Value::Switch, _) => write!(f, " --{}", flag.name)?,
-                (v, Some(c)) => write!(f, " -{c} {}", value_text(flag.kind, v))?,
-                (v, None) => write!(f, " --{} {}", flag.name, value_text(flag.kind, v))?,
+        let write_flags = |f: &mut fmt::Formatter<'_>| -> fmt::Result {
+            for flag in spec.flags {
+                for (name, value) in values.entries() {
+                    if name != flag.name {
+                        continue;
+                    }
+                    match (value, flag.short) {
+                        (Value::Switch, _) => write!(f, " --{}", flag.name)?,
+                        (v, Some(c)) => write!(f, " -{c} {}", value_text(flag.kind, v))?,
+                        (v, None) => write!(f, " --{} {}", flag.name, value_text(flag.kind, v))?,
+                    }
+                }
             }
+            Ok(())
+        };
+        if literal_at.is_some() {
+            write_flags(f)?;
+        }
+        let mut literal = false;
+        for arg in spec.args {
+            for (i, (name, value)) in values.entries().enumerate() {
+                if name != arg.name {
+                    continue;
+                }
+                if !literal && literal_at.is_some_and(|at| i >= at) {
+                    f.write_str(" --")?;
+                    literal = true;
+                }
+                write!(f, " {}", value_text(Some(arg.kind), value))?;
+            }
+        }
+        if literal_at.is_none() {
+            write_flags(f)?;
         }
         Ok(())
     }
@@ -242,6 +292,8 @@ pub enum ParseError {
         verb: &'static VerbSpec,
         flag: &'static str,
     },
+    #[error("`--incident` needs an incident number, like `--incident 12`{}", match value { Some(v) => format!(" (not `{v}`)"), None => String::new() })]
+    BadIncidentFlag { value: Option<String> },
     #[error("`--{flag}` was given twice")]
     RepeatedFlag {
         verb: &'static VerbSpec,
@@ -328,7 +380,11 @@ impl ParseError {
             | UnknownService { verb, .. }
             | AboveMaxReplicas { verb, .. }
             | BelowMinReplicas { verb, .. } => Some(verb),
-            TooLong { .. } | UnclosedQuote { .. } | UnknownVerb { .. } | NestedCan => None,
+            TooLong { .. }
+            | UnclosedQuote { .. }
+            | UnknownVerb { .. }
+            | NestedCan
+            | BadIncidentFlag { .. } => None,
         }
     }
 

@@ -33,7 +33,51 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
     {
         words.remove(0);
     }
-    parse_words(&words, true)
+    let incident = take_incident_flag(&mut words)?;
+    let mut parsed = parse_words(&words, true)?;
+    parsed.incident = incident;
+    Ok(parsed)
+}
+
+/// `--incident N` (or `--incident=N`, `#N`), which every verb takes: removed
+/// from the words, checked, returned.
+fn take_incident_flag(words: &mut Vec<String>) -> Result<Option<u32>, ParseError> {
+    let Some(i) = words
+        .iter()
+        .position(|w| w == "--incident" || w.starts_with("--incident="))
+    else {
+        return Ok(None);
+    };
+    let word = words.remove(i);
+    let value = match word.strip_prefix("--incident=") {
+        Some(v) => v.to_string(),
+        None if i < words.len() => words.remove(i),
+        None => return Err(ParseError::BadIncidentFlag { value: None }),
+    };
+    if words
+        .iter()
+        .any(|w| w == "--incident" || w.starts_with("--incident="))
+    {
+        return Err(ParseError::BadIncidentFlag {
+            value: Some("given twice".into()),
+        });
+    }
+    match incident_number(&value) {
+        Some(n) => Ok(Some(n)),
+        None => Err(ParseError::BadIncidentFlag { value: Some(value) }),
+    }
+}
+
+/// `12` or `#12`, from 1 to [`crate::MAX_INCIDENT`].
+pub(crate) fn incident_number(word: &str) -> Option<u32> {
+    let digits = word.strip_prefix('#').unwrap_or(word);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=crate::MAX_INCIDENT).contains(n))
 }
 
 fn parse_words(words: &[String], top_level: bool) -> Result<Parsed, ParseError> {
@@ -41,6 +85,7 @@ fn parse_words(words: &[String], top_level: bool) -> Result<Parsed, ParseError> 
         return Ok(Parsed {
             command: crate::Help { verb: None }.into(),
             public: false,
+            incident: None,
         });
     }
     let Some((spec, used)) = spec::lookup(words) else {
@@ -61,7 +106,11 @@ fn parse_words(words: &[String], top_level: bool) -> Result<Parsed, ParseError> 
     let public = args.flags.contains_key(spec::PUBLIC.name);
     let mut values = args.check()?;
     let command = (spec.build)(&mut values)?;
-    Ok(Parsed { command, public })
+    Ok(Parsed {
+        command,
+        public,
+        incident: None,
+    })
 }
 
 /// A verb whose last argument is another command (`can <principal>
@@ -90,6 +139,7 @@ fn parse_wrapper(spec: &'static VerbSpec, words: &[String]) -> Result<Parsed, Pa
     Ok(Parsed {
         command,
         public: inner.public,
+        incident: None,
     })
 }
 
@@ -98,12 +148,19 @@ struct Args {
     spec: &'static VerbSpec,
     positional: VecDeque<String>,
     flags: BTreeMap<&'static str, Option<String>>,
+    /// The values of flags that may be repeated, in order.
+    repeated: Vec<(&'static str, String)>,
+    /// How many positional words came before `--` (after it, a word is
+    /// never an optional incident number).
+    literal_from: Option<usize>,
 }
 
 impl Args {
     fn split(spec: &'static VerbSpec, words: &[String]) -> Result<Self, ParseError> {
         let mut positional = VecDeque::new();
         let mut flags = BTreeMap::new();
+        let mut repeated = Vec::new();
+        let mut literal_from = None;
         let mut iter = words.iter().peekable();
         let mut only_positional = false;
         while let Some(word) = iter.next() {
@@ -139,6 +196,7 @@ impl Args {
             }
             if word == "--" {
                 only_positional = true;
+                literal_from = Some(positional.len());
                 continue;
             }
             let body = &word[2..];
@@ -173,6 +231,10 @@ impl Args {
                     }
                 },
             };
+            if let (true, Some(v)) = (flag.many, &value) {
+                repeated.push((flag.name, v.clone()));
+                continue;
+            }
             if flags.insert(flag.name, value).is_some() {
                 return Err(ParseError::RepeatedFlag {
                     verb: spec,
@@ -184,6 +246,8 @@ impl Args {
             spec,
             positional,
             flags,
+            repeated,
+            literal_from,
         })
     }
 
@@ -197,6 +261,12 @@ impl Args {
         }
         for flag in spec.flags {
             if flag.name == spec::PUBLIC.name {
+                continue;
+            }
+            if let (true, Some(kind)) = (flag.many, flag.kind) {
+                for (_, word) in self.repeated.iter().filter(|(n, _)| *n == flag.name) {
+                    values = values.put(flag.name, check(spec, kind, word, Some(flag.name))?);
+                }
                 continue;
             }
             match (self.flags.get(flag.name), flag.kind) {
@@ -235,6 +305,19 @@ impl Args {
                     verb: words.join(" "),
                 }),
             };
+        }
+        if arg.kind == ArgKind::Incident && !arg.required {
+            // Taken only if the word is a number: `incident ack 4`,
+            // `incident ack` (the channel's incident, or the only open one).
+            let number = match self.literal_from {
+                Some(0) => None,
+                _ => self.positional.front().and_then(|w| incident_number(w)),
+            };
+            if let Some(n) = number {
+                self.positional.pop_front();
+                values = values.put(arg.name, Value::Int(n));
+            }
+            return Ok(values);
         }
         if arg.many {
             while let Some(word) = self.positional.pop_front() {
@@ -374,6 +457,47 @@ fn check(
         },
         ArgKind::Principal => principal(spec, word).map(Value::Text),
         ArgKind::RequestId => text(request_id(spec, word.to_string())),
+        ArgKind::Incident => match incident_number(word) {
+            Some(n) => Ok(Value::Int(n)),
+            None => Err(bad(spec, format!("`{word}` is not an incident number"))),
+        },
+        ArgKind::Severity => {
+            let ok = (1..=24).contains(&word.len())
+                && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if ok {
+                Ok(Value::Text(word.to_string()))
+            } else {
+                Err(bad(
+                    spec,
+                    format!("`{word}` is not a severity (like SEV-2 or P1)"),
+                ))
+            }
+        }
+        ArgKind::Role => {
+            let role = word.to_ascii_lowercase();
+            match dns1123_label(&role) {
+                Ok(()) if role.len() <= 32 => Ok(Value::Text(role)),
+                _ => Err(bad(
+                    spec,
+                    format!("`{word}` is not a role name (like commander)"),
+                )),
+            }
+        }
+        ArgKind::IncidentState => {
+            let state = word.to_ascii_lowercase();
+            if crate::INCIDENT_STATES.contains(&state.as_str()) {
+                Ok(Value::Text(state))
+            } else {
+                Err(bad(
+                    spec,
+                    format!(
+                        "`{word}` is not an incident state: one of {}",
+                        crate::INCIDENT_STATES.join(", ")
+                    ),
+                ))
+            }
+        }
+        ArgKind::Text => Ok(Value::Text(word.to_string())),
         // Handled by the caller: they take the remaining words.
         ArgKind::Verb | ArgKind::Command => Ok(Value::Text(word.to_string())),
     }

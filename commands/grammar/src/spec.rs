@@ -56,6 +56,18 @@ pub enum ArgKind {
     Principal,
     /// An approval request id.
     RequestId,
+    /// An incident number (`12` or `#12`). Optional where it stands first:
+    /// a leading word that is a number is taken as it, else it is absent.
+    Incident,
+    /// A severity as people type it (`SEV-1`, `P0`, `critical`); which
+    /// ones exist is configuration, checked by the handler.
+    Severity,
+    /// An incident role name (`commander`); configuration, like severities.
+    Role,
+    /// An incident's state: investigating, identified, monitoring, resolved.
+    IncidentState,
+    /// Free words (a title, a note): all remaining words, joined.
+    Text,
     /// The name of a verb (all remaining words).
     Verb,
     /// Another command (all remaining words, flags included).
@@ -88,7 +100,11 @@ impl ArgKind {
     pub fn is_integer(self) -> bool {
         matches!(
             self,
-            ArgKind::Replicas | ArgKind::ReplicaBound | ArgKind::Number { .. } | ArgKind::Revision
+            ArgKind::Replicas
+                | ArgKind::ReplicaBound
+                | ArgKind::Number { .. }
+                | ArgKind::Revision
+                | ArgKind::Incident
         )
     }
 
@@ -98,6 +114,7 @@ impl ArgKind {
             ArgKind::Replicas => Some((0, crate::MAX_REPLICAS)),
             ArgKind::ReplicaBound => Some((1, crate::MAX_REPLICAS)),
             ArgKind::Number { min, max } => Some((min, max)),
+            ArgKind::Incident => Some((1, crate::MAX_INCIDENT)),
             _ => None,
         }
     }
@@ -132,6 +149,8 @@ pub struct FlagSpec {
     pub help: &'static str,
     /// A one-letter alias (`-n`), if any.
     pub short: Option<char>,
+    /// It may be given more than once (`--service a --service b`).
+    pub many: bool,
 }
 
 /// Whether a verb changes anything in a cluster.
@@ -217,6 +236,9 @@ impl VerbSpec {
                 continue;
             }
             match flag.kind {
+                Some(_) if flag.many => {
+                    out.push_str(&format!(" [--{} {}]…", flag.name, flag.placeholder))
+                }
                 Some(_) => out.push_str(&format!(" [--{} {}]", flag.name, flag.placeholder)),
                 None => out.push_str(&format!(" [--{}]", flag.name)),
             }
@@ -466,6 +488,7 @@ pub const NAMESPACE: FlagSpec = FlagSpec {
     placeholder: "NAMESPACE",
     help: "the namespace",
     short: Some('n'),
+    many: false,
 };
 pub const CONTAINER: FlagSpec = valued(
     "container",
@@ -482,6 +505,7 @@ pub const fn switch(name: &'static str, help: &'static str) -> FlagSpec {
         placeholder: "",
         help,
         short: None,
+        many: false,
     }
 }
 
@@ -498,6 +522,7 @@ pub const fn valued(
         placeholder,
         help,
         short: None,
+        many: false,
     }
 }
 

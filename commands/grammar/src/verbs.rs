@@ -51,9 +51,22 @@ pub static VERBS: &[&VerbSpec] = &[
     &CAN,
     &APPROVE,
     &DENY,
+    &crate::incidents::INCIDENT_DECLARE,
+    &crate::incidents::INCIDENT_ACK,
+    &crate::incidents::INCIDENT_STATUS,
+    &crate::incidents::INCIDENT_UPDATE,
+    &crate::incidents::INCIDENT_SEV,
+    &crate::incidents::INCIDENT_ASSIGN,
+    &crate::incidents::INCIDENT_NOTE,
+    &crate::incidents::INCIDENT_RESOLVE,
+    &crate::incidents::INCIDENT_REOPEN,
+    &crate::incidents::INCIDENT_LIST,
+    &crate::incidents::INCIDENT_SHOW,
+    &crate::incidents::INCIDENT_TIMELINE,
+    &crate::incidents::INCIDENT_POSTMORTEM,
 ];
 
-const fn read(
+pub(crate) const fn read(
     name: &'static str,
     policy_verb: &'static str,
     args: &'static [ArgSpec],
@@ -75,7 +88,7 @@ const fn read(
     }
 }
 
-const fn write(
+pub(crate) const fn write(
     name: &'static str,
     policy_verb: &'static str,
     args: &'static [ArgSpec],
@@ -1353,4 +1366,17 @@ commands! { $
     Can(Can),
     Approve(Approve),
     Deny(Deny),
+    IncidentDeclare(crate::incidents::IncidentDeclare),
+    IncidentAck(crate::incidents::IncidentAck),
+    IncidentStatus(crate::incidents::IncidentStatus),
+    IncidentUpdate(crate::incidents::IncidentUpdate),
+    IncidentSev(crate::incidents::IncidentSev),
+    IncidentAssign(crate::incidents::IncidentAssign),
+    IncidentNote(crate::incidents::IncidentNote),
+    IncidentResolve(crate::incidents::IncidentResolve),
+    IncidentReopen(crate::incidents::IncidentReopen),
+    IncidentList(crate::incidents::IncidentList),
+    IncidentShow(crate::incidents::IncidentShow),
+    IncidentTimeline(crate::incidents::IncidentTimeline),
+    IncidentPostmortem(crate::incidents::IncidentPostmortem),
 }

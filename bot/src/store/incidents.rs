@@ -1,0 +1,193 @@
+//! The store's incident API: incidents, their roles and their append-only
+//! timeline, in domain types. Each change is one transaction that applies
+//! the change only if its precondition still holds (not yet acknowledged,
+//! not yet resolved…) and appends its timeline event with it, so two people
+//! resolving at once resolve once, and the timeline never misses a change.
+
+use super::{Store, StoreError};
+
+/// An incident as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incident {
+    pub id: i64,
+    pub title: String,
+    pub severity: String,
+    pub state: String,
+    pub services: Vec<String>,
+    pub declared_at_ms: i64,
+    pub declared_by: String,
+    pub platform: String,
+    pub workspace: Option<String>,
+    pub declared_in: String,
+    pub channel: Option<String>,
+    pub acknowledged_at_ms: Option<i64>,
+    pub acknowledged_by: Option<String>,
+    pub mitigated_at_ms: Option<i64>,
+    pub resolved_at_ms: Option<i64>,
+    pub resolved_by: Option<String>,
+    pub summary: Option<String>,
+    pub last_update_at_ms: i64,
+    pub next_reminder_at_ms: Option<i64>,
+}
+
+impl Incident {
+    pub fn is_resolved(&self) -> bool {
+        self.state == "resolved"
+    }
+}
+
+/// A new incident.
+#[derive(Debug, Clone)]
+pub struct NewIncident {
+    pub title: String,
+    pub severity: String,
+    pub services: Vec<String>,
+    pub at_ms: i64,
+    pub by: String,
+    pub platform: String,
+    pub workspace: Option<String>,
+    pub declared_in: String,
+    pub next_reminder_at_ms: Option<i64>,
+    /// Who commands it from the start (the declarer, unless reassigned).
+    pub commander: Option<String>,
+}
+
+/// One timeline event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentEvent {
+    pub id: i64,
+    pub incident_id: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub kind: String,
+    pub text: String,
+    pub invocation_id: Option<i64>,
+}
+
+/// An event to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub at_ms: i64,
+    pub actor: String,
+    pub kind: &'static str,
+    pub text: String,
+    pub invocation_id: Option<i64>,
+}
+
+/// Who holds a role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleHolder {
+    pub role: String,
+    pub principal: String,
+    pub assigned_at_ms: i64,
+    pub assigned_by: String,
+}
+
+/// A change to an incident, applied with its event only if its
+/// precondition holds.
+#[derive(Debug, Clone)]
+pub enum IncidentChange {
+    /// Not yet acknowledged, not resolved.
+    Acknowledge,
+    /// Not resolved; `mitigated` marks the first time it is mitigated.
+    State {
+        state: String,
+        next_reminder_at_ms: Option<i64>,
+    },
+    /// Not resolved: a status update, which resets the reminder.
+    Update { next_reminder_at_ms: Option<i64> },
+    /// Not resolved.
+    Severity {
+        severity: String,
+        next_reminder_at_ms: Option<i64>,
+    },
+    /// Not resolved.
+    Role { role: String, principal: String },
+    /// Any incident: a note.
+    Note,
+    /// Not resolved.
+    Resolve { summary: Option<String> },
+    /// Resolved.
+    Reopen { next_reminder_at_ms: Option<i64> },
+}
+
+impl Store {
+    /// Creates an incident with its `declared` event.
+    pub async fn declare_incident(
+        &self,
+        new: &NewIncident,
+        event: &NewEvent,
+    ) -> Result<Incident, StoreError> {
+        match &self.backend {
+            super::Backend::Sqlite(s) => s.declare_incident(new, event).await,
+        }
+    }
+
+    /// Applies `change` with its event if its precondition holds; the
+    /// incident as it now is, or `None` if it did not hold (or there is no
+    /// such incident).
+    pub async fn change_incident(
+        &self,
+        id: i64,
+        change: &IncidentChange,
+        event: &NewEvent,
+    ) -> Result<Option<Incident>, StoreError> {
+        match &self.backend {
+            super::Backend::Sqlite(s) => s.change_incident(id, change, event).await,
+        }
+    }
+
+    /// Appends an event (an ops command, a page) to an incident's timeline.
+    pub async fn add_incident_event(&self, id: i64, event: &NewEvent) -> Result<(), StoreError> {
+        match &self.backend {
+            super::Backend::Sqlite(s) => s.add_incident_event(id, event).await,
+        }
+    }
+
+    pub async fn incident(&self, id: i64) -> Result<Option<Incident>, StoreError> {
+        match &self.backend {
+            super::Backend::Sqlite(s) => s.incident(id).await,
+        }
+    }
+
+    /// The incident whose own channel this is.
+    pub async fn incident_of_channel(
+        &self,
+        platform: &str,
+        channel: &str,
+    ) -> Result<Option<Incident>, StoreError> {
+        match &self.backend {
+            super::Backend::Sqlite(s) => s.incident_of_channel(platform, channel).await,
+        }
+    }
+
+    /// Records the incident's own channel.
+    pub async fn set_incident_channel(&self, id: i64, channel: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            super::Backend::Sqlite(s) => s.set_incident_channel(id, channel).await,
+        }
+    }
+
+    /// The newest incidents first; only unresolved ones if `open_only`.
+    pub async fn incidents(
+        &self,
+        open_only: bool,
+        limit: u32,
+    ) -> Result<Vec<Incident>, StoreError> {
+        match &self.backend {
+            super::Backend::Sqlite(s) => s.incidents(open_only, limit).await,
+        }
+    }
+
+    pub async fn incident_events(&self, id: i64) -> Result<Vec<IncidentEvent>, StoreError> {
+        match &self.backend {
+            super::Backend::Sqlite(s) => s.incident_events(id).await,
+        }
+    }
+
+    pub async fn incident_roles(&self, id: i64) -> Result<Vec<RoleHolder>, StoreError> {
+        match &self.backend {
+            super::Backend::Sqlite(s) => s.incident_roles(id).await,
+        }
+    }
+}

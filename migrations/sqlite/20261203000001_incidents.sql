@@ -1,0 +1,48 @@
+-- Incidents, their roles, and their timeline. The timeline is append-only:
+-- a correction is a new event, never an edit.
+CREATE TABLE incidents (
+    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    title              TEXT    NOT NULL,
+    severity           TEXT    NOT NULL,
+    state              TEXT    NOT NULL CHECK (state IN ('investigating', 'identified', 'monitoring', 'resolved')),
+    services           TEXT    NOT NULL DEFAULT '[]',
+    declared_at        INTEGER NOT NULL,
+    declared_by        TEXT    NOT NULL,
+    platform           TEXT    NOT NULL,
+    workspace          TEXT,
+    declared_in        TEXT    NOT NULL,
+    -- The incident's own channel, once it exists.
+    channel            TEXT,
+    acknowledged_at    INTEGER,
+    acknowledged_by    TEXT,
+    mitigated_at       INTEGER,
+    resolved_at        INTEGER,
+    resolved_by        TEXT,
+    summary            TEXT,
+    last_update_at     INTEGER NOT NULL,
+    -- When the commander is next reminded to post an update (NULL: never).
+    next_reminder_at   INTEGER
+);
+CREATE INDEX incidents_by_state ON incidents (state, id);
+CREATE UNIQUE INDEX incidents_by_channel ON incidents (platform, channel) WHERE channel IS NOT NULL;
+CREATE INDEX incidents_reminders_due ON incidents (next_reminder_at) WHERE next_reminder_at IS NOT NULL;
+
+CREATE TABLE incident_roles (
+    incident_id INTEGER NOT NULL REFERENCES incidents (id),
+    role        TEXT    NOT NULL,
+    principal   TEXT    NOT NULL,
+    assigned_at INTEGER NOT NULL,
+    assigned_by TEXT    NOT NULL,
+    PRIMARY KEY (incident_id, role)
+);
+
+CREATE TABLE incident_events (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id   INTEGER NOT NULL REFERENCES incidents (id),
+    at            INTEGER NOT NULL,
+    actor         TEXT    NOT NULL,
+    kind          TEXT    NOT NULL,
+    text          TEXT    NOT NULL,
+    invocation_id INTEGER REFERENCES invocations (id)
+);
+CREATE INDEX incident_events_by_incident ON incident_events (incident_id, id);
