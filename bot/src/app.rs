@@ -65,6 +65,13 @@ pub async fn demo(db: Option<PathBuf>, as_principal: &str) -> anyhow::Result<()>
         Clusters::single(client),
         Clock::System,
     );
+    // Incident channels, announcements and reminders print at the console.
+    let sinks = crate::chat::Sinks {
+        console: Some(crate::chat::ConsoleSink::printing()),
+        ..Default::default()
+    };
+    crate::courier::Courier::new(router.clone(), std::sync::Arc::new(sinks))
+        .spawn(crate::courier::TICK);
     let principal: Principal = as_principal.parse()?;
     println!(
         "oncall demo: a simulated cluster with the runbooks' services at {}\n\
@@ -100,6 +107,65 @@ pub fn point_health_urls_at(config: &mut Config, sim_url: &str) {
             *url = format!("{base}{path}");
         }
     }
+}
+
+/// How `oncall incident export` prints an incident.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    Markdown,
+    Json,
+}
+
+/// `oncall incident export N`: the postmortem draft or the whole record,
+/// from the config's database, a given file, or the demo's. Exit 2 when
+/// there is no such incident.
+pub async fn incident_export(
+    number: u32,
+    config: Option<&Path>,
+    db: Option<PathBuf>,
+    format: ExportFormat,
+) -> anyhow::Result<i32> {
+    let path = match (db, config) {
+        (Some(db), _) => db,
+        (None, Some(config)) => Config::load(config)?.database.path,
+        (None, None) => PathBuf::from("oncall-demo.db"),
+    };
+    if !path.exists() {
+        anyhow::bail!("there is no database at {}", path.display());
+    }
+    let store = Store::open(&path)
+        .await
+        .with_context(|| format!("opening the database {}", path.display()))?;
+    let id = i64::from(number);
+    let Some(incident) = store.incident(id).await? else {
+        eprintln!(
+            "oncall: there is no incident {number} in {}",
+            path.display()
+        );
+        return Ok(2);
+    };
+    let roles = store.incident_roles(id).await?;
+    let events = store.incident_events(id).await?;
+    match format {
+        ExportFormat::Markdown => print!(
+            "{}",
+            crate::incidents::postmortem_markdown(
+                &incident,
+                &roles,
+                &events,
+                jiff::Timestamp::now().as_millisecond()
+            )
+        ),
+        ExportFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "incident": incident,
+                "roles": roles,
+                "timeline": events,
+            }))?
+        ),
+    }
+    Ok(0)
 }
 
 /// `oncall-demo.db` in the working directory, or in the temp dir if the
@@ -156,6 +222,8 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
     let discord_config = config.discord.clone();
     let router = router_from_config(config).await?;
     let metrics = crate::metrics::Metrics::new();
+    // What the incident courier posts through: each platform this serves.
+    let mut sinks = crate::chat::Sinks::default();
     let slack = match crate::slack::SlackSecrets::from_env() {
         Some(secrets) => {
             let app_token = secrets.app_token.clone();
@@ -166,6 +234,7 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
                 secrets,
                 metrics.clone(),
             );
+            sinks.slack = Some(crate::chat::SlackSink::new(state.api.clone()));
             if let Some(token) = app_token {
                 tracing::info!("Slack Socket Mode enabled");
                 let socket = state.clone();
@@ -205,6 +274,7 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
             metrics.clone(),
         )
         .map_err(anyhow::Error::msg)?;
+        sinks.discord = Some(state.api.clone());
         if gateway {
             let token = token.context("DISCORD_GATEWAY=true needs DISCORD_BOT_TOKEN")?;
             let gw = state.clone();
@@ -229,6 +299,8 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
         tracing::info!("Discord disabled: DISCORD_PUBLIC_KEY is not set");
         None
     };
+    crate::courier::Courier::new(router.clone(), std::sync::Arc::new(sinks))
+        .spawn(crate::courier::TICK);
     // Requests past their deadline are marked expired even if nobody asks.
     let sweeper = router.clone();
     router

@@ -383,13 +383,23 @@ impl ChatSink for DiscordSink {
     }
 }
 
-/// The console's sink: what would be posted is kept (the demo prints it).
+/// The console's sink: what would be posted is kept, and printed too when
+/// made with [`ConsoleSink::printing`] (the demo).
 #[derive(Clone, Default)]
 pub struct ConsoleSink {
     posted: Arc<Mutex<Vec<(String, String)>>>,
+    print: bool,
 }
 
 impl ConsoleSink {
+    /// A sink that also prints each post (`[#channel] …`) to stdout.
+    pub fn printing() -> Self {
+        ConsoleSink {
+            print: true,
+            ..Default::default()
+        }
+    }
+
     /// (channel, console text) of everything posted so far.
     pub fn posted(&self) -> Vec<(String, String)> {
         self.posted.lock().expect("console sink lock").clone()
@@ -397,7 +407,11 @@ impl ConsoleSink {
 
     fn push(&self, channel: &str, reply: &Reply) -> MessageRef {
         let mut posted = self.posted.lock().expect("console sink lock");
-        posted.push((channel.to_string(), reply.to_console()));
+        let text = reply.to_console();
+        if self.print {
+            println!("[#{channel}] {}", text.trim_end());
+        }
+        posted.push((channel.to_string(), text));
         MessageRef {
             channel: channel.to_string(),
             id: posted.len().to_string(),
@@ -431,5 +445,67 @@ impl ChatSink for ConsoleSink {
             name: spec.name.clone(),
             adopted: false,
         })
+    }
+}
+
+/// The sinks this process has, one per platform it serves: what the
+/// incident courier posts through, choosing by an incident's platform.
+#[derive(Default)]
+pub struct Sinks {
+    pub slack: Option<SlackSink>,
+    /// Discord's API: a sink is made per guild (channels are created in
+    /// the incident's own guild).
+    pub discord: Option<DiscordApi>,
+    pub console: Option<ConsoleSink>,
+}
+
+impl Sinks {
+    fn discord(&self, guild: Option<&str>) -> Result<DiscordSink, ChatError> {
+        let api = self
+            .discord
+            .clone()
+            .ok_or(ChatError::NotConfigured("DISCORD_BOT_TOKEN"))?;
+        Ok(DiscordSink::new(api, guild.map(String::from)))
+    }
+
+    /// Posts to a channel of `platform` (`slack`, `discord`, `cli`);
+    /// `workspace` is the Discord guild.
+    pub async fn post(
+        &self,
+        platform: &str,
+        workspace: Option<&str>,
+        channel: &str,
+        reply: &Reply,
+    ) -> Result<MessageRef, ChatError> {
+        match platform {
+            "slack" => match &self.slack {
+                Some(s) => s.post(channel, reply).await,
+                None => Err(ChatError::NotConfigured("SLACK_BOT_TOKEN")),
+            },
+            "discord" => self.discord(workspace)?.post(channel, reply).await,
+            _ => match &self.console {
+                Some(c) => c.post(channel, reply).await,
+                None => Err(ChatError::NotConfigured("a console")),
+            },
+        }
+    }
+
+    pub async fn create_channel(
+        &self,
+        platform: &str,
+        workspace: Option<&str>,
+        spec: &NewChannel,
+    ) -> Result<Channel, ChatError> {
+        match platform {
+            "slack" => match &self.slack {
+                Some(s) => s.create_channel(spec).await,
+                None => Err(ChatError::NotConfigured("SLACK_BOT_TOKEN")),
+            },
+            "discord" => self.discord(workspace)?.create_channel(spec).await,
+            _ => match &self.console {
+                Some(c) => c.create_channel(spec).await,
+                None => Err(ChatError::NotConfigured("a console")),
+            },
+        }
     }
 }

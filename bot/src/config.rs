@@ -330,9 +330,10 @@ mod tests {
         // Runbook 003's severities with 004's names and cadence; a config
         // without [incidents] gets the same.
         assert_eq!(
-            config.incidents,
-            crate::incidents::IncidentsConfig::default()
+            config.incidents.severities,
+            crate::incidents::IncidentsConfig::default().severities
         );
+        assert!(config.incidents.own_channels);
         let sev1 = config.incidents.severity("p0").unwrap();
         assert_eq!(sev1.name, "SEV-1");
         assert_eq!(sev1.update_every, Some(Duration::from_secs(15 * 60)));

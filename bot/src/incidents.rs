@@ -19,6 +19,14 @@ pub struct IncidentsConfig {
     pub severities: Vec<SeverityConfig>,
     #[serde(default = "default_roles")]
     pub roles: Vec<String>,
+    /// Where declarations are announced: platform (`slack`, `discord`,
+    /// `cli`) → channel id. A platform not named announces nothing.
+    #[serde(default)]
+    pub announce: std::collections::BTreeMap<String, String>,
+    /// Whether each incident gets a channel of its own, `inc-<N>-<slug>`,
+    /// with the declarer and the commander invited.
+    #[serde(default)]
+    pub own_channels: bool,
 }
 
 impl Default for IncidentsConfig {
@@ -26,6 +34,8 @@ impl Default for IncidentsConfig {
         IncidentsConfig {
             severities: default_severities(),
             roles: default_roles(),
+            announce: Default::default(),
+            own_channels: false,
         }
     }
 }
@@ -175,6 +185,13 @@ impl IncidentsConfig {
                     ));
                 }
                 seen.push(lower);
+            }
+        }
+        for platform in self.announce.keys() {
+            if !["slack", "discord", "cli"].contains(&platform.as_str()) {
+                errors.push(format!(
+                    "incidents.announce: `{platform}` is not a platform (slack, discord or cli)"
+                ));
             }
         }
         for (i, r) in self.roles.iter().enumerate() {

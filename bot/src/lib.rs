@@ -20,6 +20,7 @@ pub mod chat;
 pub mod config;
 pub mod console;
 pub mod context;
+pub mod courier;
 pub mod directory;
 pub mod discord;
 pub mod handlers;

@@ -66,6 +66,11 @@ enum Cmd {
         #[command(subcommand)]
         command: HistoryCmd,
     },
+    /// Incidents on the command line.
+    Incident {
+        #[command(subcommand)]
+        command: IncidentCmd,
+    },
     /// Discord setup.
     Discord {
         #[command(subcommand)]
@@ -104,6 +109,25 @@ fn parse_age(s: &str) -> Result<std::time::Duration, String> {
         return Err("expected between 1d and 100 years".into());
     }
     Ok(d)
+}
+
+#[derive(Subcommand)]
+enum IncidentCmd {
+    /// Print an incident's postmortem draft (Markdown) or its whole record
+    /// (JSON: the incident, its roles and its timeline).
+    Export {
+        /// The incident number.
+        number: u32,
+        /// The config whose database to read (default: the demo's
+        /// database in this directory, ./oncall-demo.db).
+        #[arg(long, env = "ONCALL_CONFIG")]
+        config: Option<PathBuf>,
+        /// Read this SQLite file instead.
+        #[arg(long, conflicts_with = "config")]
+        db: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: oncall::app::ExportFormat,
+    },
 }
 
 #[derive(Subcommand)]
@@ -159,6 +183,15 @@ fn main() -> ExitCode {
             Cmd::History {
                 command: HistoryCmd::Prune { config, older_than },
             } => oncall::app::history_prune(&config, older_than).await,
+            Cmd::Incident {
+                command:
+                    IncidentCmd::Export {
+                        number,
+                        config,
+                        db,
+                        format,
+                    },
+            } => oncall::app::incident_export(number, config.as_deref(), db, format).await,
             Cmd::Sim {
                 listen,
                 kubeconfig_out,

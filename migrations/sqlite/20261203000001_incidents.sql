@@ -11,8 +11,15 @@ CREATE TABLE incidents (
     platform           TEXT    NOT NULL,
     workspace          TEXT,
     declared_in        TEXT    NOT NULL,
-    -- The incident's own channel, once it exists.
+    -- The incident's own channel: the name meant for it (stored with the
+    -- incident, before anything is created, so a crash in between is
+    -- finished by the next process), and its id once it exists.
+    channel_name       TEXT,
     channel            TEXT,
+    -- Whether the declaration was announced in the incidents channel.
+    announced          INTEGER NOT NULL DEFAULT 0,
+    -- The last timeline event posted to the incident's own channel.
+    posted_through     INTEGER NOT NULL DEFAULT 0,
     acknowledged_at    INTEGER,
     acknowledged_by    TEXT,
     mitigated_at       INTEGER,

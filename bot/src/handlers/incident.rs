@@ -14,7 +14,7 @@ use oncall_grammar::{
 };
 
 use super::{Context, Handle, Refusal};
-use crate::incidents::{self, clock_time, label, Which};
+use crate::incidents::{self, clock_time, label, SeverityConfig, Which};
 use crate::model::Handled;
 use crate::reply::{Outcome, Reply};
 use crate::store::{Incident, IncidentChange, NewEvent, NewIncident, StoreError};
@@ -30,6 +30,24 @@ fn invalid(spec: &'static VerbSpec, message: impl Into<String>) -> Refusal {
         decision: None,
     }
     .into()
+}
+
+/// The configured severity a word names, or the answer listing them.
+fn severity<'a>(
+    cx: &Context<'a>,
+    spec: &'static VerbSpec,
+    word: &str,
+) -> Result<&'a SeverityConfig, Refusal> {
+    let config = cx.incidents_config();
+    config.severity(word).ok_or_else(|| {
+        invalid(
+            spec,
+            format!(
+                "`{word}` is not a severity here: one of {}.",
+                config.severity_list()
+            ),
+        )
+    })
 }
 
 fn store_failed(e: StoreError) -> Refusal {
@@ -144,16 +162,7 @@ impl Handle for IncidentDeclare {
     async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
         let spec = &oncall_grammar::INCIDENT_DECLARE;
         let config = cx.incidents_config();
-        let Some(severity) = config.severity(&self.severity) else {
-            return Err(invalid(
-                spec,
-                format!(
-                    "`{}` is not a severity here: one of {}.",
-                    self.severity,
-                    config.severity_list()
-                ),
-            ));
-        };
+        let severity = severity(cx, spec, &self.severity)?;
         let at = now_ms(cx);
         let new = NewIncident {
             title: self.title.clone(),
@@ -168,6 +177,7 @@ impl Handle for IncidentDeclare {
             commander: config
                 .has_role("commander")
                 .then(|| cx.actor.principal.to_string()),
+            own_channel: config.own_channels,
         };
         let mut text = format!("declared {} {}", severity.name, self.title);
         if let Some(c) = &new.commander {
@@ -200,7 +210,7 @@ impl Handle for IncidentDeclare {
             Reply::new(Outcome::Done, format!("Incident {id} declared: {}", incident.title))
                 .fields(fields)
                 .text(format!(
-                    "Next: `incident ack {id}`, `incident assign {id} <principal> commander` hands over command; add `--incident {id}` to ops commands to put them on its timeline."
+                    "Next: `incident ack {id}`. `incident assign {id} <principal> commander` hands over command. Add `--incident {id}` to ops commands to put them on its timeline."
                 )),
             format!("incident {id} declared ({})", incident.severity),
         ))
@@ -294,16 +304,7 @@ impl Handle for IncidentSev {
     async fn handle(&self, cx: &Context<'_>) -> Result<Handled, Refusal> {
         let spec = &oncall_grammar::INCIDENT_SEV;
         let config = cx.incidents_config();
-        let Some(severity) = config.severity(&self.severity) else {
-            return Err(invalid(
-                spec,
-                format!(
-                    "`{}` is not a severity here: one of {}.",
-                    self.severity,
-                    config.severity_list()
-                ),
-            ));
-        };
+        let severity = severity(cx, spec, &self.severity)?;
         let i = target(cx, spec, self.incident).await?;
         if i.severity == severity.name {
             return Ok(Handled::info(Reply::new(

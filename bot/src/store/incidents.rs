@@ -7,7 +7,7 @@
 use super::{Store, StoreError};
 
 /// An incident as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Incident {
     pub id: i64,
     pub title: String,
@@ -19,7 +19,12 @@ pub struct Incident {
     pub platform: String,
     pub workspace: Option<String>,
     pub declared_in: String,
+    /// The name meant for its own channel, before and after it exists.
+    pub channel_name: Option<String>,
     pub channel: Option<String>,
+    pub announced: bool,
+    /// The last timeline event posted to its own channel.
+    pub posted_through: i64,
     pub acknowledged_at_ms: Option<i64>,
     pub acknowledged_by: Option<String>,
     pub mitigated_at_ms: Option<i64>,
@@ -50,10 +55,12 @@ pub struct NewIncident {
     pub next_reminder_at_ms: Option<i64>,
     /// Who commands it from the start (the declarer, unless reassigned).
     pub commander: Option<String>,
+    /// Whether it gets a channel of its own (`inc-<N>-<slug>`).
+    pub own_channel: bool,
 }
 
 /// One timeline event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct IncidentEvent {
     pub id: i64,
     pub incident_id: i64,
@@ -75,7 +82,7 @@ pub struct NewEvent {
 }
 
 /// Who holds a role.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RoleHolder {
     pub role: String,
     pub principal: String,
@@ -165,6 +172,58 @@ impl Store {
     pub async fn set_incident_channel(&self, id: i64, channel: &str) -> Result<(), StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.set_incident_channel(id, channel).await,
+        }
+    }
+
+    /// Incidents the courier has something to do for: a channel to create,
+    /// a declaration to announce, or events not yet posted to their channel.
+    pub async fn incidents_to_deliver(&self, limit: u32) -> Result<Vec<Incident>, StoreError> {
+        match &self.backend {
+            super::Backend::Sqlite(s) => s.incidents_to_deliver(limit).await,
+        }
+    }
+
+    /// Open incidents whose update reminder is due at `now_ms`.
+    pub async fn reminders_due(&self, now_ms: i64) -> Result<Vec<Incident>, StoreError> {
+        match &self.backend {
+            super::Backend::Sqlite(s) => s.reminders_due(now_ms).await,
+        }
+    }
+
+    /// Fires a due reminder once: moves it from `due_ms` to `next_ms` and
+    /// appends its event, only if it is still due at `due_ms` (a second
+    /// process, or a second tick, finds it moved and fires nothing).
+    pub async fn fire_reminder(
+        &self,
+        id: i64,
+        due_ms: i64,
+        next_ms: Option<i64>,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            super::Backend::Sqlite(s) => s.fire_reminder(id, due_ms, next_ms, event).await,
+        }
+    }
+
+    /// The announcement was posted.
+    pub async fn mark_announced(&self, id: i64) -> Result<(), StoreError> {
+        match &self.backend {
+            super::Backend::Sqlite(s) => s.mark_announced(id).await,
+        }
+    }
+
+    /// Events up to `event_id` are in the incident's channel.
+    pub async fn mark_posted(&self, id: i64, event_id: i64) -> Result<(), StoreError> {
+        match &self.backend {
+            super::Backend::Sqlite(s) => s.mark_posted(id, event_id).await,
+        }
+    }
+
+    /// The channel could not be made: the intent is dropped, with an event
+    /// saying why.
+    pub async fn drop_channel_intent(&self, id: i64, event: &NewEvent) -> Result<(), StoreError> {
+        match &self.backend {
+            super::Backend::Sqlite(s) => s.drop_channel_intent(id, event).await,
         }
     }
 

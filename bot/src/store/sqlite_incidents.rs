@@ -20,7 +20,10 @@ struct IncidentRecord {
     platform: String,
     workspace: Option<String>,
     declared_in: String,
+    channel_name: Option<String>,
     channel: Option<String>,
+    announced: bool,
+    posted_through: i64,
     acknowledged_at: Option<i64>,
     acknowledged_by: Option<String>,
     mitigated_at: Option<i64>,
@@ -44,7 +47,10 @@ impl IncidentRecord {
             platform: self.platform,
             workspace: self.workspace,
             declared_in: self.declared_in,
+            channel_name: self.channel_name,
             channel: self.channel,
+            announced: self.announced,
+            posted_through: self.posted_through,
             acknowledged_at_ms: self.acknowledged_at,
             acknowledged_by: self.acknowledged_by,
             mitigated_at_ms: self.mitigated_at,
@@ -105,6 +111,22 @@ async fn fetch(conn: &mut sqlx::SqliteConnection, id: i64) -> Result<Option<Inci
         .transpose()
 }
 
+/// `inc-12-checkout-errors`: the incident's number and its title's words,
+/// as every platform accepts a channel name (at most 80 characters).
+pub(crate) fn channel_name(id: i64, title: &str) -> String {
+    let mut slug = String::new();
+    for c in title.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let mut name = format!("inc-{id}-{}", slug.trim_end_matches('-'));
+    name.truncate(60);
+    name.trim_end_matches('-').to_string()
+}
+
 impl SqliteStore {
     pub async fn declare_incident(
         &self,
@@ -130,6 +152,13 @@ impl SqliteStore {
         .bind(new.next_reminder_at_ms)
         .fetch_one(&mut *tx)
         .await?;
+        if new.own_channel {
+            sqlx::query("UPDATE incidents SET channel_name = ? WHERE id = ?")
+                .bind(channel_name(id, &new.title))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         if let Some(commander) = &new.commander {
             sqlx::query(
                 "INSERT INTO incident_roles (incident_id, role, principal, assigned_at, assigned_by)
@@ -313,6 +342,92 @@ impl SqliteStore {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    pub async fn incidents_to_deliver(&self, limit: u32) -> Result<Vec<Incident>, StoreError> {
+        sqlx::query_as::<_, IncidentRecord>(
+            "SELECT * FROM incidents i
+             WHERE (i.channel_name IS NOT NULL AND i.channel IS NULL)
+                OR i.announced = 0
+                OR (i.channel IS NOT NULL AND EXISTS (
+                        SELECT 1 FROM incident_events e
+                        WHERE e.incident_id = i.id AND e.id > i.posted_through))
+             ORDER BY i.id LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(IncidentRecord::into_incident)
+        .collect()
+    }
+
+    pub async fn reminders_due(&self, now_ms: i64) -> Result<Vec<Incident>, StoreError> {
+        sqlx::query_as::<_, IncidentRecord>(
+            "SELECT * FROM incidents
+             WHERE next_reminder_at IS NOT NULL AND next_reminder_at <= ? AND state <> 'resolved'
+             ORDER BY next_reminder_at LIMIT 100",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(IncidentRecord::into_incident)
+        .collect()
+    }
+
+    pub async fn fire_reminder(
+        &self,
+        id: i64,
+        due_ms: i64,
+        next_ms: Option<i64>,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(
+            "UPDATE incidents SET next_reminder_at = ?
+             WHERE id = ? AND next_reminder_at = ? AND state <> 'resolved'",
+        )
+        .bind(next_ms)
+        .bind(id)
+        .bind(due_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if moved == 0 {
+            return Ok(false);
+        }
+        insert_event(&mut tx, id, event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn mark_announced(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE incidents SET announced = 1 WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn mark_posted(&self, id: i64, event_id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE incidents SET posted_through = MAX(posted_through, ?) WHERE id = ?")
+            .bind(event_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn drop_channel_intent(&self, id: i64, event: &NewEvent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE incidents SET channel_name = NULL WHERE id = ? AND channel IS NULL")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        insert_event(&mut tx, id, event).await?;
+        tx.commit().await?;
         Ok(())
     }
 

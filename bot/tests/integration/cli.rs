@@ -161,6 +161,47 @@ fn exec_against_oncall_sim_with_documented_exit_codes() {
         dir.path().join("oncall.db").exists(),
         "relative database path resolves in the working directory"
     );
+    // An incident run from the command line, exported as Markdown and JSON.
+    let (code, out) = exec("cli:commander", &["incident declare SEV-2 checkout errors"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = exec("cli:operator", &["scale backend 3 --incident 1"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = exec("cli:commander", &["incident resolve 1 scaled back"]);
+    assert_eq!(code, 0, "{out}");
+    let export = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["incident", "export"])
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, markdown) = export(&["1"]);
+    assert_eq!(code, 0, "{markdown}");
+    assert!(
+        markdown.starts_with("# Incident 1: checkout errors"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("scale backend 3 → done: backend 5 → 3"),
+        "{markdown}"
+    );
+    let (code, json) = export(&["1", "--format", "json"]);
+    assert_eq!(code, 0, "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["incident"]["state"], "resolved");
+    assert_eq!(v["timeline"][0]["kind"], "declared");
+    assert_eq!(v["roles"][0]["role"], "commander");
+    let (code, out) = export(&["9"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("there is no incident 9"), "{out}");
     // Retention: nothing here is older than a day, so nothing goes.
     let prune = |age: &str| {
         let out = Command::new(BIN)

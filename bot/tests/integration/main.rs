@@ -15,6 +15,7 @@ mod common;
 mod approvals;
 mod chat_sink;
 mod cli;
+mod courier;
 mod discord;
 mod incidents;
 mod operations;

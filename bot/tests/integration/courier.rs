@@ -1,0 +1,281 @@
+//! The incident courier: reminders when due (never twice, never skipped),
+//! the incident's own channel (created, adopted after a crash, refused when
+//! someone else holds the name), the announcement, and every timeline event
+//! posted to the channel once. Passes are run by hand with the harness's
+//! manual clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oncall::chat::{ConsoleSink, Sinks, SlackSink};
+use oncall::config::{Config, EXAMPLE};
+use oncall::courier::Courier;
+use oncall::model::Platform;
+use oncall::reply::Outcome;
+use oncall::router::Router;
+use oncall::slack::api::SlackApi;
+
+use crate::common::fake_slack::{self, FakeChannel, FakeSlack, BOT_USER};
+use crate::common::Harness;
+
+const COMMANDER: &str = "cli:commander";
+
+fn console_courier(h: &Harness) -> (Courier, ConsoleSink) {
+    let console = ConsoleSink::default();
+    let sinks = Sinks {
+        console: Some(console.clone()),
+        ..Default::default()
+    };
+    (Courier::new(h.router.clone(), Arc::new(sinks)), console)
+}
+
+async fn kinds(h: &Harness, id: i64) -> Vec<String> {
+    h.router
+        .store()
+        .incident_events(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+fn minutes(n: u64) -> Duration {
+    Duration::from_secs(n * 60)
+}
+
+#[tokio::test]
+async fn reminders_fire_when_due_not_after_an_update_and_once_across_a_restart() {
+    let h = Harness::new().await;
+    let (courier, console) = console_courier(&h);
+    let reply = h
+        .run(COMMANDER, "incident declare SEV-1 checkout down")
+        .await;
+    assert_eq!(reply.outcome, Outcome::Done, "{}", reply.to_console());
+    // Runbook 004: critical incidents update every 15 minutes.
+    h.clock.advance(minutes(14));
+    assert_eq!(courier.pass().await.unwrap().reminders, 0, "not yet due");
+    h.clock.advance(minutes(1));
+    assert_eq!(courier.pass().await.unwrap().reminders, 1, "due at 15 min");
+    assert_eq!(courier.pass().await.unwrap().reminders, 0, "fired once");
+
+    // An update resets it.
+    h.clock.advance(minutes(5));
+    h.run(COMMANDER, "incident update 1 mitigation under way")
+        .await;
+    h.clock.advance(minutes(14));
+    assert_eq!(
+        courier.pass().await.unwrap().reminders,
+        0,
+        "14 min after the update"
+    );
+    h.clock.advance(minutes(1));
+    assert_eq!(courier.pass().await.unwrap().reminders, 1);
+
+    // Nobody ran the courier for an hour (the process was down): the
+    // reminder fires once, then every 15 min from now, not three at once.
+    h.clock.advance(minutes(60));
+    assert_eq!(courier.pass().await.unwrap().reminders, 1);
+    assert_eq!(courier.pass().await.unwrap().reminders, 0);
+
+    // A second process on the same file (a restart, a second replica)
+    // finds nothing to fire that the first already fired.
+    let config = Config::parse(EXAMPLE, "example").unwrap();
+    let mut config = config;
+    config.database.path = h.dir.path().join("oncall.db");
+    let store = oncall::store::Store::open(&config.database.path)
+        .await
+        .unwrap();
+    let other = Router::new(
+        config,
+        store,
+        oncall_ops::Clusters::single(h.client.clone()),
+        h.clock.clone(),
+    );
+    let other = Courier::new(other, Arc::new(Sinks::default()));
+    h.clock.advance(minutes(15));
+    let (a, b) = tokio::join!(courier.pass(), other.pass());
+    assert_eq!(
+        a.unwrap().reminders + b.unwrap().reminders,
+        1,
+        "two couriers at once fire it once"
+    );
+    let reminders = kinds(&h, 1)
+        .await
+        .into_iter()
+        .filter(|k| k == "reminder")
+        .count();
+    assert_eq!(reminders, 4);
+
+    // Resolved: no more reminders.
+    h.run(COMMANDER, "incident resolve 1").await;
+    h.clock.advance(minutes(30));
+    assert_eq!(courier.pass().await.unwrap().reminders, 0);
+
+    // The reminders reached the incident's channel, naming the commander.
+    let posted = console.posted();
+    let in_channel: Vec<&String> = posted
+        .iter()
+        .filter(|(c, _)| c == "inc-1-checkout-down")
+        .map(|(_, t)| t)
+        .collect();
+    assert!(
+        in_channel
+            .iter()
+            .any(|t| t.contains("reminder: no status update for 15m; cli:commander")),
+        "{in_channel:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_channel_the_announcement_and_each_event_once() {
+    let h = Harness::new().await;
+    let (courier, console) = console_courier(&h);
+    h.run(
+        COMMANDER,
+        "incident declare P1 checkout errors --service backend",
+    )
+    .await;
+    let pass = courier.pass().await.unwrap();
+    assert_eq!((pass.channels, pass.announced, pass.posted), (1, 1, 1));
+    let incident = h.router.store().incident(1).await.unwrap().unwrap();
+    assert_eq!(incident.channel.as_deref(), Some("inc-1-checkout-errors"));
+    let posted = console.posted();
+    assert!(
+        posted
+            .iter()
+            .any(|(c, t)| c == "incidents" && t.contains("Incident 1 declared: checkout errors")),
+        "{posted:?}"
+    );
+    assert!(
+        posted.iter().any(|(c, t)| c == "inc-1-checkout-errors"
+            && t.contains("+00:00  cli:commander  declared SEV-2 checkout errors")),
+        "{posted:?}"
+    );
+
+    // An ops command in the incident's channel: on the timeline, then posted.
+    h.clock.advance(minutes(4));
+    let mut inv = h.invocation("cli:operator", "scale backend 4");
+    inv.channel = "inc-1-checkout-errors".into();
+    assert_eq!(h.router.handle(inv).await.outcome, Outcome::Done);
+    let pass = courier.pass().await.unwrap();
+    assert_eq!((pass.channels, pass.announced, pass.posted), (0, 0, 1));
+    assert!(console
+        .posted()
+        .iter()
+        .any(|(c, t)| c == "inc-1-checkout-errors"
+            && t.contains("+00:04  cli:operator  scale backend 4 → done: backend 2 → 4")));
+    // Nothing twice.
+    assert_eq!(courier.pass().await.unwrap(), Default::default());
+    assert_eq!(
+        console
+            .posted()
+            .iter()
+            .filter(|(c, _)| c == "inc-1-checkout-errors")
+            .count(),
+        2
+    );
+}
+
+async fn slack_harness(slack: &FakeSlack) -> (Harness, Courier) {
+    let text = format!(
+        "{}\n[[policy.bindings]]\nprincipal = \"slack:UOPS1\"\nroles = [\"incident-commander\"]\n",
+        EXAMPLE.replace(
+            "announce = { cli = \"incidents\" }",
+            "announce = { slack = \"C0INCIDENTS\" }"
+        )
+    );
+    let h = Harness::with_config(Config::parse(&text, "test").unwrap()).await;
+    let api = SlackApi::new(
+        reqwest::Client::new(),
+        slack.api_url(),
+        Some(fake_slack::BOT_TOKEN.into()),
+    );
+    let sinks = Sinks {
+        slack: Some(SlackSink::new(api)),
+        ..Default::default()
+    };
+    let courier = Courier::new(h.router.clone(), Arc::new(sinks));
+    (h, courier)
+}
+
+async fn declare_on_slack(h: &Harness, title: &str) {
+    let mut inv = h.invocation("slack:UOPS1", &format!("incident declare SEV-2 {title}"));
+    inv.platform = Platform::Slack;
+    inv.workspace = Some("T0001".into());
+    inv.channel = "C0OPS".into();
+    let reply = h.router.handle(inv).await;
+    assert_eq!(reply.outcome, Outcome::Done, "{}", reply.to_console());
+}
+
+#[tokio::test]
+async fn on_slack_the_channel_is_created_adopted_after_a_crash_or_left_when_taken() {
+    let slack = FakeSlack::start().await;
+    let (h, courier) = slack_harness(&slack).await;
+    declare_on_slack(&h, "queue backlog").await;
+    // A crash after the channel was created, before it was recorded: the
+    // next process finds ours under that name and adopts it.
+    slack.state.channels.lock().unwrap().push(FakeChannel {
+        id: "C0ADOPT".into(),
+        name: "inc-1-queue-backlog".into(),
+        creator: BOT_USER.into(),
+        members: vec![BOT_USER.into()],
+        topic: String::new(),
+    });
+    // Someone else's channel already has the second incident's name.
+    declare_on_slack(&h, "slow search").await;
+    slack.state.channels.lock().unwrap().push(FakeChannel {
+        id: "C0THEIRS".into(),
+        name: "inc-2-slow-search".into(),
+        creator: "USOMEONE".into(),
+        members: vec!["USOMEONE".into()],
+        topic: String::new(),
+    });
+    // The third gets a new channel, with its declarer invited.
+    declare_on_slack(&h, "disk full").await;
+
+    let pass = courier.pass().await.unwrap();
+    assert_eq!(pass.channels, 2, "{pass:?}");
+    assert_eq!(pass.announced, 3, "{pass:?}");
+    let store = h.router.store();
+    let one = store.incident(1).await.unwrap().unwrap();
+    assert_eq!(one.channel.as_deref(), Some("C0ADOPT"), "adopted");
+    let two = store.incident(2).await.unwrap().unwrap();
+    assert_eq!(two.channel, None, "someone else's channel is not taken");
+    let why = store.incident_events(2).await.unwrap();
+    assert!(
+        why.iter()
+            .any(|e| e.kind == "channel" && e.text.contains("could not create #inc-2-slow-search")),
+        "{why:?}"
+    );
+    let three = store.incident(3).await.unwrap().unwrap();
+    let created = &slack.calls("/api/conversations.create");
+    assert!(
+        created
+            .iter()
+            .any(|c| c.status == 200 && c.body["name"] == "inc-3-disk-full"),
+        "{created:?}"
+    );
+    let channel = three.channel.unwrap();
+    let members = slack
+        .state
+        .channels
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|c| c.id == channel)
+        .unwrap()
+        .members
+        .clone();
+    assert!(members.contains(&"UOPS1".to_string()), "{members:?}");
+
+    // Announced in the incidents channel; events posted to their channels.
+    let posts = slack.calls("/api/chat.postMessage");
+    let to = |ch: &str| posts.iter().filter(|c| c.body["channel"] == ch).count();
+    assert_eq!(to("C0INCIDENTS"), 3);
+    assert!(to("C0ADOPT") >= 1);
+    assert!(to(&channel) >= 1);
+    // A second pass finds nothing left to do.
+    let again = courier.pass().await.unwrap();
+    assert_eq!((again.channels, again.announced, again.posted), (0, 0, 0));
+}
