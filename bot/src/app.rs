@@ -371,7 +371,7 @@ pub async fn discord_register(config: &Path, guild: Option<&str>) -> anyhow::Res
         secrets.bot_token,
         secrets.application_id,
     );
-    let commands = serde_json::Value::Array(vec![crate::discord::schema::oncall_command_json()]);
+    let commands = crate::discord::schema::all_commands_json();
     let registered = api.overwrite_commands(guild, &commands).await?;
     let count = registered.as_array().map(Vec::len).unwrap_or(0);
     match guild {

@@ -27,6 +27,14 @@ pub struct IncidentsConfig {
     /// with the declarer and the commander invited.
     #[serde(default)]
     pub own_channels: bool,
+    /// The Slack reaction that adds a message in an incident's channel to
+    /// its timeline (Discord: the message command "Add to timeline").
+    #[serde(default = "default_pin_reaction")]
+    pub pin_reaction: String,
+}
+
+fn default_pin_reaction() -> String {
+    "pushpin".into()
 }
 
 impl Default for IncidentsConfig {
@@ -36,6 +44,7 @@ impl Default for IncidentsConfig {
             roles: default_roles(),
             announce: Default::default(),
             own_channels: false,
+            pin_reaction: default_pin_reaction(),
         }
     }
 }

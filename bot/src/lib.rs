@@ -29,6 +29,7 @@ pub mod inbound;
 pub mod incidents;
 pub mod metrics;
 pub mod model;
+pub mod pins;
 #[cfg(test)]
 mod properties;
 pub mod rate_limit;

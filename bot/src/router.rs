@@ -339,8 +339,14 @@ impl Router {
         let (handled, command, decision) = self.run(&inv, parsed, Some(id)).await;
         let on_timeline = command.clone();
         let (mut reply, completion) = self.conclude(&inv, handled, command, decision, started);
-        self.put_on_timeline(&inv, incident, on_timeline.as_ref(), &completion, Some(id))
-            .await;
+        self.put_on_timeline(
+            (inv.platform.as_str(), &inv.channel, &inv.principal),
+            incident,
+            on_timeline.as_ref(),
+            &completion,
+            Some(id),
+        )
+        .await;
         // One commit: the row is completed and the reply kept for repeats,
         // before the reply is returned.
         let json = key_json(&inv, &reply);
@@ -402,8 +408,14 @@ impl Router {
         {
             Ok(Start::Begun(id)) => {
                 tracing::Span::current().record("id", id);
-                self.put_on_timeline(inv, incident, on_timeline.as_ref(), &completion, Some(id))
-                    .await;
+                self.put_on_timeline(
+                    (inv.platform.as_str(), &inv.channel, &inv.principal),
+                    incident,
+                    on_timeline.as_ref(),
+                    &completion,
+                    Some(id),
+                )
+                .await;
             }
             Ok(Start::Repeat(KeyClaim::Done(json))) => return stored_reply(&json),
             // The first delivery is still running: this answer is as good.
@@ -420,7 +432,7 @@ impl Router {
     /// own events; help and identity questions are not part of a response.
     async fn put_on_timeline(
         &self,
-        inv: &Invocation,
+        (platform, channel, actor): (&str, &str, &Principal),
         flag: Option<u32>,
         command: Option<&Command>,
         completion: &Completion,
@@ -433,11 +445,7 @@ impl Router {
         let store = &self.inner.store;
         let incident = match flag {
             Some(n) => store.incident(i64::from(n)).await,
-            None => {
-                store
-                    .incident_of_channel(inv.platform.as_str(), &inv.channel)
-                    .await
-            }
+            None => store.incident_of_channel(platform, channel).await,
         };
         let incident = match incident {
             Ok(Some(i)) => i,
@@ -454,12 +462,17 @@ impl Router {
         if let Some(error) = &completion.error {
             text.push_str(&format!(": {error}"));
         }
-        if let Some(id) = &completion.approval_id {
-            text.push_str(&format!(" (held for approval, request {id})"));
+        match (&completion.approval_id, completion.decision.as_str()) {
+            (Some(id), "approved") => text.push_str(&format!(
+                " (request {id}, {})",
+                completion.reason.as_deref().unwrap_or("approved")
+            )),
+            (Some(id), _) => text.push_str(&format!(" (held for approval, request {id})")),
+            (None, _) => {}
         }
         let event = crate::store::NewEvent {
             at_ms: self.inner.clock.now().as_millisecond(),
-            actor: inv.principal.to_string(),
+            actor: actor.to_string(),
             kind: "command",
             text: redact_for_history(&text),
             invocation_id,
@@ -866,6 +879,16 @@ impl Router {
         {
             tracing::error!("could not complete the execution row: {e}");
         }
+        // Held in an incident's channel: its execution is on the timeline,
+        // in the requester's name, with the approver.
+        self.put_on_timeline(
+            (&approval.platform, &approval.channel, &approval.requester),
+            None,
+            Some(command),
+            &completion,
+            Some(exec_id),
+        )
+        .await;
         handled
     }
 

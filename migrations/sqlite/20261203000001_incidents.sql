@@ -50,6 +50,11 @@ CREATE TABLE incident_events (
     actor         TEXT    NOT NULL,
     kind          TEXT    NOT NULL,
     text          TEXT    NOT NULL,
-    invocation_id INTEGER REFERENCES invocations (id)
+    invocation_id INTEGER REFERENCES invocations (id),
+    -- What the event came from when it must be added once (a pinned
+    -- message: its platform message id), however often it arrives.
+    source_ref    TEXT
 );
 CREATE INDEX incident_events_by_incident ON incident_events (incident_id, id);
+CREATE UNIQUE INDEX incident_events_once ON incident_events (incident_id, source_ref)
+    WHERE source_ref IS NOT NULL;

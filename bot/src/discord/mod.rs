@@ -269,10 +269,43 @@ pub async fn handle(state: &Arc<DiscordState>, interaction: &Value) -> Value {
     match interaction["type"].as_u64() {
         Some(1) => json!({ "type": 1 }),
         Some(4) => autocomplete(state, interaction),
+        Some(2) if interaction["data"]["type"] == 3 => message_command(state, interaction).await,
         Some(2) => command(state, interaction).await,
         Some(3) => component(state, interaction).await,
         _ => plain_ephemeral("This kind of interaction is not supported."),
     }
+}
+
+/// "Add to timeline" on a message: added to the timeline of the incident
+/// whose channel it is in; the person is told the outcome privately.
+async fn message_command(state: &Arc<DiscordState>, interaction: &Value) -> Value {
+    let data = &interaction["data"];
+    if data["name"] != schema::ADD_TO_TIMELINE {
+        return plain_ephemeral("This command is not one of oncall's.");
+    }
+    let (Some((by, seen_groups)), Some(target), Some(channel)) = (
+        principals(interaction),
+        data["target_id"].as_str(),
+        interaction["channel_id"]
+            .as_str()
+            .or(interaction["channel"]["id"].as_str()),
+    ) else {
+        return plain_ephemeral("This interaction is missing its user, message or channel.");
+    };
+    let message = &data["resolved"]["messages"][target];
+    let pin = crate::pins::Pin {
+        platform: Platform::Discord,
+        workspace: interaction["guild_id"].as_str().map(String::from),
+        channel: channel.to_string(),
+        by,
+        seen_groups,
+        message: target.to_string(),
+        author: message["author"]["id"]
+            .as_str()
+            .map(|id| format!("discord:{id}")),
+        text: message["content"].as_str().unwrap_or_default().to_string(),
+    };
+    plain_ephemeral(&crate::pins::pin(&state.router, &pin).await.message())
 }
 
 fn autocomplete(state: &DiscordState, interaction: &Value) -> Value {

@@ -120,6 +120,14 @@ pub fn oncall_command_json() -> Value {
     serde_json::to_value(oncall_command()).expect("command definitions serialize")
 }
 
+/// The message command that adds a message to its incident's timeline.
+pub const ADD_TO_TIMELINE: &str = "Add to timeline";
+
+/// Every command oncall registers: `/oncall` and the message command.
+pub fn all_commands_json() -> Value {
+    json!([oncall_command_json(), { "name": ADD_TO_TIMELINE, "type": 3 }])
+}
+
 /// Finds the invoked verb and its options in an interaction's `data`.
 /// Returns (verb name, options of the leaf subcommand).
 pub fn invoked(data: &Value) -> Option<(String, Vec<Value>)> {

@@ -555,13 +555,20 @@ pub async fn start_interaction(
     Ok(())
 }
 
-/// `POST /slack/events`: the Events API. `url_verification` now; pins and
-/// reactions for incident timelines later.
+/// `POST /slack/events`: the Events API. `url_verification`, and the pin
+/// reaction on a message in an incident's channel (acknowledged at once;
+/// the message is read and added to the timeline in the background).
 async fn events(State(state): State<Arc<SlackState>>, headers: HeaderMap, body: Body) -> Response {
     let bytes = match verified_body(&state, &headers, body).await {
         Ok(b) => b,
         Err(r) => return r,
     };
+    if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+        if v["type"] == "event_callback" && v["event"]["type"] == "reaction_added" {
+            pin_reaction(&state, &v);
+            return StatusCode::OK.into_response();
+        }
+    }
     match serde_json::from_slice::<SlackPushEvent>(&bytes) {
         Ok(SlackPushEvent::UrlVerification(v)) => {
             Json(json!({ "challenge": v.challenge })).into_response()
@@ -573,6 +580,70 @@ async fn events(State(state): State<Arc<SlackState>>, headers: HeaderMap, body: 
             Err(_) => bad_request(&state, "event"),
         },
     }
+}
+
+/// A `reaction_added` event: the configured reaction on a message adds
+/// the message to the timeline of the incident whose channel it is in.
+fn pin_reaction(state: &Arc<SlackState>, v: &Value) {
+    let event = &v["event"];
+    let wanted = &state.router.config().incidents.pin_reaction;
+    let (Some(user), Some(channel), Some(ts)) = (
+        event["user"].as_str(),
+        event["item"]["channel"].as_str(),
+        event["item"]["ts"].as_str(),
+    ) else {
+        return;
+    };
+    if event["reaction"].as_str() != Some(wanted.as_str()) || event["item"]["type"] != "message" {
+        return;
+    }
+    let Ok(by) = format!("slack:{user}").parse::<oncall_permissions::Principal>() else {
+        return;
+    };
+    let (state, channel, ts) = (state.clone(), channel.to_string(), ts.to_string());
+    let workspace = v["team_id"].as_str().map(String::from);
+    state
+        .router
+        .supervisor()
+        .clone()
+        .spawn("slack pin", async move {
+            let message = state
+                .api
+                .call_form(
+                    "conversations.history",
+                    &[
+                        ("channel", channel.as_str()),
+                        ("latest", ts.as_str()),
+                        ("inclusive", "true"),
+                        ("limit", "1"),
+                    ],
+                )
+                .await;
+            let message = match message {
+                Ok(m) => m["messages"][0].clone(),
+                Err(e) => {
+                    tracing::warn!("could not read a pinned message: {e}");
+                    return;
+                }
+            };
+            // The history's newest message at or before `ts` must be the one.
+            if message["ts"].as_str() != Some(ts.as_str()) {
+                tracing::warn!("the pinned message {ts} was not found");
+                return;
+            }
+            let pin = crate::pins::Pin {
+                platform: Platform::Slack,
+                workspace,
+                channel,
+                by,
+                seen_groups: Vec::new(),
+                message: ts,
+                author: message["user"].as_str().map(|u| format!("slack:{u}")),
+                text: message["text"].as_str().unwrap_or_default().to_string(),
+            };
+            let outcome = crate::pins::pin(&state.router, &pin).await;
+            tracing::info!(pinned = ?outcome, "slack pin reaction");
+        });
 }
 
 /// The longest `rollout status --wait` Slack can answer: a `response_url`

@@ -144,6 +144,19 @@ impl Store {
         }
     }
 
+    /// Appends an event once per `source_ref` (a pinned message); whether
+    /// it was new.
+    pub async fn add_incident_event_once(
+        &self,
+        id: i64,
+        source_ref: &str,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            super::Backend::Sqlite(s) => s.add_incident_event_once(id, source_ref, event).await,
+        }
+    }
+
     /// Appends an event (an ops command, a page) to an incident's timeline.
     pub async fn add_incident_event(&self, id: i64, event: &NewEvent) -> Result<(), StoreError> {
         match &self.backend {

@@ -310,6 +310,30 @@ impl SqliteStore {
         Ok(incident)
     }
 
+    pub async fn add_incident_event_once(
+        &self,
+        id: i64,
+        source_ref: &str,
+        e: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        let added = sqlx::query(
+            "INSERT INTO incident_events (incident_id, at, actor, kind, text, invocation_id, source_ref)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (incident_id, source_ref) WHERE source_ref IS NOT NULL DO NOTHING",
+        )
+        .bind(id)
+        .bind(e.at_ms)
+        .bind(&e.actor)
+        .bind(e.kind)
+        .bind(&e.text)
+        .bind(e.invocation_id)
+        .bind(source_ref)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(added == 1)
+    }
+
     pub async fn add_incident_event(&self, id: i64, event: &NewEvent) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
         insert_event(&mut conn, id, event).await
@@ -452,7 +476,8 @@ impl SqliteStore {
 
     pub async fn incident_events(&self, id: i64) -> Result<Vec<IncidentEvent>, StoreError> {
         Ok(sqlx::query_as::<_, EventRecord>(
-            "SELECT * FROM incident_events WHERE incident_id = ? ORDER BY id",
+            "SELECT id, incident_id, at, actor, kind, text, invocation_id FROM incident_events
+             WHERE incident_id = ? ORDER BY id",
         )
         .bind(id)
         .fetch_all(&self.pool)

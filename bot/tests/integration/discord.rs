@@ -784,7 +784,7 @@ async fn register_overwrites_the_commands_generated_from_the_grammar() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("registered 1 command(s) in guild 500000000000000001"),
+        stdout.contains("registered 2 command(s) in guild 500000000000000001"),
         "{stdout}"
     );
     let put = discord
@@ -794,6 +794,7 @@ async fn register_overwrites_the_commands_generated_from_the_grammar() {
         )
         .await;
     assert_eq!(put.body[0], schema::oncall_command_json());
+    assert_eq!(put.body[1], json!({"name": "Add to timeline", "type": 3}));
     // Without the token, Discord refuses and so does the command.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_oncall"))
         .args(["discord", "register", "--config"])
@@ -837,4 +838,103 @@ async fn autocomplete_offers_only_what_the_caller_may_act_on() {
     // A viewer may not scale anything: nothing to offer.
     let (_, answer) = env.send(&ask(VIEWER, &[])).await;
     assert!(names(&answer).is_empty(), "{answer}");
+}
+
+impl Env {
+    /// "Add to timeline" on a message, by `user`, in `channel`.
+    fn add_to_timeline(
+        &self,
+        user: &str,
+        roles: &[&str],
+        channel: &str,
+        message: &str,
+        content: &str,
+    ) -> Value {
+        let id = self.id();
+        json!({
+            "id": id, "application_id": APP_ID, "type": 2, "token": format!("tok-{id}"), "version": 1,
+            "guild_id": "500000000000000001", "channel_id": channel,
+            "member": Self::member(user, roles), "locale": "en-US",
+            "data": {"id": "800000000000000002", "name": "Add to timeline", "type": 3, "target_id": message,
+                "resolved": {"messages": {message: {"id": message, "channel_id": channel, "content": content,
+                    "author": {"id": "444444444444444444", "username": "dev", "discriminator": "0", "global_name": null, "avatar": null}}}}},
+        })
+    }
+}
+
+#[tokio::test]
+async fn add_to_timeline_on_a_message_in_an_incident_channel() {
+    let env = start(Duration::from_secs(10)).await;
+    let id = env.id();
+    let declare = env.command(
+        &id,
+        OPERATOR,
+        &[OPS_ROLE],
+        "incident declare",
+        json!([{"name": "severity", "type": 3, "value": "SEV-2"}, {"name": "title", "type": 3, "value": "queue backlog"}]),
+    );
+    let (status, response) = env.send(&declare).await;
+    assert_eq!(status, 200);
+    let answer = env.final_message(&response, &id).await;
+    assert!(text_of(&answer).contains("Incident 1 declared"), "{answer}");
+    let channel = "600000000000000009";
+    env.h
+        .router
+        .store()
+        .set_incident_channel(1, channel)
+        .await
+        .unwrap();
+
+    let pin = env.add_to_timeline(
+        OPERATOR,
+        &[OPS_ROLE],
+        channel,
+        "710000000000000001",
+        "consumer lag 2h on partition 3",
+    );
+    let (status, r) = env.send(&pin).await;
+    assert_eq!(status, 200);
+    assert_eq!(r["type"], 4);
+    assert!(
+        text_of(&r).contains("Added to incident 1's timeline"),
+        "{r}"
+    );
+    assert_eq!(r["data"]["flags"], 64, "private to the person");
+    let (_, r) = env.send(&pin).await;
+    assert!(
+        text_of(&r).contains("already on incident 1's timeline"),
+        "{r}"
+    );
+    // A viewer may not; a channel that is no incident's adds nothing.
+    let (_, r) = env
+        .send(&env.add_to_timeline(VIEWER, &[], channel, "710000000000000002", "me too"))
+        .await;
+    assert!(text_of(&r).contains("may not change incidents"), "{r}");
+    let (_, r) = env
+        .send(&env.add_to_timeline(
+            OPERATOR,
+            &[OPS_ROLE],
+            "600000000000000001",
+            "710000000000000003",
+            "elsewhere",
+        ))
+        .await;
+    assert!(text_of(&r).contains("not an incident's channel"), "{r}");
+    let pinned: Vec<String> = env
+        .h
+        .router
+        .store()
+        .incident_events(1)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "pinned")
+        .map(|e| format!("{} {}", e.actor, e.text))
+        .collect();
+    assert_eq!(
+        pinned,
+        [format!(
+            "discord:{OPERATOR} pinned discord:444444444444444444: consumer lag 2h on partition 3"
+        )]
+    );
 }

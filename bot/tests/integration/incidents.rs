@@ -275,3 +275,50 @@ async fn commands_in_an_incident_channel_land_on_its_timeline() {
     );
     assert_eq!(events(&h, 2).await.len(), 1, "only its declaration");
 }
+
+async fn commands_on_timeline(h: &Harness) -> Vec<(String, String)> {
+    events(h, 1)
+        .await
+        .into_iter()
+        .filter(|e| e.0 == "command")
+        .map(|e| (e.1, e.2))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_request_held_in_an_incident_channel_and_its_approved_run_are_on_the_timeline() {
+    let h = Harness::new().await;
+    run(&h, COMMANDER, "incident declare SEV-1 backend down").await;
+    h.router
+        .store()
+        .set_incident_channel(1, "inc-1-backend-down")
+        .await
+        .unwrap();
+    let mut inv = h.invocation(OPERATOR, "restart backend");
+    inv.channel = "inc-1-backend-down".into();
+    let held = h.router.handle(inv).await;
+    assert_eq!(held.outcome, Outcome::Pending, "{}", held.to_console());
+    let commands = commands_on_timeline(&h).await;
+    assert_eq!(commands.len(), 1, "{commands:?}");
+    let id = regex::Regex::new(r"held for approval, request ([a-z0-9]+)\)")
+        .unwrap()
+        .captures(&commands[0].1)
+        .unwrap_or_else(|| panic!("{commands:?}"))[1]
+        .to_string();
+    // Approved from elsewhere: the run lands in the requester's name.
+    let (outcome, text) = run(&h, "cli:admin", &format!("approve {id}")).await;
+    assert_eq!(outcome, Outcome::Done, "{text}");
+    let commands = commands_on_timeline(&h).await;
+    assert_eq!(commands.len(), 2, "{commands:?}");
+    assert_eq!(commands[1].0, OPERATOR);
+    assert!(
+        commands[1].1.starts_with("restart backend → done"),
+        "{commands:?}"
+    );
+    assert!(
+        commands[1]
+            .1
+            .ends_with(&format!("(request {id}, approved by cli:admin)")),
+        "{commands:?}"
+    );
+}

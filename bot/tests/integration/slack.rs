@@ -869,3 +869,141 @@ async fn approval_rechecks_the_requesters_slack_groups_now() {
     })
     .await;
 }
+
+fn reaction(user: &str, reaction: &str, channel: &str, ts: &str) -> String {
+    json!({
+        "type": "event_callback",
+        "team_id": "T0001",
+        "api_app_id": "A0001",
+        "event_id": format!("Ev{user}{ts}"),
+        "event_time": 1_700_000_000,
+        "event": {
+            "type": "reaction_added",
+            "user": user,
+            "reaction": reaction,
+            "item_user": "UDEV9",
+            "item": { "type": "message", "channel": channel, "ts": ts },
+            "event_ts": "1700000001.000100"
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_pushpin_in_an_incident_channel_adds_the_message_to_the_timeline_once() {
+    let env = start().await;
+    let (status, answer) = env
+        .command(
+            "UOPS1",
+            "incident declare SEV-2 checkout errors",
+            "trig-inc",
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        all_text(&answer).contains("Incident 1 declared"),
+        "{answer}"
+    );
+    let store = env.h.router.store();
+    store.set_incident_channel(1, "C0INC1").await.unwrap();
+    env.slack
+        .state
+        .channels
+        .lock()
+        .unwrap()
+        .push(crate::common::fake_slack::FakeChannel {
+            id: "C0INC1".into(),
+            name: "inc-1-checkout-errors".into(),
+            creator: crate::common::fake_slack::BOT_USER.into(),
+            members: vec![],
+            topic: String::new(),
+        });
+    {
+        let mut messages = env.slack.state.messages.lock().unwrap();
+        messages.push(
+            json!({"channel": "C0INC1", "ts": "1700000000.000100", "user": "UDEV9",
+            "text": "deploy v42 went out at 14:00"}),
+        );
+        messages.push(
+            json!({"channel": "C0INC1", "ts": "1700000000.000200", "user": "UDEV9",
+            "text": "error rate 40% since v42; password=hunter2 in the logs"}),
+        );
+    }
+    let pinned = async || {
+        store
+            .incident_events(1)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == "pinned")
+            .collect::<Vec<_>>()
+    };
+    let now = env.now();
+    // Another reaction, and a pin by someone without incident rights: nothing.
+    let r = env
+        .post_signed(
+            "/slack/events",
+            &reaction("UOPS1", "eyes", "C0INC1", "1700000000.000200"),
+            now,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = env
+        .post_signed(
+            "/slack/events",
+            &reaction("UNOBODY", "pushpin", "C0INC1", "1700000000.000100"),
+            now,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    // The pin: acknowledged at once, added in the background.
+    let body = reaction("UOPS1", "pushpin", "C0INC1", "1700000000.000200");
+    assert_eq!(
+        env.post_signed("/slack/events", &body, now).await.status(),
+        200
+    );
+    eventually("the pinned message is on the timeline", async || {
+        !pinned().await.is_empty()
+    })
+    .await;
+    // Slack redelivers it, and a second person pins it too: still once.
+    assert_eq!(
+        env.post_signed("/slack/events", &body, now).await.status(),
+        200
+    );
+    let again = reaction("UADMIN1", "pushpin", "C0INC1", "1700000000.000200");
+    assert_eq!(
+        env.post_signed("/slack/events", &again, now).await.status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = pinned().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].actor, "slack:UOPS1");
+    assert!(
+        events[0]
+            .text
+            .starts_with("pinned slack:UDEV9: error rate 40% since v42"),
+        "{events:?}"
+    );
+    assert!(!events[0].text.contains("hunter2"), "redacted: {events:?}");
+    // A pin in a channel that is no incident's adds nothing anywhere.
+    let elsewhere = reaction("UOPS1", "pushpin", "C0OPS", "1700000000.000300");
+    assert_eq!(
+        env.post_signed("/slack/events", &elsewhere, now)
+            .await
+            .status(),
+        200
+    );
+    // Unsigned events are refused.
+    let r = env
+        .http
+        .post(format!("{}/slack/events", env.base))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(pinned().await.len(), 1);
+}

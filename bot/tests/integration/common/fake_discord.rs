@@ -114,6 +114,15 @@ fn embed_problem(body: &Value) -> Option<&'static str> {
 }
 
 fn command_problem(cmd: &Value) -> Option<String> {
+    // User and message commands (types 2, 3): a name of 1-32 characters
+    // (spaces and capitals allowed), no description, no options.
+    if matches!(cmd["type"].as_u64(), Some(2 | 3)) {
+        let name = cmd["name"].as_str().unwrap_or("");
+        let ok = (1..=32).contains(&name.chars().count())
+            && cmd["options"].is_null()
+            && cmd["description"].as_str().is_none_or(str::is_empty);
+        return (!ok).then(|| format!("bad context-menu command {cmd}"));
+    }
     let name_ok = |n: &str| {
         !n.is_empty()
             && n.len() <= 32

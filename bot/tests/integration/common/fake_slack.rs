@@ -47,6 +47,8 @@ pub struct FakeState {
     pub socket_url: Mutex<String>,
     /// The workspace's channels.
     pub channels: Mutex<Vec<FakeChannel>>,
+    /// Messages `conversations.history` serves: `{channel, ts, user, text}`.
+    pub messages: Mutex<Vec<Value>>,
 }
 
 /// The bot's own user id, as `auth.test` reports it.
@@ -212,7 +214,7 @@ async fn api(
     // Read methods take form arguments; a JSON body's arguments are not read.
     let read_method = matches!(
         method.as_str(),
-        "auth.test" | "conversations.list" | "usergroups.users.list"
+        "auth.test" | "conversations.list" | "conversations.history" | "usergroups.users.list"
     );
     if read_method && content_type.starts_with("application/json") {
         return fail("invalid_arguments");
@@ -300,6 +302,44 @@ async fn api(
                 json!({ "ok": true, "channels": list, "response_metadata": { "next_cursor": "" } }),
             )
             .into_response()
+        }
+        "conversations.history" => {
+            // Newest first, at or before `latest` when `inclusive`.
+            let channel = parsed["channel"].as_str().unwrap_or("").to_string();
+            let latest = parsed["latest"]
+                .as_str()
+                .unwrap_or("9999999999.999999")
+                .to_string();
+            let inclusive = parsed["inclusive"] == "true";
+            if !state
+                .channels
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|c| c.id == channel)
+            {
+                return fail("channel_not_found");
+            }
+            let mut found: Vec<Value> = state
+                .messages
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|m| m["channel"] == channel.as_str())
+                .filter(|m| {
+                    let ts = m["ts"].as_str().unwrap_or("");
+                    ts < latest.as_str() || (inclusive && ts == latest)
+                })
+                .cloned()
+                .collect();
+            found.sort_by(|a, b| b["ts"].as_str().cmp(&a["ts"].as_str()));
+            let limit = parsed["limit"]
+                .as_str()
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(100);
+            found.truncate(limit);
+            record(&state, path, parsed, 200);
+            Json(json!({ "ok": true, "messages": found, "has_more": false })).into_response()
         }
         "conversations.setTopic" => {
             let id = parsed["channel"].as_str().unwrap_or("");
