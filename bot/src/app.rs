@@ -70,8 +70,9 @@ pub async fn demo(db: Option<PathBuf>, as_principal: &str) -> anyhow::Result<()>
         console: Some(crate::chat::ConsoleSink::printing()),
         ..Default::default()
     };
-    crate::courier::Courier::new(router.clone(), std::sync::Arc::new(sinks))
-        .spawn(crate::courier::TICK);
+    let sinks = std::sync::Arc::new(sinks);
+    router.register_sinks(sinks.clone());
+    crate::courier::Courier::new(router.clone(), sinks).spawn(crate::courier::TICK);
     let principal: Principal = as_principal.parse()?;
     println!(
         "oncall demo: a simulated cluster with the runbooks' services at {}\n\
@@ -299,8 +300,9 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
         tracing::info!("Discord disabled: DISCORD_PUBLIC_KEY is not set");
         None
     };
-    crate::courier::Courier::new(router.clone(), std::sync::Arc::new(sinks))
-        .spawn(crate::courier::TICK);
+    let sinks = std::sync::Arc::new(sinks);
+    router.register_sinks(sinks.clone());
+    crate::courier::Courier::new(router.clone(), sinks).spawn(crate::courier::TICK);
     // Requests past their deadline are marked expired even if nobody asks.
     let sweeper = router.clone();
     router

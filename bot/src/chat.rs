@@ -37,6 +37,16 @@ pub struct NewChannel {
     pub invite: Vec<String>,
 }
 
+/// A file to share in a channel (a postmortem draft).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileUpload {
+    pub filename: String,
+    pub title: String,
+    pub content: String,
+    /// The message it comes with.
+    pub comment: String,
+}
+
 /// A channel that exists now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Channel {
@@ -88,6 +98,13 @@ pub trait ChatSink: Send + Sync {
         &self,
         channel: &NewChannel,
     ) -> impl Future<Output = Result<Channel, ChatError>> + Send;
+
+    /// Shares a file in a channel.
+    fn upload(
+        &self,
+        channel: &str,
+        file: &FileUpload,
+    ) -> impl Future<Output = Result<(), ChatError>> + Send;
 }
 
 /// Whether a channel name is one every platform accepts.
@@ -185,6 +202,19 @@ impl SlackSink {
 }
 
 impl ChatSink for SlackSink {
+    async fn upload(&self, channel: &str, file: &FileUpload) -> Result<(), ChatError> {
+        self.api
+            .upload_file(
+                channel,
+                &file.filename,
+                &file.title,
+                file.content.as_bytes(),
+                Some(&file.comment),
+            )
+            .await
+            .map_err(slack_error)
+    }
+
     async fn post(&self, channel: &str, reply: &Reply) -> Result<MessageRef, ChatError> {
         let v = self
             .api
@@ -305,6 +335,19 @@ impl DiscordSink {
 }
 
 impl ChatSink for DiscordSink {
+    async fn upload(&self, channel: &str, file: &FileUpload) -> Result<(), ChatError> {
+        self.api
+            .create_message_with_file(
+                channel,
+                &json!({ "content": file.comment }),
+                &file.filename,
+                file.content.as_bytes(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(discord_error)
+    }
+
     async fn post(&self, channel: &str, reply: &Reply) -> Result<MessageRef, ChatError> {
         let v = self
             .api
@@ -446,6 +489,16 @@ impl ChatSink for ConsoleSink {
             adopted: false,
         })
     }
+
+    async fn upload(&self, channel: &str, file: &FileUpload) -> Result<(), ChatError> {
+        let reply = Reply::new(crate::reply::Outcome::Info, file.comment.clone()).text(format!(
+            "📎 {} ({} bytes)",
+            file.filename,
+            file.content.len()
+        ));
+        self.push(channel, &reply);
+        Ok(())
+    }
 }
 
 /// The sinks this process has, one per platform it serves: what the
@@ -485,6 +538,26 @@ impl Sinks {
             "discord" => self.discord(workspace)?.post(channel, reply).await,
             _ => match &self.console {
                 Some(c) => c.post(channel, reply).await,
+                None => Err(ChatError::NotConfigured("a console")),
+            },
+        }
+    }
+
+    pub async fn upload(
+        &self,
+        platform: &str,
+        workspace: Option<&str>,
+        channel: &str,
+        file: &FileUpload,
+    ) -> Result<(), ChatError> {
+        match platform {
+            "slack" => match &self.slack {
+                Some(s) => s.upload(channel, file).await,
+                None => Err(ChatError::NotConfigured("SLACK_BOT_TOKEN")),
+            },
+            "discord" => self.discord(workspace)?.upload(channel, file).await,
+            _ => match &self.console {
+                Some(c) => c.upload(channel, file).await,
                 None => Err(ChatError::NotConfigured("a console")),
             },
         }

@@ -189,6 +189,27 @@ impl<'a> Context<'a> {
         self.router.store()
     }
 
+    /// Shares a file in the channel the command came from, if this process
+    /// can post there; `None` when it can't (the reply then carries it).
+    pub async fn upload_here(
+        &self,
+        file: &crate::chat::FileUpload,
+    ) -> Option<Result<(), crate::chat::ChatError>> {
+        let sinks = self.router.sinks()?;
+        let result = sinks
+            .upload(
+                self.inv.platform.as_str(),
+                self.inv.workspace.as_deref(),
+                &self.inv.channel,
+                file,
+            )
+            .await;
+        match result {
+            Err(crate::chat::ChatError::NotConfigured(_)) => None,
+            other => Some(other),
+        }
+    }
+
     /// The invocation this command is recorded as, when it was recorded
     /// before it ran.
     pub fn invocation_id(&self) -> Option<i64> {

@@ -402,3 +402,165 @@ pub fn postmortem_markdown(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_764_684_000_000; // 2025-12-02 14:00 UTC
+
+    fn at(minutes: i64) -> i64 {
+        T0 + minutes * 60_000
+    }
+
+    fn event(id: i64, minutes: i64, actor: &str, kind: &str, text: &str) -> IncidentEvent {
+        IncidentEvent {
+            id,
+            incident_id: 7,
+            at_ms: at(minutes),
+            actor: actor.into(),
+            kind: kind.into(),
+            text: text.into(),
+            invocation_id: None,
+        }
+    }
+
+    /// The whole draft, byte for byte: what a reviewer gets.
+    #[test]
+    fn postmortem_snapshot() {
+        let incident = Incident {
+            id: 7,
+            title: "checkout errors".into(),
+            severity: "SEV-2".into(),
+            state: "resolved".into(),
+            services: vec!["backend".into()],
+            declared_at_ms: at(0),
+            declared_by: "slack:U1".into(),
+            platform: "slack".into(),
+            workspace: Some("T1".into()),
+            declared_in: "C1".into(),
+            channel_name: Some("inc-7-checkout-errors".into()),
+            channel: Some("C7".into()),
+            announced: true,
+            posted_through: 5,
+            acknowledged_at_ms: Some(at(3)),
+            acknowledged_by: Some("slack:U2".into()),
+            mitigated_at_ms: Some(at(12)),
+            resolved_at_ms: Some(at(64)),
+            resolved_by: Some("slack:U1".into()),
+            summary: Some("A bad deploy; scaled out, then rolled back.".into()),
+            last_update_at_ms: at(64),
+            next_reminder_at_ms: None,
+        };
+        let roles = vec![RoleHolder {
+            role: "commander".into(),
+            principal: "slack:U2".into(),
+            assigned_at_ms: at(4),
+            assigned_by: "slack:U1".into(),
+        }];
+        let events = vec![
+            event(
+                1,
+                0,
+                "slack:U1",
+                "declared",
+                "declared SEV-2 checkout errors; slack:U1 is commander",
+            ),
+            event(2, 3, "slack:U2", "acknowledged", "acknowledged"),
+            event(3, 4, "slack:U1", "role", "slack:U2 is commander"),
+            event(
+                4,
+                5,
+                "slack:U2",
+                "command",
+                "scale backend 5 → done: backend 2 → 5",
+            ),
+            event(
+                5,
+                12,
+                "slack:U2",
+                "status",
+                "status investigating → monitoring",
+            ),
+            event(
+                6,
+                64,
+                "slack:U1",
+                "resolved",
+                "resolved: A bad deploy; scaled out, then rolled back.",
+            ),
+        ];
+        let expected = "\
+# Incident 7: checkout errors
+
+## Summary
+
+A bad deploy; scaled out, then rolled back.
+
+- Severity: SEV-2
+- State: resolved
+- Declared: 2025-12-02 14:00 UTC by slack:U1
+- Resolved: 2025-12-02 15:04 UTC by slack:U1
+- Duration: 1h 4m
+- Time to acknowledge: 3m
+- Time to mitigate: 12m
+- Time to resolve: 1h 4m
+
+## Participants and roles
+
+- commander: slack:U2
+- Participants: slack:U1, slack:U2
+
+## Services touched
+
+- backend
+
+## Operations run
+
+- +00:05 slack:U2 — scale backend 5 → done: backend 2 → 5
+
+## Timeline
+
+    +00:00  slack:U1  declared SEV-2 checkout errors; slack:U1 is commander
+    +00:03  slack:U2  acknowledged
+    +00:04  slack:U1  slack:U2 is commander
+    +00:05  slack:U2  scale backend 5 → done: backend 2 → 5
+    +00:12  slack:U2  status investigating → monitoring
+    +01:04  slack:U1  resolved: A bad deploy; scaled out, then rolled back.
+
+## Root cause
+
+(to be written)
+
+## Impact
+
+(to be written)
+
+## Lessons learned
+
+(to be written)
+
+## Action items
+
+(to be written)
+";
+        assert_eq!(
+            postmortem_markdown(&incident, &roles, &events, at(90)),
+            expected
+        );
+    }
+
+    #[test]
+    fn offsets_and_durations_read_as_people_say_them() {
+        assert_eq!(offset(T0, at(3)), "+00:03");
+        assert_eq!(offset(T0, at(125)), "+02:05");
+        assert_eq!(offset(T0, at(1440 + 61)), "+1d 01:01");
+        assert_eq!(
+            offset(T0, T0 - 5_000),
+            "+00:00",
+            "clock skew is not negative"
+        );
+        assert_eq!(minutes(59 * 60_000), "59m");
+        assert_eq!(minutes(120 * 60_000), "2h");
+    }
+}

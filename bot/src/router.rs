@@ -91,6 +91,8 @@ pub(crate) struct Inner {
     /// Each connected platform's view of people's groups, by platform name.
     pub directories:
         std::sync::RwLock<std::collections::HashMap<String, Arc<dyn crate::directory::Directory>>>,
+    /// The outbound chat sinks, once registered.
+    pub sinks: std::sync::RwLock<Option<Arc<crate::chat::Sinks>>>,
 }
 
 /// One `rollout status --wait` slot; released when dropped (the command
@@ -173,6 +175,7 @@ impl Router {
                 supervisor: Supervisor::new(),
                 mutations,
                 directories: Default::default(),
+                sinks: Default::default(),
                 waits: Default::default(),
             }),
         }
@@ -231,6 +234,20 @@ impl Router {
     /// Where background work runs, and how shutdown reaches it.
     /// Registers a platform's directory (its adapter does, at start), so
     /// approvals can ask for a requester's groups now.
+    /// What this process can post through (set by `serve` and the demo):
+    /// the courier's sinks, which handlers use to share files.
+    pub fn register_sinks(&self, sinks: Arc<crate::chat::Sinks>) {
+        *self.inner.sinks.write().unwrap_or_else(|e| e.into_inner()) = Some(sinks);
+    }
+
+    pub(crate) fn sinks(&self) -> Option<Arc<crate::chat::Sinks>> {
+        self.inner
+            .sinks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub fn register_directory(
         &self,
         platform: Platform,

@@ -223,6 +223,39 @@ impl DiscordApi {
         .await
     }
 
+    /// `POST /channels/{channel}/messages` with one file attached
+    /// (multipart: `payload_json` and `files[0]`).
+    pub async fn create_message_with_file(
+        &self,
+        channel: &str,
+        body: &Value,
+        filename: &str,
+        content: &[u8],
+    ) -> Result<Value, DiscordApiError> {
+        let auth = self.bot()?;
+        let url = format!("{}/channels/{channel}/messages", self.base);
+        let mut payload = body.clone();
+        payload["attachments"] = serde_json::json!([{ "id": 0, "filename": filename }]);
+        let payload = payload.to_string();
+        self.send("create message", || {
+            let file = reqwest::multipart::Part::bytes(content.to_vec())
+                .file_name(filename.to_string())
+                .mime_str("text/markdown")
+                .expect("a valid MIME type");
+            // Field names as Discord reads them (`files[0]`, not
+            // percent-encoded brackets).
+            let form = reqwest::multipart::Form::new()
+                .percent_encode_noop()
+                .text("payload_json", payload.clone())
+                .part("files[0]", file);
+            self.http
+                .post(&url)
+                .header("authorization", &auth)
+                .multipart(form)
+        })
+        .await
+    }
+
     /// `PATCH /channels/{channel}/messages/{message}`
     pub async fn edit_message(
         &self,

@@ -15,6 +15,7 @@ use oncall_grammar::{
 
 use super::{Context, Handle, Refusal};
 use crate::incidents::{self, clock_time, label, SeverityConfig, Which};
+use crate::chat::FileUpload;
 use crate::model::Handled;
 use crate::reply::{Outcome, Reply};
 use crate::store::{Incident, IncidentChange, NewEvent, NewIncident, StoreError};
@@ -557,9 +558,26 @@ impl Handle for IncidentPostmortem {
         let roles = store.incident_roles(i.id).await.map_err(store_failed)?;
         let events = store.incident_events(i.id).await.map_err(store_failed)?;
         let markdown = incidents::postmortem_markdown(&i, &roles, &events, now_ms(cx));
-        Ok(Handled::info(
-            Reply::new(Outcome::Info, format!("Postmortem draft: incident {}", i.id))
-                .code(None, markdown),
-        ))
+        let title = format!("Postmortem draft: incident {}", i.id);
+        let file = FileUpload {
+            filename: format!("incident-{}-postmortem.md", i.id),
+            title: title.clone(),
+            content: markdown.clone(),
+            comment: format!("{title}: {}", i.title),
+        };
+        // Shared as a file where the platform allows; else in the reply.
+        match cx.upload_here(&file).await {
+            Some(Ok(())) => Ok(Handled::info(Reply::new(Outcome::Info, title).text(format!(
+                "Shared here as `{}`: {} timeline events, the operations run, and sections for root cause, impact, lessons and action items.",
+                file.filename,
+                events.len()
+            )))),
+            Some(Err(e)) => Ok(Handled::info(
+                Reply::new(Outcome::Info, title)
+                    .text(format!("It could not be shared as a file ({e}); here it is."))
+                    .code(None, markdown),
+            )),
+            None => Ok(Handled::info(Reply::new(Outcome::Info, title).code(None, markdown))),
+        }
     }
 }

@@ -100,6 +100,50 @@ impl SlackApi {
         }
     }
 
+    /// Uploads a file into a channel, as Slack's upload flow has it:
+    /// `files.getUploadURLExternal`, the bytes to the URL it gives, then
+    /// `files.completeUploadExternal` to share it with a comment.
+    pub async fn upload_file(
+        &self,
+        channel: &str,
+        filename: &str,
+        title: &str,
+        content: &[u8],
+        comment: Option<&str>,
+    ) -> Result<(), SlackApiError> {
+        let length = content.len().to_string();
+        let slot = self
+            .call_form(
+                "files.getUploadURLExternal",
+                &[("filename", filename), ("length", length.as_str())],
+            )
+            .await?;
+        let (Some(url), Some(file_id)) = (slot["upload_url"].as_str(), slot["file_id"].as_str())
+        else {
+            return Err(SlackApiError::Slack {
+                method: "files.getUploadURLExternal".into(),
+                error: "no upload_url".into(),
+            });
+        };
+        self.send("file upload", || {
+            self.http
+                .post(url)
+                .header("content-type", "application/octet-stream")
+                .body(content.to_vec())
+        })
+        .await?;
+        let mut complete = json!({
+            "files": [{ "id": file_id, "title": title }],
+            "channel_id": channel,
+        });
+        if let Some(c) = comment {
+            complete["initial_comment"] = json!(c);
+        }
+        self.call_json("files.completeUploadExternal", &complete)
+            .await
+            .map(|_| ())
+    }
+
     /// A Web API method with a JSON body.
     pub async fn call_json(&self, method: &str, body: &Value) -> Result<Value, SlackApiError> {
         let token = self.token()?.to_string();

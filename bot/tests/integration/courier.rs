@@ -279,3 +279,64 @@ async fn on_slack_the_channel_is_created_adopted_after_a_crash_or_left_when_take
     let again = courier.pass().await.unwrap();
     assert_eq!((again.channels, again.announced, again.posted), (0, 0, 0));
 }
+
+#[tokio::test]
+async fn on_discord_the_channel_is_a_guild_text_channel_made_once() {
+    use crate::common::fake_discord::{self, FakeDiscord, GUILD_ID};
+    let discord = FakeDiscord::start().await;
+    let text = format!(
+        "{}\n[[policy.bindings]]\nprincipal = \"discord:111111111111111111\"\nroles = [\"incident-commander\"]\n",
+        EXAMPLE.replace(
+            "announce = { cli = \"incidents\" }",
+            "announce = { discord = \"700000000000000001\" }"
+        )
+    );
+    discord.state.channels.lock().unwrap().push((
+        "700000000000000001".into(),
+        "incidents".into(),
+        0,
+    ));
+    let h = Harness::with_config(Config::parse(&text, "test").unwrap()).await;
+    let api = oncall::discord::api::DiscordApi::new(
+        reqwest::Client::new(),
+        discord.api_url(),
+        Some(fake_discord::BOT_TOKEN.into()),
+        Some(fake_discord::APP_ID.into()),
+    );
+    let courier = Courier::new(
+        h.router.clone(),
+        Arc::new(Sinks {
+            discord: Some(api),
+            ..Default::default()
+        }),
+    );
+    let mut inv = h.invocation(
+        "discord:111111111111111111",
+        "incident declare SEV-1 api down",
+    );
+    inv.platform = Platform::Discord;
+    inv.workspace = Some(GUILD_ID.into());
+    inv.channel = "700000000000000002".into();
+    assert_eq!(h.router.handle(inv).await.outcome, Outcome::Done);
+    let pass = courier.pass().await.unwrap();
+    assert_eq!((pass.channels, pass.announced), (1, 1), "{pass:?}");
+    let channels = discord.state.channels.lock().unwrap().clone();
+    let made: Vec<_> = channels
+        .iter()
+        .filter(|c| c.1 == "inc-1-api-down")
+        .collect();
+    assert_eq!(made.len(), 1, "{channels:?}");
+    assert_eq!(made[0].2, 0, "a guild text channel");
+    let incident = h.router.store().incident(1).await.unwrap().unwrap();
+    assert_eq!(incident.channel.as_deref(), Some(made[0].0.as_str()));
+    // The declaration went to the incidents channel, the event to its own.
+    let calls = discord.calls();
+    let posted_to = |ch: &str| {
+        calls
+            .iter()
+            .filter(|c| c.method == "POST" && c.path.ends_with(&format!("/channels/{ch}/messages")))
+            .count()
+    };
+    assert_eq!(posted_to("700000000000000001"), 1);
+    assert_eq!(posted_to(&made[0].0), 1);
+}

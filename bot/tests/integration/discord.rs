@@ -938,3 +938,50 @@ async fn add_to_timeline_on_a_message_in_an_incident_channel() {
         )]
     );
 }
+
+#[tokio::test]
+async fn the_postmortem_is_attached_to_a_discord_message() {
+    let env = start(Duration::from_secs(10)).await;
+    env.discord
+        .state
+        .channels
+        .lock()
+        .unwrap()
+        .push(("600000000000000001".into(), "ops".into(), 0));
+    env.h.router.register_sinks(Arc::new(oncall::chat::Sinks {
+        discord: Some(env.state.api.clone()),
+        ..Default::default()
+    }));
+    let id = env.id();
+    let declare = env.command(
+        &id,
+        OPERATOR,
+        &[OPS_ROLE],
+        "incident declare",
+        json!([{"name": "severity", "type": 3, "value": "SEV-3"}, {"name": "title", "type": 3, "value": "slow search"}]),
+    );
+    let (_, r) = env.send(&declare).await;
+    env.final_message(&r, &id).await;
+    let id = env.id();
+    let postmortem = env.command(
+        &id,
+        OPERATOR,
+        &[OPS_ROLE],
+        "incident postmortem",
+        json!([{"name": "incident", "type": 4, "value": 1}]),
+    );
+    let (_, r) = env.send(&postmortem).await;
+    let answer = env.final_message(&r, &id).await;
+    assert!(
+        text_of(&answer).contains("Shared here as `incident-1-postmortem.md`"),
+        "{answer}"
+    );
+    let files = env.discord.state.attachments.lock().unwrap().clone();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0].0, "600000000000000001");
+    assert_eq!(files[0].1, "incident-1-postmortem.md");
+    assert!(
+        files[0].2.starts_with("# Incident 1: slow search\n"),
+        "{files:?}"
+    );
+}

@@ -1007,3 +1007,49 @@ async fn a_pushpin_in_an_incident_channel_adds_the_message_to_the_timeline_once(
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(pinned().await.len(), 1);
 }
+
+#[tokio::test]
+async fn the_postmortem_is_shared_as_a_file_through_slacks_upload_flow() {
+    let env = start().await;
+    env.slack
+        .state
+        .channels
+        .lock()
+        .unwrap()
+        .push(crate::common::fake_slack::FakeChannel {
+            id: "C0OPS".into(),
+            name: "ops".into(),
+            creator: "USOMEONE".into(),
+            members: vec![],
+            topic: String::new(),
+        });
+    env.h.router.register_sinks(Arc::new(oncall::chat::Sinks {
+        slack: Some(oncall::chat::SlackSink::new(env.state.api.clone())),
+        ..Default::default()
+    }));
+    env.command("UOPS1", "incident declare SEV-3 slow search", "trig-pm-1")
+        .await;
+    let (status, answer) = env
+        .command("UOPS1", "incident postmortem 1", "trig-pm-2")
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        all_text(&answer).contains("Shared here as `incident-1-postmortem.md`"),
+        "{answer}"
+    );
+    let files = env.slack.state.files.lock().unwrap().clone();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0].channel, "C0OPS");
+    assert_eq!(files[0].filename, "incident-1-postmortem.md");
+    assert!(
+        files[0].content.starts_with("# Incident 1: slow search\n"),
+        "{files:?}"
+    );
+    assert!(files[0].content.contains("## Root cause"), "{files:?}");
+    let slot = &env.slack.calls("/api/files.getUploadURLExternal")[0];
+    assert_eq!(
+        slot.body["length"],
+        files[0].content.len().to_string(),
+        "the declared length is the byte length"
+    );
+}

@@ -35,6 +35,58 @@ pub struct FakeState {
     pub channels: Mutex<Vec<(String, String, u64)>>,
     /// The guild's members: user id → role ids (absent: not a member).
     pub members: Mutex<std::collections::HashMap<String, Vec<String>>>,
+    /// Files attached to messages: (channel, filename, content).
+    pub attachments: Mutex<Vec<(String, String, String)>>,
+}
+
+/// One part of a multipart body: its field name, file name and bytes.
+type Part = (String, Option<String>, Vec<u8>);
+
+/// A `multipart/form-data` body's parts (what Discord reads for messages
+/// with files: `payload_json` and `files[n]`).
+fn multipart_parts(content_type: &str, body: &[u8]) -> Option<Vec<Part>> {
+    let boundary = content_type
+        .strip_prefix("multipart/form-data")?
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))?
+        .trim_matches('"')
+        .to_string();
+    let text = body;
+    let delimiter = format!("--{boundary}");
+    let mut parts = Vec::new();
+    let mut rest = text;
+    loop {
+        let start = find(rest, delimiter.as_bytes())? + delimiter.len();
+        rest = &rest[start..];
+        if rest.starts_with(b"--") {
+            return Some(parts);
+        }
+        rest = rest.strip_prefix(b"\r\n")?;
+        let head_end = find(rest, b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&rest[..head_end])
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("content-disposition:"))?
+            .to_string();
+        let content_start = head_end + 4;
+        let end = find(
+            &rest[content_start..],
+            format!("\r\n{delimiter}").as_bytes(),
+        )?;
+        let content = rest[content_start..content_start + end].to_vec();
+        let attr = |key: &str| {
+            head.split(';').find_map(|p| {
+                p.trim()
+                    .strip_prefix(&format!("{key}=\""))
+                    .map(|v| v.trim_end_matches('"').to_string())
+            })
+        };
+        parts.push((attr("name")?, attr("filename"), content));
+        rest = &rest[content_start + end + 2..];
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 pub const GUILD_ID: &str = "600000000000000001";
@@ -172,7 +224,20 @@ async fn handle(
     body: axum::body::Bytes,
 ) -> Response {
     let path = uri.path().to_string();
-    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let parts = multipart_parts(&content_type, &body);
+    let parsed: Value = match &parts {
+        Some(parts) => parts
+            .iter()
+            .find(|(name, _, _)| name == "payload_json")
+            .and_then(|(_, _, json)| serde_json::from_slice(json).ok())
+            .unwrap_or(Value::Null),
+        None => serde_json::from_slice(&body).unwrap_or(Value::Null),
+    };
     let record = |status: u16| {
         state.calls.lock().unwrap().push(Call {
             method: method.to_string(),
@@ -325,8 +390,42 @@ async fn handle(
                     )
                         .into_response();
                 }
+                // Files: each `files[n]` named in `attachments` with its
+                // filename, at most 10 MiB in all.
+                let files: Vec<&Part> = parts
+                    .iter()
+                    .flatten()
+                    .filter(|(name, _, _)| name.starts_with("files["))
+                    .collect();
+                for (n, (name, filename, _)) in files.iter().enumerate() {
+                    let declared = parsed["attachments"][n]["filename"].as_str();
+                    if *name != format!("files[{n}]") || filename.as_deref() != declared {
+                        record(400);
+                        return (
+                            StatusCode::BAD_REQUEST,
+                            Json(json!({"message": "Invalid Form Body", "errors": "attachments do not match the files"})),
+                        )
+                            .into_response();
+                    }
+                }
+                if files.iter().map(|(_, _, b)| b.len()).sum::<usize>() > 10 * 1024 * 1024 {
+                    record(413);
+                    return (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        Json(json!({"message": "Request entity too large", "code": 40005})),
+                    )
+                        .into_response();
+                }
+                for (_, filename, bytes) in &files {
+                    state.attachments.lock().unwrap().push((
+                        c.to_string(),
+                        filename.clone().unwrap_or_default(),
+                        String::from_utf8_lossy(bytes).into_owned(),
+                    ));
+                }
                 if parsed["content"].is_null()
                     && parsed["embeds"].as_array().is_none_or(|e| e.is_empty())
+                    && files.is_empty()
                 {
                     record(400);
                     return (

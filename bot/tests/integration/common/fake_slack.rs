@@ -49,6 +49,23 @@ pub struct FakeState {
     pub channels: Mutex<Vec<FakeChannel>>,
     /// Messages `conversations.history` serves: `{channel, ts, user, text}`.
     pub messages: Mutex<Vec<Value>>,
+    /// Upload slots by file id.
+    pub uploads: Mutex<HashMap<String, UploadSlot>>,
+    /// Files shared in channels.
+    pub files: Mutex<Vec<SharedFile>>,
+}
+
+/// An upload slot: the filename, the declared length, the bytes once sent.
+pub type UploadSlot = (String, usize, Option<Vec<u8>>);
+
+/// A file `files.completeUploadExternal` shared.
+#[derive(Debug, Clone)]
+pub struct SharedFile {
+    pub channel: String,
+    pub filename: String,
+    pub title: String,
+    pub content: String,
+    pub comment: String,
 }
 
 /// The bot's own user id, as `auth.test` reports it.
@@ -74,6 +91,7 @@ impl FakeSlack {
         let app = axum::Router::new()
             .route("/api/{method}", post(api))
             .route("/response/{id}", post(response_url))
+            .route("/upload/{id}", post(upload))
             .route("/socket", axum::routing::get(socket))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -214,7 +232,11 @@ async fn api(
     // Read methods take form arguments; a JSON body's arguments are not read.
     let read_method = matches!(
         method.as_str(),
-        "auth.test" | "conversations.list" | "conversations.history" | "usergroups.users.list"
+        "auth.test"
+            | "conversations.list"
+            | "conversations.history"
+            | "usergroups.users.list"
+            | "files.getUploadURLExternal"
     );
     if read_method && content_type.starts_with("application/json") {
         return fail("invalid_arguments");
@@ -302,6 +324,61 @@ async fn api(
                 json!({ "ok": true, "channels": list, "response_metadata": { "next_cursor": "" } }),
             )
             .into_response()
+        }
+        "files.getUploadURLExternal" => {
+            let filename = parsed["filename"].as_str().unwrap_or("").to_string();
+            let length = parsed["length"]
+                .as_str()
+                .and_then(|l| l.parse::<usize>().ok());
+            let (false, Some(length)) = (filename.is_empty(), length) else {
+                return fail("invalid_arguments");
+            };
+            let mut uploads = state.uploads.lock().unwrap();
+            let id = format!("F{:08}", uploads.len() + 1);
+            uploads.insert(id.clone(), (filename, length, None));
+            drop(uploads);
+            let url = format!(
+                "{}/upload/{id}",
+                state
+                    .socket_url
+                    .lock()
+                    .unwrap()
+                    .replace("ws://", "http://")
+                    .trim_end_matches("/socket")
+            );
+            record(&state, path, parsed, 200);
+            Json(json!({ "ok": true, "upload_url": url, "file_id": id })).into_response()
+        }
+        "files.completeUploadExternal" => {
+            let Some(files) = parsed["files"].as_array().cloned() else {
+                return fail("invalid_arguments");
+            };
+            let channel = parsed["channel_id"].as_str().unwrap_or("").to_string();
+            if !state
+                .channels
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|c| c.id == channel)
+            {
+                return fail("channel_not_found");
+            }
+            let uploads = state.uploads.lock().unwrap().clone();
+            for f in &files {
+                let id = f["id"].as_str().unwrap_or("");
+                let Some((filename, _, Some(bytes))) = uploads.get(id) else {
+                    return fail("file_not_found");
+                };
+                state.files.lock().unwrap().push(SharedFile {
+                    channel: channel.clone(),
+                    filename: filename.clone(),
+                    title: f["title"].as_str().unwrap_or(filename).to_string(),
+                    content: String::from_utf8_lossy(bytes).into_owned(),
+                    comment: parsed["initial_comment"].as_str().unwrap_or("").to_string(),
+                });
+            }
+            record(&state, path, parsed, 200);
+            Json(json!({ "ok": true, "files": files })).into_response()
         }
         "conversations.history" => {
             // Newest first, at or before `latest` when `inclusive`.
@@ -455,6 +532,31 @@ async fn response_url(
     } else {
         (StatusCode::BAD_REQUEST, "invalid_blocks").into_response()
     }
+}
+
+/// The upload URL `files.getUploadURLExternal` gave: the bytes, exactly
+/// as long as declared.
+async fn upload(
+    State(state): State<Arc<FakeState>>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut uploads = state.uploads.lock().unwrap();
+    let Some(slot) = uploads.get_mut(&id) else {
+        return (StatusCode::NOT_FOUND, "no such upload").into_response();
+    };
+    if slot.1 != body.len() {
+        return (StatusCode::BAD_REQUEST, "length mismatch").into_response();
+    }
+    slot.2 = Some(body.to_vec());
+    drop(uploads);
+    record(
+        &state,
+        format!("/upload/{id}"),
+        json!({"bytes": body.len()}),
+        200,
+    );
+    (StatusCode::OK, "OK - uploaded").into_response()
 }
 
 async fn socket(
