@@ -201,11 +201,12 @@ impl fmt::Display for Command {
         let mut first_positional = true;
         let mut literal_at = None;
         for (i, (name, value)) in values.entries().enumerate() {
-            let Some(arg) = spec.arg(name) else { continue };
+            if spec.arg(name).is_none() {
+                continue;
+            }
             if let Value::Text(t) = value {
                 let number_first = first_positional
                     && first_is_optional_incident
-                    && arg.kind == ArgKind::Text
                     && parse::incident_number(t).is_some();
                 if number_first || t.starts_with('-') {
                     literal_at = Some(i);

@@ -680,3 +680,99 @@ fn commands_survive_serialization_for_approvals() {
         assert_eq!(back, cmd, "{json}");
     }
 }
+
+/// Incident verbs: the optional leading number, free text, repeated flags,
+/// the global `--incident`, and canonical text that reads back the same
+/// even when the text looks like a number or a flag.
+#[test]
+fn incident_verbs_and_their_canonical_text() {
+    use oncall_grammar::incidents::*;
+    let cases: Vec<(&str, Command)> = vec![
+        (
+            "incident declare P1 checkout errors --service backend --service oauth2-server",
+            IncidentDeclare {
+                severity: "P1".into(),
+                title: "checkout errors".into(),
+                services: vec!["backend".into(), "oauth2-server".into()],
+            }
+            .into(),
+        ),
+        ("incident ack", IncidentAck { incident: None }.into()),
+        (
+            "incident ack #12",
+            IncidentAck { incident: Some(12) }.into(),
+        ),
+        (
+            "incident note 12 5 replicas were enough",
+            IncidentNote {
+                incident: Some(12),
+                text: "5 replicas were enough".into(),
+            }
+            .into(),
+        ),
+        (
+            "incident note -- 5 replicas were enough",
+            IncidentNote {
+                incident: None,
+                text: "5 replicas were enough".into(),
+            }
+            .into(),
+        ),
+        (
+            "incident sev -- 3",
+            IncidentSev {
+                incident: None,
+                severity: "3".into(),
+            }
+            .into(),
+        ),
+        (
+            "incident status identified",
+            IncidentStatus {
+                incident: None,
+                state: "identified".into(),
+                note: None,
+            }
+            .into(),
+        ),
+        (
+            "incident assign 3 slack:U0AB12CD Commander",
+            IncidentAssign {
+                incident: Some(3),
+                principal: "slack:U0AB12CD".into(),
+                role: "commander".into(),
+            }
+            .into(),
+        ),
+    ];
+    for (text, expected) in cases {
+        let parsed = parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(parsed.command, expected, "{text}");
+        let canonical = parsed.command.to_string();
+        assert_eq!(
+            parse(&canonical).unwrap().command,
+            expected,
+            "{text} → {canonical}"
+        );
+    }
+    assert_eq!(
+        parse("scale backend 5 --incident 12").unwrap().incident,
+        Some(12)
+    );
+    assert_eq!(
+        parse("scale backend 5 --incident=#7").unwrap().incident,
+        Some(7)
+    );
+    for (bad, says) in [
+        ("scale backend 5 --incident", "needs an incident number"),
+        ("scale backend 5 --incident 0", "needs an incident number"),
+        ("scale backend 5 --incident 1 --incident 2", "given twice"),
+        ("incident status 1 fixed", "not an incident state"),
+        ("incident declare SEV-1", "needs a title"),
+        ("incident sev 1 SEV_1", "not a severity"),
+        ("incident assign 1 slack:U1 chief!", "not a role name"),
+    ] {
+        let e = parse(bad).unwrap_err();
+        assert!(e.to_string().contains(says), "{bad}: {e}");
+    }
+}
