@@ -35,6 +35,8 @@ pub struct NewChannel {
     pub topic: Option<String>,
     /// Platform user ids to invite.
     pub invite: Vec<String>,
+    /// On Discord, make it a thread of this channel instead of a channel.
+    pub thread_of: Option<String>,
 }
 
 /// A file to share in a channel (a postmortem draft).
@@ -334,6 +336,46 @@ impl DiscordSink {
     }
 }
 
+impl DiscordSink {
+    /// A public thread of `parent`, or ours of that name if it exists.
+    async fn thread(
+        &self,
+        guild: &str,
+        parent: &str,
+        spec: &NewChannel,
+    ) -> Result<Channel, ChatError> {
+        let active = self
+            .api
+            .active_threads(guild)
+            .await
+            .map_err(discord_error)?;
+        if let Some(t) = active["threads"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["parent_id"] == parent && t["name"] == spec.name.as_str())
+        {
+            return Ok(Channel {
+                id: t["id"].as_str().unwrap_or_default().to_string(),
+                name: spec.name.clone(),
+                adopted: true,
+            });
+        }
+        // 11: a public thread; archived after a week without messages.
+        let body = json!({ "name": spec.name, "type": 11, "auto_archive_duration": 10080 });
+        let v = self
+            .api
+            .start_thread(parent, &body)
+            .await
+            .map_err(discord_error)?;
+        Ok(Channel {
+            id: v["id"].as_str().unwrap_or_default().to_string(),
+            name: spec.name.clone(),
+            adopted: false,
+        })
+    }
+}
+
 impl ChatSink for DiscordSink {
     async fn upload(&self, channel: &str, file: &FileUpload) -> Result<(), ChatError> {
         self.api
@@ -391,6 +433,9 @@ impl ChatSink for DiscordSink {
                 "invalid channel name {}",
                 spec.name
             )));
+        }
+        if let Some(parent) = &spec.thread_of {
+            return self.thread(guild, parent, spec).await;
         }
         let existing = self
             .api

@@ -370,6 +370,11 @@ mod tests {
             ("[[policy.roles]]\nname = \"ops\"\ngrants = [{ verbs = [\"scael\"] }]\n", "policy.roles[0].grants[0].verbs: unknown verb `scael`"),
             ("[[policy.bindings]]\nprincipal = \"bob\"\nroles = []\n", "expected <kind>:<id>"),
             ("[slack]\nsigning_secret = \"abc\"\n", "unknown field `signing_secret`"),
+            ("[incidents]\ndiscord_threads = true\n", "incidents.discord_threads: threads need a channel"),
+            ("[incidents]\nannounce = { teams = \"C1\" }\n", "incidents.announce: `teams` is not a platform"),
+            ("[incidents]\nroles = [\"Chief!\"]\n", "incidents.roles[0]: `Chief!` is not a role name"),
+            ("[[incidents.severities]]\nname = \"SEV-1\"\naliases = [\"sev-1\"]\nresponse = \"15m\"\n", "`sev-1` names two severities"),
+            ("[[incidents.severities]]\nname = \"SEV-1\"\nresponse = \"15m\"\nupdate_every = \"5s\"\n", "expected a duration from 1m to 7d"),
             ("[database]\npassword = \"hunter2\"\n", "unknown field `password`"),
         ];
         for (text, expected) in table {

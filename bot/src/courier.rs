@@ -162,10 +162,16 @@ impl Courier {
                 }
             }
         }
+        let config = &self.router.config().incidents;
+        let thread_of = match (incident.platform.as_str(), config.discord_threads) {
+            ("discord", true) => config.announce.get("discord").cloned(),
+            _ => None,
+        };
         let spec = NewChannel {
             name: name.clone(),
             topic: Some(format!("{} · {}", label(&incident), incident.state)),
             invite,
+            thread_of,
         };
         let created = self
             .sinks

@@ -27,6 +27,10 @@ pub struct IncidentsConfig {
     /// with the declarer and the commander invited.
     #[serde(default)]
     pub own_channels: bool,
+    /// On Discord, an incident's own channel is a thread of its platform's
+    /// announce channel rather than a new text channel.
+    #[serde(default)]
+    pub discord_threads: bool,
     /// The Slack reaction that adds a message in an incident's channel to
     /// its timeline (Discord: the message command "Add to timeline").
     #[serde(default = "default_pin_reaction")]
@@ -44,6 +48,7 @@ impl Default for IncidentsConfig {
             roles: default_roles(),
             announce: Default::default(),
             own_channels: false,
+            discord_threads: false,
             pin_reaction: default_pin_reaction(),
         }
     }
@@ -195,6 +200,12 @@ impl IncidentsConfig {
                 }
                 seen.push(lower);
             }
+        }
+        if self.discord_threads && !self.announce.contains_key("discord") {
+            errors.push(
+                "incidents.discord_threads: threads need a channel to hang from: set announce.discord"
+                    .to_string(),
+            );
         }
         for platform in self.announce.keys() {
             if !["slack", "discord", "cli"].contains(&platform.as_str()) {

@@ -328,6 +328,32 @@ impl DiscordApi {
         .await
     }
 
+    /// `GET /guilds/{guild}/threads/active`
+    pub async fn active_threads(&self, guild: &str) -> Result<Value, DiscordApiError> {
+        self.bot_call(
+            "list active threads",
+            reqwest::Method::GET,
+            &format!("/guilds/{guild}/threads/active"),
+            None,
+        )
+        .await
+    }
+
+    /// `POST /channels/{channel}/threads`: a thread not started from a message.
+    pub async fn start_thread(
+        &self,
+        channel: &str,
+        body: &Value,
+    ) -> Result<Value, DiscordApiError> {
+        self.bot_call(
+            "start thread",
+            reqwest::Method::POST,
+            &format!("/channels/{channel}/threads"),
+            Some(body),
+        )
+        .await
+    }
+
     /// `POST /guilds/{guild}/channels`
     pub async fn create_guild_channel(
         &self,

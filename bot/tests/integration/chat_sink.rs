@@ -18,6 +18,7 @@ fn incident_channel() -> NewChannel {
         name: "inc-42-checkout-down".into(),
         topic: Some("SEV-1: checkout is down".into()),
         invite: vec!["UOPS1".into(), "UCMDR1".into()],
+        thread_of: None,
     }
 }
 
@@ -112,6 +113,7 @@ async fn slack_refuses_a_name_someone_else_took_and_invalid_names() {
         name: "Incident 42!".into(),
         topic: None,
         invite: vec![],
+        thread_of: None,
     };
     assert!(matches!(
         sink.create_channel(&bad).await,

@@ -340,3 +340,69 @@ async fn on_discord_the_channel_is_a_guild_text_channel_made_once() {
     assert_eq!(posted_to("700000000000000001"), 1);
     assert_eq!(posted_to(&made[0].0), 1);
 }
+
+#[tokio::test]
+async fn on_discord_with_threads_the_incident_gets_a_thread_of_the_announce_channel() {
+    use crate::common::fake_discord::{self, FakeDiscord, GUILD_ID};
+    let discord = FakeDiscord::start().await;
+    let text = format!(
+        "{}\n[[policy.bindings]]\nprincipal = \"discord:111111111111111111\"\nroles = [\"incident-commander\"]\n",
+        EXAMPLE.replace(
+            "announce = { cli = \"incidents\" }",
+            "announce = { discord = \"700000000000000001\" }\ndiscord_threads = true"
+        )
+    );
+    discord.state.channels.lock().unwrap().push((
+        "700000000000000001".into(),
+        "incidents".into(),
+        0,
+    ));
+    let h = Harness::with_config(Config::parse(&text, "test").unwrap()).await;
+    let api = oncall::discord::api::DiscordApi::new(
+        reqwest::Client::new(),
+        discord.api_url(),
+        Some(fake_discord::BOT_TOKEN.into()),
+        Some(fake_discord::APP_ID.into()),
+    );
+    let courier = Courier::new(
+        h.router.clone(),
+        Arc::new(Sinks {
+            discord: Some(api),
+            ..Default::default()
+        }),
+    );
+    for title in ["api down", "disk full"] {
+        let mut inv = h.invocation(
+            "discord:111111111111111111",
+            &format!("incident declare SEV-1 {title}"),
+        );
+        inv.platform = Platform::Discord;
+        inv.workspace = Some(GUILD_ID.into());
+        inv.channel = "700000000000000002".into();
+        assert_eq!(h.router.handle(inv).await.outcome, Outcome::Done);
+    }
+    // A crash left the second's thread made but not recorded: adopted.
+    discord.state.threads.lock().unwrap().push((
+        "629999".into(),
+        "inc-2-disk-full".into(),
+        "700000000000000001".into(),
+    ));
+    let pass = courier.pass().await.unwrap();
+    assert_eq!(pass.channels, 2, "{pass:?}");
+    let threads = discord.state.threads.lock().unwrap().clone();
+    assert_eq!(threads.len(), 2, "{threads:?}");
+    assert!(
+        threads.iter().all(|t| t.2 == "700000000000000001"),
+        "{threads:?}"
+    );
+    let store = h.router.store();
+    let one = store.incident(1).await.unwrap().unwrap();
+    let made = threads.iter().find(|t| t.1 == "inc-1-api-down").unwrap();
+    assert_eq!(one.channel.as_deref(), Some(made.0.as_str()));
+    let two = store.incident(2).await.unwrap().unwrap();
+    assert_eq!(two.channel.as_deref(), Some("629999"));
+    assert!(
+        discord.state.channels.lock().unwrap().len() == 1,
+        "no text channel was made"
+    );
+}

@@ -35,6 +35,8 @@ pub struct FakeState {
     pub channels: Mutex<Vec<(String, String, u64)>>,
     /// The guild's members: user id → role ids (absent: not a member).
     pub members: Mutex<std::collections::HashMap<String, Vec<String>>>,
+    /// Threads: (id, name, parent channel id).
+    pub threads: Mutex<Vec<(String, String, String)>>,
     /// Files attached to messages: (channel, filename, content).
     pub attachments: Mutex<Vec<(String, String, String)>>,
 }
@@ -307,7 +309,9 @@ async fn handle(
         let rest = &path["/api/v10".len()..];
         let segs: Vec<&str> = rest.trim_matches('/').split('/').collect();
         let known_channel = |id: &str| {
-            id.starts_with("DM") || state.channels.lock().unwrap().iter().any(|c| c.0 == id)
+            id.starts_with("DM")
+                || state.channels.lock().unwrap().iter().any(|c| c.0 == id)
+                || state.threads.lock().unwrap().iter().any(|t| t.0 == id)
         };
         match (method.clone(), segs.as_slice()) {
             (Method::POST, ["users", "@me", "channels"]) => {
@@ -339,6 +343,48 @@ async fn handle(
                             .into_response()
                     }
                 };
+            }
+            (Method::GET, ["guilds", g, "threads", "active"]) if *g == GUILD_ID => {
+                record(200);
+                let threads: Vec<Value> = state.threads.lock().unwrap().iter()
+                    .map(|(id, name, parent)| json!({"id": id, "name": name, "type": 11, "parent_id": parent, "guild_id": GUILD_ID}))
+                    .collect();
+                return Json(json!({"threads": threads, "members": []})).into_response();
+            }
+            (Method::POST, ["channels", parent, "threads"]) => {
+                // Only a text channel holds threads; 1-100 characters; a
+                // thread not started from a message must say its type.
+                let text_channel = state
+                    .channels
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c.0 == *parent && c.2 == 0);
+                let name = parsed["name"].as_str().unwrap_or("");
+                let ok = text_channel
+                    && (1..=100).contains(&name.chars().count())
+                    && matches!(parsed["type"].as_u64(), Some(11 | 12))
+                    && parsed["auto_archive_duration"]
+                        .as_u64()
+                        .is_none_or(|d| [60, 1440, 4320, 10080].contains(&d));
+                if !ok {
+                    record(400);
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        Json(json!({"message": "Invalid Form Body"})),
+                    )
+                        .into_response();
+                }
+                let mut threads = state.threads.lock().unwrap();
+                let id = format!("62{:016}", threads.len() + 1);
+                threads.push((id.clone(), name.to_string(), parent.to_string()));
+                drop(threads);
+                record(201);
+                return (
+                    StatusCode::CREATED,
+                    Json(json!({"id": id, "name": name, "type": 11, "parent_id": parent, "guild_id": GUILD_ID})),
+                )
+                    .into_response();
             }
             (Method::GET, ["guilds", g, "channels"]) if *g == GUILD_ID => {
                 record(200);
