@@ -181,6 +181,22 @@ impl Courier {
             Ok(channel) => {
                 store.set_incident_channel(incident.id, &channel.id).await?;
                 pass.channels += 1;
+                // The summary opens the channel; the timeline follows.
+                if !channel.adopted {
+                    let reply = summary(&incident, commander(&roles), None);
+                    if let Err(e) = self
+                        .sinks
+                        .post(
+                            &incident.platform,
+                            incident.workspace.as_deref(),
+                            &channel.id,
+                            &reply,
+                        )
+                        .await
+                    {
+                        tracing::warn!(incident = incident.id, "could not post the summary: {e}");
+                    }
+                }
                 Ok(store.incident(incident.id).await?)
             }
             Err(
@@ -213,24 +229,7 @@ impl Courier {
             return store.mark_announced(i.id).await;
         };
         let roles = store.incident_roles(i.id).await?;
-        let mut fields = vec![
-            ("Severity".to_string(), i.severity.clone()),
-            ("Declared by".to_string(), i.declared_by.clone()),
-        ];
-        if let Some(c) = commander(&roles) {
-            fields.push(("Commander".into(), c.to_string()));
-        }
-        if let Some(ch) = &i.channel {
-            fields.push(("Channel".into(), channel_link(ch, &i.platform)));
-        }
-        if !i.services.is_empty() {
-            fields.push(("Services".into(), i.services.join(", ")));
-        }
-        let reply = Reply::new(
-            Outcome::Pending,
-            format!("Incident {} declared: {}", i.id, i.title),
-        )
-        .fields(fields);
+        let reply = summary(i, commander(&roles), i.channel.as_deref());
         match self
             .sinks
             .post(&i.platform, i.workspace.as_deref(), channel, &reply)
@@ -288,6 +287,29 @@ impl Courier {
         }
         Ok(())
     }
+}
+
+/// An incident in a few fields: what the announcement and the first
+/// message of its channel say.
+fn summary(i: &Incident, commander: Option<&str>, channel: Option<&str>) -> Reply {
+    let mut fields = vec![
+        ("Severity".to_string(), i.severity.clone()),
+        ("Declared by".to_string(), i.declared_by.clone()),
+    ];
+    if let Some(c) = commander {
+        fields.push(("Commander".into(), c.to_string()));
+    }
+    if let Some(ch) = channel {
+        fields.push(("Channel".into(), channel_link(ch, &i.platform)));
+    }
+    if !i.services.is_empty() {
+        fields.push(("Services".into(), i.services.join(", ")));
+    }
+    Reply::new(
+        Outcome::Pending,
+        format!("Incident {} declared: {}", i.id, i.title),
+    )
+    .fields(fields)
 }
 
 /// The platform's user id of a principal on that platform (`slack:U1` on

@@ -165,16 +165,20 @@ async fn the_channel_the_announcement_and_each_event_once() {
         .iter()
         .any(|(c, t)| c == "inc-1-checkout-errors"
             && t.contains("+00:04  cli:operator  scale backend 4 → done: backend 2 → 4")));
-    // Nothing twice.
+    // Nothing twice: the summary that opens the channel, then each event.
     assert_eq!(courier.pass().await.unwrap(), Default::default());
-    assert_eq!(
-        console
-            .posted()
-            .iter()
-            .filter(|(c, _)| c == "inc-1-checkout-errors")
-            .count(),
-        2
+    let in_channel: Vec<String> = console
+        .posted()
+        .into_iter()
+        .filter(|(c, _)| c == "inc-1-checkout-errors")
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(in_channel.len(), 3, "{in_channel:?}");
+    assert!(
+        in_channel[0].contains("Incident 1 declared: checkout errors"),
+        "{in_channel:?}"
     );
+    assert!(in_channel[0].contains("Commander"), "{in_channel:?}");
 }
 
 async fn slack_harness(slack: &FakeSlack) -> (Harness, Courier) {
@@ -338,7 +342,11 @@ async fn on_discord_the_channel_is_a_guild_text_channel_made_once() {
             .count()
     };
     assert_eq!(posted_to("700000000000000001"), 1);
-    assert_eq!(posted_to(&made[0].0), 1);
+    assert_eq!(
+        posted_to(&made[0].0),
+        2,
+        "the summary, then the declaration"
+    );
 }
 
 #[tokio::test]
