@@ -557,17 +557,52 @@ pub struct Sinks {
     pub console: Option<ConsoleSink>,
 }
 
+/// The sink of one platform, borrowed from [`Sinks`].
+enum Sink<'a> {
+    Slack(&'a SlackSink),
+    Discord(DiscordSink),
+    Console(&'a ConsoleSink),
+}
+
+/// Calls the same [`ChatSink`] method on whichever sink it is.
+macro_rules! on_sink {
+    ($sink:expr, $s:ident => $call:expr) => {
+        match $sink {
+            Sink::Slack($s) => $call,
+            Sink::Discord(ref $s) => $call,
+            Sink::Console($s) => $call,
+        }
+    };
+}
+
 impl Sinks {
-    fn discord(&self, guild: Option<&str>) -> Result<DiscordSink, ChatError> {
-        let api = self
-            .discord
-            .clone()
-            .ok_or(ChatError::NotConfigured("DISCORD_BOT_TOKEN"))?;
-        Ok(DiscordSink::new(api, guild.map(String::from)))
+    /// The sink for `platform` (`slack`, `discord`, `cli`); `workspace` is
+    /// the Discord guild (where channels are created).
+    fn sink(&self, platform: &str, workspace: Option<&str>) -> Result<Sink<'_>, ChatError> {
+        match platform {
+            "slack" => self
+                .slack
+                .as_ref()
+                .map(Sink::Slack)
+                .ok_or(ChatError::NotConfigured("SLACK_BOT_TOKEN")),
+            "discord" => {
+                let api = self
+                    .discord
+                    .clone()
+                    .ok_or(ChatError::NotConfigured("DISCORD_BOT_TOKEN"))?;
+                Ok(Sink::Discord(DiscordSink::new(
+                    api,
+                    workspace.map(String::from),
+                )))
+            }
+            _ => self
+                .console
+                .as_ref()
+                .map(Sink::Console)
+                .ok_or(ChatError::NotConfigured("a console")),
+        }
     }
 
-    /// Posts to a channel of `platform` (`slack`, `discord`, `cli`);
-    /// `workspace` is the Discord guild.
     pub async fn post(
         &self,
         platform: &str,
@@ -575,17 +610,7 @@ impl Sinks {
         channel: &str,
         reply: &Reply,
     ) -> Result<MessageRef, ChatError> {
-        match platform {
-            "slack" => match &self.slack {
-                Some(s) => s.post(channel, reply).await,
-                None => Err(ChatError::NotConfigured("SLACK_BOT_TOKEN")),
-            },
-            "discord" => self.discord(workspace)?.post(channel, reply).await,
-            _ => match &self.console {
-                Some(c) => c.post(channel, reply).await,
-                None => Err(ChatError::NotConfigured("a console")),
-            },
-        }
+        on_sink!(self.sink(platform, workspace)?, s => s.post(channel, reply).await)
     }
 
     pub async fn upload(
@@ -595,17 +620,7 @@ impl Sinks {
         channel: &str,
         file: &FileUpload,
     ) -> Result<(), ChatError> {
-        match platform {
-            "slack" => match &self.slack {
-                Some(s) => s.upload(channel, file).await,
-                None => Err(ChatError::NotConfigured("SLACK_BOT_TOKEN")),
-            },
-            "discord" => self.discord(workspace)?.upload(channel, file).await,
-            _ => match &self.console {
-                Some(c) => c.upload(channel, file).await,
-                None => Err(ChatError::NotConfigured("a console")),
-            },
-        }
+        on_sink!(self.sink(platform, workspace)?, s => s.upload(channel, file).await)
     }
 
     pub async fn create_channel(
@@ -614,16 +629,6 @@ impl Sinks {
         workspace: Option<&str>,
         spec: &NewChannel,
     ) -> Result<Channel, ChatError> {
-        match platform {
-            "slack" => match &self.slack {
-                Some(s) => s.create_channel(spec).await,
-                None => Err(ChatError::NotConfigured("SLACK_BOT_TOKEN")),
-            },
-            "discord" => self.discord(workspace)?.create_channel(spec).await,
-            _ => match &self.console {
-                Some(c) => c.create_channel(spec).await,
-                None => Err(ChatError::NotConfigured("a console")),
-            },
-        }
+        on_sink!(self.sink(platform, workspace)?, s => s.create_channel(spec).await)
     }
 }

@@ -15,6 +15,7 @@ use oncall::reply::Outcome;
 use oncall::router::Router;
 use oncall::slack::api::SlackApi;
 
+use crate::common::fake_discord::{self, FakeDiscord, GUILD_ID};
 use crate::common::fake_slack::{self, FakeChannel, FakeSlack, BOT_USER};
 use crate::common::Harness;
 
@@ -284,15 +285,16 @@ async fn on_slack_the_channel_is_created_adopted_after_a_crash_or_left_when_take
     assert_eq!((again.channels, again.announced, again.posted), (0, 0, 0));
 }
 
-#[tokio::test]
-async fn on_discord_the_channel_is_a_guild_text_channel_made_once() {
-    use crate::common::fake_discord::{self, FakeDiscord, GUILD_ID};
+/// A harness whose incidents announce on Discord (`extra` more settings of
+/// `[incidents]`), the fake Discord with its incidents channel, and a
+/// courier posting there.
+async fn discord_courier(extra: &str) -> (FakeDiscord, Harness, Courier) {
     let discord = FakeDiscord::start().await;
     let text = format!(
         "{}\n[[policy.bindings]]\nprincipal = \"discord:111111111111111111\"\nroles = [\"incident-commander\"]\n",
         EXAMPLE.replace(
             "announce = { cli = \"incidents\" }",
-            "announce = { discord = \"700000000000000001\" }"
+            &format!("announce = {{ discord = \"700000000000000001\" }}\n{extra}")
         )
     );
     discord.state.channels.lock().unwrap().push((
@@ -314,14 +316,24 @@ async fn on_discord_the_channel_is_a_guild_text_channel_made_once() {
             ..Default::default()
         }),
     );
+    (discord, h, courier)
+}
+
+async fn declare_on_discord(h: &Harness, title: &str) {
     let mut inv = h.invocation(
         "discord:111111111111111111",
-        "incident declare SEV-1 api down",
+        &format!("incident declare SEV-1 {title}"),
     );
     inv.platform = Platform::Discord;
     inv.workspace = Some(GUILD_ID.into());
     inv.channel = "700000000000000002".into();
     assert_eq!(h.router.handle(inv).await.outcome, Outcome::Done);
+}
+
+#[tokio::test]
+async fn on_discord_the_channel_is_a_guild_text_channel_made_once() {
+    let (discord, h, courier) = discord_courier("").await;
+    declare_on_discord(&h, "api down").await;
     let pass = courier.pass().await.unwrap();
     assert_eq!((pass.channels, pass.announced), (1, 1), "{pass:?}");
     let channels = discord.state.channels.lock().unwrap().clone();
@@ -351,43 +363,9 @@ async fn on_discord_the_channel_is_a_guild_text_channel_made_once() {
 
 #[tokio::test]
 async fn on_discord_with_threads_the_incident_gets_a_thread_of_the_announce_channel() {
-    use crate::common::fake_discord::{self, FakeDiscord, GUILD_ID};
-    let discord = FakeDiscord::start().await;
-    let text = format!(
-        "{}\n[[policy.bindings]]\nprincipal = \"discord:111111111111111111\"\nroles = [\"incident-commander\"]\n",
-        EXAMPLE.replace(
-            "announce = { cli = \"incidents\" }",
-            "announce = { discord = \"700000000000000001\" }\ndiscord_threads = true"
-        )
-    );
-    discord.state.channels.lock().unwrap().push((
-        "700000000000000001".into(),
-        "incidents".into(),
-        0,
-    ));
-    let h = Harness::with_config(Config::parse(&text, "test").unwrap()).await;
-    let api = oncall::discord::api::DiscordApi::new(
-        reqwest::Client::new(),
-        discord.api_url(),
-        Some(fake_discord::BOT_TOKEN.into()),
-        Some(fake_discord::APP_ID.into()),
-    );
-    let courier = Courier::new(
-        h.router.clone(),
-        Arc::new(Sinks {
-            discord: Some(api),
-            ..Default::default()
-        }),
-    );
+    let (discord, h, courier) = discord_courier("discord_threads = true").await;
     for title in ["api down", "disk full"] {
-        let mut inv = h.invocation(
-            "discord:111111111111111111",
-            &format!("incident declare SEV-1 {title}"),
-        );
-        inv.platform = Platform::Discord;
-        inv.workspace = Some(GUILD_ID.into());
-        inv.channel = "700000000000000002".into();
-        assert_eq!(h.router.handle(inv).await.outcome, Outcome::Done);
+        declare_on_discord(&h, title).await;
     }
     // A crash left the second's thread made but not recorded: adopted.
     discord.state.threads.lock().unwrap().push((
