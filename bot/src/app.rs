@@ -50,6 +50,7 @@ pub async fn demo(db: Option<PathBuf>, as_principal: &str) -> anyhow::Result<()>
         .await?;
     let mut config = Config::parse(EXAMPLE, "built-in example config")?;
     config.database.path = db.unwrap_or_else(demo_db_path);
+    config.escalation.minutes_as_seconds();
     point_health_urls_at(&mut config, &sim.url());
     let store = Store::open(&config.database.path).await.with_context(|| {
         format!(
@@ -72,6 +73,7 @@ pub async fn demo(db: Option<PathBuf>, as_principal: &str) -> anyhow::Result<()>
     };
     let sinks = std::sync::Arc::new(sinks);
     router.register_sinks(sinks.clone());
+    crate::escalation::pager::spawn(router.clone(), sinks.clone());
     crate::courier::Courier::new(router.clone(), sinks).spawn(crate::courier::TICK);
     let principal: Principal = as_principal.parse()?;
     println!(
@@ -302,6 +304,7 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
     };
     let sinks = std::sync::Arc::new(sinks);
     router.register_sinks(sinks.clone());
+    crate::escalation::pager::spawn(router.clone(), sinks.clone());
     crate::courier::Courier::new(router.clone(), sinks).spawn(crate::courier::TICK);
     // Requests past their deadline are marked expired even if nobody asks.
     let sweeper = router.clone();

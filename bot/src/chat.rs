@@ -613,6 +613,26 @@ impl Sinks {
         on_sink!(self.sink(platform, workspace)?, s => s.post(channel, reply).await)
     }
 
+    pub async fn update(
+        &self,
+        platform: &str,
+        workspace: Option<&str>,
+        message: &MessageRef,
+        reply: &Reply,
+    ) -> Result<(), ChatError> {
+        on_sink!(self.sink(platform, workspace)?, s => s.update(message, reply).await)
+    }
+
+    pub async fn direct_message(
+        &self,
+        platform: &str,
+        workspace: Option<&str>,
+        user: &str,
+        reply: &Reply,
+    ) -> Result<MessageRef, ChatError> {
+        on_sink!(self.sink(platform, workspace)?, s => s.direct_message(user, reply).await)
+    }
+
     pub async fn upload(
         &self,
         platform: &str,

@@ -36,6 +36,8 @@ pub struct Config {
     #[serde(default)]
     pub incidents: crate::incidents::IncidentsConfig,
     #[serde(default)]
+    pub escalation: crate::escalation::config::EscalationConfig,
+    #[serde(default)]
     pub slack: crate::slack::SlackConfig,
     #[serde(default)]
     pub discord: crate::discord::DiscordConfig,
@@ -241,6 +243,17 @@ impl Config {
         }
         errors.extend(self.catalog().validate());
         errors.extend(self.incidents.validate());
+        errors.extend(self.escalation.validate());
+        for (i, s) in self.incidents.severities.iter().enumerate() {
+            if let Some(p) = &s.escalation {
+                if self.escalation.policy(p).is_none() {
+                    errors.push(format!(
+                        "incidents.severities[{i}] ({}): escalation policy `{p}` is not in [[escalation.policies]]",
+                        s.name
+                    ));
+                }
+            }
+        }
         errors.extend(
             self.policy
                 .validate(&spec::policy_verbs())
@@ -328,10 +341,36 @@ mod tests {
         );
         assert_eq!(config.approvals.ttl, Duration::from_secs(900));
         // Runbook 003's severities with 004's names and cadence; a config
-        // without [incidents] gets the same.
+        // without [incidents] gets the same (but no escalation: that
+        // needs [escalation] policies).
+        let without_escalation: Vec<_> = config
+            .incidents
+            .severities
+            .iter()
+            .cloned()
+            .map(|s| crate::incidents::SeverityConfig {
+                escalation: None,
+                ..s
+            })
+            .collect();
         assert_eq!(
-            config.incidents.severities,
+            without_escalation,
             crate::incidents::IncidentsConfig::default().severities
+        );
+        // Runbook 002's four tiers for SEV-1, runbook 004's "high" for SEV-2.
+        let sev1_policy = config.incidents.severities[0]
+            .escalation
+            .as_deref()
+            .unwrap();
+        let tiers = &config.escalation.policy(sev1_policy).unwrap().tiers;
+        let delays: Vec<_> = tiers
+            .iter()
+            .map(|t| t.delay.map(|d| d.as_secs() / 60))
+            .collect();
+        assert_eq!(delays, [Some(15), Some(15), Some(30), None]);
+        assert_eq!(
+            config.incidents.severities[1].escalation.as_deref(),
+            Some("high")
         );
         assert!(config.incidents.own_channels);
         let sev1 = config.incidents.severity("p0").unwrap();

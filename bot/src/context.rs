@@ -184,6 +184,16 @@ impl<'a> Context<'a> {
         &self.router.config().incidents
     }
 
+    /// Policies, schedules and providers.
+    pub fn escalation_config(&self) -> &'a crate::escalation::config::EscalationConfig {
+        &self.router.config().escalation
+    }
+
+    /// Tells the escalation engine there is work now.
+    pub fn wake_escalation(&self) {
+        self.router.wake_escalation();
+    }
+
     /// The store's incident API (incidents, roles, the timeline).
     pub fn incident_store(&self) -> &'a crate::store::Store {
         self.router.store()

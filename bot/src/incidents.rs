@@ -67,6 +67,9 @@ pub struct SeverityConfig {
     /// How often the commander is reminded to post an update.
     #[serde(default, with = "opt_duration")]
     pub update_every: Option<Duration>,
+    /// The escalation policy `declare` starts (`[[escalation.policies]]`).
+    #[serde(default)]
+    pub escalation: Option<String>,
 }
 
 mod opt_duration {
@@ -102,6 +105,7 @@ fn severity(
         description: description.into(),
         response: response.into(),
         update_every: update_every.map(|m| Duration::from_secs(m * 60)),
+        escalation: None,
     }
 }
 

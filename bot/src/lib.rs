@@ -23,6 +23,7 @@ pub mod context;
 pub mod courier;
 pub mod directory;
 pub mod discord;
+pub mod escalation;
 pub mod handlers;
 pub mod http_retry;
 pub mod inbound;

@@ -91,15 +91,19 @@ pub enum ButtonStyle {
 pub enum ButtonAction {
     Approve,
     Deny,
+    /// A page's "Acknowledge": `incident ack <N>`.
+    Ack,
 }
 
 impl ButtonAction {
-    pub const ALL: &[ButtonAction] = &[ButtonAction::Approve, ButtonAction::Deny];
+    pub const ALL: &[ButtonAction] =
+        &[ButtonAction::Approve, ButtonAction::Deny, ButtonAction::Ack];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ButtonAction::Approve => "approve",
             ButtonAction::Deny => "deny",
+            ButtonAction::Ack => "ack",
         }
     }
 
@@ -109,7 +113,10 @@ impl ButtonAction {
 
     /// The command text a click runs, with the button's value.
     pub fn command(self, value: &str) -> String {
-        format!("{} {value}", self.as_str())
+        match self {
+            ButtonAction::Ack => format!("incident ack {value}"),
+            _ => format!("{} {value}", self.as_str()),
+        }
     }
 }
 
@@ -264,7 +271,9 @@ impl Reply {
                 Block::Actions { buttons } => {
                     let labels: Vec<String> = buttons
                         .iter()
-                        .map(|b| format!("[{}] (/oncall {} {})", b.label, b.action_id, b.value))
+                        .map(|b| {
+                            format!("[{}] (/oncall {})", b.label, b.action_id.command(&b.value))
+                        })
                         .collect();
                     out.push_str(&format!("  {}\n", labels.join("  ")));
                 }

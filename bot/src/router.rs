@@ -93,6 +93,8 @@ pub(crate) struct Inner {
         std::sync::RwLock<std::collections::HashMap<String, Arc<dyn crate::directory::Directory>>>,
     /// The outbound chat sinks, once registered.
     pub sinks: std::sync::RwLock<Option<Arc<crate::chat::Sinks>>>,
+    /// Wakes the escalation engine (a declare, an `escalate`, a `page`).
+    pub escalation_wake: Arc<tokio::sync::Notify>,
 }
 
 /// One `rollout status --wait` slot; released when dropped (the command
@@ -177,6 +179,7 @@ impl Router {
                 directories: Default::default(),
                 sinks: Default::default(),
                 waits: Default::default(),
+                escalation_wake: Default::default(),
             }),
         }
     }
@@ -203,6 +206,16 @@ impl Router {
 
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
+    }
+
+    /// Tells the escalation engine there is work now (it also looks every
+    /// `escalation.tick`).
+    pub fn wake_escalation(&self) {
+        self.inner.escalation_wake.notify_one();
+    }
+
+    pub(crate) fn escalation_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.escalation_wake.clone()
     }
 
     /// Takes a `--wait` slot for a principal, within `[limits]`; `Err` says
@@ -991,9 +1004,18 @@ fn key_json(inv: &Invocation, reply: &Reply) -> Option<String> {
 
 /// Whether a command belongs on an incident's timeline when run for one.
 fn on_timeline(command: &Command) -> bool {
+    // Paging verbs write their own events (a page, an escalation).
     !matches!(
         command,
-        Command::Help(_) | Command::Whoami(_) | Command::Can(_) | Command::History(_)
+        Command::Help(_)
+            | Command::Whoami(_)
+            | Command::Can(_)
+            | Command::History(_)
+            | Command::Escalate(_)
+            | Command::Page(_)
+            | Command::Who(_)
+            | Command::ScheduleShow(_)
+            | Command::Override(_)
     ) && !command.spec().name.starts_with("incident ")
 }
 

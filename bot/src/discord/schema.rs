@@ -86,6 +86,37 @@ fn subcommand(verb: &VerbSpec, leaf_name: &str) -> CreateCommandOption {
     sub
 }
 
+/// One-word verbs Discord shows in a group, as (verb, group, subcommand):
+/// Discord allows 25 options at the top of a command, so the paging verbs
+/// share the `page` group there (`/oncall page who`), while their text stays
+/// `who`, `escalate 12`, … everywhere else.
+const REGROUPED: &[(&str, &str, &str)] = &[
+    ("escalate", "page", "escalate"),
+    ("page", "page", "send"),
+    ("who", "page", "who"),
+    ("schedule", "page", "schedule"),
+    ("override", "page", "override"),
+];
+
+/// Where a verb sits in the Discord command: (group, subcommand).
+pub fn discord_path(verb: &str) -> (Option<&str>, &str) {
+    if let Some((_, group, leaf)) = REGROUPED.iter().find(|(v, _, _)| *v == verb) {
+        return (Some(group), leaf);
+    }
+    match verb.split_once(' ') {
+        Some((group, leaf)) => (Some(group), leaf),
+        None => (None, verb),
+    }
+}
+
+/// The verb at a Discord group and subcommand.
+fn verb_at(group: &str, leaf: &str) -> String {
+    match REGROUPED.iter().find(|(_, g, l)| *g == group && *l == leaf) {
+        Some((verb, _, _)) => verb.to_string(),
+        None => format!("{group} {leaf}"),
+    }
+}
+
 /// The `/oncall` command definition, as Discord's bulk-overwrite takes it.
 pub fn oncall_command() -> CreateCommand {
     let mut cmd = CreateCommand::new("oncall")
@@ -93,9 +124,9 @@ pub fn oncall_command() -> CreateCommand {
     // Two-word verbs become a group of subcommands, in the spec's order.
     let mut groups: Vec<(&str, Vec<CreateCommandOption>)> = Vec::new();
     for verb in VERBS {
-        match verb.name.split_once(' ') {
-            None => cmd = cmd.add_option(subcommand(verb, verb.name)),
-            Some((group, leaf)) => match groups.iter_mut().find(|(g, _)| *g == group) {
+        match discord_path(verb.name) {
+            (None, leaf) => cmd = cmd.add_option(subcommand(verb, leaf)),
+            (Some(group), leaf) => match groups.iter_mut().find(|(g, _)| *g == group) {
                 Some((_, leaves)) => leaves.push(subcommand(verb, leaf)),
                 None => groups.push((group, vec![subcommand(verb, leaf)])),
             },
@@ -140,7 +171,7 @@ pub fn invoked(data: &Value) -> Option<(String, Vec<Value>)> {
         2 => {
             let leaf = first["options"].as_array()?.first()?.clone();
             Some((
-                format!("{} {}", first["name"].as_str()?, leaf["name"].as_str()?),
+                verb_at(first["name"].as_str()?, leaf["name"].as_str()?),
                 leaf["options"].as_array().cloned().unwrap_or_default(),
             ))
         }

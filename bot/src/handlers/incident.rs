@@ -21,7 +21,7 @@ use crate::reply::{Outcome, Reply};
 use crate::store::{Incident, IncidentChange, NewEvent, NewIncident, StoreError};
 
 /// A bad value: one sentence and the verb's usage; nothing changed.
-fn invalid(spec: &'static VerbSpec, message: impl Into<String>) -> Refusal {
+pub(super) fn invalid(spec: &'static VerbSpec, message: impl Into<String>) -> Refusal {
     let message = message.into();
     Handled {
         reply: Reply::new(Outcome::Invalid, message.clone())
@@ -51,7 +51,7 @@ fn severity<'a>(
     })
 }
 
-fn store_failed(e: StoreError) -> Refusal {
+pub(super) fn store_failed(e: StoreError) -> Refusal {
     Handled::failed("The incident store is unavailable; nothing changed", e).into()
 }
 
@@ -59,7 +59,7 @@ fn now_ms(cx: &Context<'_>) -> i64 {
     cx.now.as_millisecond()
 }
 
-fn event(cx: &Context<'_>, kind: &'static str, text: impl Into<String>) -> NewEvent {
+pub(super) fn event(cx: &Context<'_>, kind: &'static str, text: impl Into<String>) -> NewEvent {
     NewEvent {
         at_ms: now_ms(cx),
         actor: cx.actor.principal.to_string(),
@@ -70,7 +70,7 @@ fn event(cx: &Context<'_>, kind: &'static str, text: impl Into<String>) -> NewEv
 }
 
 /// The incident a command means, or the answer saying which to name.
-async fn target(
+pub(super) async fn target(
     cx: &Context<'_>,
     spec: &'static VerbSpec,
     number: Option<u32>,
@@ -179,6 +179,10 @@ impl Handle for IncidentDeclare {
                 .has_role("commander")
                 .then(|| cx.actor.principal.to_string()),
             own_channel: config.own_channels,
+            escalation: severity
+                .escalation
+                .as_deref()
+                .and_then(|p| cx.escalation_config().snapshot(p)),
         };
         let mut text = format!("declared {} {}", severity.name, self.title);
         if let Some(c) = &new.commander {
@@ -205,6 +209,11 @@ impl Handle for IncidentDeclare {
                 "Status updates".into(),
                 format!("every {}", humantime::format_duration(every)),
             ));
+        }
+        if let Some(p) = &new.escalation {
+            let tiers: Vec<&str> = p.tiers.iter().map(|t| t.name.as_str()).collect();
+            fields.push(("Escalation".into(), format!("{}: {}", p.name, tiers.join(" → "))));
+            cx.wake_escalation();
         }
         let id = incident.id;
         Ok(Handled::ok(

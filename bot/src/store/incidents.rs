@@ -57,6 +57,9 @@ pub struct NewIncident {
     pub commander: Option<String>,
     /// Whether it gets a channel of its own (`inc-<N>-<slug>`).
     pub own_channel: bool,
+    /// The escalation it starts (its severity's policy), first step due
+    /// at once; written in the same transaction as the incident.
+    pub escalation: Option<super::escalations::PolicySnapshot>,
 }
 
 /// One timeline event.

@@ -12,6 +12,7 @@
 //! change and the outbox messages it causes, committed together or not at
 //! all ([`StoreTx::enqueue`]).
 
+pub mod escalations;
 pub mod incidents;
 pub mod sqlite;
 
@@ -22,6 +23,10 @@ use oncall_permissions::Principal;
 
 mod group_commit;
 
+pub use escalations::{
+    AdHoc, DueEscalation, Escalation, EscalationState, NewPage, Next, RateLimit, Step, StepOutcome,
+    StoredOverride,
+};
 pub use incidents::{Incident, IncidentChange, IncidentEvent, NewEvent, NewIncident, RoleHolder};
 pub use sqlite::SqliteStore;
 
@@ -233,6 +238,9 @@ pub enum OutboxState {
     Pending,
     Sent,
     Failed,
+    /// An escalation's page not yet sent when the incident was
+    /// acknowledged or resolved: never sent.
+    Cancelled,
 }
 
 /// A message in the outbox.
@@ -246,6 +254,12 @@ pub struct OutboxMessage {
     pub attempts: i64,
     pub next_attempt_at_ms: i64,
     pub last_error: Option<String>,
+    /// The incident it is about, for pages.
+    pub incident_id: Option<i64>,
+    /// Who or what a page is for (`cli:alice`, `pagerduty:payments`).
+    pub target: Option<String>,
+    /// What a multi-part send has done so far (a chat page's message ids).
+    pub progress: Option<serde_json::Value>,
 }
 
 /// The store. Cheap to clone: it is a handle to a connection pool.
@@ -440,7 +454,12 @@ impl Store {
 
     /// The message was delivered.
     pub async fn outbox_sent(&self, id: i64, at_ms: i64) -> Result<(), StoreError> {
-        delegate!(self.outbox_sent(id, at_ms))
+        delegate!(self.outbox_sent(&[id], at_ms))
+    }
+
+    /// These messages were delivered (one transaction).
+    pub async fn outbox_sent_many(&self, ids: &[i64], at_ms: i64) -> Result<(), StoreError> {
+        delegate!(self.outbox_sent(ids, at_ms))
     }
 
     /// The attempt failed: try again at `retry_at_ms`, or give up (`None`).

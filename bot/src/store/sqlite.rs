@@ -25,6 +25,8 @@ use super::{
 
 use super::group_commit::GroupCommit;
 
+#[path = "sqlite_escalations.rs"]
+mod escalations;
 #[path = "sqlite_incidents.rs"]
 mod incidents;
 
@@ -201,7 +203,8 @@ impl SqliteStore {
         limit: u32,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         sqlx::query_as::<_, OutboxRecord>(
-            "SELECT id, kind, dedup_key, payload, state, attempts, next_attempt_at, last_error
+            "SELECT id, kind, dedup_key, payload, state, attempts, next_attempt_at, last_error,
+                    incident_id, target, progress
              FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?
              ORDER BY next_attempt_at, id LIMIT ?",
         )
@@ -214,14 +217,38 @@ impl SqliteStore {
         .collect()
     }
 
-    pub async fn outbox_sent(&self, id: i64, at_ms: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1 WHERE id = ?",
-        )
-        .bind(at_ms)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+    pub async fn outbox_sent(&self, ids: &[i64], at_ms: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for &id in ids {
+            // Taking the write lock first: the state read is the one updated.
+            let changed = sqlx::query(
+                "UPDATE outbox SET sent_at = ?, attempts = attempts + 1
+                 WHERE id = ? AND state IN ('pending', 'cancelled')",
+            )
+            .bind(at_ms)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                continue;
+            }
+            let before: String = sqlx::query_scalar("SELECT state FROM outbox WHERE id = ?")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE outbox SET state = 'sent' WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if before == "cancelled" {
+                // Sent while it was being cancelled (an acknowledgement
+                // came in mid-send): the provider has it now, so follow it
+                // up.
+                escalations::follow_up_sent(&mut tx, id, at_ms).await?;
+            }
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -233,7 +260,8 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?,
-                    state = CASE WHEN ?2 IS NULL THEN 'failed' ELSE 'pending' END,
+                    state = CASE WHEN state = 'cancelled' THEN 'cancelled'
+                                 WHEN ?2 IS NULL THEN 'failed' ELSE 'pending' END,
                     next_attempt_at = COALESCE(?2, next_attempt_at)
              WHERE id = ?3",
         )
@@ -674,6 +702,9 @@ struct OutboxRecord {
     attempts: i64,
     next_attempt_at: i64,
     last_error: Option<String>,
+    incident_id: Option<i64>,
+    target: Option<String>,
+    progress: Option<String>,
 }
 
 impl OutboxRecord {
@@ -682,6 +713,7 @@ impl OutboxRecord {
             "pending" => OutboxState::Pending,
             "sent" => OutboxState::Sent,
             "failed" => OutboxState::Failed,
+            "cancelled" => OutboxState::Cancelled,
             other => {
                 return Err(StoreError::Corrupt(format!(
                     "outbox {}: state {other}",
@@ -698,6 +730,13 @@ impl OutboxRecord {
             attempts: self.attempts,
             next_attempt_at_ms: self.next_attempt_at,
             last_error: self.last_error,
+            incident_id: self.incident_id,
+            target: self.target,
+            progress: self
+                .progress
+                .as_deref()
+                .map(|p| decode("outbox progress", p))
+                .transpose()?,
         })
     }
 }

@@ -2,6 +2,7 @@
 
 use sqlx::FromRow;
 
+use super::super::escalations::EscalationState;
 use super::super::incidents::{
     Incident, IncidentChange, IncidentEvent, NewEvent, NewIncident, RoleHolder,
 };
@@ -82,7 +83,7 @@ struct RoleRecord {
     assigned_by: String,
 }
 
-async fn insert_event(
+pub(super) async fn insert_event(
     conn: &mut sqlx::SqliteConnection,
     id: i64,
     e: &NewEvent,
@@ -172,6 +173,9 @@ impl SqliteStore {
             .await?;
         }
         insert_event(&mut tx, id, event).await?;
+        if let Some(policy) = &new.escalation {
+            super::escalations::start(&mut tx, id, policy, new.at_ms).await?;
+        }
         let incident = fetch(&mut tx, id)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("incident {id} vanished")))?;
@@ -305,6 +309,37 @@ impl SqliteStore {
             return Ok(None);
         }
         insert_event(&mut tx, id, event).await?;
+        let stops = match change {
+            IncidentChange::Acknowledge => Some(EscalationState::Acknowledged),
+            IncidentChange::Resolve { .. } => Some(EscalationState::Resolved),
+            _ => None,
+        };
+        if let Some(state) = stops {
+            // In the same transaction as the change: a tick either ran
+            // before it (its pages are then cancelled or followed up here)
+            // or finds the escalation no longer active and pages nothing.
+            if let Some(e) = super::escalations::stop(&mut tx, id, state, at, by).await? {
+                let next = e
+                    .policy
+                    .tiers
+                    .get(e.tier as usize)
+                    .map(|t| format!("; {} was not paged", t.name))
+                    .unwrap_or_default();
+                let text = format!(
+                    "escalation {} stopped ({}){next}",
+                    e.policy.name,
+                    state.as_str()
+                );
+                let stopped = NewEvent {
+                    at_ms: at,
+                    actor: by.clone(),
+                    kind: "escalation",
+                    text,
+                    invocation_id: event.invocation_id,
+                };
+                insert_event(&mut tx, id, &stopped).await?;
+            }
+        }
         let incident = fetch(&mut tx, id).await?;
         tx.commit().await?;
         Ok(incident)

@@ -172,14 +172,34 @@ fn option_table() -> Vec<(&'static str, Value)> {
             "incident postmortem",
             json!([{"name": "incident", "type": 4, "value": 12}]),
         ),
+        (
+            "escalate",
+            json!([{"name": "incident", "type": 4, "value": 12}]),
+        ),
+        (
+            "page",
+            json!([{"name": "incident", "type": 4, "value": 12}, {"name": "target", "type": 3, "value": "schedule:primary"}, {"name": "message", "type": 3, "value": "database failover needs a second pair of eyes"}]),
+        ),
+        (
+            "who",
+            json!([{"name": "schedule", "type": 3, "value": "primary"}]),
+        ),
+        (
+            "schedule",
+            json!([{"name": "schedule", "type": 3, "value": "primary"}]),
+        ),
+        (
+            "override",
+            json!([{"name": "schedule", "type": 3, "value": "primary"}, {"name": "principal", "type": 3, "value": "slack:U0AB12CD"}, {"name": "duration", "type": 3, "value": "4h"}]),
+        ),
     ]
 }
 
 /// `data.options` for a verb: a subcommand, or a group and a subcommand.
 fn data_options(verb: &str, options: &Value) -> Value {
-    match verb.split_once(' ') {
-        None => json!([{"name": verb, "type": 1, "options": options}]),
-        Some((group, leaf)) => {
+    match schema::discord_path(verb) {
+        (None, verb) => json!([{"name": verb, "type": 1, "options": options}]),
+        (Some(group), leaf) => {
             json!([{"name": group, "type": 2, "options": [{"name": leaf, "type": 1, "options": options}]}])
         }
     }

@@ -26,9 +26,19 @@ async fn events(h: &Harness, id: i64) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The example config without escalation policies: these tests are about
+/// the incident's own lifecycle (escalation has its own tests).
+async fn without_escalation() -> Harness {
+    let mut config = oncall::config::Config::parse(oncall::config::EXAMPLE, "example").unwrap();
+    for s in &mut config.incidents.severities {
+        s.escalation = None;
+    }
+    Harness::with_config(config).await
+}
+
 #[tokio::test]
 async fn an_incident_from_declaration_to_postmortem() {
-    let h = Harness::new().await;
+    let h = without_escalation().await;
     let (outcome, text) = run(
         &h,
         COMMANDER,

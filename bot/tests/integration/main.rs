@@ -17,6 +17,7 @@ mod chat_sink;
 mod cli;
 mod courier;
 mod discord;
+mod escalation;
 mod incidents;
 mod operations;
 mod readme;

@@ -18,6 +18,7 @@
 
 pub mod catalog;
 pub mod incidents;
+pub mod paging;
 mod parse;
 pub mod redact;
 pub mod spec;
@@ -29,6 +30,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use incidents::*;
+pub use paging::*;
 pub use parse::{
     dns1123_label, dns1123_subdomain, looks_like_secret, parse, valid_image_reference,
 };

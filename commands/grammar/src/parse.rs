@@ -456,6 +456,10 @@ fn check(
             }
         },
         ArgKind::Principal => principal(spec, word).map(Value::Text),
+        ArgKind::PageTarget => match crate::Target::parse(word) {
+            Ok(t) => Ok(Value::Text(t.to_string())),
+            Err(e) => Err(bad(spec, e)),
+        },
         ArgKind::RequestId => text(request_id(spec, word.to_string())),
         ArgKind::Incident => match incident_number(word) {
             Some(n) => Ok(Value::Int(n)),

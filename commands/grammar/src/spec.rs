@@ -56,6 +56,9 @@ pub enum ArgKind {
     Principal,
     /// An approval request id.
     RequestId,
+    /// Where a page goes: a principal, `schedule:`, `channel:`,
+    /// `pagerduty:`, `opsgenie:` or `webhook:` ([`crate::Target`]).
+    PageTarget,
     /// An incident number (`12` or `#12`). Optional where it stands first:
     /// a leading word that is a number is taken as it, else it is absent.
     Incident,

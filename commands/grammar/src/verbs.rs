@@ -64,6 +64,11 @@ pub static VERBS: &[&VerbSpec] = &[
     &crate::incidents::INCIDENT_SHOW,
     &crate::incidents::INCIDENT_TIMELINE,
     &crate::incidents::INCIDENT_POSTMORTEM,
+    &crate::paging::ESCALATE,
+    &crate::paging::PAGE,
+    &crate::paging::WHO,
+    &crate::paging::SCHEDULE_SHOW,
+    &crate::paging::OVERRIDE,
 ];
 
 pub(crate) const fn read(
@@ -1379,4 +1384,9 @@ commands! { $
     IncidentShow(crate::incidents::IncidentShow),
     IncidentTimeline(crate::incidents::IncidentTimeline),
     IncidentPostmortem(crate::incidents::IncidentPostmortem),
+    Escalate(crate::paging::Escalate),
+    Page(crate::paging::Page),
+    Who(crate::paging::Who),
+    ScheduleShow(crate::paging::ScheduleShow),
+    Override(crate::paging::Override),
 }
