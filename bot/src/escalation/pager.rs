@@ -198,6 +198,9 @@ impl Pager {
                 .buffer_unordered(IN_FLIGHT)
                 .collect()
                 .await;
+            if results.iter().any(|(_, s)| *s == Sent::Delivered) {
+                crash_point("after-send");
+            }
             let now_ms = self.router.clock().now().as_millisecond();
             let delivered: Vec<i64> = results
                 .iter()
@@ -651,6 +654,19 @@ fn page_reply(p: &Value, incident: i64, mention: Option<&str>) -> Reply {
         }])
 }
 
+/// Crash points for the crash tests: with `ONCALL_CRASH_AT=<name>` the
+/// process aborts there (no cleanup, like SIGKILL), once it has work:
+/// `after-tick-commit` (a step's pages are committed, none sent) and
+/// `after-send` (a batch is delivered, not yet marked sent).
+pub(crate) fn crash_point(name: &str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let at = AT.get_or_init(|| std::env::var("ONCALL_CRASH_AT").ok());
+    if at.as_deref() == Some(name) {
+        eprintln!("oncall: crash point {name}: aborting");
+        std::process::abort();
+    }
+}
+
 /// Runs ticks and drains under the router's supervisor until shutdown:
 /// every `escalation.tick`, and at once when woken.
 pub fn spawn(router: Router, sinks: Arc<Sinks>) {
@@ -662,7 +678,8 @@ pub fn spawn(router: Router, sinks: Arc<Sinks>) {
         loop {
             match super::engine::tick(&router).await {
                 Ok(t) if t.steps > 0 => {
-                    tracing::info!(steps = t.steps, pages = t.pages, "escalation tick")
+                    tracing::info!(steps = t.steps, pages = t.pages, "escalation tick");
+                    crash_point("after-tick-commit");
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!("escalation tick: {e}"),

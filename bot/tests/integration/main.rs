@@ -20,6 +20,8 @@ mod discord;
 mod escalation;
 mod incidents;
 mod operations;
+mod paging_crash;
+mod paging_providers;
 mod readme;
 mod reliability;
 mod router;

@@ -2,6 +2,7 @@
 //! dir, the example config, and a router wired to them.
 
 pub mod fake_discord;
+pub mod fake_pager;
 pub mod fake_slack;
 pub mod serve;
 

@@ -56,6 +56,16 @@ impl Setup {
     /// Starts `oncall serve` on a free port and waits until it answers
     /// `/healthz`; its log goes to `log_name` in the temp dir.
     pub async fn serve(&self, slack: &FakeSlack, log_name: &str) -> Served {
+        self.serve_env(slack, log_name, &[]).await
+    }
+
+    /// [`Setup::serve`] with more environment variables.
+    pub async fn serve_env(
+        &self,
+        slack: &FakeSlack,
+        log_name: &str,
+        env: &[(&str, &str)],
+    ) -> Served {
         let log_path = self.dir.path().join(log_name);
         let log = std::fs::File::create(&log_path).unwrap();
         let port = free_port();
@@ -69,6 +79,7 @@ impl Setup {
             .env("SLACK_BOT_TOKEN", BOT_TOKEN)
             .env("SLACK_API_URL", slack.api_url())
             .env("ONCALL_LOG", "info")
+            .envs(env.iter().copied())
             .current_dir(self.dir.path())
             .stdout(Stdio::null())
             .stderr(log)
