@@ -154,6 +154,21 @@ pub enum Block {
     Code { title: Option<String>, body: String },
     /// A row of buttons.
     Actions { buttons: Vec<Button> },
+    /// People, groups or roles called by name (a page): each platform
+    /// renders its own as a real mention, which notifies them; `text`
+    /// follows. Principals are ids (`slack:U…`), never free text, so a
+    /// mention can't be smuggled in through other blocks.
+    Mention {
+        principals: Vec<String>,
+        text: String,
+    },
+}
+
+impl Block {
+    /// The principals of a mention that parse, with their platform form.
+    pub fn mentions(principals: &[String]) -> Vec<oncall_permissions::Principal> {
+        principals.iter().filter_map(|p| p.parse().ok()).collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +203,10 @@ impl Reply {
             },
             Block::Actions { buttons } => Block::Actions {
                 buttons: buttons.clone(),
+            },
+            Block::Mention { principals, text } => Block::Mention {
+                principals: principals.clone(),
+                text: redact_line(text),
             },
         };
         Reply {
@@ -229,6 +248,15 @@ impl Reply {
         self.blocks.push(Block::Code {
             title: title.map(String::from),
             body: body.into(),
+        });
+        self
+    }
+
+    /// Calls these principals by name, followed by `text`.
+    pub fn mention(mut self, principals: Vec<String>, text: impl Into<String>) -> Self {
+        self.blocks.push(Block::Mention {
+            principals,
+            text: text.into(),
         });
         self
     }
@@ -276,6 +304,13 @@ impl Reply {
                         })
                         .collect();
                     out.push_str(&format!("  {}\n", labels.join("  ")));
+                }
+                Block::Mention { principals, text } => {
+                    let names: Vec<String> = Block::mentions(principals)
+                        .iter()
+                        .map(|p| format!("@{}", p.id()))
+                        .collect();
+                    out.push_str(&format!("  {} {text}\n", names.join(" ")));
                 }
             }
         }

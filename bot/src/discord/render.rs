@@ -46,8 +46,27 @@ pub fn message(reply: &Reply) -> Value {
     let mut description = String::new();
     let mut fields: Vec<(String, String)> = Vec::new();
     let mut buttons = Vec::new();
+    let (mut users, mut roles, mut content) = (Vec::new(), Vec::new(), Vec::new());
     for block in &reply.blocks {
         match block {
+            Block::Mention { principals, text } => {
+                use oncall_permissions::PrincipalKind as K;
+                for p in Block::mentions(principals) {
+                    match p.kind() {
+                        K::DiscordUser => {
+                            content.push(format!("<@{}>", p.id()));
+                            users.push(p.id().to_string());
+                        }
+                        K::DiscordRole => {
+                            content.push(format!("<@&{}>", p.id()));
+                            roles.push(p.id().to_string());
+                        }
+                        _ => description.push_str(&format!("{p} ")),
+                    }
+                }
+                description.push_str(text);
+                description.push_str("\n\n");
+            }
             Block::Text { text } => {
                 description.push_str(text);
                 description.push_str("\n\n");
@@ -131,8 +150,12 @@ pub fn message(reply: &Reply) -> Value {
     let mut out = json!({
         "embeds": [serde_json::to_value(embed).expect("embeds serialize")],
         "components": serde_json::to_value(rows).expect("components serialize"),
-        "allowed_mentions": { "parse": [] },
+        // Only the people and roles a page calls are notified.
+        "allowed_mentions": { "parse": [], "users": users, "roles": roles },
     });
+    if !content.is_empty() {
+        out["content"] = json!(content.join(" "));
+    }
     if reply.visibility == Visibility::Private {
         out["flags"] = json!(EPHEMERAL);
     }
@@ -147,6 +170,33 @@ fn value_is_short(v: &str) -> bool {
 mod tests {
     use super::*;
     use crate::reply::Button;
+
+    #[test]
+    fn a_mention_notifies_exactly_the_people_and_roles_it_calls() {
+        let reply = Reply::new(Outcome::Pending, "page").mention(
+            vec![
+                "discord:170531778354741248".into(),
+                "discord-role:41771983423143936".into(),
+                "slack:U024BE7LH".into(),
+                "<@everyone>".into(),
+            ],
+            "you are paged <@999> @everyone",
+        );
+        let m = message(&reply);
+        assert_eq!(m["content"], "<@170531778354741248> <@&41771983423143936>");
+        assert_eq!(
+            m["allowed_mentions"]["users"],
+            json!(["170531778354741248"])
+        );
+        assert_eq!(m["allowed_mentions"]["roles"], json!(["41771983423143936"]));
+        assert_eq!(
+            m["allowed_mentions"]["parse"],
+            json!([]),
+            "no @everyone, no text mentions"
+        );
+        let text = m["embeds"][0]["description"].as_str().unwrap();
+        assert!(text.starts_with("slack:U024BE7LH you are paged"), "{text}");
+    }
 
     #[test]
     fn replies_fit_discords_limits() {

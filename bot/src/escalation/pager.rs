@@ -492,13 +492,7 @@ impl Pager {
                     K::DiscordUser | K::DiscordRole => "discord",
                     K::Cli => "cli",
                 };
-                let mention = match who.kind() {
-                    K::SlackUser => format!("<@{}>", who.id()),
-                    K::SlackGroup => format!("<!subteam^{}>", who.id()),
-                    K::DiscordUser => format!("<@{}>", who.id()),
-                    K::DiscordRole => format!("<@&{}>", who.id()),
-                    K::Cli => format!("@{}", who.id()),
-                };
+                let mention = who.to_string();
                 let channel = match who.kind() {
                     K::Cli => None,
                     _ => self.incident_channel(incident, platform).await?,
@@ -630,18 +624,21 @@ fn chat_error(e: ChatError) -> Sent {
     }
 }
 
-/// The page as posted: who is paged, the incident, an Acknowledge button.
+/// The page as posted: the incident as the title, who is paged in the
+/// text (where platforms render mentions and notify), an Acknowledge button
+/// when it is about an incident.
 fn page_reply(p: &Value, incident: i64, mention: Option<&str>) -> Reply {
-    let mut title = format!("🚨 {}", s(p, "text"));
+    let mut reply = Reply::new(Outcome::Pending, format!("🚨 {}", s(p, "text")));
     if let Some(m) = mention {
-        title = format!("{m} 🚨 {}", s(p, "text"));
+        reply = reply.mention(vec![m.to_string()], "you are paged.");
     }
-    let mut fields = Vec::new();
     if let Some(tier) = p.get("tier_name").and_then(Value::as_str) {
-        fields.push(("Tier".to_string(), tier.to_string()));
+        reply = reply.fields(vec![("Tier".to_string(), tier.to_string())]);
     }
-    Reply::new(Outcome::Pending, title)
-        .fields(fields)
+    if incident <= 0 {
+        return reply;
+    }
+    reply
         .text(format!(
             "`incident ack {incident}` (or the button) stops the escalation."
         ))

@@ -64,6 +64,24 @@ fn emoji(outcome: Outcome) -> &'static str {
     }
 }
 
+/// Slack's mention syntax for its own principals (`<@U…>`, `<!subteam^S…>`);
+/// others are named as text.
+fn slack_mentions(principals: &[String]) -> String {
+    use oncall_permissions::PrincipalKind as K;
+    let parts: Vec<String> = Block::mentions(principals)
+        .iter()
+        .map(|p| match p.kind() {
+            K::SlackUser => format!("<@{}>", p.id()),
+            K::SlackGroup => format!("<!subteam^{}>", p.id()),
+            _ => escape(&p.to_string()),
+        })
+        .collect();
+    match parts.is_empty() {
+        true => String::new(),
+        false => format!("{} ", parts.join(" ")),
+    }
+}
+
 /// The Block Kit blocks and the fallback text of a reply.
 pub fn blocks(reply: &Reply) -> (Vec<SlackBlock>, String) {
     let mut out: Vec<SlackBlock> = Vec::new();
@@ -101,6 +119,14 @@ pub fn blocks(reply: &Reply) -> (Vec<SlackBlock>, String) {
                     let text = cut(&format!("{label}```{chunk}```"), MAX_TEXT);
                     out.push(SlackSectionBlock::new().with_text(mrkdwn(text)).into());
                 }
+            }
+            Block::Mention { principals, text } => {
+                let line = format!("{}{}", slack_mentions(principals), escape(text));
+                out.push(
+                    SlackSectionBlock::new()
+                        .with_text(mrkdwn(cut(line.trim(), MAX_TEXT)))
+                        .into(),
+                );
             }
             Block::Actions { buttons } => {
                 let elements: Vec<SlackActionBlockElement> = buttons
@@ -156,8 +182,22 @@ pub fn blocks(reply: &Reply) -> (Vec<SlackBlock>, String) {
             out.push(f);
         }
     }
+    // The notification text: a mention there is what notifies on phones.
+    let called: Vec<String> = reply
+        .blocks
+        .iter()
+        .filter_map(|b| match b {
+            Block::Mention { principals, .. } => Some(slack_mentions(principals)),
+            _ => None,
+        })
+        .collect();
     let fallback = cut(
-        &format!("{} {}", emoji(reply.outcome), reply.title),
+        &format!(
+            "{} {}{}",
+            emoji(reply.outcome),
+            called.concat(),
+            reply.title
+        ),
         MAX_FALLBACK,
     );
     (out, fallback)
@@ -238,6 +278,29 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with(":hourglass_flowing_sand: TTT"));
+    }
+
+    #[test]
+    fn a_mention_is_slacks_own_syntax_and_other_text_stays_escaped() {
+        let reply = Reply::new(Outcome::Pending, "page").mention(
+            vec![
+                "slack:U024BE7LH".into(),
+                "slack-group:S0614TZR7".into(),
+                "cli:bob".into(),
+            ],
+            "you are paged <!channel>",
+        );
+        let m = message(&reply);
+        let section = m["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert_eq!(
+            section,
+            "<@U024BE7LH> <!subteam^S0614TZR7> cli:bob you are paged &lt;!channel&gt;"
+        );
+        let fallback = m["text"].as_str().unwrap();
+        assert!(
+            fallback.contains("<@U024BE7LH> <!subteam^S0614TZR7>"),
+            "{fallback}"
+        );
     }
 
     #[test]

@@ -37,8 +37,13 @@ async fn start_with_ack(ack: Duration) -> Env {
 }
 
 async fn start_with_slack(slack_config: SlackConfig) -> Env {
+    start_with_config(slack_config, |_| {}).await
+}
+
+async fn start_with_config(slack_config: SlackConfig, change: impl FnOnce(&mut Config)) -> Env {
     let ack = slack_config.ack_timeout;
     let mut config = Config::parse(EXAMPLE, "example").unwrap();
+    change(&mut config);
     for (principal, role) in [
         ("slack:UOPS1", "operator"),
         ("slack:UVIEW1", "viewer"),
@@ -1052,4 +1057,127 @@ async fn the_postmortem_is_shared_as_a_file_through_slacks_upload_flow() {
         files[0].content.len().to_string(),
         "the declared length is the byte length"
     );
+}
+
+#[tokio::test]
+async fn a_page_mentions_and_messages_the_person_and_its_ack_button_stops_the_escalation() {
+    let env = start_with_config(SlackConfig::default(), |c| {
+        let high = c
+            .escalation
+            .policies
+            .iter_mut()
+            .find(|p| p.name == "high")
+            .unwrap();
+        high.tiers[0].targets = vec!["slack:UOPS1".into(), "slack-group:SOPS".into()];
+    })
+    .await;
+    let (_, body) = env
+        .command("UOPS1", "incident declare SEV-2 queue backlog", "trig-p1")
+        .await;
+    assert!(all_text(&body).contains("Incident 1 declared"), "{body}");
+    oncall::escalation::engine::tick(&env.h.router)
+        .await
+        .unwrap();
+    let api = oncall::slack::api::SlackApi::new(
+        reqwest::Client::new(),
+        env.slack.api_url(),
+        Some(BOT_TOKEN.into()),
+    );
+    let sinks = oncall::chat::Sinks {
+        slack: Some(oncall::chat::SlackSink::new(api)),
+        ..Default::default()
+    };
+    let pager = oncall::escalation::pager::Pager::new(env.h.router.clone(), Arc::new(sinks));
+    assert_eq!(pager.drain().await.unwrap().delivered, 2);
+
+    let posts = env.slack.calls("/api/chat.postMessage");
+    let in_channel: Vec<&Value> = posts
+        .iter()
+        .map(|c| &c.body)
+        .filter(|b| b["channel"] == "C0OPS")
+        .collect();
+    assert_eq!(
+        in_channel.len(),
+        2,
+        "the person and the group, where it was declared"
+    );
+    for mention in ["<@UOPS1>", "<!subteam^SOPS>"] {
+        // In a mrkdwn section, where Slack renders and notifies mentions.
+        let post = in_channel
+            .iter()
+            .find(|b| all_text(b).contains(mention))
+            .unwrap_or_else(|| panic!("{mention} in {in_channel:?}"));
+        let section = post["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| all_text(b).contains(mention))
+            .unwrap();
+        assert_eq!(section["text"]["type"], "mrkdwn", "{section}");
+    }
+    let opened = env.slack.calls("/api/conversations.open");
+    assert_eq!(opened.len(), 1, "a direct message to the person only");
+    assert_eq!(opened[0].body["users"], "UOPS1");
+    let dm = posts
+        .iter()
+        .find(|c| c.body["channel"] == "DOPS1")
+        .expect("the DM");
+    let button = dm.body["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "actions")
+        .map(|b| b["elements"][0].clone())
+        .expect("an Acknowledge button");
+    assert_eq!(button["action_id"], "oncall_ack");
+    assert_eq!(button["value"], "1");
+
+    // The button: `incident ack 1`, as the person who pressed it.
+    let click = env.click_body(
+        "UOPS1",
+        "ack",
+        "1",
+        "1700000000.000100",
+        "1700000003.000003",
+        7,
+    );
+    assert_eq!(
+        env.post_signed("/slack/interactions", &click, env.now())
+            .await
+            .status(),
+        200
+    );
+    eventually("the escalation stops", async || {
+        env.h
+            .router
+            .store()
+            .escalation_of(1)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            == oncall::store::EscalationState::Acknowledged
+    })
+    .await;
+    let incident = env.h.router.store().incident(1).await.unwrap().unwrap();
+    assert_eq!(incident.acknowledged_by.as_deref(), Some("slack:UOPS1"));
+    // The page's messages are replaced (no button left to press).
+    assert_eq!(pager.drain().await.unwrap().delivered, 2);
+    // (The clicked message itself was also replaced with the answer.)
+    let updates: Vec<_> = env
+        .slack
+        .calls("/api/chat.update")
+        .into_iter()
+        .filter(|u| all_text(&u.body).contains("acknowledged by slack:UOPS1"))
+        .collect();
+    assert_eq!(
+        updates.len(),
+        3,
+        "two messages to the person, one to the group: {updates:?}"
+    );
+    assert!(env
+        .slack
+        .calls("/api/chat.update")
+        .iter()
+        .all(|u| !all_text(&u.body).contains("oncall_ack")));
 }
