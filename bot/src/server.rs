@@ -23,8 +23,9 @@ pub fn app(
 ) -> axum::Router {
     let mut app = axum::Router::new()
         .route("/healthz", get(healthz))
-        .with_state(router)
-        .route("/metrics", get(move || async move { metrics.render() }));
+        .with_state(router.clone())
+        .route("/metrics", get(move || async move { metrics.render() }))
+        .merge(crate::escalation::inbound::routes(router));
     if let Some(slack) = slack {
         app = app.merge(crate::slack::routes(slack));
     }

@@ -152,6 +152,10 @@ pub struct PagerDutyConfig {
     /// read from the named environment variable when a page is sent.
     #[serde(default)]
     pub services: BTreeMap<String, PagerDutyService>,
+    /// The V3 webhook subscription's signing secret, for acknowledgements
+    /// made in PagerDuty (`POST /webhooks/pagerduty`).
+    #[serde(default)]
+    pub webhook_secret_env: Option<String>,
 }
 
 impl Default for PagerDutyConfig {
@@ -159,6 +163,7 @@ impl Default for PagerDutyConfig {
         PagerDutyConfig {
             url: default_pagerduty_url(),
             services: BTreeMap::new(),
+            webhook_secret_env: None,
         }
     }
 }
@@ -185,6 +190,10 @@ pub struct OpsgenieConfig {
     /// `opsgenie:<name>` targets: the Opsgenie team paged.
     #[serde(default)]
     pub teams: BTreeMap<String, OpsgenieTeam>,
+    /// The token Opsgenie's outgoing webhook sends in `X-Oncall-Token`, for
+    /// acknowledgements made there (`POST /webhooks/opsgenie`).
+    #[serde(default)]
+    pub webhook_token_env: Option<String>,
 }
 
 impl Default for OpsgenieConfig {
@@ -193,6 +202,7 @@ impl Default for OpsgenieConfig {
             url: default_opsgenie_url(),
             api_key_env: None,
             teams: BTreeMap::new(),
+            webhook_token_env: None,
         }
     }
 }

@@ -7,5 +7,6 @@
 
 pub mod config;
 pub mod engine;
+pub mod inbound;
 pub mod pager;
 pub mod schedule;

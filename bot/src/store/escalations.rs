@@ -208,6 +208,13 @@ impl Store {
         }
     }
 
+    /// The incident a page (by its key) is about.
+    pub async fn outbox_incident(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        match &self.backend {
+            super::Backend::Sqlite(s) => s.outbox_incident(key).await,
+        }
+    }
+
     pub async fn add_override(&self, o: &StoredOverride, at_ms: i64) -> Result<i64, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.add_override(o, at_ms).await,

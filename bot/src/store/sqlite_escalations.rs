@@ -466,6 +466,16 @@ impl SqliteStore {
         Ok(())
     }
 
+    pub async fn outbox_incident(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT incident_id FROM outbox WHERE dedup_key = ?",
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten())
+    }
+
     pub async fn add_override(&self, o: &StoredOverride, at_ms: i64) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
             "INSERT INTO schedule_overrides (schedule, principal, start_at, end_at, created_at, created_by)

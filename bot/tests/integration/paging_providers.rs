@@ -12,6 +12,7 @@ use oncall::config::{Config, EXAMPLE};
 use oncall::escalation::engine::tick;
 use oncall::escalation::pager::Pager;
 use oncall::reply::Outcome;
+use oncall::store::EscalationState;
 
 use crate::common::fake_pager::{FakePager, GENIE_KEY, ROUTING_KEY, WEBHOOK_SECRET};
 use crate::common::Harness;
@@ -255,4 +256,137 @@ async fn a_missing_key_is_named_not_guessed() {
             .any(|e| e.text.contains("TEST_PD_KEY_NOT_SET_ANYWHERE is not set")),
         "{events:?}"
     );
+}
+
+#[tokio::test]
+async fn an_acknowledgement_in_pagerduty_or_opsgenie_stops_the_escalation() {
+    use hmac::Mac;
+    let fake = FakePager::start().await;
+    let mut config = config(&fake, "INBOUND");
+    std::env::set_var("TEST_PD_WEBHOOK_INBOUND", "pd-webhook-secret");
+    std::env::set_var("TEST_OG_WEBHOOK_INBOUND", "og-webhook-token");
+    config.escalation.pagerduty.webhook_secret_env = Some("TEST_PD_WEBHOOK_INBOUND".into());
+    config.escalation.opsgenie.webhook_token_env = Some("TEST_OG_WEBHOOK_INBOUND".into());
+    let h = Harness::with_config(config).await;
+    let app = oncall::server::app(
+        h.router.clone(),
+        oncall::metrics::Metrics::new(),
+        None,
+        None,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::new();
+
+    let first = declare(&h).await;
+    let second = declare(&h).await;
+    tick(&h.router).await.unwrap();
+    assert_eq!(pager(&h).drain().await.unwrap().delivered, 6);
+    let state = |id: i64| {
+        let h = &h;
+        async move {
+            h.router
+                .store()
+                .escalation_of(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .state
+        }
+    };
+
+    // PagerDuty: signed with the subscription's secret.
+    let body = serde_json::json!({"event": {
+        "id": "01DEN0000000000000000000", "event_type": "incident.acknowledged",
+        "resource_type": "incident", "occurred_at": "2026-12-03T10:00:00Z",
+        "agent": {"id": "PUSER1", "type": "user_reference", "summary": "Jane Doe"},
+        "data": {"id": "Q1", "type": "incident", "status": "acknowledged",
+                 "incident_key": format!("page:{first}:0:0:pagerduty:payments")}
+    }})
+    .to_string();
+    let sign = |secret: &[u8], body: &str| {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+        mac.update(body.as_bytes());
+        format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let post = |path: &str, headers: Vec<(&'static str, String)>, body: String| {
+        let mut r = http.post(format!("{base}{path}")).body(body);
+        for (k, v) in headers {
+            r = r.header(k, v);
+        }
+        r.send()
+    };
+    let forged = post(
+        "/webhooks/pagerduty",
+        vec![("x-pagerduty-signature", sign(b"wrong", &body))],
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(forged.status(), 401);
+    assert_eq!(
+        state(first).await,
+        EscalationState::Active,
+        "a forgery changes nothing"
+    );
+    let ok = post(
+        "/webhooks/pagerduty",
+        vec![(
+            "x-pagerduty-signature",
+            format!("v1=00,{}", sign(b"pd-webhook-secret", &body)),
+        )],
+        body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(state(first).await, EscalationState::Acknowledged);
+    let i = h.router.store().incident(first).await.unwrap().unwrap();
+    assert_eq!(i.acknowledged_by.as_deref(), Some("pagerduty:Jane Doe"));
+    assert_eq!(
+        state(second).await,
+        EscalationState::Active,
+        "only that incident"
+    );
+
+    // Opsgenie: its outgoing webhook with the configured token.
+    let body = serde_json::json!({
+        "action": "Acknowledge",
+        "alert": {"alertId": "a1", "alias": format!("page:{second}:0:0:opsgenie:sre"),
+                  "message": "Incident", "username": "sam@example.com"},
+        "source": {"name": "", "type": "web"}, "integrationName": "oncall"
+    })
+    .to_string();
+    let no_token = post("/webhooks/opsgenie", vec![], body.clone())
+        .await
+        .unwrap();
+    assert_eq!(no_token.status(), 401);
+    assert_eq!(state(second).await, EscalationState::Active);
+    let ok = post(
+        "/webhooks/opsgenie",
+        vec![("x-oncall-token", "og-webhook-token".into())],
+        body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(state(second).await, EscalationState::Acknowledged);
+    let i = h.router.store().incident(second).await.unwrap().unwrap();
+    assert_eq!(
+        i.acknowledged_by.as_deref(),
+        Some("opsgenie:sam@example.com")
+    );
+
+    // A key that is not one of our pages changes nothing.
+    let body = serde_json::json!({"action": "Acknowledge", "alert": {"alias": "someone-else"}})
+        .to_string();
+    let other = post(
+        "/webhooks/opsgenie",
+        vec![("x-oncall-token", "og-webhook-token".into())],
+        body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(other.status(), 202);
 }
