@@ -95,6 +95,8 @@ pub(crate) struct Inner {
     pub sinks: std::sync::RwLock<Option<Arc<crate::chat::Sinks>>>,
     /// Wakes the escalation engine (a declare, an `escalate`, a `page`).
     pub escalation_wake: Arc<tokio::sync::Notify>,
+    /// Wakes the pager (pages were written).
+    pub pager_wake: Arc<tokio::sync::Notify>,
 }
 
 /// One `rollout status --wait` slot; released when dropped (the command
@@ -180,6 +182,7 @@ impl Router {
                 sinks: Default::default(),
                 waits: Default::default(),
                 escalation_wake: Default::default(),
+                pager_wake: Default::default(),
             }),
         }
     }
@@ -212,10 +215,20 @@ impl Router {
     /// `escalation.tick`).
     pub fn wake_escalation(&self) {
         self.inner.escalation_wake.notify_one();
+        self.inner.pager_wake.notify_one();
     }
 
     pub(crate) fn escalation_wake(&self) -> Arc<tokio::sync::Notify> {
         self.inner.escalation_wake.clone()
+    }
+
+    /// Tells the pager pages are waiting.
+    pub fn wake_pager(&self) {
+        self.inner.pager_wake.notify_one();
+    }
+
+    pub(crate) fn pager_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.pager_wake.clone()
     }
 
     /// Takes a `--wait` slot for a principal, within `[limits]`; `Err` says

@@ -18,7 +18,8 @@ use super::schedule::{Rotation, Schedule, ShiftLength};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationConfig {
-    /// How often due escalations are looked for (at most 1s).
+    /// How often due escalations and pages are looked for (at most 1s;
+    /// 250ms by default, one indexed query each).
     #[serde(
         default = "default_tick",
         with = "crate::config::humantime_serde_compat"
@@ -61,7 +62,7 @@ impl Default for EscalationConfig {
 }
 
 fn default_tick() -> Duration {
-    Duration::from_secs(1)
+    Duration::from_millis(250)
 }
 
 fn default_max_pages() -> u32 {

@@ -18,7 +18,7 @@ use crate::router::Router;
 use crate::store::{DueEscalation, NewPage, Next, RateLimit, Step, StoreError};
 
 /// How many due escalations one read takes.
-const BATCH: u32 = 1000;
+const BATCH: u32 = 500;
 
 /// What a tick did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -250,6 +250,8 @@ pub async fn tick(router: &Router) -> Result<Tick, StoreError> {
             .advance_escalations(&steps, now_ms, rate_limit(config))
             .await?;
         let applied = outcomes.iter().filter(|o| o.applied).count();
+        // Committed: the pager can send these while the next batch is read.
+        router.wake_pager();
         done.steps += applied;
         done.pages += outcomes.iter().map(|o| o.enqueued).sum::<usize>();
         if applied == 0 {

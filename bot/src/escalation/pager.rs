@@ -32,7 +32,7 @@ use crate::store::{NewEvent, OutboxMessage, StoreError};
 pub const MAX_ATTEMPTS: i64 = 12;
 /// Messages read per batch, and sent at once.
 const BATCH: u32 = 512;
-const IN_FLIGHT: usize = 64;
+const IN_FLIGHT: usize = 128;
 /// How long one provider request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -664,16 +664,18 @@ pub(crate) fn crash_point(name: &str) {
     }
 }
 
-/// Runs ticks and drains under the router's supervisor until shutdown:
-/// every `escalation.tick`, and at once when woken.
+/// Runs the engine's ticks and the pager's drains under the router's
+/// supervisor until shutdown, as two loops: each tick's committed batch
+/// wakes the pager at once, so pages go out while later steps are still
+/// being written. Both also look every `escalation.tick`.
 pub fn spawn(router: Router, sinks: Arc<Sinks>) {
     let supervisor = router.supervisor().clone();
-    let wake = router.escalation_wake();
     let every = router.config().escalation.tick;
-    let pager = Pager::new(router.clone(), sinks);
+    let engine = router.clone();
+    let wake = router.escalation_wake();
     supervisor.spawn_loop("escalation engine", move |stop| async move {
         loop {
-            match super::engine::tick(&router).await {
+            match super::engine::tick(&engine).await {
                 Ok(t) if t.steps > 0 => {
                     tracing::info!(steps = t.steps, pages = t.pages, "escalation tick");
                     crash_point("after-tick-commit");
@@ -681,6 +683,17 @@ pub fn spawn(router: Router, sinks: Arc<Sinks>) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!("escalation tick: {e}"),
             }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = wake.notified() => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    });
+    let wake = router.pager_wake();
+    let pager = Pager::new(router.clone(), sinks);
+    supervisor.spawn_loop("pager", move |stop| async move {
+        loop {
             if let Err(e) = pager.drain().await {
                 tracing::warn!("pager: {e}");
             }

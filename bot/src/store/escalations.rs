@@ -99,7 +99,8 @@ pub struct Step {
     pub text: String,
 }
 
-/// At most `max` pages to one target in `window_ms`.
+/// At most `max` chat pages to one person, group or channel in
+/// `window_ms` (providers group and throttle alerts themselves).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
     pub max: u32,

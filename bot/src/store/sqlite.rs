@@ -218,33 +218,36 @@ impl SqliteStore {
     }
 
     pub async fn outbox_sent(&self, ids: &[i64], at_ms: i64) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await?;
-        for &id in ids {
-            // Taking the write lock first: the state read is the one updated.
-            let changed = sqlx::query(
-                "UPDATE outbox SET sent_at = ?, attempts = attempts + 1
-                 WHERE id = ? AND state IN ('pending', 'cancelled')",
-            )
-            .bind(at_ms)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if changed == 0 {
-                continue;
+        for chunk in ids.chunks(500) {
+            // Sent while it was being cancelled (an acknowledgement came in
+            // mid-send): the provider has it now, so it is followed up.
+            let mut select = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "SELECT id FROM outbox WHERE state = 'cancelled' AND id IN (",
+            );
+            let mut list = select.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
             }
-            let before: String = sqlx::query_scalar("SELECT state FROM outbox WHERE id = ?")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE outbox SET state = 'sent' WHERE id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            if before == "cancelled" {
-                // Sent while it was being cancelled (an acknowledgement
-                // came in mid-send): the provider has it now, so follow it
-                // up.
+            select.push(")");
+            let cancelled: Vec<i64> = select.build_query_scalar().fetch_all(&mut *tx).await?;
+            let mut update = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "UPDATE outbox SET state = 'sent', sent_at = ",
+            );
+            update.push_bind(at_ms);
+            update.push(
+                ", attempts = attempts + 1 WHERE state IN ('pending', 'cancelled') AND id IN (",
+            );
+            let mut list = update.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            update.push(")");
+            update.build().execute(&mut *tx).await?;
+            for id in cancelled {
                 escalations::follow_up_sent(&mut tx, id, at_ms).await?;
             }
         }

@@ -1,6 +1,8 @@
 //! SQLite side of the escalation API ([`super::super::escalations`]).
 
-use sqlx::{FromRow, SqliteConnection};
+use std::collections::HashSet;
+
+use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
 
 use super::super::escalations::{
     AdHoc, DueEscalation, Escalation, EscalationState, NewPage, Next, PolicySnapshot, RateLimit,
@@ -215,6 +217,13 @@ pub(super) async fn follow_up_sent(
     follow_up(conn, id, action, by.as_deref().unwrap_or("oncall"), at_ms).await
 }
 
+/// Whether pages of this kind count against the per-target limit: chat
+/// pages reach people's phones; PagerDuty, Opsgenie and webhooks group and
+/// throttle alerts themselves, and one service receives every incident's.
+fn limited(kind: &str) -> bool {
+    kind == "page.chat"
+}
+
 /// Pages to `target` written in the window, for its rate limit.
 async fn recent_pages(
     conn: &mut SqliteConnection,
@@ -259,16 +268,6 @@ async fn insert_page(
     Ok(inserted == 1)
 }
 
-fn event(at_ms: i64, kind: &'static str, text: String) -> NewEvent {
-    NewEvent {
-        at_ms,
-        actor: "oncall".into(),
-        kind,
-        text,
-        invocation_id: None,
-    }
-}
-
 impl SqliteStore {
     pub async fn due_escalations(
         &self,
@@ -303,38 +302,49 @@ impl SqliteStore {
         rate: RateLimit,
     ) -> Result<Vec<StepOutcome>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // The guard, for a whole batch in one statement per chunk: a row
+        // moves only if it is still active at the tier and round its step
+        // read. An acknowledgement (or another process's tick) in between
+        // leaves it unmatched, and nothing is paged for it.
+        let mut applied: HashSet<i64> = HashSet::with_capacity(steps.len());
+        for chunk in steps.chunks(400) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "UPDATE escalations SET tier = v.column4, loop = v.column5, next_at = v.column6,
+                        state = v.column7,
+                        ended_at = CASE WHEN v.column7 = 'exhausted' THEN v.column8 ELSE ended_at END
+                 FROM (",
+            );
+            q.push_values(chunk, |mut row, step| {
+                let (tier, round, next_at, state) = match step.next {
+                    Next::Tier { tier, round, at_ms } => (tier, round, Some(at_ms), "active"),
+                    Next::Exhausted => (step.tier, step.round, None, "exhausted"),
+                };
+                row.push_bind(step.escalation_id)
+                    .push_bind(i64::from(step.tier))
+                    .push_bind(i64::from(step.round))
+                    .push_bind(i64::from(tier))
+                    .push_bind(i64::from(round))
+                    .push_bind(next_at)
+                    .push_bind(state)
+                    .push_bind(now_ms);
+            });
+            q.push(
+                ") AS v WHERE escalations.id = v.column1 AND escalations.state = 'active'
+                   AND escalations.tier = v.column2 AND escalations.loop = v.column3
+                 RETURNING escalations.id",
+            );
+            let ids: Vec<i64> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+            applied.extend(ids);
+        }
         let mut outcomes = Vec::with_capacity(steps.len());
+        let mut bulk: Vec<(String, &NewPage, i64, i64)> = Vec::new();
+        let mut events: Vec<(i64, &'static str, String)> = Vec::new();
         for step in steps {
-            let (tier, round, next_at, state) = match step.next {
-                Next::Tier { tier, round, at_ms } => (tier, round, Some(at_ms), "active"),
-                Next::Exhausted => (step.tier, step.round, None, "exhausted"),
-            };
-            // The guard: still active at the tier and round this step read.
-            // An acknowledgement (or another process's tick) in between
-            // leaves it unmatched, and nothing is paged.
-            let applied = sqlx::query(
-                "UPDATE escalations SET tier = ?, loop = ?, next_at = ?, state = ?,
-                        ended_at = CASE WHEN ? = 'exhausted' THEN ? ELSE ended_at END
-                 WHERE id = ? AND state = 'active' AND tier = ? AND loop = ?",
-            )
-            .bind(i64::from(tier))
-            .bind(i64::from(round))
-            .bind(next_at)
-            .bind(state)
-            .bind(state)
-            .bind(now_ms)
-            .bind(step.escalation_id)
-            .bind(i64::from(step.tier))
-            .bind(i64::from(step.round))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
             let mut outcome = StepOutcome {
-                applied,
+                applied: applied.contains(&step.escalation_id),
                 ..StepOutcome::default()
             };
-            if !applied {
+            if !outcome.applied {
                 outcomes.push(outcome);
                 continue;
             }
@@ -343,29 +353,22 @@ impl SqliteStore {
                     "page:{}:{}:{}:{}",
                     step.incident_id, step.round, step.tier, page.target
                 );
+                if !limited(&page.kind) {
+                    bulk.push((key, page, step.incident_id, step.escalation_id));
+                    outcome.enqueued += 1;
+                    continue;
+                }
+                // One at a time, so each counts the ones before it.
                 if recent_pages(&mut tx, &page.target, now_ms, rate).await? >= i64::from(rate.max) {
                     outcome.suppressed.push(page.target.clone());
                     continue;
                 }
-                if insert_page(
-                    &mut tx,
-                    &key,
-                    page,
-                    Some(step.incident_id),
-                    Some(step.escalation_id),
-                    now_ms,
-                )
-                .await?
-                {
+                let id = (Some(step.incident_id), Some(step.escalation_id));
+                if insert_page(&mut tx, &key, page, id.0, id.1, now_ms).await? {
                     outcome.enqueued += 1;
                 }
             }
-            insert_event(
-                &mut tx,
-                step.incident_id,
-                &event(now_ms, "page", step.text.clone()),
-            )
-            .await?;
+            events.push((step.incident_id, "page", step.text.clone()));
             if !outcome.suppressed.is_empty() {
                 let text = format!(
                     "not paged, over the limit of {} pages per {}: {}",
@@ -375,18 +378,52 @@ impl SqliteStore {
                     )),
                     outcome.suppressed.join(", ")
                 );
-                insert_event(&mut tx, step.incident_id, &event(now_ms, "page", text)).await?;
+                events.push((step.incident_id, "page", text));
             }
             if step.next == Next::Exhausted {
                 let text = "escalation exhausted: every tier was paged and nobody acknowledged; `page <target> …` pages someone else".to_string();
-                insert_event(
-                    &mut tx,
-                    step.incident_id,
-                    &event(now_ms, "escalation", text),
-                )
-                .await?;
+                events.push((step.incident_id, "escalation", text));
             }
             outcomes.push(outcome);
+        }
+        for chunk in bulk.chunks(300) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO outbox (created_at, kind, dedup_key, payload, state, next_attempt_at,
+                                     incident_id, escalation_id, target) ",
+            );
+            let mut encoded = Vec::with_capacity(chunk.len());
+            for (_, page, _, _) in chunk {
+                encoded.push(encode(&page.payload)?);
+            }
+            q.push_values(
+                chunk.iter().zip(encoded),
+                |mut row, ((key, page, incident, escalation), payload)| {
+                    row.push_bind(now_ms)
+                        .push_bind(&page.kind)
+                        .push_bind(key)
+                        .push_bind(payload)
+                        .push_bind("pending")
+                        .push_bind(now_ms)
+                        .push_bind(*incident)
+                        .push_bind(*escalation)
+                        .push_bind(&page.target);
+                },
+            );
+            q.push(" ON CONFLICT (dedup_key) DO NOTHING");
+            q.build().execute(&mut *tx).await?;
+        }
+        for chunk in events.chunks(500) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO incident_events (incident_id, at, actor, kind, text) ",
+            );
+            q.push_values(chunk, |mut row, (incident, kind, text)| {
+                row.push_bind(*incident)
+                    .push_bind(now_ms)
+                    .push_bind("oncall")
+                    .push_bind(*kind)
+                    .push_bind(text);
+            });
+            q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(outcomes)
@@ -442,7 +479,9 @@ impl SqliteStore {
             return Ok(AdHoc::Duplicate);
         }
         let now = event.map(|e| e.at_ms).unwrap_or_default();
-        if recent_pages(&mut tx, &page.target, now, rate).await? >= i64::from(rate.max) {
+        if limited(&page.kind)
+            && recent_pages(&mut tx, &page.target, now, rate).await? >= i64::from(rate.max)
+        {
             return Ok(AdHoc::RateLimited);
         }
         insert_page(&mut tx, key, page, incident_id, None, now).await?;

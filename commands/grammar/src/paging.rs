@@ -223,6 +223,7 @@ pub static WHO: VerbSpec = read(
     "schedule-read",
     &[ArgSpec {
         required: false,
+        usage: "[schedule]",
         ..SCHEDULE
     }],
     &[PUBLIC],
