@@ -392,3 +392,68 @@ async fn on_discord_with_threads_the_incident_gets_a_thread_of_the_announce_chan
         "no text channel was made"
     );
 }
+
+#[tokio::test]
+async fn on_discord_a_page_mentions_exactly_who_it_pages_with_an_ack_button() {
+    let discord = FakeDiscord::start().await;
+    let text = format!(
+        "{}\n[[policy.bindings]]\nprincipal = \"discord:111111111111111111\"\nroles = [\"incident-commander\"]\n",
+        EXAMPLE.replace(
+            r#"{ name = "L1 on-call engineer", targets = ["schedule:primary"]"#,
+            r#"{ name = "L1 on-call engineer", targets = ["discord:222222222222222222", "discord-role:333333333333333333"]"#,
+        )
+    );
+    let h = Harness::with_config(Config::parse(&text, "test").unwrap()).await;
+    discord
+        .state
+        .channels
+        .lock()
+        .unwrap()
+        .push(("700000000000000002".into(), "ops".into(), 0));
+    declare_on_discord(&h, "api down").await;
+    oncall::escalation::engine::tick(&h.router).await.unwrap();
+    let api = oncall::discord::api::DiscordApi::new(
+        reqwest::Client::new(),
+        discord.api_url(),
+        Some(fake_discord::BOT_TOKEN.into()),
+        Some(fake_discord::APP_ID.into()),
+    );
+    let sinks = Arc::new(Sinks {
+        discord: Some(api),
+        ..Default::default()
+    });
+    let pager = oncall::escalation::pager::Pager::new(h.router.clone(), sinks);
+    assert_eq!(pager.drain().await.unwrap().delivered, 2);
+    let posts: Vec<_> = discord
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "POST" && c.path.ends_with("/channels/700000000000000002/messages"))
+        .collect();
+    assert_eq!(
+        posts.len(),
+        2,
+        "both in the channel it was declared in: {posts:?}"
+    );
+    let person = posts
+        .iter()
+        .find(|c| c.body["content"] == "<@222222222222222222>")
+        .expect("the person's mention");
+    assert_eq!(
+        person.body["allowed_mentions"]["users"],
+        serde_json::json!(["222222222222222222"])
+    );
+    assert_eq!(
+        person.body["allowed_mentions"]["parse"],
+        serde_json::json!([])
+    );
+    let button = &person.body["components"][0]["components"][0];
+    assert_eq!(button["custom_id"], "oncall:ack:1");
+    let role = posts
+        .iter()
+        .find(|c| c.body["content"] == "<@&333333333333333333>")
+        .expect("the role's mention");
+    assert_eq!(
+        role.body["allowed_mentions"]["roles"],
+        serde_json::json!(["333333333333333333"])
+    );
+}
