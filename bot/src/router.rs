@@ -97,6 +97,10 @@ pub(crate) struct Inner {
     pub escalation_wake: Arc<tokio::sync::Notify>,
     /// Wakes the pager (pages were written).
     pub pager_wake: Arc<tokio::sync::Notify>,
+    /// Taken by the engine and the pager around their writes, so they
+    /// queue here for each other instead of in SQLite's busy handler
+    /// (which sleeps in steps of up to 100 ms).
+    pub escalation_gate: tokio::sync::Mutex<()>,
 }
 
 /// One `rollout status --wait` slot; released when dropped (the command
@@ -183,6 +187,7 @@ impl Router {
                 waits: Default::default(),
                 escalation_wake: Default::default(),
                 pager_wake: Default::default(),
+                escalation_gate: Default::default(),
             }),
         }
     }
@@ -225,6 +230,11 @@ impl Router {
     /// Tells the pager pages are waiting.
     pub fn wake_pager(&self) {
         self.inner.pager_wake.notify_one();
+    }
+
+    /// See [`Inner::escalation_gate`].
+    pub(crate) async fn escalation_gate(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.escalation_gate.lock().await
     }
 
     pub(crate) fn pager_wake(&self) -> Arc<tokio::sync::Notify> {

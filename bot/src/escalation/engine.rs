@@ -102,7 +102,21 @@ pub fn plan(
     let e = &due.escalation;
     let tiers = &e.policy.tiers;
     let index = (e.tier as usize).min(tiers.len().saturating_sub(1));
-    let tier = &tiers[index];
+    let Some(tier) = tiers.get(index) else {
+        // A policy without tiers (config refuses one): nothing to page.
+        return Step {
+            escalation_id: e.id,
+            incident_id: e.incident_id,
+            tier: e.tier,
+            round: e.round,
+            pages: Vec::new(),
+            next: Next::Exhausted,
+            text: format!(
+                "escalation {} has no tiers; nobody was paged",
+                e.policy.name
+            ),
+        };
+    };
     let mut empty = Vec::new();
     let mut targets: Vec<Target> = Vec::new();
     for t in &tier.targets {
@@ -228,6 +242,17 @@ pub fn rate_limit(config: &EscalationConfig) -> RateLimit {
     }
 }
 
+/// How long until the next step is due, at most `cap` (and none when one
+/// is due now).
+pub async fn until_next(router: &Router, cap: std::time::Duration) -> std::time::Duration {
+    let now = router.clock().now().as_millisecond();
+    match router.store().next_escalation_due().await {
+        Ok(Some(at)) if at <= now => std::time::Duration::ZERO,
+        Ok(Some(at)) => std::time::Duration::from_millis((at - now) as u64).min(cap),
+        _ => cap,
+    }
+}
+
 /// One tick: every due step, the most overdue first, until none is due.
 pub async fn tick(router: &Router) -> Result<Tick, StoreError> {
     let config = &router.config().escalation;
@@ -245,10 +270,13 @@ pub async fn tick(router: &Router) -> Result<Tick, StoreError> {
             .iter()
             .map(|d| plan(config, d, now, &overrides))
             .collect();
-        let outcomes = router
-            .store()
-            .advance_escalations(&steps, now_ms, rate_limit(config))
-            .await?;
+        let outcomes = {
+            let _gate = router.escalation_gate().await;
+            router
+                .store()
+                .advance_escalations(&steps, now_ms, rate_limit(config))
+                .await?
+        };
         let applied = outcomes.iter().filter(|o| o.applied).count();
         // Committed: the pager can send these while the next batch is read.
         router.wake_pager();
@@ -259,4 +287,107 @@ pub async fn tick(router: &Router) -> Result<Tick, StoreError> {
         }
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::escalation::config::{PolicySnapshot, TierSnapshot};
+    use crate::store::{Escalation, EscalationState};
+
+    fn due(tiers: Vec<TierSnapshot>, tier: u32, round: u32, repeat: u32) -> DueEscalation {
+        DueEscalation {
+            escalation: Escalation {
+                id: 7,
+                incident_id: 3,
+                policy: PolicySnapshot {
+                    name: "p".into(),
+                    repeat,
+                    tiers,
+                },
+                tier,
+                round,
+                state: EscalationState::Active,
+                next_at_ms: Some(1_000_000),
+                started_at_ms: 0,
+                ended_at_ms: None,
+                ended_by: None,
+            },
+            title: "t".into(),
+            severity: "SEV-1".into(),
+        }
+    }
+
+    fn tier(targets: &[&str], delay_ms: Option<i64>) -> TierSnapshot {
+        TierSnapshot {
+            name: format!("to {}", targets.join(",")),
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+            delay_ms,
+        }
+    }
+
+    #[test]
+    fn a_step_pages_its_tier_and_counts_the_next_from_its_due_time() {
+        let config = EscalationConfig::default();
+        let now = Timestamp::from_millisecond(1_500_000).unwrap();
+        let tiers = vec![
+            tier(&["cli:a", "pagerduty:x", "cli:a"], Some(60_000)),
+            tier(&["webhook:w"], Some(30_000)),
+        ];
+        let table = [
+            // (tier, round, repeat) → (kinds, next)
+            (
+                0,
+                0,
+                0,
+                vec!["page.chat", "page.pagerduty"],
+                Next::Tier {
+                    tier: 1,
+                    round: 0,
+                    at_ms: 1_060_000,
+                },
+            ),
+            (1, 0, 0, vec!["page.webhook"], Next::Exhausted),
+            (
+                1,
+                0,
+                2,
+                vec!["page.webhook"],
+                Next::Tier {
+                    tier: 0,
+                    round: 1,
+                    at_ms: 1_030_000,
+                },
+            ),
+            (1, 2, 2, vec!["page.webhook"], Next::Exhausted),
+        ];
+        for (t, round, repeat, kinds, next) in table {
+            let step = plan(
+                &config,
+                &due(tiers.clone(), t, round, repeat),
+                now,
+                &HashMap::new(),
+            );
+            let got: Vec<&str> = step.pages.iter().map(|p| p.kind.as_str()).collect();
+            assert_eq!(got, kinds, "tier {t} round {round}: the same target once");
+            assert_eq!(step.next, next, "tier {t} round {round} repeat {repeat}");
+            assert_eq!(
+                (step.tier, step.round),
+                (t, round),
+                "the guard is what was read"
+            );
+        }
+    }
+
+    #[test]
+    fn a_policy_without_tiers_pages_nobody_and_ends() {
+        let step = plan(
+            &EscalationConfig::default(),
+            &due(Vec::new(), 0, 0, 0),
+            Timestamp::from_millisecond(0).unwrap(),
+            &HashMap::new(),
+        );
+        assert!(step.pages.is_empty());
+        assert_eq!(step.next, Next::Exhausted);
+    }
 }

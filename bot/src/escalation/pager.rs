@@ -202,6 +202,7 @@ impl Pager {
                 crash_point("after-send");
             }
             let now_ms = self.router.clock().now().as_millisecond();
+            let _gate = self.router.escalation_gate().await;
             let delivered: Vec<i64> = results
                 .iter()
                 .filter(|(_, s)| *s == Sent::Delivered)
@@ -683,8 +684,11 @@ pub fn spawn(router: Router, sinks: Arc<Sinks>) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!("escalation tick: {e}"),
             }
+            // Until the next step is due (a step is paged on time, not
+            // up to a tick late), at most a tick.
+            let sleep = super::engine::until_next(&engine, every).await;
             tokio::select! {
-                _ = tokio::time::sleep(every) => {}
+                _ = tokio::time::sleep(sleep) => {}
                 _ = wake.notified() => {}
                 _ = stop.cancelled() => return,
             }

@@ -163,6 +163,13 @@ impl Store {
         }
     }
 
+    /// When the next active escalation's step is due.
+    pub async fn next_escalation_due(&self) -> Result<Option<i64>, StoreError> {
+        match &self.backend {
+            super::Backend::Sqlite(s) => s.next_escalation_due().await,
+        }
+    }
+
     /// The incident's latest escalation.
     pub async fn escalation_of(&self, incident_id: i64) -> Result<Option<Escalation>, StoreError> {
         match &self.backend {

@@ -429,6 +429,14 @@ impl SqliteStore {
         Ok(outcomes)
     }
 
+    pub async fn next_escalation_due(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT MIN(next_at) FROM escalations WHERE state = 'active'",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     pub async fn escalation_of(&self, incident_id: i64) -> Result<Option<Escalation>, StoreError> {
         sqlx::query_as::<_, EscalationRecord>(&format!(
             "SELECT {COLUMNS} FROM escalations WHERE incident_id = ? ORDER BY id DESC LIMIT 1"
