@@ -163,6 +163,22 @@ fn default_ttl() -> Duration {
     Duration::from_secs(15 * 60)
 }
 
+/// A humantime duration within `[min, max]` (`range` says it in words),
+/// for the optional durations of the config.
+pub(crate) fn bounded_duration(
+    s: &str,
+    min: Duration,
+    max: Duration,
+    range: &str,
+) -> Result<Duration, String> {
+    let parsed = humantime::parse_duration(s)
+        .map_err(|e| format!("expected a duration like \"15m\", got {s:?} ({e})"))?;
+    if parsed < min || parsed > max {
+        return Err(format!("expected a duration from {range}, got {s:?}"));
+    }
+    Ok(parsed)
+}
+
 /// Durations in the config are humantime text (`15m`, `2s`, `1h 30m`).
 pub(crate) mod humantime_serde_compat {
     use serde::{Deserialize, Deserializer};

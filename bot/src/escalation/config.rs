@@ -104,15 +104,14 @@ mod opt_duration {
         d: D,
     ) -> Result<Option<Duration>, D::Error> {
         let s = String::deserialize(d)?;
-        let parsed = humantime::parse_duration(&s).map_err(|e| {
-            serde::de::Error::custom(format!("expected a duration like \"15m\", got {s:?} ({e})"))
-        })?;
-        if parsed < Duration::from_secs(1) || parsed > Duration::from_secs(7 * 86400) {
-            return Err(serde::de::Error::custom(format!(
-                "expected a duration from 1s to 7d, got {s:?}"
-            )));
-        }
-        Ok(Some(parsed))
+        crate::config::bounded_duration(
+            &s,
+            Duration::from_secs(1),
+            Duration::from_secs(7 * 86400),
+            "1s to 7d",
+        )
+        .map(Some)
+        .map_err(serde::de::Error::custom)
     }
 }
 

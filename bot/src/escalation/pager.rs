@@ -95,7 +95,16 @@ fn judge(
 }
 
 async fn post_json(request: reqwest::RequestBuilder, body: &Value, attempts: i64) -> Sent {
-    match request.timeout(REQUEST_TIMEOUT).json(body).send().await {
+    answer(
+        request.timeout(REQUEST_TIMEOUT).json(body).send().await,
+        attempts,
+    )
+    .await
+}
+
+/// How an attempt ended, from the provider's answer (or its absence).
+async fn answer(response: reqwest::Result<reqwest::Response>, attempts: i64) -> Sent {
+    match response {
         Ok(r) => {
             let status = r.status();
             let retry_after = r
@@ -275,6 +284,15 @@ impl Pager {
         }
     }
 
+    /// The target a message is for (its own, or a follow-up's page's).
+    fn target(m: &OutboxMessage) -> (&str, Result<Target, String>) {
+        let t = match s(&m.payload, "page_target") {
+            "" => s(&m.payload, "target"),
+            t => t,
+        };
+        (t, Target::parse(t))
+    }
+
     /// The page key a message is about (its own, or a follow-up's page).
     fn page_key(m: &OutboxMessage) -> &str {
         match s(&m.payload, "page_key") {
@@ -285,11 +303,8 @@ impl Pager {
 
     async fn pagerduty(&self, m: &OutboxMessage) -> Result<Sent, Sent> {
         let p = &m.payload;
-        let target = match s(p, "page_target") {
-            "" => s(p, "target"),
-            t => t,
-        };
-        let Ok(Target::PagerDuty(name)) = Target::parse(target) else {
+        let (target, parsed) = Self::target(m);
+        let Ok(Target::PagerDuty(name)) = parsed else {
             return Err(Sent::GiveUp(format!(
                 "`{target}` is not a PagerDuty target"
             )));
@@ -330,11 +345,8 @@ impl Pager {
 
     async fn opsgenie(&self, m: &OutboxMessage) -> Result<Sent, Sent> {
         let p = &m.payload;
-        let target = match s(p, "page_target") {
-            "" => s(p, "target"),
-            t => t,
-        };
-        let Ok(Target::Opsgenie(name)) = Target::parse(target) else {
+        let (target, parsed) = Self::target(m);
+        let Ok(Target::Opsgenie(name)) = parsed else {
             return Err(Sent::GiveUp(format!(
                 "`{target}` is not an Opsgenie target"
             )));
@@ -394,11 +406,8 @@ impl Pager {
 
     async fn webhook(&self, m: &OutboxMessage) -> Result<Sent, Sent> {
         let p = &m.payload;
-        let target = match s(p, "page_target") {
-            "" => s(p, "target"),
-            t => t,
-        };
-        let Ok(Target::Webhook(name)) = Target::parse(target) else {
+        let (target, parsed) = Self::target(m);
+        let Ok(Target::Webhook(name)) = parsed else {
             return Err(Sent::GiveUp(format!("`{target}` is not a webhook target")));
         };
         let hook = self
@@ -428,22 +437,7 @@ impl Pager {
                 webhook_signature(&secret, id, timestamp, &body),
             )
             .body(body);
-        Ok(match request.send().await {
-            Ok(r) => {
-                let status = r.status();
-                let retry_after = r
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .map(String::from);
-                let text = r.text().await.unwrap_or_default();
-                judge(status, retry_after.as_deref(), &text, m.attempts)
-            }
-            Err(e) => Sent::Retry {
-                after: backoff(m.attempts),
-                error: format!("no answer: {}", without_url(&e)),
-            },
-        })
+        Ok(answer(request.send().await, m.attempts).await)
     }
 
     /// Where a chat page for `platform` is posted: the incident's own
@@ -653,14 +647,19 @@ fn page_reply(p: &Value, incident: i64, mention: Option<&str>) -> Reply {
 }
 
 /// Crash points for the crash tests: with `ONCALL_CRASH_AT=<name>` the
-/// process aborts there (no cleanup, like SIGKILL), once it has work:
+/// process sends itself SIGKILL there (no cleanup of any kind), once it has
+/// work:
 /// `after-tick-commit` (a step's pages are committed, none sent) and
 /// `after-send` (a batch is delivered, not yet marked sent).
 pub(crate) fn crash_point(name: &str) {
     static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     let at = AT.get_or_init(|| std::env::var("ONCALL_CRASH_AT").ok());
     if at.as_deref() == Some(name) {
-        eprintln!("oncall: crash point {name}: aborting");
+        eprintln!("oncall: crash point {name}: SIGKILL");
+        // SAFETY: kill(2) on our own pid; it does not return.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
         std::process::abort();
     }
 }

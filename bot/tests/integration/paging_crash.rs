@@ -1,5 +1,5 @@
-//! Crash safety of paging with the real binary: `oncall serve` is made to
-//! die (abort, no cleanup, as under SIGKILL) right after the tick's commit
+//! Crash safety of paging with the real binary: `oncall serve` is killed
+//! (SIGKILL, sent by itself at a crash point) right after the tick's commit
 //! and before anything is sent, or right after a page is sent and before it
 //! is marked; a second process on the same database then finishes the
 //! escalation. PagerDuty (a fake that folds by `dedup_key`, as the real one

@@ -24,7 +24,7 @@ const MANAGE: &str = "incident-manage";
 const READ: &str = "incident-read";
 
 /// `[N]`: which incident, when it is not implied.
-const NUMBER: ArgSpec = ArgSpec {
+pub(crate) const NUMBER: ArgSpec = ArgSpec {
     required: false,
     ..arg(
         "incident",

@@ -15,6 +15,7 @@ use std::time::Duration;
 use oncall_permissions::Principal;
 use serde::{Deserialize, Serialize};
 
+use crate::incidents::NUMBER;
 use crate::spec::{arg, ArgKind, ArgSpec, Values, VerbSpec, PUBLIC};
 use crate::verbs::Verb;
 use crate::verbs::{read, write};
@@ -103,18 +104,6 @@ impl std::fmt::Display for Target {
         }
     }
 }
-
-/// `[N]`: which incident, when it is not implied.
-const NUMBER: ArgSpec = ArgSpec {
-    required: false,
-    ..arg(
-        "incident",
-        ArgKind::Incident,
-        "[N]",
-        "an incident number",
-        "The incident number (default: this channel's incident, or the only open one)",
-    )
-};
 
 const SCHEDULE: ArgSpec = arg(
     "schedule",
