@@ -278,6 +278,9 @@ pub async fn tick(router: &Router) -> Result<Tick, StoreError> {
                 .await?
         };
         let applied = outcomes.iter().filter(|o| o.applied).count();
+        if applied > 0 {
+            super::pager::crash_point("after-tick-commit");
+        }
         // Committed: the pager can send these while the next batch is read.
         router.wake_pager();
         done.steps += applied;

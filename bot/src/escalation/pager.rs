@@ -678,7 +678,6 @@ pub fn spawn(router: Router, sinks: Arc<Sinks>) {
             match super::engine::tick(&engine).await {
                 Ok(t) if t.steps > 0 => {
                     tracing::info!(steps = t.steps, pages = t.pages, "escalation tick");
-                    crash_point("after-tick-commit");
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!("escalation tick: {e}"),

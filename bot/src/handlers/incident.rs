@@ -330,11 +330,16 @@ impl Handle for IncidentSev {
             IncidentChange::Severity {
                 severity: severity.name.clone(),
                 next_reminder_at_ms: config.next_reminder(&severity.name, now_ms(cx)),
+                escalation: severity
+                    .escalation
+                    .as_deref()
+                    .and_then(|p| cx.escalation_config().snapshot(p)),
             },
             event(cx, "severity", text.clone()),
             "`incident reopen` it first.",
         )
         .await?;
+        cx.wake_escalation();
         Ok(done(&i, format!("Incident {} is now {}", i.id, i.severity), text))
     }
 }

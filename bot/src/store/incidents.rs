@@ -106,10 +106,12 @@ pub enum IncidentChange {
     },
     /// Not resolved: a status update, which resets the reminder.
     Update { next_reminder_at_ms: Option<i64> },
-    /// Not resolved.
+    /// Not resolved. With `escalation`, the new severity's policy starts
+    /// if nobody has acknowledged the incident and none is under way.
     Severity {
         severity: String,
         next_reminder_at_ms: Option<i64>,
+        escalation: Option<super::escalations::PolicySnapshot>,
     },
     /// Not resolved.
     Role { role: String, principal: String },

@@ -236,6 +236,7 @@ impl SqliteStore {
             IncidentChange::Severity {
                 severity,
                 next_reminder_at_ms,
+                ..
             } => sqlx::query(&format!(
                 "UPDATE incidents SET severity = ?, next_reminder_at = ? WHERE {open}"
             ))
@@ -314,6 +315,32 @@ impl SqliteStore {
             IncidentChange::Resolve { .. } => Some(EscalationState::Resolved),
             _ => None,
         };
+        if let IncidentChange::Severity {
+            escalation: Some(policy),
+            ..
+        } = change
+        {
+            // A raised severity pages if nobody is on it yet.
+            let idle: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM incidents WHERE id = ? AND acknowledged_at IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM escalations WHERE incident_id = ? AND state = 'active')",
+            )
+            .bind(id)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if idle.is_some() {
+                super::escalations::start(&mut tx, id, policy, at).await?;
+                let started = NewEvent {
+                    at_ms: at,
+                    actor: by.clone(),
+                    kind: "escalation",
+                    text: format!("escalation {} started for the new severity", policy.name),
+                    invocation_id: event.invocation_id,
+                };
+                insert_event(&mut tx, id, &started).await?;
+            }
+        }
         if let Some(state) = stops {
             // In the same transaction as the change: a tick either ran
             // before it (its pages are then cancelled or followed up here)

@@ -335,3 +335,36 @@ async fn pages_reach_the_console_with_an_ack_button_and_are_replaced_when_acknow
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn raising_the_severity_pages_if_nobody_is_on_it_yet() {
+    let h = Harness::new().await;
+    let id = declare(&h, "SEV-3").await;
+    assert_eq!(
+        tick(&h.router).await.unwrap().steps,
+        0,
+        "SEV-3 pages nobody"
+    );
+    assert!(h.router.store().escalation_of(id).await.unwrap().is_none());
+    let r = h.run(COMMANDER, &format!("incident sev {id} SEV-1")).await;
+    assert_eq!(r.outcome, Outcome::Done, "{}", r.to_console());
+    assert_eq!(tick(&h.router).await.unwrap().steps, 1);
+    assert_eq!(paged(&h).await, on_call(&h, "primary"), "runbook 002's L1");
+    // Already escalating: a second raise starts nothing more.
+    h.run(COMMANDER, &format!("incident sev {id} SEV-2")).await;
+    h.run(COMMANDER, &format!("incident sev {id} SEV-1")).await;
+    assert_eq!(tick(&h.router).await.unwrap().steps, 0);
+
+    // Acknowledged: raising it pages nobody.
+    let other = declare(&h, "SEV-3").await;
+    h.run(COMMANDER, &format!("incident ack {other}")).await;
+    h.run(COMMANDER, &format!("incident sev {other} SEV-1"))
+        .await;
+    assert!(h
+        .router
+        .store()
+        .escalation_of(other)
+        .await
+        .unwrap()
+        .is_none());
+}

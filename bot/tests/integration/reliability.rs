@@ -587,10 +587,14 @@ async fn bad_input_at_volume_is_refused_changes_nothing_and_memory_stays_flat() 
             .flat_map(|k| std::iter::repeat_n(k, if k.0 == "1 MB" { each / 10 + 1 } else { each }));
         futures::stream::iter(sends)
             .map(|(name, build, expected)| async move {
-                let r = build(url)
-                    .send()
-                    .await
-                    .unwrap_or_else(|err| panic!("{name}: no answer ({err})"));
+                let r = match build(url).send().await {
+                    Ok(r) => r,
+                    // The server answers 413 from the headers and closes;
+                    // a client still writing the megabyte can see the
+                    // close before the answer. Refused either way.
+                    Err(err) if *name == "1 MB" && err.is_request() => return,
+                    Err(err) => panic!("{name}: no answer ({err})"),
+                };
                 let status = r.status().as_u16();
                 let body = r.text().await.unwrap_or_default();
                 assert!(expected.contains(&status), "{name}: {status} {body}");
