@@ -38,6 +38,8 @@ pub struct Config {
     #[serde(default)]
     pub escalation: crate::escalation::config::EscalationConfig,
     #[serde(default)]
+    pub alerts: crate::alerts::config::AlertsConfig,
+    #[serde(default)]
     pub slack: crate::slack::SlackConfig,
     #[serde(default)]
     pub discord: crate::discord::DiscordConfig,
@@ -260,6 +262,22 @@ impl Config {
         errors.extend(self.catalog().validate());
         errors.extend(self.incidents.validate());
         errors.extend(self.escalation.validate());
+        errors.extend(self.alerts.validate());
+        for (i, r) in self.alerts.routes.iter().enumerate() {
+            if let Some(s) = &r.severity {
+                if self.incidents.severity(s).is_none() {
+                    errors.push(format!(
+                        "alerts.routes[{i}] ({}): severity `{s}` is not in [incidents]",
+                        r.name
+                    ));
+                }
+            }
+            if let Some(p) = &r.escalation {
+                if self.escalation.policy(p).is_none() {
+                    errors.push(format!("alerts.routes[{i}] ({}): escalation policy `{p}` is not in [[escalation.policies]]", r.name));
+                }
+            }
+        }
         for (i, s) in self.incidents.severities.iter().enumerate() {
             if let Some(p) = &s.escalation {
                 if self.escalation.policy(p).is_none() {

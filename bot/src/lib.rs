@@ -15,6 +15,7 @@
 //! - [`metrics`]: Prometheus counters at `/metrics`.
 //! - [`app`]: wiring for the CLI's subcommands.
 
+pub mod alerts;
 pub mod app;
 pub mod chat;
 pub mod config;

@@ -25,7 +25,8 @@ pub fn app(
         .route("/healthz", get(healthz))
         .with_state(router.clone())
         .route("/metrics", get(move || async move { metrics.render() }))
-        .merge(crate::escalation::inbound::routes(router));
+        .merge(crate::escalation::inbound::routes(router.clone()))
+        .merge(crate::alerts::routes(router));
     if let Some(slack) = slack {
         app = app.merge(crate::slack::routes(slack));
     }

@@ -270,17 +270,17 @@ pub async fn tick(router: &Router) -> Result<Tick, StoreError> {
             .iter()
             .map(|d| plan(config, d, now, &overrides))
             .collect();
-        let outcomes = {
-            let _gate = router.escalation_gate().await;
-            router
-                .store()
-                .advance_escalations(&steps, now_ms, rate_limit(config))
-                .await?
-        };
+        let gate = router.escalation_gate().await;
+        let outcomes = router
+            .store()
+            .advance_escalations(&steps, now_ms, rate_limit(config))
+            .await?;
         let applied = outcomes.iter().filter(|o| o.applied).count();
         if applied > 0 {
+            // Under the gate: the pager can't have read these pages yet.
             super::pager::crash_point("after-tick-commit");
         }
+        drop(gate);
         // Committed: the pager can send these while the next batch is read.
         router.wake_pager();
         done.steps += applied;

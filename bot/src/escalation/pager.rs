@@ -195,7 +195,10 @@ impl Pager {
         let mut done = Drain::default();
         for _ in 0..1000 {
             let now_ms = self.router.clock().now().as_millisecond();
-            let due = self.router.store().due_outbox(now_ms, BATCH).await?;
+            let due = {
+                let _gate = self.router.escalation_gate().await;
+                self.router.store().due_outbox(now_ms, BATCH).await?
+            };
             if due.is_empty() {
                 break;
             }

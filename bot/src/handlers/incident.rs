@@ -183,6 +183,7 @@ impl Handle for IncidentDeclare {
                 .escalation
                 .as_deref()
                 .and_then(|p| cx.escalation_config().snapshot(p)),
+            escalation_at_ms: None,
         };
         let mut text = format!("declared {} {}", severity.name, self.title);
         if let Some(c) = &new.commander {

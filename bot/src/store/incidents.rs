@@ -60,6 +60,8 @@ pub struct NewIncident {
     /// The escalation it starts (its severity's policy), first step due
     /// at once; written in the same transaction as the incident.
     pub escalation: Option<super::escalations::PolicySnapshot>,
+    /// When its first step is due (`None`: at once).
+    pub escalation_at_ms: Option<i64>,
 }
 
 /// One timeline event.

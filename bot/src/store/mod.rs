@@ -12,6 +12,7 @@
 //! change and the outbox messages it causes, committed together or not at
 //! all ([`StoreTx::enqueue`]).
 
+pub mod alerts;
 pub mod escalations;
 pub mod incidents;
 pub mod sqlite;
@@ -23,6 +24,7 @@ use oncall_permissions::Principal;
 
 mod group_commit;
 
+pub use alerts::{AlertDelivery, IncomingAlert, OnResolved, Received, StoredAlert};
 pub use escalations::{
     AdHoc, DueEscalation, Escalation, EscalationState, NewPage, Next, RateLimit, Step, StepOutcome,
     StoredOverride,

@@ -25,6 +25,8 @@ use super::{
 
 use super::group_commit::GroupCommit;
 
+#[path = "sqlite_alerts.rs"]
+mod alerts;
 #[path = "sqlite_escalations.rs"]
 mod escalations;
 #[path = "sqlite_incidents.rs"]

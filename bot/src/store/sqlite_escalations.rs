@@ -72,12 +72,13 @@ const COLUMNS: &str =
 /// a chat page's button replaced, a webhook told).
 const FOLLOWED_UP: &str = "('page.chat', 'page.pagerduty', 'page.opsgenie', 'page.webhook')";
 
-/// Starts an incident's escalation, its first step due at once.
+/// Starts an incident's escalation, its first step due at `due_ms`.
 pub(super) async fn start(
     conn: &mut SqliteConnection,
     incident_id: i64,
     policy: &PolicySnapshot,
     at_ms: i64,
+    due_ms: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO escalations (incident_id, policy, snapshot, state, next_at, started_at)
@@ -86,7 +87,7 @@ pub(super) async fn start(
     .bind(incident_id)
     .bind(&policy.name)
     .bind(encode(policy)?)
-    .bind(at_ms)
+    .bind(due_ms)
     .bind(at_ms)
     .execute(&mut *conn)
     .await?;

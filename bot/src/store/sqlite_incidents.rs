@@ -83,7 +83,7 @@ struct RoleRecord {
     assigned_by: String,
 }
 
-pub(super) async fn insert_event(
+pub(crate) async fn insert_event(
     conn: &mut sqlx::SqliteConnection,
     id: i64,
     e: &NewEvent,
@@ -128,6 +128,66 @@ pub(crate) fn channel_name(id: i64, title: &str) -> String {
     name.trim_end_matches('-').to_string()
 }
 
+/// Creates an incident with its `declared` event (and its escalation)
+/// inside a transaction the caller commits.
+pub(crate) async fn insert_incident(
+    conn: &mut sqlx::SqliteConnection,
+    new: &NewIncident,
+    event: &NewEvent,
+) -> Result<Incident, StoreError> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO incidents (title, severity, state, services, declared_at, declared_by,
+                                platform, workspace, declared_in, last_update_at, next_reminder_at)
+         VALUES (?, ?, 'investigating', ?, ?, ?, ?, ?, ?, ?, ?)
+         RETURNING id",
+    )
+    .bind(&new.title)
+    .bind(&new.severity)
+    .bind(encode(&new.services)?)
+    .bind(new.at_ms)
+    .bind(&new.by)
+    .bind(&new.platform)
+    .bind(&new.workspace)
+    .bind(&new.declared_in)
+    .bind(new.at_ms)
+    .bind(new.next_reminder_at_ms)
+    .fetch_one(&mut *conn)
+    .await?;
+    if new.own_channel {
+        sqlx::query("UPDATE incidents SET channel_name = ? WHERE id = ?")
+            .bind(channel_name(id, &new.title))
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if let Some(commander) = &new.commander {
+        sqlx::query(
+            "INSERT INTO incident_roles (incident_id, role, principal, assigned_at, assigned_by)
+             VALUES (?, 'commander', ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(commander)
+        .bind(new.at_ms)
+        .bind(&new.by)
+        .execute(&mut *conn)
+        .await?;
+    }
+    insert_event(conn, id, event).await?;
+    if let Some(policy) = &new.escalation {
+        super::escalations::start(
+            conn,
+            id,
+            policy,
+            new.at_ms,
+            new.escalation_at_ms.unwrap_or(new.at_ms),
+        )
+        .await?;
+    }
+    fetch(conn, id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("incident {id} vanished")))
+}
+
 impl SqliteStore {
     pub async fn declare_incident(
         &self,
@@ -135,50 +195,7 @@ impl SqliteStore {
         event: &NewEvent,
     ) -> Result<Incident, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO incidents (title, severity, state, services, declared_at, declared_by,
-                                    platform, workspace, declared_in, last_update_at, next_reminder_at)
-             VALUES (?, ?, 'investigating', ?, ?, ?, ?, ?, ?, ?, ?)
-             RETURNING id",
-        )
-        .bind(&new.title)
-        .bind(&new.severity)
-        .bind(encode(&new.services)?)
-        .bind(new.at_ms)
-        .bind(&new.by)
-        .bind(&new.platform)
-        .bind(&new.workspace)
-        .bind(&new.declared_in)
-        .bind(new.at_ms)
-        .bind(new.next_reminder_at_ms)
-        .fetch_one(&mut *tx)
-        .await?;
-        if new.own_channel {
-            sqlx::query("UPDATE incidents SET channel_name = ? WHERE id = ?")
-                .bind(channel_name(id, &new.title))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some(commander) = &new.commander {
-            sqlx::query(
-                "INSERT INTO incident_roles (incident_id, role, principal, assigned_at, assigned_by)
-                 VALUES (?, 'commander', ?, ?, ?)",
-            )
-            .bind(id)
-            .bind(commander)
-            .bind(new.at_ms)
-            .bind(&new.by)
-            .execute(&mut *tx)
-            .await?;
-        }
-        insert_event(&mut tx, id, event).await?;
-        if let Some(policy) = &new.escalation {
-            super::escalations::start(&mut tx, id, policy, new.at_ms).await?;
-        }
-        let incident = fetch(&mut tx, id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("incident {id} vanished")))?;
+        let incident = insert_incident(&mut tx, new, event).await?;
         tx.commit().await?;
         Ok(incident)
     }
@@ -330,7 +347,7 @@ impl SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
             if idle.is_some() {
-                super::escalations::start(&mut tx, id, policy, at).await?;
+                super::escalations::start(&mut tx, id, policy, at, at).await?;
                 let started = NewEvent {
                     at_ms: at,
                     actor: by.clone(),

@@ -12,6 +12,7 @@
 
 mod common;
 
+mod alerts;
 mod approvals;
 mod chat_sink;
 mod cli;

@@ -70,7 +70,14 @@ impl Setup {
         let log = std::fs::File::create(&log_path).unwrap();
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
-        let child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        for (k, v) in env {
+            if v.is_empty() {
+                command.env_remove(k);
+            }
+        }
+        let set: Vec<(&str, &str)> = env.iter().copied().filter(|(_, v)| !v.is_empty()).collect();
+        let child = command
             .args(["serve", "--config"])
             .arg(&self.config)
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -79,7 +86,7 @@ impl Setup {
             .env("SLACK_BOT_TOKEN", BOT_TOKEN)
             .env("SLACK_API_URL", slack.api_url())
             .env("ONCALL_LOG", "info")
-            .envs(env.iter().copied())
+            .envs(set)
             .current_dir(self.dir.path())
             .stdout(Stdio::null())
             .stderr(log)

@@ -1,0 +1,498 @@
+//! Alerts in over real HTTP: Alertmanager's webhook payloads posted to
+//! `oncall::server::app` with the harness's manual clock. A critical alert
+//! opens an incident and pages tier after tier; its resolve stops the
+//! escalation and resolves the provider's alert; repeats change nothing;
+//! bad requests store nothing and page nobody.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oncall::config::{Config, EXAMPLE};
+use oncall::escalation::engine::tick;
+use oncall::escalation::pager::Pager;
+use oncall::store::EscalationState;
+use serde_json::{json, Value};
+
+use crate::common::fake_pager::{FakePager, ROUTING_KEY};
+use crate::common::Harness;
+
+/// Every test sets the same token: the variable is the process's.
+const TOKEN: &str = "alertmanager-test-token";
+
+struct Env {
+    h: Harness,
+    base: String,
+    http: reqwest::Client,
+}
+
+async fn start(config: Config) -> Env {
+    std::env::set_var(oncall::alerts::TOKEN_ENV, TOKEN);
+    let h = Harness::with_config(config).await;
+    let app = oncall::server::app(
+        h.router.clone(),
+        oncall::metrics::Metrics::new(),
+        None,
+        None,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Env {
+        h,
+        base,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Env {
+    async fn post_raw(&self, auth: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+        let mut r = self
+            .http
+            .post(format!("{}/alerts/alertmanager", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        match r.send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.json().await.unwrap_or(Value::Null))
+            }
+            // A body refused from its length may close before it is sent.
+            Err(e) if e.is_request() => (413, Value::Null),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    async fn post(&self, hook: &Value) -> Value {
+        let (status, body) = self
+            .post_raw(
+                Some(&format!("Bearer {TOKEN}")),
+                hook.to_string().into_bytes(),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    async fn incidents(&self) -> Vec<oncall::store::Incident> {
+        self.h.router.store().incidents(false, 100).await.unwrap()
+    }
+}
+
+fn alert(name: &str, status: &str, fingerprint: &str, extra: Value) -> Value {
+    let mut labels = json!({"alertname": name, "severity": "critical", "instance": "api-1"});
+    if let (Some(l), Some(e)) = (labels.as_object_mut(), extra.as_object()) {
+        l.extend(e.clone());
+    }
+    json!({
+        "status": status,
+        "labels": labels,
+        "annotations": {"summary": format!("{name} on api-1"), "runbook_url": "https://runbooks.example.com/002"},
+        "startsAt": "2026-12-03T10:00:00.000Z",
+        "endsAt": if status == "resolved" { "2026-12-03T10:20:00.000Z" } else { "0001-01-01T00:00:00Z" },
+        "generatorURL": "http://prometheus:9090/graph?g0.expr=up",
+        "fingerprint": fingerprint,
+    })
+}
+
+/// Alertmanager's webhook body (version 4), as documented.
+fn hook(group: &str, alerts: Vec<Value>) -> Value {
+    let status = if alerts.iter().any(|a| a["status"] == "firing") {
+        "firing"
+    } else {
+        "resolved"
+    };
+    json!({
+        "version": "4",
+        "groupKey": format!("{{}}:{{alertname=\"{group}\"}}"),
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "oncall",
+        "groupLabels": {"alertname": group},
+        "commonLabels": {"alertname": group, "severity": "critical"},
+        "commonAnnotations": {"summary": format!("{group} on api-1")},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": alerts,
+        "someFieldFromTheFuture": {"tolerated": true},
+    })
+}
+
+#[tokio::test]
+async fn a_critical_alert_opens_an_incident_pages_and_its_resolve_stops_it_and_resolves_pagerduty()
+{
+    let fake = FakePager::start().await;
+    std::env::set_var("ALERTS_TEST_PD_KEY", ROUTING_KEY);
+    let extra = format!(
+        r#"
+[escalation.pagerduty]
+url = "{}"
+services.api = {{ routing_key_env = "ALERTS_TEST_PD_KEY" }}
+
+[[escalation.policies]]
+name = "api-down"
+tiers = [
+  {{ name = "on call", targets = ["pagerduty:api"], delay = "5m" }},
+  {{ name = "manager", targets = ["cli:manager"], delay = "15m" }},
+  {{ name = "director", targets = ["cli:cto"] }},
+]
+"#,
+        fake.url
+    );
+    let mut config = Config::parse(&format!("{EXAMPLE}\n{extra}"), "test").unwrap();
+    let down = config
+        .alerts
+        .routes
+        .iter_mut()
+        .find(|r| r.name == "down")
+        .unwrap();
+    down.escalation = Some("api-down".into());
+    let env = start(config).await;
+    let pager = Pager::new(
+        env.h.router.clone(),
+        Arc::new(oncall::chat::Sinks::default()),
+    );
+
+    let firing = hook(
+        "APIDown",
+        vec![alert("APIDown", "firing", "fa1", json!({}))],
+    );
+    let body = env.post(&firing).await;
+    assert_eq!(body["opened"], true, "{body}");
+    let incidents = env.incidents().await;
+    assert_eq!(incidents.len(), 1);
+    let i = &incidents[0];
+    assert_eq!(i.severity, "SEV-1");
+    assert_eq!(i.title, "APIDown: APIDown on api-1");
+    assert_eq!(i.declared_by, "alertmanager");
+
+    // Tier 1 at once, tier 2 five minutes later.
+    assert_eq!(tick(&env.h.router).await.unwrap().steps, 1);
+    assert_eq!(pager.drain().await.unwrap().delivered, 1);
+    let key = format!("page:{}:0:0:pagerduty:api", i.id);
+    assert_eq!(fake.pagerduty_alerts()[&key], "triggered");
+    env.h.clock.advance(Duration::from_secs(300));
+    assert_eq!(
+        tick(&env.h.router).await.unwrap().steps,
+        1,
+        "no ack: tier 2"
+    );
+
+    // The alert resolves: the escalation stops, PagerDuty resolves, the
+    // incident is mitigated, and the timeline says so.
+    let resolved = hook(
+        "APIDown",
+        vec![alert("APIDown", "resolved", "fa1", json!({}))],
+    );
+    let body = env.post(&resolved).await;
+    assert_eq!(body["newly_resolved"], 1, "{body}");
+    let e = env
+        .h
+        .router
+        .store()
+        .escalation_of(i.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.state, EscalationState::Resolved);
+    pager.drain().await.unwrap();
+    assert_eq!(fake.pagerduty_alerts()[&key], "resolved");
+    let i = env.h.router.store().incident(i.id).await.unwrap().unwrap();
+    assert_eq!(i.state, "monitoring");
+    assert!(i.mitigated_at_ms.is_some());
+    let events = env.h.router.store().incident_events(i.id).await.unwrap();
+    assert!(
+        events[0]
+            .text
+            .contains("from alertmanager (1 firing: APIDown)"),
+        "{}",
+        events[0].text
+    );
+    assert!(events
+        .iter()
+        .any(|e| e.text == "alert APIDown resolved: APIDown on api-1"));
+    assert!(events
+        .iter()
+        .any(|e| e.text.contains("every alert has resolved")));
+    env.h.clock.advance(Duration::from_secs(3600));
+    assert_eq!(
+        tick(&env.h.router).await.unwrap().steps,
+        0,
+        "nothing pages after"
+    );
+}
+
+#[tokio::test]
+async fn the_same_payload_ten_times_is_one_incident_and_one_page_per_tier() {
+    let env = start(Config::parse(EXAMPLE, "example").unwrap()).await;
+    let firing = hook(
+        "HighErrorRate",
+        vec![alert("HighErrorRate", "firing", "fe1", json!({}))],
+    );
+    for n in 0..10 {
+        let body = env.post(&firing).await;
+        assert_eq!(body["opened"], n == 0, "{body}");
+    }
+    assert_eq!(env.incidents().await.len(), 1);
+    assert_eq!(tick(&env.h.router).await.unwrap().steps, 1);
+    for _ in 0..10 {
+        env.post(&firing).await;
+    }
+    assert_eq!(
+        tick(&env.h.router).await.unwrap().steps,
+        0,
+        "a repeat pages nobody again"
+    );
+    let firing = env.h.router.store().firing_alerts(10).await.unwrap();
+    assert_eq!(firing.len(), 1);
+    assert_eq!(firing[0].deliveries, 20);
+}
+
+#[tokio::test]
+async fn a_resolve_that_arrives_before_its_firing_is_kept() {
+    let env = start(Config::parse(EXAMPLE, "example").unwrap()).await;
+    let resolved = hook(
+        "ServiceDown",
+        vec![alert("ServiceDown", "resolved", "fs1", json!({}))],
+    );
+    let firing = hook(
+        "ServiceDown",
+        vec![alert("ServiceDown", "firing", "fs1", json!({}))],
+    );
+    assert_eq!(env.post(&resolved).await["opened"], false);
+    let body = env.post(&firing).await;
+    assert_eq!(
+        body["opened"], false,
+        "the late firing of a resolved alert: {body}"
+    );
+    assert!(env.incidents().await.is_empty());
+    assert!(env
+        .h
+        .router
+        .store()
+        .firing_alerts(10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_group_where_one_of_two_alerts_resolves_stays_open() {
+    let env = start(Config::parse(EXAMPLE, "example").unwrap()).await;
+    let two = |second: &str| {
+        hook(
+            "PodCrashLooping",
+            vec![
+                alert("PodCrashLooping", "firing", "fp1", json!({"pod": "a"})),
+                alert("PodCrashLooping", second, "fp2", json!({"pod": "b"})),
+            ],
+        )
+    };
+    assert_eq!(env.post(&two("firing")).await["opened"], true);
+    let body = env.post(&two("resolved")).await;
+    assert_eq!(body["newly_resolved"], 1, "{body}");
+    let id = env.incidents().await[0].id;
+    let e = env
+        .h
+        .router
+        .store()
+        .escalation_of(id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.state, EscalationState::Active, "one still fires");
+    let i = env.h.router.store().incident(id).await.unwrap().unwrap();
+    assert_eq!(i.state, "investigating");
+    let events = env.h.router.store().incident_events(id).await.unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.text.starts_with("alert PodCrashLooping resolved")));
+}
+
+#[tokio::test]
+async fn warnings_for_business_hours_and_lag_within_five_minutes_page_nobody() {
+    let env = start(Config::parse(EXAMPLE, "example").unwrap()).await;
+    let cpu = hook(
+        "HighCPUUsage",
+        vec![alert(
+            "HighCPUUsage",
+            "firing",
+            "fc1",
+            json!({"severity": "warning"}),
+        )],
+    );
+    assert_eq!(env.post(&cpu).await["opened"], false);
+    assert!(env.incidents().await.is_empty(), "kept, not an incident");
+    assert_eq!(
+        env.h.router.store().firing_alerts(10).await.unwrap().len(),
+        1
+    );
+
+    // Runbook 001: lag escalates only if it persists for 5 minutes.
+    let lag = |status: &str| {
+        hook(
+            "KafkaConsumerLag",
+            vec![alert(
+                "KafkaConsumerLag",
+                status,
+                "fk1",
+                json!({"severity": "warning", "service": "recurring-task-service"}),
+            )],
+        )
+    };
+    assert_eq!(env.post(&lag("firing")).await["opened"], true);
+    let i = env
+        .incidents()
+        .await
+        .into_iter()
+        .find(|i| i.title.starts_with("KafkaConsumerLag"))
+        .unwrap();
+    assert_eq!(i.severity, "SEV-3");
+    assert_eq!(i.services, ["recurring-task-service"]);
+    env.h.clock.advance(Duration::from_secs(299));
+    assert_eq!(
+        tick(&env.h.router).await.unwrap().steps,
+        0,
+        "not before 5 minutes"
+    );
+    env.post(&lag("resolved")).await;
+    env.h.clock.advance(Duration::from_secs(60));
+    assert_eq!(
+        tick(&env.h.router).await.unwrap().steps,
+        0,
+        "resolved in time: nobody paged"
+    );
+}
+
+#[tokio::test]
+async fn a_group_of_a_hundred_alerts_with_more_truncated_is_one_incident() {
+    let env = start(Config::parse(EXAMPLE, "example").unwrap()).await;
+    let alerts: Vec<Value> = (0..100)
+        .map(|n| {
+            alert(
+                "DatabaseDown",
+                "firing",
+                &format!("fd{n}"),
+                json!({"instance": format!("db-{n}")}),
+            )
+        })
+        .collect();
+    let mut h = hook("DatabaseDown", alerts);
+    h["truncatedAlerts"] = json!(25);
+    let body = env.post(&h).await;
+    assert_eq!(
+        (body["opened"].as_bool(), body["newly_firing"].as_u64()),
+        (Some(true), Some(100))
+    );
+    assert_eq!(env.incidents().await.len(), 1);
+    assert_eq!(
+        env.h
+            .router
+            .store()
+            .firing_alerts(1000)
+            .await
+            .unwrap()
+            .len(),
+        100
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_store_nothing_and_page_nobody() {
+    let env = start(Config::parse(EXAMPLE, "example").unwrap()).await;
+    let good = hook(
+        "APIDown",
+        vec![alert("APIDown", "firing", "fb1", json!({}))],
+    )
+    .to_string()
+    .into_bytes();
+    let cases: Vec<(&str, Option<String>, Vec<u8>, u16)> = vec![
+        ("no token", None, good.clone(), 401),
+        (
+            "a wrong token",
+            Some("Bearer nope".into()),
+            good.clone(),
+            401,
+        ),
+        ("not bearer", Some(TOKEN.into()), good.clone(), 401),
+        (
+            "malformed JSON",
+            Some(format!("Bearer {TOKEN}")),
+            b"{\"alerts\": [".to_vec(),
+            400,
+        ),
+        (
+            "not a webhook",
+            Some(format!("Bearer {TOKEN}")),
+            b"{\"hello\": 1}".to_vec(),
+            400,
+        ),
+        (
+            "a bad status",
+            Some(format!("Bearer {TOKEN}")),
+            hook(
+                "APIDown",
+                vec![alert("APIDown", "exploded", "fb1", json!({}))],
+            )
+            .to_string()
+            .into_bytes(),
+            400,
+        ),
+        (
+            "10 MB",
+            Some(format!("Bearer {TOKEN}")),
+            vec![b' '; 10 * 1024 * 1024],
+            413,
+        ),
+    ];
+    for (name, auth, body, want) in cases {
+        let (status, answer) = env.post_raw(auth.as_deref(), body).await;
+        assert_eq!(status, want, "{name}: {answer}");
+    }
+    assert!(env.incidents().await.is_empty());
+    assert!(env
+        .h
+        .router
+        .store()
+        .firing_alerts(10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(tick(&env.h.router).await.unwrap().steps, 0);
+}
+
+#[tokio::test]
+async fn without_a_token_the_intake_is_off_not_open() {
+    let sim = kube_sim::Simulator::new(kube_sim::SimConfig::fast())
+        .unwrap()
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let slack = crate::common::fake_slack::FakeSlack::start().await;
+    let setup = crate::common::serve::Setup::new(&sim.url(), "alerts-off-secret", &[], "");
+    let served = setup
+        .serve_env(&slack, "serve.log", &[(oncall::alerts::TOKEN_ENV, "")])
+        .await;
+    let body = hook(
+        "APIDown",
+        vec![alert("APIDown", "firing", "fo1", json!({}))],
+    )
+    .to_string();
+    for auth in ["", "Bearer ", "Bearer anything"] {
+        let r = reqwest::Client::new()
+            .post(format!("{}/alerts/alertmanager", served.base))
+            .header("authorization", auth)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{auth:?}");
+    }
+    drop(served);
+    let db = crate::common::serve::open_db(&setup.db_path());
+    let n: i64 = db
+        .query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 0);
+}
