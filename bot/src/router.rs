@@ -1039,6 +1039,7 @@ fn on_timeline(command: &Command) -> bool {
             | Command::Who(_)
             | Command::ScheduleShow(_)
             | Command::Override(_)
+            | Command::Alerts(_)
     ) && !command.spec().name.starts_with("incident ")
 }
 

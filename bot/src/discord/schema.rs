@@ -88,14 +88,16 @@ fn subcommand(verb: &VerbSpec, leaf_name: &str) -> CreateCommandOption {
 
 /// One-word verbs Discord shows in a group, as (verb, group, subcommand):
 /// Discord allows 25 options at the top of a command, so the paging verbs
-/// share the `page` group there (`/oncall page who`), while their text stays
-/// `who`, `escalate 12`, … everywhere else.
+/// share the `page` group there (`/oncall page who`) and `alerts` sits in
+/// the `incident` group, while their text stays `who`, `escalate 12`,
+/// `alerts`, … everywhere else.
 const REGROUPED: &[(&str, &str, &str)] = &[
     ("escalate", "page", "escalate"),
     ("page", "page", "send"),
     ("who", "page", "who"),
     ("schedule", "page", "schedule"),
     ("override", "page", "override"),
+    ("alerts", "incident", "alerts"),
 ];
 
 /// Where a verb sits in the Discord command: (group, subcommand).

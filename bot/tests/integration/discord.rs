@@ -192,6 +192,7 @@ fn option_table() -> Vec<(&'static str, Value)> {
             "override",
             json!([{"name": "schedule", "type": 3, "value": "primary"}, {"name": "principal", "type": 3, "value": "slack:U0AB12CD"}, {"name": "duration", "type": 3, "value": "4h"}]),
         ),
+        ("alerts", json!([])),
     ]
 }
 

@@ -16,6 +16,7 @@
 //!   resolution (which service, namespace and environment a command touches).
 //! - [`redact`]: secrets out of text before it is shown or stored.
 
+pub mod alerts;
 pub mod catalog;
 pub mod incidents;
 pub mod paging;
@@ -29,6 +30,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use alerts::*;
 pub use incidents::*;
 pub use paging::*;
 pub use parse::{

@@ -69,6 +69,7 @@ pub static VERBS: &[&VerbSpec] = &[
     &crate::paging::WHO,
     &crate::paging::SCHEDULE_SHOW,
     &crate::paging::OVERRIDE,
+    &crate::alerts::ALERTS,
 ];
 
 pub(crate) const fn read(
@@ -1389,4 +1390,5 @@ commands! { $
     Who(crate::paging::Who),
     ScheduleShow(crate::paging::ScheduleShow),
     Override(crate::paging::Override),
+    Alerts(crate::alerts::Alerts),
 }
