@@ -8,6 +8,13 @@
 //!   compared in constant time. Without the variable the route is off (404),
 //!   never open.
 //!
+//! - `POST /alerts/grafana`: Grafana's webhook contact point (version 1,
+//!   the same shape), signed: `X-Grafana-Alerting-Signature` is the hex
+//!   HMAC-SHA256 of `<timestamp>:<body>` with the secret in
+//!   `ONCALL_GRAFANA_WEBHOOK_SECRET`, and the contact point's timestamp
+//!   header (`X-Grafana-Alerting-Signature-Timestamp`, Unix seconds) must be
+//!   within 5 minutes, against replay. Off without the variable.
+//!
 //! Alertmanager retries only on 5xx and drops every other answer, so the
 //! answer is 2xx only after the delivery is committed, 503 when the store
 //! can't take it, and 401 / 400 / 413 for requests that must not be
@@ -30,11 +37,18 @@ use crate::store::{AlertDelivery, IncomingAlert, NewIncident, OnResolved};
 
 /// The variable holding the bearer token Alertmanager sends.
 pub const TOKEN_ENV: &str = "ONCALL_ALERTMANAGER_TOKEN";
+/// The variable holding Grafana's HMAC secret.
+pub const GRAFANA_SECRET_ENV: &str = "ONCALL_GRAFANA_WEBHOOK_SECRET";
+/// The header Grafana's contact point is set to put its timestamp in.
+pub const GRAFANA_TIMESTAMP_HEADER: &str = "x-grafana-alerting-signature-timestamp";
+/// How far a signed timestamp may be from now.
+const MAX_SKEW_SECS: i64 = 300;
 
 pub fn routes(router: Router) -> axum::Router {
     let limit = router.config().alerts.max_body_bytes;
     axum::Router::new()
         .route("/alerts/alertmanager", post(alertmanager))
+        .route("/alerts/grafana", post(grafana))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(router)
 }
@@ -101,6 +115,7 @@ fn token_ok(headers: &HeaderMap, token: &str) -> bool {
 /// pages; `Err` names what is malformed.
 pub fn plan(
     router: &Router,
+    source: &str,
     hook: &Webhook,
     now: jiff::Timestamp,
 ) -> Result<(AlertDelivery, Option<NewIncident>), String> {
@@ -146,7 +161,7 @@ pub fn plan(
     }
     let routed = config.alerts.route(&labels);
     let delivery = AlertDelivery {
-        source: "alertmanager".into(),
+        source: source.into(),
         group_key: hook.group_key.clone(),
         route: routed.as_ref().map(|r| r.route.to_string()),
         alerts,
@@ -204,7 +219,7 @@ pub fn plan(
         severity: severity.name.clone(),
         services,
         at_ms: at,
-        by: "alertmanager".into(),
+        by: source.into(),
         platform,
         workspace: None,
         declared_in: channel,
@@ -215,6 +230,30 @@ pub fn plan(
         escalation_at_ms,
     };
     Ok((delivery, Some(new)))
+}
+
+/// Whether Grafana's signature of `<timestamp>:<body>` verifies and the
+/// timestamp is recent.
+pub fn grafana_signature_ok(secret: &str, headers: &HeaderMap, body: &[u8], now_secs: i64) -> bool {
+    use hmac::Mac;
+    let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ts = get(GRAFANA_TIMESTAMP_HEADER);
+    let Ok(ts_n) = ts.parse::<i64>() else {
+        return false;
+    };
+    if now_secs
+        .checked_sub(ts_n)
+        .is_none_or(|d| d.abs() > MAX_SKEW_SECS)
+    {
+        return false;
+    }
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key");
+    mac.update(ts.as_bytes());
+    mac.update(b":");
+    mac.update(body);
+    let want = mac.finalize().into_bytes();
+    hex::decode(get("x-grafana-alerting-signature").trim())
+        .is_ok_and(|got| subtle::ConstantTimeEq::ct_eq(&got[..], &want[..]).into())
 }
 
 async fn alertmanager(
@@ -231,21 +270,50 @@ async fn alertmanager(
     if !token_ok(&headers, &token) {
         return refuse(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
     }
-    let hook: Webhook = match serde_json::from_slice(&body) {
+    receive(&router, "alertmanager", &body).await
+}
+
+async fn grafana(
+    State(router): State<Router>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, Json<Value>) {
+    let Some(secret) = std::env::var(GRAFANA_SECRET_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+    else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "Grafana intake is off: ONCALL_GRAFANA_WEBHOOK_SECRET is not set",
+        );
+    };
+    // Replay is judged on the wall clock, whatever clock the router runs.
+    if !grafana_signature_ok(&secret, &headers, &body, jiff::Timestamp::now().as_second()) {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "a valid, recent signature is required",
+        );
+    }
+    receive(&router, "grafana", &body).await
+}
+
+/// Parses, plans and stores one delivery; the answer the sender gets.
+async fn receive(router: &Router, source: &str, body: &[u8]) -> (StatusCode, Json<Value>) {
+    let hook: Webhook = match serde_json::from_slice(body) {
         Ok(h) => h,
         Err(e) => {
             return refuse(
                 StatusCode::BAD_REQUEST,
-                &format!("not an Alertmanager webhook: {e}"),
+                &format!("not an alert webhook: {e}"),
             )
         }
     };
-    let (delivery, open) = match plan(&router, &hook, router.clock().now()) {
+    let (delivery, open) = match plan(router, source, &hook, router.clock().now()) {
         Ok(p) => p,
         Err(e) => {
             return refuse(
                 StatusCode::BAD_REQUEST,
-                &format!("not an Alertmanager webhook: {e}"),
+                &format!("not an alert webhook: {e}"),
             )
         }
     };
@@ -267,7 +335,7 @@ async fn alertmanager(
                 alerts = hook.alerts.len(),
                 incident = ?r.incident_id,
                 opened = r.opened,
-                "alertmanager delivery"
+                "{source} delivery"
             );
             (
                 StatusCode::OK,
@@ -282,7 +350,7 @@ async fn alertmanager(
         }
         Err(e) => {
             // 503: Alertmanager retries it.
-            tracing::error!("alertmanager delivery not stored: {e}");
+            tracing::error!("{source} delivery not stored: {e}");
             refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the store is unavailable; retry",

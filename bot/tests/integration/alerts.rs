@@ -788,3 +788,106 @@ fn the_runbooks_rules_are_valid_and_every_one_is_routed() {
         }
     }
 }
+
+/// Grafana's webhook contact point payload (version 1), as documented,
+/// with a critical label so it pages.
+fn grafana_payload() -> Value {
+    json!({
+        "receiver": "oncall",
+        "status": "firing",
+        "orgId": 1,
+        "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": "High memory usage", "team": "blue", "zone": "us-1", "severity": "critical"},
+            "annotations": {
+                "description": "The system has high memory usage",
+                "runbook_url": "https://myrunbook.com/runbook/1234",
+                "summary": "This alert was triggered for zone us-1"
+            },
+            "startsAt": "2021-10-12T09:51:03.157076+02:00",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "https://play.grafana.org/alerting/1afz29v7z/edit",
+            "fingerprint": "c6eadffa33fcdf37",
+            "silenceURL": "https://play.grafana.org/alerting/silence/new?alertmanager=grafana",
+            "dashboardURL": "",
+            "panelURL": "",
+            "values": {"B": 44.23943737541908, "C": 1},
+            "valueString": "[ var='B' labels={} value=44.2 ]"
+        }],
+        "groupLabels": {},
+        "commonLabels": {"team": "blue"},
+        "commonAnnotations": {},
+        "externalURL": "https://play.grafana.org/",
+        "version": "1",
+        "groupKey": "{}:{}",
+        "truncatedAlerts": 0,
+        "title": "[FIRING:1]  (blue)",
+        "state": "alerting",
+        "message": "**Firing**"
+    })
+}
+
+#[tokio::test]
+async fn grafana_deliveries_must_carry_a_recent_signature() {
+    use hmac::Mac;
+    const SECRET: &str = "grafana-test-hmac-secret";
+    std::env::set_var(oncall::alerts::GRAFANA_SECRET_ENV, SECRET);
+    let env = start(Config::parse(EXAMPLE, "example").unwrap()).await;
+    let body = grafana_payload().to_string();
+    let sign = |secret: &str, ts: &str, body: &str| {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("{ts}:{body}").as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    };
+    let post = |sig: String, ts: String, body: String| {
+        env.http
+            .post(format!("{}/alerts/grafana", env.base))
+            .header("x-grafana-alerting-signature", sig)
+            .header("x-grafana-alerting-signature-timestamp", ts)
+            .body(body)
+            .send()
+    };
+    let now = jiff::Timestamp::now().as_second();
+    let cases = [
+        (
+            "a wrong secret",
+            sign("nope", &now.to_string(), &body),
+            now.to_string(),
+            401,
+        ),
+        (
+            "an old timestamp (replay)",
+            sign(SECRET, &(now - 3600).to_string(), &body),
+            (now - 3600).to_string(),
+            401,
+        ),
+        (
+            "another body's signature",
+            sign(SECRET, &now.to_string(), "{}"),
+            now.to_string(),
+            401,
+        ),
+        ("no timestamp", sign(SECRET, "", &body), String::new(), 401),
+    ];
+    for (name, sig, ts, want) in cases {
+        let r = post(sig, ts, body.clone()).await.unwrap();
+        assert_eq!(r.status(), want, "{name}");
+    }
+    assert!(env.incidents().await.is_empty(), "nothing stored");
+    let r = post(
+        sign(SECRET, &now.to_string(), &body),
+        now.to_string(),
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let incidents = env.incidents().await;
+    assert_eq!(incidents.len(), 1);
+    assert_eq!(
+        incidents[0].title,
+        "High memory usage: This alert was triggered for zone us-1"
+    );
+    assert_eq!(incidents[0].declared_by, "grafana");
+    assert_eq!(tick(&env.h.router).await.unwrap().steps, 1, "SEV-1 pages");
+}
