@@ -51,6 +51,7 @@ pub async fn demo(db: Option<PathBuf>, as_principal: &str) -> anyhow::Result<()>
     let mut config = Config::parse(EXAMPLE, "built-in example config")?;
     config.database.path = db.unwrap_or_else(demo_db_path);
     config.escalation.minutes_as_seconds();
+    config.alerts.minutes_as_seconds();
     point_health_urls_at(&mut config, &sim.url());
     let store = Store::open(&config.database.path).await.with_context(|| {
         format!(

@@ -2,7 +2,7 @@
 //! can switch, see the replies rendered as text.
 //!
 //! Lines starting with `:` talk to the console itself (`:as cli:viewer`,
-//! `:channel ID`, `:help`, `:quit`); everything else is a command, with or
+//! `:channel ID`, `:alert KafkaConsumerLag`, `:help`, `:quit`); everything else is a command, with or
 //! without the `/oncall` prefix, sent through the same router as Slack and
 //! Discord. Reads any line source, so scripts can pipe into it.
 
@@ -17,6 +17,8 @@ pub const CONSOLE_HELP: &str = "\
 Console commands:
   :as PRINCIPAL   act as another principal (cli:viewer, cli:operator, cli:commander, cli:admin)
   :channel ID     pretend to type in another channel (policy scopes channels by id)
+  :alert NAME     a runbook alert fires as Alertmanager would send it (`:alert KafkaConsumerLag`);
+                  `:alert NAME resolve` resolves it
   :help           this text; `help` lists oncall's commands
   :quit           leave (Ctrl-D works too)
 ";
@@ -25,14 +27,18 @@ pub struct Console {
     router: Router,
     principal: Principal,
     channel: String,
+    /// When this console's demo alerts started firing (their identity).
+    started: String,
 }
 
 impl Console {
     pub fn new(router: Router, principal: Principal) -> Self {
+        let started = router.clock().now().to_string();
         Console {
             router,
             principal,
             channel: "console".to_string(),
+            started,
         }
     }
 
@@ -55,6 +61,25 @@ impl Console {
                 continue;
             }
             output.write_all(format!("{line}\n").as_bytes()).await?;
+            if let Some(rest) = line.strip_prefix(":alert") {
+                let mut words = rest.split_whitespace();
+                let text = match words.next() {
+                    None => "usage: :alert NAME [resolve]  (a runbook alert rule, e.g. :alert KafkaConsumerLag)\n".to_string(),
+                    Some(name) => {
+                        let resolve = words.next().is_some_and(|w| w == "resolve");
+                        let said = crate::alerts::demo_alert(&self.router, name, resolve, &self.started)
+                            .await
+                            .unwrap_or_else(|e| format!("{e}\n"));
+                        if resolve {
+                            // The next firing is a new alert.
+                            self.started = self.router.clock().now().to_string();
+                        }
+                        said
+                    }
+                };
+                output.write_all(text.as_bytes()).await?;
+                continue;
+            }
             if let Some(meta) = line.strip_prefix(':') {
                 match self.meta(meta) {
                     Some(text) => output.write_all(text.as_bytes()).await?,

@@ -194,6 +194,18 @@ pub struct Routed<'a> {
 }
 
 impl AlertsConfig {
+    /// The demo's time: `after 5m` becomes `after 5s`, as escalation
+    /// delays do there.
+    pub fn minutes_as_seconds(&mut self) {
+        for r in &mut self.routes {
+            if let Ok(PageWhen::After(d)) = PageWhen::parse(&r.page) {
+                if d >= Duration::from_secs(60) {
+                    r.page = format!("after {}s", d.as_secs() / 60);
+                }
+            }
+        }
+    }
+
     /// The first route whose matchers all hold, and what it decides.
     pub fn route(&self, labels: &BTreeMap<String, String>) -> Option<Routed<'_>> {
         self.routes.iter().find_map(|r| {

@@ -358,3 +358,99 @@ async fn receive(router: &Router, source: &str, body: &[u8]) -> (StatusCode, Jso
         }
     }
 }
+
+/// The runbooks' alert rules (`deploy/prometheus/runbook-rules.yml`),
+/// embedded so the demo can fire them anywhere.
+pub const RUNBOOK_RULES: &str = include_str!("../../../deploy/prometheus/runbook-rules.yml");
+
+/// The demo's `:alert NAME [resolve]`: a runbook rule fires (or resolves)
+/// as Alertmanager would deliver it, through the same plan and store.
+/// `starts_at` is the firing's start, so its resolve is the same alert.
+pub async fn demo_alert(
+    router: &Router,
+    name: &str,
+    resolved: bool,
+    starts_at: &str,
+) -> Result<String, String> {
+    let rules: serde_yaml::Value =
+        serde_yaml::from_str(RUNBOOK_RULES).map_err(|e| format!("the embedded rules: {e}"))?;
+    let rule = rules["groups"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_sequence().into_iter().flatten())
+        .find(|r| {
+            r["alert"]
+                .as_str()
+                .is_some_and(|a| a.eq_ignore_ascii_case(name))
+        });
+    let Some(rule) = rule else {
+        let mut names: Vec<String> = rules["groups"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .flat_map(|g| g["rules"].as_sequence().into_iter().flatten())
+            .filter_map(|r| r["alert"].as_str().map(String::from))
+            .collect();
+        names.sort();
+        names.dedup();
+        return Err(format!(
+            "no runbook rule `{name}`; one of {}",
+            names.join(", ")
+        ));
+    };
+    let alertname = rule["alert"].as_str().unwrap_or(name).to_string();
+    let mut labels: BTreeMap<String, String> =
+        serde_yaml::from_value(rule["labels"].clone()).unwrap_or_default();
+    labels.insert("alertname".into(), alertname.clone());
+    let annotations: BTreeMap<String, String> =
+        serde_yaml::from_value(rule["annotations"].clone()).unwrap_or_default();
+    let group_key = format!("{{}}:{{alertname=\"{alertname}\"}}");
+    let hook = Webhook {
+        version: "4".into(),
+        group_key: group_key.clone(),
+        status: if resolved { "resolved" } else { "firing" }.into(),
+        receiver: "oncall".into(),
+        group_labels: BTreeMap::from([("alertname".to_string(), alertname.clone())]),
+        common_labels: labels.clone(),
+        common_annotations: annotations.clone(),
+        external_url: String::new(),
+        truncated_alerts: 0,
+        alerts: vec![Alert {
+            status: if resolved { "resolved" } else { "firing" }.into(),
+            labels,
+            annotations,
+            starts_at: starts_at.to_string(),
+            ends_at: String::new(),
+            generator_url: String::new(),
+            fingerprint: format!("demo-{}", alertname.to_ascii_lowercase()),
+        }],
+    };
+    let (delivery, open) = plan(router, "alertmanager", &hook, router.clock().now())?;
+    let on_resolved = match router.config().alerts.on_resolved.as_str() {
+        "resolve" => OnResolved::Resolve,
+        _ => OnResolved::Mitigate,
+    };
+    let r = router
+        .store()
+        .receive_alerts(&delivery, open.as_ref(), on_resolved)
+        .await
+        .map_err(|e| e.to_string())?;
+    router.wake_escalation();
+    let route = delivery.route.unwrap_or_else(|| "no route".into());
+    Ok(match (resolved, r.incident_id, r.opened) {
+        (false, Some(id), true) => format!(
+            "{alertname} fires (route {route}): incident {id} opened; its escalation starts.\n"
+        ),
+        (false, Some(id), false) => {
+            format!("{alertname} fires (route {route}): it joins incident {id}.\n")
+        }
+        (false, None, _) => {
+            format!("{alertname} fires (route {route}): kept, nobody paged (`alerts` lists it).\n")
+        }
+        (true, Some(id), _) if r.all_resolved => {
+            format!("{alertname} resolved: incident {id}'s escalation stopped; it is mitigated.\n")
+        }
+        (true, _, _) => format!("{alertname} resolved.\n"),
+    })
+}

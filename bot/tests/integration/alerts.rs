@@ -891,3 +891,25 @@ async fn grafana_deliveries_must_carry_a_recent_signature() {
     assert_eq!(incidents[0].declared_by, "grafana");
     assert_eq!(tick(&env.h.router).await.unwrap().steps, 1, "SEV-1 pages");
 }
+
+#[tokio::test]
+async fn the_demo_fires_a_runbook_alert_and_resolves_it() {
+    let env = start(Config::parse(EXAMPLE, "example").unwrap()).await;
+    let starts = "2026-12-03T10:00:00Z";
+    let said = oncall::alerts::demo_alert(&env.h.router, "apidown", false, starts)
+        .await
+        .unwrap();
+    assert!(
+        said.contains("APIDown fires (route down): incident 1 opened"),
+        "{said}"
+    );
+    assert_eq!(tick(&env.h.router).await.unwrap().steps, 1);
+    let said = oncall::alerts::demo_alert(&env.h.router, "APIDown", true, starts)
+        .await
+        .unwrap();
+    assert!(said.contains("escalation stopped"), "{said}");
+    let err = oncall::alerts::demo_alert(&env.h.router, "nope", false, starts)
+        .await
+        .unwrap_err();
+    assert!(err.contains("one of APIDown"), "{err}");
+}
