@@ -82,6 +82,24 @@ pub struct RouteConfig {
     /// First-response commands offered with the alert.
     #[serde(default)]
     pub actions: Vec<String>,
+    /// The matchers, compiled once (regexes are not cheap to build).
+    #[serde(skip)]
+    compiled: std::sync::OnceLock<Option<Vec<Matcher>>>,
+}
+
+impl RouteConfig {
+    /// The compiled matchers; `None` when one does not parse (config
+    /// validation refuses that, so such a route never matches).
+    fn matchers(&self) -> Option<&[Matcher]> {
+        self.compiled
+            .get_or_init(|| {
+                self.matchers
+                    .iter()
+                    .map(|m| Matcher::parse(m).ok())
+                    .collect()
+            })
+            .as_deref()
+    }
 }
 
 fn default_service_label() -> String {
@@ -209,12 +227,7 @@ impl AlertsConfig {
     /// The first route whose matchers all hold, and what it decides.
     pub fn route(&self, labels: &BTreeMap<String, String>) -> Option<Routed<'_>> {
         self.routes.iter().find_map(|r| {
-            let matchers: Vec<Matcher> = r
-                .matchers
-                .iter()
-                .filter_map(|m| Matcher::parse(m).ok())
-                .collect();
-            if matchers.len() != r.matchers.len() || !matchers.iter().all(|m| m.matches(labels)) {
+            if !r.matchers()?.iter().all(|m| m.matches(labels)) {
                 return None;
             }
             let severity = r.severity.clone().or_else(|| {

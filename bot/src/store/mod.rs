@@ -44,7 +44,7 @@ pub enum StoreError {
     #[error("database: the commit failed: {0}")]
     Commit(String),
     /// The writer task is gone (the process is stopping).
-    #[error("database: the history writer has stopped")]
+    #[error("database: the writer has stopped")]
     WriterStopped,
 }
 

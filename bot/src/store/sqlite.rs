@@ -40,6 +40,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The one writer of history rows and idempotency keys.
     writer: GroupCommit,
+    /// The group commit of alert deliveries.
+    alerts_writer: tokio::sync::mpsc::Sender<alerts::Waiting>,
 }
 
 impl SqliteStore {
@@ -63,7 +65,12 @@ impl SqliteStore {
             .await?;
         MIGRATOR.run(&pool).await?;
         let writer = GroupCommit::spawn(path)?;
-        Ok(SqliteStore { pool, writer })
+        let alerts_writer = alerts::spawn_writer(pool.clone());
+        Ok(SqliteStore {
+            pool,
+            writer,
+            alerts_writer,
+        })
     }
 
     /// (commits, writes) of the group commit so far.

@@ -913,3 +913,32 @@ async fn the_demo_fires_a_runbook_alert_and_resolves_it() {
         .unwrap_err();
     assert!(err.contains("one of APIDown"), "{err}");
 }
+
+#[tokio::test]
+async fn two_hundred_deliveries_at_once_are_each_stored_and_open_one_incident() {
+    let env = Arc::new(start(Config::parse(EXAMPLE, "example").unwrap()).await);
+    let sends = (0..200).map(|n| {
+        let env = env.clone();
+        async move {
+            let h = hook(
+                "DatabaseDown",
+                vec![alert(
+                    "DatabaseDown",
+                    "firing",
+                    &format!("fc{n}"),
+                    json!({"instance": format!("db-{n}")}),
+                )],
+            );
+            env.post(&h).await
+        }
+    });
+    let answers = futures::future::join_all(sends).await;
+    let opened = answers.iter().filter(|a| a["opened"] == true).count();
+    assert_eq!(opened, 1, "one delivery opened the group's incident");
+    assert_eq!(env.incidents().await.len(), 1);
+    let firing = env.h.router.store().firing_alerts(1000).await.unwrap();
+    assert_eq!(firing.len(), 200);
+    assert!(firing
+        .iter()
+        .all(|a| a.incident_id == firing[0].incident_id));
+}
