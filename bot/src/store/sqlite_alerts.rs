@@ -179,18 +179,8 @@ async fn receive_in(
     // A group firing again with nobody on it pages again.
     if r.newly_firing > 0 && !r.opened {
         if let Some(policy) = open.and_then(|o| o.escalation.as_ref()) {
-            let idle: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM incidents WHERE id = ? AND acknowledged_at IS NULL
-                   AND NOT EXISTS (SELECT 1 FROM escalations WHERE incident_id = ? AND state = 'active')",
-            )
-            .bind(id)
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if idle.is_some() {
-                let due = open.and_then(|o| o.escalation_at_ms).unwrap_or(now);
-                super::escalations::start(conn, id, policy, now, due).await?;
-            }
+            let due = open.and_then(|o| o.escalation_at_ms).unwrap_or(now);
+            super::escalations::start_if_idle(conn, id, policy, now, due).await?;
         }
     }
     let firing_left: i64 = sqlx::query_scalar(

@@ -94,6 +94,29 @@ pub(super) async fn start(
     Ok(())
 }
 
+/// Starts an escalation only if nobody is on the incident yet (not
+/// acknowledged, none active); whether it started.
+pub(super) async fn start_if_idle(
+    conn: &mut SqliteConnection,
+    incident_id: i64,
+    policy: &PolicySnapshot,
+    at_ms: i64,
+    due_ms: i64,
+) -> Result<bool, StoreError> {
+    let idle: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM incidents WHERE id = ? AND acknowledged_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM escalations WHERE incident_id = ? AND state = 'active')",
+    )
+    .bind(incident_id)
+    .bind(incident_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if idle.is_some() {
+        start(conn, incident_id, policy, at_ms, due_ms).await?;
+    }
+    Ok(idle.is_some())
+}
+
 /// Ends an incident's active escalation (acknowledged or resolved),
 /// cancels its pages not yet sent, and follows up the ones providers have.
 /// Returns the escalation stopped, if one was active.

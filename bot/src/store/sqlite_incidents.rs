@@ -338,16 +338,7 @@ impl SqliteStore {
         } = change
         {
             // A raised severity pages if nobody is on it yet.
-            let idle: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM incidents WHERE id = ? AND acknowledged_at IS NULL
-                   AND NOT EXISTS (SELECT 1 FROM escalations WHERE incident_id = ? AND state = 'active')",
-            )
-            .bind(id)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if idle.is_some() {
-                super::escalations::start(&mut tx, id, policy, at, at).await?;
+            if super::escalations::start_if_idle(&mut tx, id, policy, at, at).await? {
                 let started = NewEvent {
                     at_ms: at,
                     actor: by.clone(),
