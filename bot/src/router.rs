@@ -66,7 +66,9 @@ pub(crate) fn completion(
 pub(crate) fn facts_of(command: Option<&Command>) -> CommandFacts {
     CommandFacts {
         verb: command.map(|c| c.policy_verb().to_string()),
-        command: command.map(ToString::to_string),
+        // Canonical text keeps free words (a note, a page's message):
+        // through the one redactor like the typed text.
+        command: command.map(|c| redact_for_history(&c.to_string())),
         service: command.and_then(|c| c.service()),
         mutating: command.is_some_and(|c| c.is_mutating()),
         dry_run: command.is_some_and(|c| c.is_dry_run()),

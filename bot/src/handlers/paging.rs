@@ -155,7 +155,9 @@ impl Handle for Page {
             .invocation_id()
             .map(|id| id.to_string())
             .unwrap_or_else(|| format!("{}-{}", cx.inv.principal, cx.now.as_millisecond()));
-        let message = format!("{} (from {})", self.message, cx.actor.principal);
+        // What a page says goes to providers and the store: redacted.
+        let said = oncall_grammar::redact::redact_line(&self.message);
+        let message = format!("{said} (from {})", cx.actor.principal);
         let (id, title, severity) = match &incident {
             Some(i) => (i.id, i.title.clone(), i.severity.clone()),
             None => (0, String::new(), String::new()),
@@ -178,7 +180,7 @@ impl Handle for Page {
                 target: t.to_string(),
                 payload,
             };
-            let line = event(cx, "page", format!("paged {t}: {}", self.message));
+            let line = event(cx, "page", format!("paged {t}: {said}"));
             let key = format!("adhoc:{request}:{t}");
             let done = store
                 .page_now(incident.as_ref().map(|i| i.id), &key, &page, Some(&line), rate_limit(config))

@@ -445,7 +445,7 @@ impl SqliteStore {
                     .push_bind(now_ms)
                     .push_bind("oncall")
                     .push_bind(*kind)
-                    .push_bind(text);
+                    .push_bind(oncall_grammar::redact::redact_line(text));
             });
             q.build().execute(&mut *tx).await?;
         }

@@ -83,6 +83,8 @@ struct RoleRecord {
     assigned_by: String,
 }
 
+/// Appends a timeline event; its text passes the one redactor first (a
+/// note, a page's message or an alert's summary may hold a secret).
 pub(crate) async fn insert_event(
     conn: &mut sqlx::SqliteConnection,
     id: i64,
@@ -96,7 +98,7 @@ pub(crate) async fn insert_event(
     .bind(e.at_ms)
     .bind(&e.actor)
     .bind(e.kind)
-    .bind(&e.text)
+    .bind(oncall_grammar::redact::redact_line(&e.text))
     .bind(e.invocation_id)
     .execute(&mut *conn)
     .await?;
@@ -395,7 +397,7 @@ impl SqliteStore {
         .bind(e.at_ms)
         .bind(&e.actor)
         .bind(e.kind)
-        .bind(&e.text)
+        .bind(oncall_grammar::redact::redact_line(&e.text))
         .bind(e.invocation_id)
         .bind(source_ref)
         .execute(&self.pool)

@@ -368,3 +368,26 @@ async fn raising_the_severity_pages_if_nobody_is_on_it_yet() {
         .unwrap()
         .is_none());
 }
+
+#[tokio::test]
+async fn a_secret_in_a_page_or_a_note_is_never_stored() {
+    let h = Harness::new().await;
+    let id = declare(&h, "SEV-3").await;
+    let secret = "postgres://app:s3cr3tpass@db/app";
+    let r = h
+        .run(COMMANDER, &format!("page {id} cli:bob the url is {secret}"))
+        .await;
+    assert_eq!(r.outcome, Outcome::Done, "{}", r.to_console());
+    h.run(COMMANDER, &format!("incident note {id} try {secret}"))
+        .await;
+    let events = h.router.store().incident_events(id).await.unwrap();
+    assert!(events.iter().any(|e| e.text.starts_with("paged cli:bob")));
+    let db = std::fs::read(h.dir.path().join("oncall.db")).unwrap();
+    let wal = std::fs::read(h.dir.path().join("oncall.db-wal")).unwrap_or_default();
+    for bytes in [&db, &wal] {
+        assert!(
+            !bytes.windows(10).any(|w| w == b"s3cr3tpass"),
+            "the password is stored"
+        );
+    }
+}
