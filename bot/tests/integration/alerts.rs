@@ -28,15 +28,7 @@ struct Env {
 async fn start(config: Config) -> Env {
     std::env::set_var(oncall::alerts::TOKEN_ENV, TOKEN);
     let h = Harness::with_config(config).await;
-    let app = oncall::server::app(
-        h.router.clone(),
-        oncall::metrics::Metrics::new(),
-        None,
-        None,
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = h.serve_http().await;
     Env {
         h,
         base,

@@ -69,16 +69,6 @@ async fn declare(h: &Harness, severity: &str) -> i64 {
     h.router.store().incidents(false, 1).await.unwrap()[0].id
 }
 
-async fn state(h: &Harness, id: i64) -> EscalationState {
-    h.router
-        .store()
-        .escalation_of(id)
-        .await
-        .unwrap()
-        .unwrap()
-        .state
-}
-
 #[tokio::test]
 async fn runbook_002_pages_its_four_tiers_at_0_15_30_and_60_minutes() {
     let h = Harness::new().await;
@@ -110,7 +100,7 @@ async fn runbook_002_pages_its_four_tiers_at_0_15_30_and_60_minutes() {
         0,
         "nothing after the last tier"
     );
-    assert_eq!(state(&h, id).await, EscalationState::Exhausted);
+    assert_eq!(h.escalation_state(id).await, EscalationState::Exhausted);
     let events = h.router.store().incident_events(id).await.unwrap();
     let pages: Vec<&str> = events
         .iter()
@@ -140,7 +130,7 @@ async fn an_ack_at_minute_20_stops_tier_3_and_cancels_what_was_not_sent() {
     h.clock.advance(minutes(5));
     let reply = h.run("cli:commander", &format!("incident ack {id}")).await;
     assert_eq!(reply.outcome, Outcome::Done, "{}", reply.to_console());
-    assert_eq!(state(&h, id).await, EscalationState::Acknowledged);
+    assert_eq!(h.escalation_state(id).await, EscalationState::Acknowledged);
     // L2's unsent page is cancelled; L1's sent page is followed up (the
     // provider's alert acknowledged, the chat message replaced).
     let keys: Vec<String> = pending(&h).await.into_iter().map(|(k, _)| k).collect();
@@ -192,7 +182,7 @@ async fn a_repeating_policy_pages_its_tiers_again_then_stops() {
         h.clock.advance(minutes(15));
     }
     assert_eq!(tick(&h.router).await.unwrap().steps, 0);
-    assert_eq!(state(&h, id).await, EscalationState::Exhausted);
+    assert_eq!(h.escalation_state(id).await, EscalationState::Exhausted);
     let rounds: Vec<&str> = keys.iter().map(|k| k.split(':').nth(2).unwrap()).collect();
     assert_eq!(rounds, ["0", "0", "1", "1"], "{keys:?}");
     let tiers: Vec<&str> = keys.iter().map(|k| k.split(':').nth(3).unwrap()).collect();
@@ -247,7 +237,7 @@ async fn after_a_restart_overdue_steps_fire_in_order_once() {
     assert_eq!(tiers, ["0", "1", "2", "3"]);
     // A second process's tick (or the same one again) finds nothing.
     assert_eq!(tick(&h.router).await.unwrap().steps, 0);
-    assert_eq!(state(&h, id).await, EscalationState::Exhausted);
+    assert_eq!(h.escalation_state(id).await, EscalationState::Exhausted);
 }
 
 #[tokio::test]

@@ -268,33 +268,13 @@ async fn an_acknowledgement_in_pagerduty_or_opsgenie_stops_the_escalation() {
     config.escalation.pagerduty.webhook_secret_env = Some("TEST_PD_WEBHOOK_INBOUND".into());
     config.escalation.opsgenie.webhook_token_env = Some("TEST_OG_WEBHOOK_INBOUND".into());
     let h = Harness::with_config(config).await;
-    let app = oncall::server::app(
-        h.router.clone(),
-        oncall::metrics::Metrics::new(),
-        None,
-        None,
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = h.serve_http().await;
     let http = reqwest::Client::new();
 
     let first = declare(&h).await;
     let second = declare(&h).await;
     tick(&h.router).await.unwrap();
     assert_eq!(pager(&h).drain().await.unwrap().delivered, 6);
-    let state = |id: i64| {
-        let h = &h;
-        async move {
-            h.router
-                .store()
-                .escalation_of(id)
-                .await
-                .unwrap()
-                .unwrap()
-                .state
-        }
-    };
 
     // PagerDuty: signed with the subscription's secret.
     let body = serde_json::json!({"event": {
@@ -326,7 +306,7 @@ async fn an_acknowledgement_in_pagerduty_or_opsgenie_stops_the_escalation() {
     .unwrap();
     assert_eq!(forged.status(), 401);
     assert_eq!(
-        state(first).await,
+        h.escalation_state(first).await,
         EscalationState::Active,
         "a forgery changes nothing"
     );
@@ -341,11 +321,14 @@ async fn an_acknowledgement_in_pagerduty_or_opsgenie_stops_the_escalation() {
     .await
     .unwrap();
     assert_eq!(ok.status(), 200);
-    assert_eq!(state(first).await, EscalationState::Acknowledged);
+    assert_eq!(
+        h.escalation_state(first).await,
+        EscalationState::Acknowledged
+    );
     let i = h.router.store().incident(first).await.unwrap().unwrap();
     assert_eq!(i.acknowledged_by.as_deref(), Some("pagerduty:Jane Doe"));
     assert_eq!(
-        state(second).await,
+        h.escalation_state(second).await,
         EscalationState::Active,
         "only that incident"
     );
@@ -362,7 +345,7 @@ async fn an_acknowledgement_in_pagerduty_or_opsgenie_stops_the_escalation() {
         .await
         .unwrap();
     assert_eq!(no_token.status(), 401);
-    assert_eq!(state(second).await, EscalationState::Active);
+    assert_eq!(h.escalation_state(second).await, EscalationState::Active);
     let ok = post(
         "/webhooks/opsgenie",
         vec![("x-oncall-token", "og-webhook-token".into())],
@@ -371,7 +354,10 @@ async fn an_acknowledgement_in_pagerduty_or_opsgenie_stops_the_escalation() {
     .await
     .unwrap();
     assert_eq!(ok.status(), 200);
-    assert_eq!(state(second).await, EscalationState::Acknowledged);
+    assert_eq!(
+        h.escalation_state(second).await,
+        EscalationState::Acknowledged
+    );
     let i = h.router.store().incident(second).await.unwrap().unwrap();
     assert_eq!(
         i.acknowledged_by.as_deref(),

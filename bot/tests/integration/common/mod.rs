@@ -106,6 +106,32 @@ impl Harness {
         self.router.handle(inv).await
     }
 
+    /// `oncall serve`'s HTTP app for this router on a loopback port (the
+    /// provider webhooks and alert intake, no chat adapters); its base URL.
+    pub async fn serve_http(&self) -> String {
+        let app = oncall::server::app(
+            self.router.clone(),
+            oncall::metrics::Metrics::new(),
+            None,
+            None,
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        base
+    }
+
+    /// Where incident `id`'s latest escalation is.
+    pub async fn escalation_state(&self, id: i64) -> oncall::store::EscalationState {
+        self.router
+            .store()
+            .escalation_of(id)
+            .await
+            .unwrap()
+            .expect("the incident has an escalation")
+            .state
+    }
+
     /// The reply stored for an idempotency key, as JSON.
     pub async fn stored_reply(&self, key: &str) -> Option<String> {
         self.router.store().key_reply(key).await.unwrap()
