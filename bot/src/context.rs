@@ -194,6 +194,20 @@ impl<'a> Context<'a> {
         self.router.wake_escalation();
     }
 
+    /// Runs `text` as this request would have (same person, groups,
+    /// channel), through the whole pipeline, recorded under `key`.
+    pub async fn run_in_place(&self, text: String, key: String) -> crate::reply::Reply {
+        let mut inner = self.inv.clone();
+        inner.text = text;
+        inner.idempotency_key = Some(key);
+        inner.progress = None;
+        self.router.handle_boxed(inner).await
+    }
+
+    pub fn alerts_config(&self) -> &'a crate::alerts::config::AlertsConfig {
+        &self.router.config().alerts
+    }
+
     /// The store's incident API (incidents, roles, the timeline).
     pub fn incident_store(&self) -> &'a crate::store::Store {
         self.router.store()

@@ -40,6 +40,10 @@ pub struct Pass {
     pub channels: usize,
     pub announced: usize,
     pub posted: usize,
+    /// Alert groups' messages posted or updated.
+    pub cards: usize,
+    /// Incidents opened for alert groups held for business hours.
+    pub opened: usize,
 }
 
 #[derive(Clone)]
@@ -83,6 +87,12 @@ impl Courier {
             ..Pass::default()
         };
         let store = self.router.store();
+        let opened = store.open_deferred_alert_groups(self.now_ms()).await?;
+        if !opened.is_empty() {
+            pass.opened = opened.len();
+            self.router.wake_escalation();
+        }
+        pass.cards = self.alert_cards().await?;
         for incident in store.incidents_to_deliver(50).await? {
             let incident = match self.channel(incident, &mut pass).await? {
                 Some(i) => i,
@@ -92,6 +102,77 @@ impl Courier {
             self.post_events(&incident, &mut pass).await?;
         }
         Ok(pass)
+    }
+
+    /// Posts each alert group's message, or updates it in place, while it
+    /// is behind what the group now is.
+    async fn alert_cards(&self) -> Result<usize, StoreError> {
+        let store = self.router.store();
+        let config = &self.router.config().alerts;
+        let mut done = 0;
+        for card in store.alert_cards_due(50).await? {
+            let now = self.now_ms();
+            // The enrichment is read once, when the message is first posted.
+            let (enrichment, fresh) = match &card.enrichment {
+                Some(json) => (serde_json::from_str(json).unwrap_or_default(), false),
+                None => match &card.service {
+                    Some(s) => (crate::alerts::card::enrich(&self.router, s).await, true),
+                    None => (Vec::new(), true),
+                },
+            };
+            let commands = card
+                .route
+                .as_deref()
+                .and_then(|r| config.routes.iter().find(|x| x.name == r))
+                .map(|r| r.actions.clone())
+                .unwrap_or_default();
+            let actions = match (card.incident_id, commands.is_empty()) {
+                (Some(id), false) => {
+                    let ttl = config.actions_expire_after.as_millis() as i64;
+                    store.alert_actions(id, &card, &commands, now, ttl).await?
+                }
+                _ => Vec::new(),
+            };
+            let reply = crate::alerts::card::render(&card, &enrichment, &actions, now);
+            let posted = match &card.message_id {
+                Some(id) => {
+                    let message = crate::chat::MessageRef {
+                        channel: card.channel.clone(),
+                        id: id.clone(),
+                    };
+                    self.sinks
+                        .update(&card.platform, None, &message, &reply)
+                        .await
+                        .map(|()| message)
+                }
+                None => {
+                    self.sinks
+                        .post(&card.platform, None, &card.channel, &reply)
+                        .await
+                }
+            };
+            match posted {
+                Ok(m) => {
+                    let kept = fresh
+                        .then(|| serde_json::to_string(&enrichment).ok())
+                        .flatten();
+                    store
+                        .alert_card_posted(&card, &m.id, kept.as_deref())
+                        .await?;
+                    done += 1;
+                }
+                Err(e @ ChatError::NotConfigured(_)) => {
+                    // Nowhere to post it: recorded as posted, so it is not
+                    // retried every pass.
+                    tracing::warn!(group = %card.group_key, "alert message not posted: {e}");
+                    store.alert_card_posted(&card, "", None).await?;
+                }
+                Err(e) => {
+                    tracing::warn!(group = %card.group_key, "could not post an alert message yet: {e}");
+                }
+            }
+        }
+        Ok(done)
     }
 
     async fn reminders(&self) -> Result<usize, StoreError> {

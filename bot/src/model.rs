@@ -86,6 +86,14 @@ impl Clock {
         }
     }
 
+    /// A manual clock set to `at` (tests of wall-clock rules, like
+    /// business hours); the system clock is not changed.
+    pub fn set(&self, at: jiff::Timestamp) {
+        if let Clock::Manual(t) = self {
+            *t.lock().expect("clock lock") = at;
+        }
+    }
+
     pub fn advance(&self, by: std::time::Duration) {
         if let Clock::Manual(t) = self {
             let mut t = t.lock().expect("clock lock");

@@ -93,17 +93,24 @@ pub enum ButtonAction {
     Deny,
     /// A page's "Acknowledge": `incident ack <N>`.
     Ack,
+    /// An alert's first-response button: `alerts run <id>`.
+    Respond,
 }
 
 impl ButtonAction {
-    pub const ALL: &[ButtonAction] =
-        &[ButtonAction::Approve, ButtonAction::Deny, ButtonAction::Ack];
+    pub const ALL: &[ButtonAction] = &[
+        ButtonAction::Approve,
+        ButtonAction::Deny,
+        ButtonAction::Ack,
+        ButtonAction::Respond,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ButtonAction::Approve => "approve",
             ButtonAction::Deny => "deny",
             ButtonAction::Ack => "ack",
+            ButtonAction::Respond => "respond",
         }
     }
 
@@ -115,6 +122,7 @@ impl ButtonAction {
     pub fn command(self, value: &str) -> String {
         match self {
             ButtonAction::Ack => format!("incident ack {value}"),
+            ButtonAction::Respond => format!("alerts run {value}"),
             _ => format!("{} {value}", self.as_str()),
         }
     }

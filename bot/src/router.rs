@@ -417,6 +417,15 @@ impl Router {
         reply
     }
 
+    /// [`Router::handle`] as a boxed future, for a command that runs
+    /// another in its place (an alert's first-response button).
+    pub(crate) fn handle_boxed(
+        &self,
+        inv: Invocation,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send + '_>> {
+        Box::pin(self.handle(inv))
+    }
+
     /// Whether a request is recorded in one write, after it ran and before
     /// its reply: a command that changes nothing (or no command at all) and
     /// that no approval rule can hold. Running such a request twice is
@@ -1042,6 +1051,8 @@ fn on_timeline(command: &Command) -> bool {
             | Command::ScheduleShow(_)
             | Command::Override(_)
             | Command::Alerts(_)
+            | Command::Silence(_)
+            | Command::Unsilence(_)
     ) && !command.spec().name.starts_with("incident ")
 }
 

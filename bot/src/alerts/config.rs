@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::hours::{BusinessHours, BusinessHoursConfig};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsConfig {
@@ -23,6 +25,26 @@ pub struct AlertsConfig {
     /// Larger deliveries are refused (413) before they are read.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// When `business-hours` routes page.
+    #[serde(default)]
+    pub business_hours: BusinessHoursConfig,
+    /// How long a first-response button works after it is posted.
+    #[serde(
+        default = "default_action_ttl",
+        with = "crate::config::humantime_serde_compat"
+    )]
+    pub actions_expire_after: Duration,
+    /// Alertmanager's base URL (`http://alertmanager:9093`): where
+    /// `silence` and `unsilence` go (its API v2). Unset: they say so.
+    #[serde(default)]
+    pub alertmanager_url: Option<String>,
+    /// The variable holding a bearer token for Alertmanager's API, if it
+    /// sits behind one.
+    #[serde(default)]
+    pub alertmanager_token_env: Option<String>,
+    /// Business hours, compiled once.
+    #[serde(skip)]
+    hours: std::sync::OnceLock<Option<BusinessHours>>,
 }
 
 impl Default for AlertsConfig {
@@ -32,8 +54,17 @@ impl Default for AlertsConfig {
             severity_labels: default_severity_labels(),
             on_resolved: default_on_resolved(),
             max_body_bytes: default_max_body(),
+            business_hours: BusinessHoursConfig::default(),
+            actions_expire_after: default_action_ttl(),
+            alertmanager_url: None,
+            alertmanager_token_env: None,
+            hours: std::sync::OnceLock::new(),
         }
     }
+}
+
+fn default_action_ttl() -> Duration {
+    Duration::from_secs(3600)
 }
 
 fn default_severity_labels() -> BTreeMap<String, String> {
@@ -82,6 +113,10 @@ pub struct RouteConfig {
     /// First-response commands offered with the alert.
     #[serde(default)]
     pub actions: Vec<String>,
+    /// The channel its alert messages go to (on the first platform of
+    /// `incidents.announce`); else that platform's announce channel.
+    #[serde(default)]
+    pub channel: Option<String>,
     /// The matchers, compiled once (regexes are not cheap to build).
     #[serde(skip)]
     compiled: std::sync::OnceLock<Option<Vec<Matcher>>>,
@@ -209,6 +244,7 @@ pub struct Routed<'a> {
     pub escalation: Option<&'a str>,
     pub page: PageWhen,
     pub actions: &'a [String],
+    pub channel: Option<&'a str>,
 }
 
 impl AlertsConfig {
@@ -242,12 +278,39 @@ impl AlertsConfig {
                 escalation: r.escalation.as_deref(),
                 page: PageWhen::parse(&r.page).unwrap_or(PageWhen::Never),
                 actions: &r.actions,
+                channel: r.channel.as_deref(),
             })
         })
     }
 
+    /// Business hours (UTC weekdays 09:00–17:00 when the config's do not
+    /// compile, which validation refuses).
+    pub fn hours(&self) -> &BusinessHours {
+        self.hours
+            .get_or_init(|| self.business_hours.compile().ok())
+            .as_ref()
+            .unwrap_or_else(|| {
+                static FALLBACK: std::sync::OnceLock<BusinessHours> = std::sync::OnceLock::new();
+                FALLBACK.get_or_init(|| {
+                    BusinessHoursConfig::default()
+                        .compile()
+                        .expect("the default hours compile")
+                })
+            })
+    }
+
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
+        if let Err(e) = self.business_hours.compile() {
+            errors.push(e);
+        }
+        if let Some(u) = &self.alertmanager_url {
+            if reqwest::Url::parse(u).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+                errors.push(format!(
+                    "alerts.alertmanager_url: `{u}` is not an http(s) URL"
+                ));
+            }
+        }
         if !matches!(self.on_resolved.as_str(), "mitigate" | "resolve") {
             errors.push("alerts.on_resolved: expected \"mitigate\" or \"resolve\"".into());
         }
@@ -262,8 +325,13 @@ impl AlertsConfig {
                 errors.push(format!("{at}: page: {e}"));
             }
             for a in &r.actions {
-                if let Err(e) = oncall_grammar::parse(a) {
-                    errors.push(format!("{at}: action `{a}`: {e}"));
+                match oncall_grammar::parse(a) {
+                    Err(e) => errors.push(format!("{at}: action `{a}`: {e}")),
+                    Ok(p) if matches!(p.command, oncall_grammar::Command::AlertsRun(_)) => errors
+                        .push(format!(
+                            "{at}: action `{a}`: a button cannot press a button"
+                        )),
+                    Ok(_) => {}
                 }
             }
         }

@@ -1,7 +1,9 @@
 //! Alerts in: Alertmanager's webhook opens (or joins) an incident for an
 //! alert group that routes to paging, and starts its escalation.
 //!
-//! - [`config`]: `[alerts]`, the routes (pure).
+//! - [`config`]: `[alerts]`, the routes (pure); [`hours`]: business hours
+//!   (pure); [`card`]: a group's one message in the channel, its
+//!   enrichment and first-response buttons (posted by the courier).
 //! - `POST /alerts/alertmanager` ([`routes`]): Alertmanager's webhook
 //!   payload (version 4), authenticated by a bearer token from
 //!   `ONCALL_ALERTMANAGER_TOKEN` (Alertmanager's `http_config.authorization`),
@@ -20,7 +22,9 @@
 //! can't take it, and 401 / 400 / 413 for requests that must not be
 //! retried; none of those store anything or page anybody.
 
+pub mod card;
 pub mod config;
+pub mod hours;
 
 use std::collections::BTreeMap;
 
@@ -33,7 +37,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::router::Router;
-use crate::store::{AlertDelivery, IncomingAlert, NewIncident, OnResolved};
+use crate::store::{AlertDelivery, CardTarget, IncomingAlert, NewIncident, OnResolved};
 
 /// The variable holding the bearer token Alertmanager sends.
 pub const TOKEN_ENV: &str = "ONCALL_ALERTMANAGER_TOKEN";
@@ -160,27 +164,6 @@ pub fn plan(
         labels.extend(first.labels.clone());
     }
     let routed = config.alerts.route(&labels);
-    let delivery = AlertDelivery {
-        source: source.into(),
-        group_key: hook.group_key.clone(),
-        route: routed.as_ref().map(|r| r.route.to_string()),
-        alerts,
-        at_ms: now.as_millisecond(),
-    };
-    let Some(routed) = routed.filter(|r| r.page.pages()) else {
-        return Ok((delivery, None));
-    };
-    let incidents = &config.incidents;
-    let severity = routed
-        .severity
-        .as_deref()
-        .and_then(|s| incidents.severity(s))
-        .or_else(|| incidents.severities.last())
-        .ok_or("no severities are configured")?;
-    let policy = routed
-        .escalation
-        .or(severity.escalation.as_deref())
-        .and_then(|p| config.escalation.snapshot(p));
     let alertname = labels
         .get("alertname")
         .cloned()
@@ -194,28 +177,75 @@ pub fn plan(
                 .and_then(|a| a.annotations.get("summary"))
         })
         .cloned();
-    let title = match summary {
-        Some(s) => format!("{alertname}: {s}"),
-        None => alertname,
+    let title = crate::reply::truncate(
+        &match summary {
+            Some(s) => format!("{alertname}: {s}"),
+            None => alertname,
+        },
+        200,
+    );
+    let incidents = &config.incidents;
+    // Messages go to the first platform incidents are announced on: the
+    // route's channel there, else its announce channel.
+    let card = incidents.announce.iter().next().map(|(p, c)| CardTarget {
+        platform: p.clone(),
+        channel: routed
+            .as_ref()
+            .and_then(|r| r.channel)
+            .unwrap_or(c)
+            .to_string(),
+    });
+    let service = routed
+        .as_ref()
+        .and_then(|r| r.service.clone())
+        .filter(|s| router.catalog().get(s).is_some());
+    let at = now.as_millisecond();
+    let open_at_ms = match routed.as_ref().map(|r| r.page) {
+        Some(config::PageWhen::BusinessHours) => {
+            let opens = config.alerts.hours().next_open(now).as_millisecond();
+            (opens > at).then_some(opens)
+        }
+        _ => None,
     };
-    let services: Vec<String> = routed
-        .service
-        .filter(|s| router.catalog().get(s).is_some())
-        .into_iter()
-        .collect();
+    let delivery = AlertDelivery {
+        source: source.into(),
+        group_key: hook.group_key.clone(),
+        route: routed.as_ref().map(|r| r.route.to_string()),
+        alerts,
+        at_ms: at,
+        title: title.clone(),
+        service: service.clone(),
+        card,
+        open_at_ms,
+    };
+    let Some(routed) =
+        routed.filter(|r| r.page.pages() || r.page == config::PageWhen::BusinessHours)
+    else {
+        return Ok((delivery, None));
+    };
+    let severity = routed
+        .severity
+        .as_deref()
+        .and_then(|s| incidents.severity(s))
+        .or_else(|| incidents.severities.last())
+        .ok_or("no severities are configured")?;
+    let policy = routed
+        .escalation
+        .or(severity.escalation.as_deref())
+        .and_then(|p| config.escalation.snapshot(p));
+    let services: Vec<String> = service.into_iter().collect();
     let (platform, channel) = incidents
         .announce
         .iter()
         .next()
         .map(|(p, c)| (p.clone(), c.clone()))
         .unwrap_or_else(|| ("cli".into(), "console".into()));
-    let at = now.as_millisecond();
     let escalation_at_ms = match routed.page {
         config::PageWhen::After(d) => Some(at + d.as_millis() as i64),
         _ => None,
     };
     let new = NewIncident {
-        title: crate::reply::truncate(&title, 200),
+        title,
         severity: severity.name.clone(),
         services,
         at_ms: at,

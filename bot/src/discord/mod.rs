@@ -516,9 +516,12 @@ async fn component(state: &Arc<DiscordState>, interaction: &Value) -> Value {
     let custom_id = interaction["data"]["custom_id"]
         .as_str()
         .unwrap_or_default();
-    let text = match custom_id.split(':').collect::<Vec<_>>().as_slice() {
+    let (text, respond) = match custom_id.split(':').collect::<Vec<_>>().as_slice() {
         ["oncall", action, value] => match crate::reply::ButtonAction::parse(action) {
-            Some(action) => action.command(value),
+            Some(action) => (
+                action.command(value),
+                action == crate::reply::ButtonAction::Respond,
+            ),
             None => return plain_ephemeral("This button is not one oncall knows."),
         },
         _ => return plain_ephemeral("This button is not one oncall knows."),
@@ -542,7 +545,18 @@ async fn component(state: &Arc<DiscordState>, interaction: &Value) -> Value {
         move |task| async move {
             if let Ok(reply) = task.await {
                 count(&state2, &reply);
-                let result = if decided(&reply) {
+                let result = if respond {
+                    // An alert's first response answers in the channel and
+                    // leaves the alert's message to the courier.
+                    let public =
+                        reply.outcome != Outcome::Denied && reply.outcome != Outcome::Invalid;
+                    let body = if public {
+                        render::message(&reply)
+                    } else {
+                        ephemeral(&reply)
+                    };
+                    state2.api.followup(&token, &body).await
+                } else if decided(&reply) {
                     let mut data = render::message(&reply);
                     data["components"] = json!([]);
                     state2.api.edit_original(&token, &data).await
@@ -559,7 +573,10 @@ async fn component(state: &Arc<DiscordState>, interaction: &Value) -> Value {
     match answered {
         crate::inbound::Answered::Now(reply) => {
             count(state, &reply);
-            if decided(&reply) {
+            let public = reply.outcome != Outcome::Denied && reply.outcome != Outcome::Invalid;
+            if respond && public {
+                json!({ "type": 4, "data": render::message(&reply) })
+            } else if decided(&reply) && !respond {
                 // The approval message now shows the outcome, without buttons.
                 let mut data = render::message(&reply);
                 data["components"] = json!([]);

@@ -98,6 +98,9 @@ const REGROUPED: &[(&str, &str, &str)] = &[
     ("schedule", "page", "schedule"),
     ("override", "page", "override"),
     ("alerts", "incident", "alerts"),
+    ("alerts run", "incident", "respond"),
+    ("silence", "incident", "silence"),
+    ("unsilence", "incident", "unsilence"),
 ];
 
 /// Where a verb sits in the Discord command: (group, subcommand).

@@ -474,7 +474,7 @@ pub async fn start_interaction(
         .action_id
         .0
         .strip_prefix("oncall_")
-        .and_then(crate::reply::ButtonAction::parse)
+        .and_then(|a| crate::reply::ButtonAction::parse(a.split('_').next().unwrap_or(a)))
     else {
         return Ok(());
     };
@@ -527,8 +527,11 @@ pub async fn start_interaction(
             .await;
         let reply = state2.router.handle(inv).await;
         count(&state2, &reply);
+        // An alert's first response answers in the channel and leaves the
+        // alert's message to the courier (which shows who ran it).
+        let respond = button == crate::reply::ButtonAction::Respond;
         let decided = reply.outcome == Outcome::Done || reply.outcome == Outcome::Failed;
-        let result = match (&message_ts, decided) {
+        let result = match (&message_ts, decided && !respond) {
             // The request was decided: the approval message shows the outcome.
             (Some(ts), true) => state2
                 .api
@@ -539,7 +542,9 @@ pub async fn start_interaction(
             _ => match &response_url {
                 Some(url) => {
                     let mut private = reply.clone();
-                    private.visibility = Visibility::Private;
+                    if !respond {
+                        private.visibility = Visibility::Private;
+                    }
                     state2
                         .api
                         .respond(url, &render::response(&private, false))

@@ -132,9 +132,18 @@ pub fn blocks(reply: &Reply) -> (Vec<SlackBlock>, String) {
                 let elements: Vec<SlackActionBlockElement> = buttons
                     .iter()
                     .take(25)
-                    .map(|b| {
+                    .enumerate()
+                    .map(|(i, b)| {
+                        // Action ids are unique within a block: a second
+                        // button of the same action gets `_<n>` (the
+                        // adapter reads the action up to the `_`).
+                        let repeated = buttons[..i].iter().any(|o| o.action_id == b.action_id);
+                        let action_id = match repeated {
+                            false => format!("oncall_{}", b.action_id),
+                            true => format!("oncall_{}_{i}", b.action_id),
+                        };
                         let mut el = SlackBlockButtonElement::new(plain(&b.label, MAX_BUTTON_TEXT))
-                            .with_action_id(format!("oncall_{}", b.action_id).into())
+                            .with_action_id(action_id.into())
                             .with_value(b.value.clone());
                         el = match b.style {
                             ButtonStyle::Primary => el.with_style(SlackBlockButtonStyle::Primary),

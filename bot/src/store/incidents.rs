@@ -42,7 +42,7 @@ impl Incident {
 }
 
 /// A new incident.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewIncident {
     pub title: String,
     pub severity: String,

@@ -24,7 +24,10 @@ use oncall_permissions::Principal;
 
 mod group_commit;
 
-pub use alerts::{AlertDelivery, IncomingAlert, OnResolved, Received, StoredAlert};
+pub use alerts::{
+    ActionClaim, AlertAction, AlertCard, AlertDelivery, CardTarget, IncomingAlert, OnResolved,
+    Received, SilenceRecord, StoredAlert,
+};
 pub use escalations::{
     AdHoc, DueEscalation, Escalation, EscalationState, NewPage, Next, RateLimit, Step, StepOutcome,
     StoredOverride,

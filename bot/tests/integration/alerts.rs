@@ -17,15 +17,15 @@ use crate::common::fake_pager::{FakePager, ROUTING_KEY};
 use crate::common::Harness;
 
 /// Every test sets the same token: the variable is the process's.
-const TOKEN: &str = "alertmanager-test-token";
+pub(crate) const TOKEN: &str = "alertmanager-test-token";
 
-struct Env {
-    h: Harness,
-    base: String,
+pub(crate) struct Env {
+    pub h: Harness,
+    pub base: String,
     http: reqwest::Client,
 }
 
-async fn start(config: Config) -> Env {
+pub(crate) async fn start(config: Config) -> Env {
     std::env::set_var(oncall::alerts::TOKEN_ENV, TOKEN);
     let h = Harness::with_config(config).await;
     let base = h.serve_http().await;
@@ -57,7 +57,7 @@ impl Env {
         }
     }
 
-    async fn post(&self, hook: &Value) -> Value {
+    pub async fn post(&self, hook: &Value) -> Value {
         let (status, body) = self
             .post_raw(
                 Some(&format!("Bearer {TOKEN}")),
@@ -68,12 +68,12 @@ impl Env {
         body
     }
 
-    async fn incidents(&self) -> Vec<oncall::store::Incident> {
+    pub async fn incidents(&self) -> Vec<oncall::store::Incident> {
         self.h.router.store().incidents(false, 100).await.unwrap()
     }
 }
 
-fn alert(name: &str, status: &str, fingerprint: &str, extra: Value) -> Value {
+pub(crate) fn alert(name: &str, status: &str, fingerprint: &str, extra: Value) -> Value {
     let mut labels = json!({"alertname": name, "severity": "critical", "instance": "api-1"});
     if let (Some(l), Some(e)) = (labels.as_object_mut(), extra.as_object()) {
         l.extend(e.clone());
@@ -90,7 +90,7 @@ fn alert(name: &str, status: &str, fingerprint: &str, extra: Value) -> Value {
 }
 
 /// Alertmanager's webhook body (version 4), as documented.
-fn hook(group: &str, alerts: Vec<Value>) -> Value {
+pub(crate) fn hook(group: &str, alerts: Vec<Value>) -> Value {
     let status = if alerts.iter().any(|a| a["status"] == "firing") {
         "firing"
     } else {
@@ -313,6 +313,8 @@ async fn a_group_where_one_of_two_alerts_resolves_stays_open() {
 #[tokio::test]
 async fn warnings_for_business_hours_and_lag_within_five_minutes_page_nobody() {
     let env = start(Config::parse(EXAMPLE, "example").unwrap()).await;
+    // A Saturday night: outside the example's business hours.
+    env.h.clock.set("2026-12-05T03:00:00Z".parse().unwrap());
     let cpu = hook(
         "HighCPUUsage",
         vec![alert(
@@ -497,9 +499,61 @@ async fn without_a_token_the_intake_is_off_not_open() {
     assert_eq!(n, 0);
 }
 
+/// Alertmanager started for a test on a free port with `config`, stopped
+/// when dropped.
+pub(crate) struct RunningAlertmanager {
+    pub url: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl RunningAlertmanager {
+    pub(crate) async fn start(binary: &str, config: &str) -> RunningAlertmanager {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("alertmanager.yml"), config).unwrap();
+        let port = crate::common::serve::free_port();
+        let child = std::process::Command::new(binary)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("alertmanager.yml").display()
+            ))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("am.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let am = RunningAlertmanager {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+            _dir: dir,
+        };
+        let http = reqwest::Client::new();
+        crate::common::eventually("Alertmanager is ready", async || {
+            http.get(format!("{}/-/ready", am.url))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        am
+    }
+}
+
+impl Drop for RunningAlertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The Alertmanager binary on this machine (Debian names it
 /// `prometheus-alertmanager`), if any.
-fn alertmanager_binary() -> Option<String> {
+pub(crate) fn alertmanager_binary() -> Option<String> {
     ["prometheus-alertmanager", "alertmanager"]
         .into_iter()
         .find_map(|b| {
@@ -556,7 +610,6 @@ async fn the_real_alertmanager_delivers_with_bearer_auth_retries_a_503_and_the_a
     let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, proxy).await.unwrap() });
 
-    let dir = tempfile::tempdir().unwrap();
     let config = format!(
         r#"
 route:
@@ -576,41 +629,9 @@ receivers:
             credentials: {TOKEN}
 "#
     );
-    std::fs::write(dir.path().join("alertmanager.yml"), config).unwrap();
-    let port = crate::common::serve::free_port();
-    let am = format!("http://127.0.0.1:{port}");
-    let child = std::process::Command::new(&binary)
-        .arg(format!(
-            "--config.file={}",
-            dir.path().join("alertmanager.yml").display()
-        ))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("am.log")).unwrap())
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _guard = Kill(child);
+    let running = RunningAlertmanager::start(&binary, &config).await;
+    let am = running.url.clone();
     let http = reqwest::Client::new();
-    crate::common::eventually("Alertmanager is ready", async || {
-        http.get(format!("{am}/-/ready"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    })
-    .await;
-
     let starts = jiff::Timestamp::now().to_string();
     let alert = |ends: Option<String>| {
         let mut a = json!([{

@@ -96,6 +96,72 @@ fn the_demo_does_what_the_readme_promises() {
 }
 
 #[test]
+fn the_demo_fires_a_runbook_alert_offers_its_first_response_and_pages_until_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .arg("demo")
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // What the demo printed so far, read as it comes.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let wait_for = |want: &str| {
+        let deadline = std::time::Instant::now() + crate::common::DEADLINE;
+        while !seen.lock().unwrap().contains(want) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{want} never came: {}",
+                seen.lock().unwrap()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let mut say = |line: &str| stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+    say(":alert KafkaConsumerLag");
+    // The message with the enrichment and the offered scale.
+    wait_for("[scale recurring-task-service 8] (/oncall alerts run 1)");
+    // The demo's minutes are seconds: the lag pages after "5m", 5 s.
+    wait_for("paged on-call engineer (tier 1 of 2)");
+    say("alerts run 1");
+    wait_for("`scale recurring-task-service 8`: done, run by cli:operator");
+    say("incident ack 1");
+    wait_for("Escalation  acknowledged by cli:operator");
+    say(":quit");
+    drop(stdin);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let stdout = seen.lock().unwrap().clone();
+    assert!(status.success(), "{stdout}");
+    for want in [
+        "KafkaConsumerLag fires (route kafka-consumer-lag): incident 1 opened",
+        "[#incidents] ❌ Firing: KafkaConsumerLag",
+        "Diagnosis of recurring-task-service",
+        "✅ Scaled recurring-task-service",
+    ] {
+        assert!(stdout.contains(want), "{want} in {stdout}");
+    }
+}
+
+#[test]
 fn exec_against_oncall_sim_with_documented_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");

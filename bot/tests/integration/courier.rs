@@ -21,7 +21,7 @@ use crate::common::Harness;
 
 const COMMANDER: &str = "cli:commander";
 
-fn console_courier(h: &Harness) -> (Courier, ConsoleSink) {
+pub(crate) fn console_courier(h: &Harness) -> (Courier, ConsoleSink) {
     let console = ConsoleSink::default();
     let sinks = Sinks {
         console: Some(console.clone()),

@@ -193,6 +193,18 @@ fn option_table() -> Vec<(&'static str, Value)> {
             json!([{"name": "schedule", "type": 3, "value": "primary"}, {"name": "principal", "type": 3, "value": "slack:U0AB12CD"}, {"name": "duration", "type": 3, "value": "4h"}]),
         ),
         ("alerts", json!([])),
+        (
+            "alerts run",
+            json!([{"name": "action", "type": 4, "value": 7}]),
+        ),
+        (
+            "silence",
+            json!([{"name": "alert", "type": 3, "value": "KafkaConsumerLag"}, {"name": "duration", "type": 3, "value": "2h"}, {"name": "reason", "type": 3, "value": "scaling up, lag draining"}]),
+        ),
+        (
+            "unsilence",
+            json!([{"name": "alert", "type": 3, "value": "KafkaConsumerLag"}]),
+        ),
     ]
 }
 

@@ -12,6 +12,7 @@
 
 mod common;
 
+mod alert_cards;
 mod alerts;
 mod approvals;
 mod chat_sink;

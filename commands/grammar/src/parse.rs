@@ -456,6 +456,19 @@ fn check(
             }
         },
         ArgKind::Principal => principal(spec, word).map(Value::Text),
+        ArgKind::AlertTarget => {
+            let ok = (1..=128).contains(&word.len())
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_:-".contains(&b));
+            match ok {
+                true => Ok(Value::Text(word.to_string())),
+                false => Err(bad(
+                    spec,
+                    format!("`{word}` is not an alert name, a fingerprint or a silence id"),
+                )),
+            }
+        }
         ArgKind::PageTarget => match crate::Target::parse(word) {
             Ok(t) => Ok(Value::Text(t.to_string())),
             Err(e) => Err(bad(spec, e)),

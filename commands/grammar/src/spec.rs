@@ -54,6 +54,9 @@ pub enum ArgKind {
     Regex,
     /// A principal (`slack:U…`, `discord-role:…`, `cli:name`).
     Principal,
+    /// An alert's name (`KafkaConsumerLag`), its fingerprint, or a
+    /// silence's id: letters, digits, `_`, `:`, `-`, at most 128.
+    AlertTarget,
     /// An approval request id.
     RequestId,
     /// Where a page goes: a principal, `schedule:`, `channel:`,

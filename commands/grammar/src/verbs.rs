@@ -70,6 +70,9 @@ pub static VERBS: &[&VerbSpec] = &[
     &crate::paging::SCHEDULE_SHOW,
     &crate::paging::OVERRIDE,
     &crate::alerts::ALERTS,
+    &crate::alerts::ALERTS_RUN,
+    &crate::alerts::SILENCE,
+    &crate::alerts::UNSILENCE,
 ];
 
 pub(crate) const fn read(
@@ -1391,4 +1394,7 @@ commands! { $
     ScheduleShow(crate::paging::ScheduleShow),
     Override(crate::paging::Override),
     Alerts(crate::alerts::Alerts),
+    AlertsRun(crate::alerts::AlertsRun),
+    Silence(crate::alerts::Silence),
+    Unsilence(crate::alerts::Unsilence),
 }
