@@ -5,19 +5,16 @@
 //! once, until they expire; `business-hours` groups held until business
 //! hours; `silence` / `unsilence` against the real Alertmanager.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use oncall::chat::{Sinks, SlackSink};
 use oncall::config::{Config, EXAMPLE};
 use oncall::courier::Courier;
 use oncall::escalation::engine::tick;
 use oncall::reply::{ButtonAction, Outcome};
-use oncall::slack::api::SlackApi;
 use serde_json::{json, Value};
 
 use crate::alerts::{alert, alertmanager_binary, hook, start, Env, RunningAlertmanager};
-use crate::common::fake_slack::{self, FakeSlack};
+use crate::common::fake_slack::FakeSlack;
 
 fn on_slack(extra: &str) -> Config {
     let text = EXAMPLE.replace(
@@ -28,19 +25,11 @@ fn on_slack(extra: &str) -> Config {
 }
 
 fn slack_courier(env: &Env, slack: &FakeSlack) -> Courier {
-    let api = SlackApi::new(
-        reqwest::Client::new(),
-        slack.api_url(),
-        Some(fake_slack::BOT_TOKEN.into()),
-    );
-    let sinks = Sinks {
-        slack: Some(SlackSink::new(api)),
-        ..Default::default()
-    };
-    Courier::new(env.h.router.clone(), Arc::new(sinks))
+    crate::courier::slack_courier(&env.h.router, slack)
 }
 
-fn lag(status: &str) -> Value {
+/// Runbook 001's alert for recurring-task-service.
+pub(crate) fn lag(status: &str) -> Value {
     hook(
         "KafkaConsumerLag",
         vec![alert(

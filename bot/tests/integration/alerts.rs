@@ -332,17 +332,7 @@ async fn warnings_for_business_hours_and_lag_within_five_minutes_page_nobody() {
     );
 
     // Runbook 001: lag escalates only if it persists for 5 minutes.
-    let lag = |status: &str| {
-        hook(
-            "KafkaConsumerLag",
-            vec![alert(
-                "KafkaConsumerLag",
-                status,
-                "fk1",
-                json!({"severity": "warning", "service": "recurring-task-service"}),
-            )],
-        )
-    };
+    let lag = crate::alert_cards::lag;
     assert_eq!(env.post(&lag("firing")).await["opened"], true);
     let i = env
         .incidents()

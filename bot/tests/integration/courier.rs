@@ -191,6 +191,12 @@ async fn slack_harness(slack: &FakeSlack) -> (Harness, Courier) {
         )
     );
     let h = Harness::with_config(Config::parse(&text, "test").unwrap()).await;
+    let courier = slack_courier(&h.router, slack);
+    (h, courier)
+}
+
+/// A courier posting to the fake Slack.
+pub(crate) fn slack_courier(router: &Router, slack: &FakeSlack) -> Courier {
     let api = SlackApi::new(
         reqwest::Client::new(),
         slack.api_url(),
@@ -200,8 +206,7 @@ async fn slack_harness(slack: &FakeSlack) -> (Harness, Courier) {
         slack: Some(SlackSink::new(api)),
         ..Default::default()
     };
-    let courier = Courier::new(h.router.clone(), Arc::new(sinks));
-    (h, courier)
+    Courier::new(router.clone(), Arc::new(sinks))
 }
 
 async fn declare_on_slack(h: &Harness, title: &str) {
