@@ -30,6 +30,10 @@ use crate::store::{Incident, NewEvent, StoreError};
 /// How often the courier looks for work in `serve` and the demo.
 pub const TICK: Duration = Duration::from_secs(2);
 
+/// How many alert messages a pass enriches from the cluster (each read is
+/// bounded by [`crate::alerts::card::ENRICH_TIMEOUT`]).
+const ENRICHMENTS_PER_PASS: usize = 4;
+
 /// The actor of events the courier writes.
 const ME: &str = "oncall";
 
@@ -110,15 +114,20 @@ impl Courier {
         let store = self.router.store();
         let config = &self.router.config().alerts;
         let mut done = 0;
+        // Reads of the cluster per pass, so a slow one never holds the
+        // reminders and timelines for long; the rest wait for the next pass.
+        let mut enrich_budget = ENRICHMENTS_PER_PASS;
         for card in store.alert_cards_due(50).await? {
             let now = self.now_ms();
             // The enrichment is read once, when the message is first posted.
-            let (enrichment, fresh) = match &card.enrichment {
-                Some(json) => (serde_json::from_str(json).unwrap_or_default(), false),
-                None => match &card.service {
-                    Some(s) => (crate::alerts::card::enrich(&self.router, s).await, true),
-                    None => (Vec::new(), true),
-                },
+            let (enrichment, fresh) = match (&card.enrichment, &card.service) {
+                (Some(json), _) => (serde_json::from_str(json).unwrap_or_default(), false),
+                (None, Some(_)) if enrich_budget == 0 => continue,
+                (None, Some(s)) => {
+                    enrich_budget -= 1;
+                    (crate::alerts::card::enrich(&self.router, s).await, true)
+                }
+                (None, None) => (Vec::new(), true),
             };
             let commands = card
                 .route

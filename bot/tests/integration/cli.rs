@@ -34,17 +34,22 @@ fn wait_for_file(path: &Path) {
     }
 }
 
-#[test]
-fn the_demo_does_what_the_readme_promises() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+/// `oncall demo` in `dir`, its standard streams piped.
+fn demo(dir: &std::path::Path) -> std::process::Child {
+    Command::new(BIN)
         .arg("demo")
-        .current_dir(dir.path())
+        .current_dir(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn the_demo_does_what_the_readme_promises() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = demo(dir.path());
     child
         .stdin
         .take()
@@ -98,14 +103,7 @@ fn the_demo_does_what_the_readme_promises() {
 #[test]
 fn the_demo_fires_a_runbook_alert_offers_its_first_response_and_pages_until_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .arg("demo")
-        .current_dir(dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = demo(dir.path());
     let mut stdin = child.stdin.take().unwrap();
     // What the demo printed so far, read as it comes.
     let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
