@@ -76,7 +76,7 @@ async fn main() {
         ..Default::default()
     });
     oncall::escalation::pager::spawn(router.clone(), sinks);
-    let app = oncall::server::app(router.clone(), oncall::metrics::Metrics::new(), None, None);
+    let app = oncall::server::app(router.clone(), true, None, None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
         "http://{}/alerts/alertmanager",

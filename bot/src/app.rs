@@ -225,19 +225,13 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
     let shutdown_grace = config.server.shutdown_grace;
     let discord_config = config.discord.clone();
     let router = router_from_config(config).await?;
-    let metrics = crate::metrics::Metrics::new();
     // What the incident courier posts through: each platform this serves.
     let mut sinks = crate::chat::Sinks::default();
     let slack = match crate::slack::SlackSecrets::from_env() {
         Some(secrets) => {
             let app_token = secrets.app_token.clone();
             let http = secrets.signing_secret.is_some();
-            let state = crate::slack::SlackState::new(
-                router.clone(),
-                slack_config,
-                secrets,
-                metrics.clone(),
-            );
+            let state = crate::slack::SlackState::new(router.clone(), slack_config, secrets);
             sinks.slack = Some(crate::chat::SlackSink::new(state.api.clone()));
             if let Some(token) = app_token {
                 tracing::info!("Slack Socket Mode enabled");
@@ -271,13 +265,9 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
     let gateway = std::env::var("DISCORD_GATEWAY").is_ok_and(|v| v == "true" || v == "1");
     let discord = if discord_secrets.public_key.is_some() || gateway {
         let token = discord_secrets.bot_token.clone();
-        let state = crate::discord::DiscordState::new(
-            router.clone(),
-            discord_config,
-            discord_secrets,
-            metrics.clone(),
-        )
-        .map_err(anyhow::Error::msg)?;
+        let state =
+            crate::discord::DiscordState::new(router.clone(), discord_config, discord_secrets)
+                .map_err(anyhow::Error::msg)?;
         sinks.discord = Some(state.api.clone());
         if gateway {
             let token = token.context("DISCORD_GATEWAY=true needs DISCORD_BOT_TOKEN")?;
@@ -339,11 +329,32 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
         .await
         .with_context(|| format!("listening on {addr}"))?;
     tracing::info!("oncall serving on http://{}", listener.local_addr()?);
+    let metrics_addr = router.config().metrics_addr();
+    if let Some(maddr) = metrics_addr {
+        let metrics_listener = tokio::net::TcpListener::bind(maddr)
+            .await
+            .with_context(|| format!("listening on {maddr} (server.metrics_listen)"))?;
+        tracing::info!(
+            "metrics on http://{}/metrics",
+            metrics_listener.local_addr()?
+        );
+        let app = crate::server::metrics_app(router.clone());
+        router
+            .supervisor()
+            .spawn_loop("metrics listener", |stop| async move {
+                let served = axum::serve(metrics_listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!("the metrics listener stopped: {e}");
+                }
+            });
+    }
     let supervisor = router.supervisor().clone();
     // SIGTERM or SIGINT: stop accepting and let in-flight HTTP requests end…
     axum::serve(
         listener,
-        crate::server::app(router, metrics, slack, discord),
+        crate::server::app(router, metrics_addr.is_none(), slack, discord),
     )
     .with_graceful_shutdown(crate::supervisor::termination_signal())
     .await?;
@@ -405,24 +416,114 @@ pub async fn history_prune(config: &Path, older_than: std::time::Duration) -> an
     Ok(0)
 }
 
-pub fn check(config: &Path) -> i32 {
-    match Config::load(config) {
-        Ok(c) => {
-            println!(
-                "{}: OK ({} services, {} roles, {} bindings, {} approval rules)",
-                config.display(),
-                c.services.len(),
-                c.policy.roles.len(),
-                c.policy.bindings.len(),
-                c.policy.approvals.len()
-            );
-            0
-        }
+///
+/// The file first (every error named); then, unless `offline`, each
+/// cluster's API server, and in each catalog namespace every permission the
+/// operations need (one SelfSubjectAccessReview each), with the Role rule
+/// that would grant what is missing.
+pub async fn check(config: &Path, offline: bool) -> i32 {
+    let c = match Config::load(config) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
-            EXIT_SETUP
+            return EXIT_SETUP;
+        }
+    };
+    println!(
+        "{}: OK ({} services, {} roles, {} bindings, {} approval rules)",
+        config.display(),
+        c.services.len(),
+        c.policy.roles.len(),
+        c.policy.bindings.len(),
+        c.policy.approvals.len()
+    );
+    if offline {
+        return 0;
+    }
+    let clusters = match Clusters::from_environment(&c.contexts()).await {
+        Ok(clusters) => clusters,
+        Err(e) => {
+            eprintln!("clusters: {e}");
+            eprintln!("(use --offline to check only the file)");
+            return EXIT_SETUP;
+        }
+    };
+    let timeout = c
+        .server
+        .ready_timeout
+        .max(std::time::Duration::from_secs(5));
+    let mut ok = true;
+    for (context, client) in clusters.all() {
+        let name = context.unwrap_or("default");
+        let mut namespaces: Vec<&str> = c
+            .services
+            .iter()
+            .filter(|s| s.context.as_deref() == context)
+            .map(|s| s.namespace.as_str())
+            .collect();
+        namespaces.sort();
+        namespaces.dedup();
+        match oncall_ops::reachable(client, timeout).await {
+            Ok(version) => println!("cluster {name}: reachable ({version})"),
+            Err(e) => {
+                println!("cluster {name}: UNREACHABLE: {e}");
+                ok = false;
+                continue;
+            }
+        }
+        let needed = oncall_ops::access::REQUIRED.len();
+        for ns in namespaces {
+            let missing = oncall_ops::access::missing(client, ns).await;
+            if missing.is_empty() {
+                println!("  namespace {ns}: all {needed} permissions granted");
+                continue;
+            }
+            ok = false;
+            println!(
+                "  namespace {ns}: MISSING {} of {needed} permissions:",
+                missing.len()
+            );
+            for m in &missing {
+                println!(
+                    "    {} {}{} (for {}): {}",
+                    m.access.verb,
+                    if m.access.group.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{}/", m.access.group)
+                    },
+                    m.access.resource,
+                    m.access.used_by,
+                    m.reason
+                );
+            }
+            println!(
+                "    add to the oncall Role in namespace {ns} (deploy/kustomize/base/rbac.yaml):"
+            );
+            for m in &missing {
+                for line in m.rule().lines() {
+                    println!("    {line}");
+                }
+            }
         }
     }
+    if ok {
+        0
+    } else {
+        EXIT_SETUP
+    }
+}
+
+/// `oncall backup FILE`: a consistent copy of the config's database.
+pub async fn backup(config: &Path, to: &Path) -> anyhow::Result<()> {
+    let c = Config::load(config)?;
+    crate::backup::backup(&c.database.path, to).await
+}
+
+/// `oncall restore FILE`: the config's database replaced by a backup.
+pub async fn restore(config: &Path, from: &Path) -> anyhow::Result<()> {
+    let c = Config::load(config)?;
+    crate::backup::restore(&c.database.path, from).await
 }
 
 /// `oncall sim`: the simulator alone, until Ctrl-C.

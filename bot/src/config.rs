@@ -54,6 +54,15 @@ pub struct ServerConfig {
     /// How long `serve` lets in-flight commands finish after SIGTERM.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde_compat")]
     pub shutdown_grace: Duration,
+    /// Serve `/metrics` here instead of on `listen` (so it is not exposed
+    /// with the Slack and Discord routes). `/healthz` and `/readyz` are
+    /// served on both.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+    /// How long `/readyz` waits for the database write and for each
+    /// cluster's API before it calls that part not ready.
+    #[serde(default = "default_ready_timeout", with = "humantime_serde_compat")]
+    pub ready_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -61,12 +70,18 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             shutdown_grace: default_shutdown_grace(),
+            metrics_listen: None,
+            ready_timeout: default_ready_timeout(),
         }
     }
 }
 
 fn default_shutdown_grace() -> Duration {
     Duration::from_secs(20)
+}
+
+fn default_ready_timeout() -> Duration {
+    Duration::from_secs(2)
 }
 
 fn default_listen() -> String {
@@ -253,6 +268,23 @@ impl Config {
                 self.server.listen
             ));
         }
+        if let Some(m) = &self.server.metrics_listen {
+            match m.parse::<SocketAddr>() {
+                Err(_) => errors.push(format!(
+                    "server.metrics_listen: expected an address like \"0.0.0.0:9090\", got {m:?}"
+                )),
+                Ok(a) if Some(a) == self.server.listen.parse().ok() => errors.push(
+                    "server.metrics_listen: must differ from server.listen (leave it out to serve /metrics on listen)"
+                        .to_string(),
+                ),
+                Ok(_) => {}
+            }
+        }
+        if self.server.ready_timeout < Duration::from_millis(100)
+            || self.server.ready_timeout > Duration::from_secs(30)
+        {
+            errors.push("server.ready_timeout: expected between 100ms and 30s".to_string());
+        }
         if self.database.path.as_os_str().is_empty() {
             errors.push("database.path: expected a file path".to_string());
         }
@@ -300,6 +332,14 @@ impl Config {
 
     pub fn catalog(&self) -> Catalog {
         Catalog::new(self.services.clone())
+    }
+
+    /// Where `/metrics` is served on its own, if configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.server
+            .metrics_listen
+            .as_ref()
+            .map(|a| a.parse().expect("validated in Config::parse"))
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
@@ -433,6 +473,15 @@ mod tests {
     fn errors_name_the_key_and_what_is_expected() {
         let table = [
             ("[server]\nlisten = \"everywhere\"\n", "server.listen: expected an address"),
+            (
+                "[server]\nmetrics_listen = \"nowhere\"\n",
+                "server.metrics_listen: expected an address",
+            ),
+            (
+                "[server]\nlisten = \"127.0.0.1:8080\"\nmetrics_listen = \"127.0.0.1:8080\"\n",
+                "server.metrics_listen: must differ",
+            ),
+            ("[server]\nready_timeout = \"1h\"\n", "server.ready_timeout: expected between"),
             ("[approvals]\nttl = \"soon\"\n", "expected a duration like \"15m\""),
             ("[approvals]\nttl = \"1s\"\n", "approvals.ttl: expected at least 10s"),
             ("[approvals]\nttl = \"20000y\"\n", "expected a duration of at most 30 days"),

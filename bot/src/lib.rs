@@ -12,11 +12,14 @@
 //! - [`slack`]: the Slack adapter (slash commands, buttons, events).
 //! - [`discord`]: the Discord adapter (interactions endpoint and gateway).
 //! - [`inbound`]: size limits, timestamp checks and refusals shared by adapters.
-//! - [`metrics`]: Prometheus counters at `/metrics`.
+//! - [`metrics`]: Prometheus counters and gauges at `/metrics`.
+//! - [`logging`]: text or JSON log lines (`ONCALL_LOG_FORMAT`).
 //! - [`app`]: wiring for the CLI's subcommands.
+//! - [`backup`]: `oncall backup` / `oncall restore` of the SQLite file.
 
 pub mod alerts;
 pub mod app;
+pub mod backup;
 pub mod chat;
 pub mod config;
 pub mod console;
@@ -29,6 +32,7 @@ pub mod handlers;
 pub mod http_retry;
 pub mod inbound;
 pub mod incidents;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod pins;

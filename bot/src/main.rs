@@ -56,10 +56,29 @@ enum Cmd {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
-    /// Validate a configuration file; non-zero exit on any error.
+    /// Validate a configuration file, then check each cluster's API and the
+    /// RBAC the bot's account has for the catalog; non-zero exit on any error.
     Check {
         #[arg(long, env = "ONCALL_CONFIG")]
         config: PathBuf,
+        /// Only validate the file (no cluster is contacted).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Write a consistent copy of the database (safe while oncall runs).
+    Backup {
+        #[arg(long, env = "ONCALL_CONFIG")]
+        config: PathBuf,
+        /// The new backup file (must not exist).
+        file: PathBuf,
+    },
+    /// Replace the database with a backup (stop oncall first; the current
+    /// database is kept beside it).
+    Restore {
+        #[arg(long, env = "ONCALL_CONFIG")]
+        config: PathBuf,
+        /// A file written by `oncall backup`.
+        file: PathBuf,
     },
     /// The history database.
     History {
@@ -145,15 +164,10 @@ enum DiscordCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ONCALL_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only for a person at a terminal, never in files or pods' logs.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    if let Err(e) = oncall::logging::init() {
+        eprintln!("oncall: {e}");
+        return ExitCode::from(oncall::app::EXIT_SETUP as u8);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -179,7 +193,9 @@ fn main() -> ExitCode {
                 oncall::app::exec(&config, &user, &channel, idempotency_key, &text.join(" ")).await
             }
             Cmd::Serve { config, listen } => oncall::app::serve(&config, listen).await.map(|()| 0),
-            Cmd::Check { config } => Ok(oncall::app::check(&config)),
+            Cmd::Check { config, offline } => Ok(oncall::app::check(&config, offline).await),
+            Cmd::Backup { config, file } => oncall::app::backup(&config, &file).await.map(|()| 0),
+            Cmd::Restore { config, file } => oncall::app::restore(&config, &file).await.map(|()| 0),
             Cmd::History {
                 command: HistoryCmd::Prune { config, older_than },
             } => oncall::app::history_prune(&config, older_than).await,

@@ -103,6 +103,8 @@ pub(crate) struct Inner {
     /// queue here for each other instead of in SQLite's busy handler
     /// (which sleeps in steps of up to 100 ms).
     pub escalation_gate: tokio::sync::Mutex<()>,
+    /// Prometheus counters, shared with the adapters and `/metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// One `rollout status --wait` slot; released when dropped (the command
@@ -190,8 +192,19 @@ impl Router {
                 escalation_wake: Default::default(),
                 pager_wake: Default::default(),
                 escalation_gate: Default::default(),
+                metrics: crate::metrics::Metrics::new(),
             }),
         }
+    }
+
+    /// The process's metrics (one registry, whatever serves it).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
+    }
+
+    /// Every cluster client, by context (`None`: the default one).
+    pub fn clusters(&self) -> &Clusters {
+        &self.inner.clusters
     }
 
     pub(crate) fn http(&self) -> &reqwest::Client {
@@ -343,16 +356,26 @@ impl Router {
             decision = Empty,
             outcome = Empty,
         );
-        self.handle_in_span(inv).instrument(span).await
+        let started = Instant::now();
+        let platform = inv.platform.as_str();
+        let mut verb = "invalid";
+        let reply = self.handle_in_span(inv, &mut verb).instrument(span).await;
+        self.inner
+            .metrics
+            .command(verb, reply.outcome.label(), platform, started.elapsed());
+        reply
     }
 
-    async fn handle_in_span(&self, inv: Invocation) -> Reply {
+    async fn handle_in_span(&self, inv: Invocation, verb: &mut &'static str) -> Reply {
         let store = &self.inner.store;
         let now_ms = self.inner.clock.now().as_millisecond();
         let started = Instant::now();
         // Parsed once, here: it decides how the request is recorded, then
         // what runs.
         let parsed = grammar::parse(&inv.text);
+        if let Ok(p) = &parsed {
+            *verb = p.command.spec().name;
+        }
         let record = NewInvocation {
             received_at_ms: inv.received_at.as_millisecond(),
             platform: inv.platform.as_str().to_string(),

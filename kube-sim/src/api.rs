@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
+use crate::access;
 use crate::errors::ApiError;
 use crate::patch::{self, PatchKind};
 use crate::resources::{self, ResourceType};
@@ -25,14 +26,14 @@ pub type Shared = Arc<crate::SharedStore>;
 
 /// What a path names.
 #[derive(Debug)]
-struct Target {
-    rt: ResourceType,
-    namespace: Option<String>,
-    name: Option<String>,
-    sub: Option<String>,
+pub(crate) struct Target {
+    pub rt: ResourceType,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub sub: Option<String>,
 }
 
-fn parse_path(path: &str) -> Result<Target, ApiError> {
+pub(crate) fn parse_path(path: &str) -> Result<Target, ApiError> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, version, rest) = match segs.as_slice() {
         ["api", version, rest @ ..] => ("", *version, rest),
@@ -91,6 +92,29 @@ pub async fn version() -> Json<Value> {
     }))
 }
 
+/// Discovery paths: `/api`, `/apis`, `/api/v1`, `/apis/{group}/{version}`.
+fn discovery(store: &Shared, method: &Method, path: &str, headers: &HeaderMap) -> Option<Response> {
+    if method != Method::GET {
+        return None;
+    }
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let metrics = store.lock().metrics_enabled;
+    let body = match segs.as_slice() {
+        ["api"] => {
+            let host = headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("127.0.0.1");
+            crate::discovery::core_versions(host)
+        }
+        ["apis"] => crate::discovery::groups(metrics),
+        ["api", version] => crate::discovery::resource_list("", version, metrics)?,
+        ["apis", group, version] => crate::discovery::resource_list(group, version, metrics)?,
+        _ => return None,
+    };
+    Some(Json(body).into_response())
+}
+
 /// Every Kubernetes path goes through here.
 pub async fn handle(
     State(store): State<Shared>,
@@ -107,6 +131,56 @@ pub async fn handle(
     }
     if let Some(message) = store.lock().internal_error.clone() {
         return ApiError::internal(message).into_response();
+    }
+    if let Some(found) = discovery(&store, &method, &path, &headers) {
+        return found;
+    }
+    // Objects are JSON here; a protobuf body (Go's typed clients send one
+    // for some requests) is refused as a real server refuses what it can't
+    // decode, rather than misread.
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !body.is_empty() && content_type.contains("protobuf") {
+        return ApiError::unsupported_media(content_type).into_response();
+    }
+    let watching = query.get("watch").is_some_and(|v| v == "true" || v == "1");
+    if let Some(access) = access::access_of(&method, &path, watching) {
+        let mut s = store.lock();
+        if s.access.is_denied(&access) {
+            let scope = if access.namespace.is_empty() {
+                "at the cluster scope".to_string()
+            } else {
+                format!("in the namespace \"{}\"", access.namespace)
+            };
+            return ApiError::forbidden(format!(
+                "{} is forbidden: User \"system:serviceaccount:oncall:oncall\" cannot {} resource \"{}\" in API group \"{}\" {scope}",
+                access.resource, access.verb, access.resource, access.group
+            ))
+            .into_response();
+        }
+        s.access.used.insert(access);
+    }
+    if method == Method::POST && path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews" {
+        let review: Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return ApiError::bad_request(format!("invalid JSON body: {e}")).into_response()
+            }
+        };
+        let answer = access::review(&store.lock().access, &review);
+        return (axum::http::StatusCode::CREATED, Json(answer)).into_response();
+    }
+    if watching && method == Method::GET {
+        return match parse_path(&path) {
+            Ok(t) if t.name.is_none() => {
+                crate::watch::serve(store.clone(), t.rt, t.namespace, &query)
+                    .unwrap_or_else(IntoResponse::into_response)
+            }
+            Ok(_) => ApiError::method_not_allowed().into_response(),
+            Err(e) => e.into_response(),
+        };
     }
     if path.starts_with("/apis/metrics.k8s.io/") {
         return metrics(&store, &path, &query).unwrap_or_else(IntoResponse::into_response);
@@ -157,7 +231,7 @@ fn route(
         return Err(ApiError::conflict(t.rt, t.name.as_deref().unwrap_or("")));
     }
     match (method.clone(), &t.name, t.sub.as_deref()) {
-        (Method::GET, None, None) => list(&s, &t, query),
+        (Method::GET, None, None) => list(&s, &t, query, headers),
         (Method::POST, None, None) => {
             let obj: Value = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
@@ -178,6 +252,12 @@ fn route(
             let obj = s
                 .get(t.rt, &ns, name)
                 .ok_or_else(|| ApiError::not_found(t.rt, name))?;
+            if wants_table(headers) {
+                let rv = s.resource_version().to_string();
+                return Ok(
+                    Json(crate::table::table(t.rt, std::slice::from_ref(obj), &rv)).into_response(),
+                );
+            }
             Ok(Json(obj.clone()).into_response())
         }
         (Method::GET, Some(name), Some("status")) => {
@@ -271,7 +351,19 @@ fn patch_kind(headers: &HeaderMap) -> Result<PatchKind, ApiError> {
     PatchKind::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media(ct))
 }
 
-fn list(s: &Store, t: &Target, query: &HashMap<String, String>) -> Result<Response, ApiError> {
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(crate::table::wanted)
+}
+
+fn list(
+    s: &Store,
+    t: &Target,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let selector = match query.get("labelSelector") {
         Some(sel) => store::parse_label_selector(sel)?,
         None => Vec::new(),
@@ -287,6 +379,10 @@ fn list(s: &Store, t: &Target, query: &HashMap<String, String>) -> Result<Respon
             }
         }
         items.push(obj);
+    }
+    if wants_table(headers) {
+        let rv = s.resource_version().to_string();
+        return Ok(Json(crate::table::table(t.rt, &items, &rv)).into_response());
     }
     Ok(Json(json!({
         "apiVersion": t.rt.api_version(),

@@ -201,17 +201,45 @@ impl Subject {
 
 /// Whether a ReplicaSet's template is the deployment's: equal but for the
 /// hash label the ReplicaSet adds. Compared in place, without copies.
+/// Equal as the typed objects would be: a field that is absent, `null`,
+/// `{}` or `[]` is the same (Go clients send `"resources": {}` and
+/// `"creationTimestamp": null` for fields they never set).
+fn semantic_eq(a: &Value, b: &Value) -> bool {
+    fn empty(v: &Value) -> bool {
+        match v {
+            Value::Null => true,
+            Value::Object(m) => m.values().all(empty),
+            Value::Array(a) => a.is_empty(),
+            _ => false,
+        }
+    }
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.iter()
+                .all(|(k, v)| semantic_eq(v, y.get(k).unwrap_or(&Value::Null)))
+                && y.iter()
+                    .filter(|(k, _)| !x.contains_key(*k))
+                    .all(|(_, v)| empty(v))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| semantic_eq(a, b))
+        }
+        (a, b) if empty(a) && empty(b) => true,
+        (a, b) => a == b,
+    }
+}
+
 fn template_matches(rs_template: &Value, d_template: &Value) -> bool {
     fn fields_eq(a: &Value, b: &Value, skip: &str) -> bool {
         let empty = serde_json::Map::new();
         let a = a.as_object().unwrap_or(&empty);
         let b = b.as_object().unwrap_or(&empty);
-        let a_len = a.keys().filter(|k| *k != skip).count();
-        let b_len = b.keys().filter(|k| *k != skip).count();
-        a_len == b_len
-            && a.iter()
-                .filter(|(k, _)| *k != skip)
-                .all(|(k, v)| b.get(k) == Some(v))
+        a.iter()
+            .filter(|(k, _)| *k != skip)
+            .all(|(k, v)| semantic_eq(v, b.get(k).unwrap_or(&Value::Null)))
+            && b.iter()
+                .filter(|(k, _)| *k != skip && !a.contains_key(*k))
+                .all(|(_, v)| semantic_eq(v, &Value::Null))
     }
     fields_eq(rs_template, d_template, "metadata")
         && fields_eq(&rs_template["metadata"], &d_template["metadata"], "labels")
@@ -1288,6 +1316,22 @@ mod tests {
         let mut annotated = rs.clone();
         annotated["metadata"]["annotations"] = json!({"x": "y"});
         assert!(!template_matches(&annotated, &d));
+        // What a Go client (kubectl rollout undo) sends back: empty fields
+        // it never set are the same template.
+        let mut from_go = d.clone();
+        from_go["metadata"]["creationTimestamp"] = Value::Null;
+        from_go["spec"]["containers"][0]["resources"] = json!({});
+        assert!(template_matches(&rs, &from_go));
+        assert!(template_matches(&from_go_rs(&from_go), &d));
+        let mut emptied = rs.clone();
+        emptied["spec"]["containers"][0]["env"] = json!([{"name": "X", "value": "1"}]);
+        assert!(!template_matches(&emptied, &from_go));
+    }
+
+    fn from_go_rs(t: &Value) -> Value {
+        let mut rs = t.clone();
+        rs["metadata"]["labels"][HASH_LABEL] = json!("abc");
+        rs
     }
 
     #[test]

@@ -16,13 +16,17 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 pub mod api;
 pub mod controller;
+pub mod discovery;
 pub mod errors;
 pub mod health;
 pub mod patch;
 pub mod resources;
 pub mod store;
+pub mod table;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -137,6 +137,9 @@ pub struct Store {
     /// How long every API request waits before it is served (a slow or
     /// distant API server).
     pub latency: std::time::Duration,
+    /// What clients used (RBAC's group, resource, verb), and what a test
+    /// denied them.
+    pub access: crate::access::AccessLog,
 }
 
 /// The uid of an object's controlling owner, if it has one.

@@ -119,8 +119,8 @@ impl DiscordState {
         router: Router,
         config: DiscordConfig,
         secrets: DiscordSecrets,
-        metrics: Metrics,
     ) -> Result<Arc<Self>, String> {
+        let metrics = router.metrics().clone();
         let key = secrets
             .public_key
             .as_deref()

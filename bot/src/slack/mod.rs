@@ -144,12 +144,8 @@ pub struct SlackState {
 }
 
 impl SlackState {
-    pub fn new(
-        router: Router,
-        config: SlackConfig,
-        secrets: SlackSecrets,
-        metrics: Metrics,
-    ) -> Arc<Self> {
+    pub fn new(router: Router, config: SlackConfig, secrets: SlackSecrets) -> Arc<Self> {
+        let metrics = router.metrics().clone();
         let http = reqwest::Client::builder()
             .user_agent(concat!("oncall/", env!("CARGO_PKG_VERSION")))
             .build()

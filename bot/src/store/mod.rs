@@ -51,6 +51,16 @@ pub enum StoreError {
     WriterStopped,
 }
 
+/// What is pending or open now (the metrics' gauges).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gauges {
+    pub outbox_pending: i64,
+    pub incidents_open: i64,
+    pub approvals_pending: i64,
+    /// How long the oldest due escalation step has been due; 0 if none is.
+    pub escalation_lag_ms: i64,
+}
+
 /// One history row as written.
 #[derive(Debug, Clone, Default)]
 pub struct NewInvocation {
@@ -322,6 +332,22 @@ impl Store {
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         delegate!(self.ping())
+    }
+
+    /// Commits one small write (`/readyz`: the database takes writes).
+    pub async fn check_writable(&self, now_ms: i64) -> Result<(), StoreError> {
+        delegate!(self.check_writable(now_ms))
+    }
+
+    /// What is pending or open now, for the metrics' gauges.
+    pub async fn gauges(&self, now_ms: i64) -> Result<Gauges, StoreError> {
+        delegate!(self.gauges(now_ms))
+    }
+
+    /// A consistent copy of the whole database, taken while it is in use,
+    /// written to `to` (which must not exist).
+    pub async fn backup(&self, to: &Path) -> Result<(), StoreError> {
+        delegate!(self.backup(to))
     }
 
     /// (commits, writes) of history writes since start: under load there

@@ -34,6 +34,12 @@ mod incidents;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
+/// The newest schema version this build knows (a backup from a newer
+/// oncall is not restored by an older one).
+pub fn newest_migration() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
 /// The store on one SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -85,6 +91,56 @@ impl SqliteStore {
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn check_writable(&self, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO readiness (id, checked_at) VALUES (1, ?1) \
+             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+        )
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn gauges(&self, now_ms: i64) -> Result<super::Gauges, StoreError> {
+        let (outbox_pending, incidents_open, approvals_pending, oldest_due): (
+            i64,
+            i64,
+            i64,
+            Option<i64>,
+        ) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM outbox WHERE state = 'pending'), \
+                    (SELECT COUNT(*) FROM incidents WHERE state <> 'resolved'), \
+                    (SELECT COUNT(*) FROM approvals WHERE state = 'pending' AND expires_at > ?1), \
+                    (SELECT MIN(next_at) FROM escalations WHERE state = 'active' AND next_at <= ?1)",
+        )
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(super::Gauges {
+            outbox_pending,
+            incidents_open,
+            approvals_pending,
+            escalation_lag_ms: oldest_due.map_or(0, |due| (now_ms - due).max(0)),
+        })
+    }
+
+    /// `VACUUM INTO`: SQLite's online, consistent copy (one read
+    /// transaction; writers carry on meanwhile, readers are not blocked).
+    pub async fn backup(&self, to: &Path) -> Result<(), StoreError> {
+        let target = to.to_str().ok_or_else(|| {
+            StoreError::Sql(sqlx::Error::Protocol(format!(
+                "the backup path {} is not valid UTF-8",
+                to.display()
+            )))
+        })?;
+        sqlx::query("VACUUM INTO ?1")
+            .bind(target)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -322,7 +322,7 @@ fn check_validates_configuration() {
     let good = dir.path().join("good.toml");
     std::fs::write(&good, oncall::config::EXAMPLE).unwrap();
     let out = Command::new(BIN)
-        .args(["check", "--config"])
+        .args(["check", "--offline", "--config"])
         .arg(&good)
         .output()
         .unwrap();

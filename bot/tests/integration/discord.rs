@@ -10,7 +10,6 @@ use crate::common::{eventually, Harness};
 use ed25519_dalek::{Signer, SigningKey};
 use oncall::config::{Config, EXAMPLE};
 use oncall::discord::{schema, DiscordConfig, DiscordSecrets, DiscordState};
-use oncall::metrics::Metrics;
 use oncall_permissions::Binding;
 use serde_json::{json, Value};
 
@@ -328,7 +327,6 @@ async fn start(ack: Duration) -> Env {
         application_id: Some(APP_ID.into()),
         api_url: discord.api_url(),
     };
-    let metrics = Metrics::new();
     let state = DiscordState::new(
         h.router.clone(),
         DiscordConfig {
@@ -336,10 +334,9 @@ async fn start(ack: Duration) -> Env {
             ..DiscordConfig::default()
         },
         secrets,
-        metrics.clone(),
     )
     .unwrap();
-    let app = oncall::server::app(h.router.clone(), metrics, None, Some(state.clone()));
+    let app = oncall::server::app(h.router.clone(), true, None, Some(state.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

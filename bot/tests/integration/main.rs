@@ -21,6 +21,7 @@ mod courier;
 mod discord;
 mod escalation;
 mod incidents;
+mod kubectl;
 mod operations;
 mod paging_crash;
 mod paging_providers;

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use crate::common::fake_slack::{FakeSlack, APP_TOKEN, BOT_TOKEN};
 use crate::common::{eventually, Harness};
 use oncall::config::{Config, EXAMPLE};
-use oncall::metrics::Metrics;
 use oncall::slack::{verify::sign, SlackConfig, SlackSecrets, SlackState};
 use oncall_permissions::Binding;
 use serde_json::{json, Value};
@@ -75,9 +74,8 @@ async fn start_with_config(slack_config: SlackConfig, change: impl FnOnce(&mut C
         api_url: slack.api_url(),
         app_token: None,
     };
-    let metrics = Metrics::new();
-    let state = SlackState::new(h.router.clone(), slack_config, secrets, metrics.clone());
-    let app = oncall::server::app(h.router.clone(), metrics, Some(state.clone()), None);
+    let state = SlackState::new(h.router.clone(), slack_config, secrets);
+    let app = oncall::server::app(h.router.clone(), true, Some(state.clone()), None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

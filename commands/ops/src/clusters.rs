@@ -74,6 +74,13 @@ impl Clusters {
         })
     }
 
+    /// Every client: the default one (named `None`), then each context's.
+    pub fn all(&self) -> Vec<(Option<&str>, &kube::Client)> {
+        std::iter::once((None, &self.default))
+            .chain(self.by_context.iter().map(|(c, k)| (Some(c.as_str()), k)))
+            .collect()
+    }
+
     /// The client for a context, or the default one.
     pub fn client(&self, context: Option<&str>) -> Result<&kube::Client, ClustersError> {
         match context {
@@ -83,5 +90,21 @@ impl Clusters {
                 .get(c)
                 .ok_or_else(|| ClustersError::UnknownContext(c.to_string())),
         }
+    }
+}
+
+/// Whether a cluster's API server answers (`GET /version`) within
+/// `timeout`: its version, or why not (never a credential: kube's errors
+/// name the URL and the status, not the token).
+pub async fn reachable(
+    client: &kube::Client,
+    timeout: std::time::Duration,
+) -> Result<String, String> {
+    match tokio::time::timeout(timeout, client.apiserver_version()).await {
+        Ok(Ok(v)) => Ok(v.git_version),
+        Ok(Err(e)) => {
+            Err(crate::error::OpsError::from_kube("the API server version", e).to_string())
+        }
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
     }
 }

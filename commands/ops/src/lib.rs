@@ -9,6 +9,7 @@
 //! a Kubernetes API request. The command language itself is the
 //! `oncall-grammar` crate, which has no IO at all.
 
+pub mod access;
 mod clusters;
 pub mod diagnose;
 pub mod env;
@@ -28,7 +29,7 @@ pub mod workloads;
 
 use std::time::Duration;
 
-pub use clusters::{Clusters, ClustersError};
+pub use clusters::{reachable, Clusters, ClustersError};
 pub use error::OpsError;
 
 /// Which deployment an action is about.

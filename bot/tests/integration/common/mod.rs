@@ -109,12 +109,7 @@ impl Harness {
     /// `oncall serve`'s HTTP app for this router on a loopback port (the
     /// provider webhooks and alert intake, no chat adapters); its base URL.
     pub async fn serve_http(&self) -> String {
-        let app = oncall::server::app(
-            self.router.clone(),
-            oncall::metrics::Metrics::new(),
-            None,
-            None,
-        );
+        let app = oncall::server::app(self.router.clone(), true, None, None);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
