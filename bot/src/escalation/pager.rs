@@ -225,9 +225,10 @@ impl Pager {
                 .outbox_sent_many(&delivered, now_ms)
                 .await?;
             done.delivered += delivered.len();
+            let counted = &self.router.metrics().pages_sent;
             for (m, sent) in results {
                 match sent {
-                    Sent::Delivered => {}
+                    Sent::Delivered => counted.with_label_values(&[&m.kind, "delivered"]).inc(),
                     Sent::Retry { after, error } if m.attempts + 1 < MAX_ATTEMPTS => {
                         tracing::info!(kind = %m.kind, key = %m.dedup_key, %error, "page: will retry");
                         let at = now_ms + after.as_millis() as i64;
@@ -239,6 +240,7 @@ impl Pager {
                     }
                     Sent::Retry { error, .. } | Sent::GiveUp(error) => {
                         tracing::warn!(kind = %m.kind, key = %m.dedup_key, %error, "page: given up");
+                        counted.with_label_values(&[&m.kind, "failed"]).inc();
                         self.router
                             .store()
                             .outbox_failed(m.id, &error, None)

@@ -45,7 +45,12 @@ pub const REQUIRED: &[ApiAccess] = &[
         "get",
         "status, rollout, restart, env, pods, diagnose",
     ),
-    need("apps", "deployments", "list", "status (a namespace)"),
+    need(
+        "apps",
+        "deployments",
+        "list",
+        "restart --all -n <namespace>",
+    ),
     need(
         "apps",
         "deployments",
@@ -54,6 +59,12 @@ pub const REQUIRED: &[ApiAccess] = &[
     ),
     need("apps", "deployments/scale", "get", "scale"),
     need("apps", "deployments/scale", "patch", "scale"),
+    need(
+        "apps",
+        "replicasets",
+        "get",
+        "quarantine (the pod's deployment)",
+    ),
     need("apps", "replicasets", "list", "rollout history/undo, pods"),
     need("", "pods", "get", "logs, diagnose, quarantine"),
     need("", "pods", "list", "pods, status, diagnose, logs"),
