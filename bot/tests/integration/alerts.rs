@@ -456,11 +456,7 @@ async fn bad_requests_are_refused_store_nothing_and_page_nobody() {
 
 #[tokio::test]
 async fn without_a_token_the_intake_is_off_not_open() {
-    let sim = kube_sim::Simulator::new(kube_sim::SimConfig::fast())
-        .unwrap()
-        .serve("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = crate::common::fast_sim().await;
     let slack = crate::common::fake_slack::FakeSlack::start().await;
     let setup = crate::common::serve::Setup::new(&sim.url(), "alerts-off-secret", &[], "");
     let served = setup

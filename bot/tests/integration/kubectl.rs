@@ -54,6 +54,18 @@ fn start_sim(dir: &Path) -> Sim {
 }
 
 impl Sim {
+    /// The revision numbers `kubectl rollout history` lists, and its output.
+    fn revisions(&self, deployment: &str) -> (Vec<String>, String) {
+        let history = self.kubectl(&["rollout", "history", &format!("deployment/{deployment}")]);
+        let revisions = history
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|w| w.parse::<u32>().is_ok())
+            .map(String::from)
+            .collect();
+        (revisions, history)
+    }
+
     /// Runs kubectl; its stdout, or a panic with what it printed.
     fn kubectl(&self, args: &[&str]) -> String {
         let out = Command::new("kubectl")
@@ -149,12 +161,7 @@ fn kubectl_inspects_and_changes_the_simulated_cluster() {
         "backend=ghcr.io/example/todo-backend:1.5.0",
     ]);
     sim.kubectl(&["rollout", "status", "deployment/backend", "--timeout=60s"]);
-    let history = sim.kubectl(&["rollout", "history", "deployment/backend"]);
-    let revisions: Vec<&str> = history
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|w| w.parse::<u32>().is_ok())
-        .collect();
+    let (revisions, history) = sim.revisions("backend");
     assert_eq!(revisions, ["1", "2"], "{history}");
     assert!(sim
         .kubectl(&["rollout", "undo", "deployment/backend"])
@@ -168,12 +175,7 @@ fn kubectl_inspects_and_changes_the_simulated_cluster() {
         "jsonpath={.spec.template.spec.containers[0].image}",
     ]);
     assert_eq!(image.trim(), "ghcr.io/example/todo-backend:1.4.2");
-    let history = sim.kubectl(&["rollout", "history", "deployment/backend"]);
-    let revisions: Vec<&str> = history
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|w| w.parse::<u32>().is_ok())
-        .collect();
+    let (revisions, history) = sim.revisions("backend");
     assert_eq!(revisions, ["2", "3"], "{history}");
 
     // logs, through the deployment's pods.

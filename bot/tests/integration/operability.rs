@@ -186,11 +186,7 @@ async fn metrics_count_each_command_and_read_the_gauges_from_the_store() {
 
 #[tokio::test]
 async fn serve_puts_metrics_on_their_own_listener_and_logs_json_with_span_fields() {
-    let sim = kube_sim::Simulator::new(kube_sim::SimConfig::fast())
-        .unwrap()
-        .serve("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = crate::common::fast_sim().await;
     let slack = FakeSlack::start().await;
     let metrics_port = free_port();
     let listen = format!("[server]\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n");
@@ -255,6 +251,23 @@ async fn serve_puts_metrics_on_their_own_listener_and_logs_json_with_span_fields
     assert!(!log.contains(BOT_TOKEN), "the bot token reached the log");
 }
 
+/// `oncall <args> --config <setup's>` in the setup's directory: its exit
+/// status and everything it printed.
+fn run_oncall(setup: &Setup, kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(&setup.config)
+        .env("KUBECONFIG", kubeconfig)
+        .current_dir(setup.dir.path())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 fn rows(db: &std::path::Path) -> Vec<Vec<String>> {
     let conn = rusqlite::Connection::open(db).unwrap();
     let mut out = Vec::new();
@@ -280,27 +293,9 @@ fn rows(db: &std::path::Path) -> Vec<Vec<String>> {
 // in-process simulator answers it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_then_restore_gives_the_same_history() {
-    let sim = kube_sim::Simulator::new(kube_sim::SimConfig::fast())
-        .unwrap()
-        .serve("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = crate::common::fast_sim().await;
     let setup = Setup::new(&sim.url(), SECRET, &[], "");
-    let oncall = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(args)
-            .arg("--config")
-            .arg(&setup.config)
-            .env("KUBECONFIG", &setup.kubeconfig)
-            .current_dir(setup.dir.path())
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
+    let oncall = |args: &[&str]| run_oncall(&setup, &setup.kubeconfig, args);
     let exec = |user: &str, text: &str| {
         let (code, out) = oncall(&["exec", "--user", user, text]);
         assert!(code == 0, "{text}: {out}");
@@ -372,25 +367,9 @@ async fn backup_then_restore_gives_the_same_history() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_each_cluster_and_the_rbac_the_account_lacks() {
-    let sim = kube_sim::Simulator::new(kube_sim::SimConfig::fast())
-        .unwrap()
-        .serve("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = crate::common::fast_sim().await;
     let setup = Setup::new(&sim.url(), SECRET, &[], "");
-    let check = |kubeconfig: &std::path::Path| {
-        let out = Command::new(BIN)
-            .args(["check", "--config"])
-            .arg(&setup.config)
-            .env("KUBECONFIG", kubeconfig)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
+    let check = |kubeconfig: &std::path::Path| run_oncall(&setup, kubeconfig, &["check"]);
     let needed = oncall_ops::access::REQUIRED.len();
     let (code, out) = check(&setup.kubeconfig);
     assert_eq!(code, 0, "{out}");

@@ -37,11 +37,7 @@ tiers = [
 }
 
 async fn crash_then_recover(crash_at: &str) -> (FakePager, Setup) {
-    let sim = kube_sim::Simulator::new(kube_sim::SimConfig::fast())
-        .unwrap()
-        .serve("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = crate::common::fast_sim().await;
     let slack = FakeSlack::start().await;
     let fake = FakePager::start().await;
     let setup = Setup::new(

@@ -47,11 +47,7 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let sim = kube_sim::Simulator::new(kube_sim::SimConfig::fast())
-        .unwrap()
-        .serve("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = crate::common::fast_sim().await;
     let client = kube::Client::try_from(kube::Config::new(sim.url().parse().unwrap())).unwrap();
     let slack = FakeSlack::start().await;
     let setup = Setup::new(&sim.url(), SECRET, &[NO_RATE_LIMIT], OPERATOR);

@@ -38,11 +38,7 @@ fn text_of(v: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_commands_finish_and_exits_zero() {
-    let sim = kube_sim::Simulator::new(kube_sim::SimConfig::fast())
-        .unwrap()
-        .serve("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = crate::common::fast_sim().await;
     let client = kube::Client::try_from(kube::Config::new(sim.url().parse().unwrap())).unwrap();
     // A rollout that never completes: its image does not exist.
     Api::<Deployment>::namespaced(client.clone(), "default")

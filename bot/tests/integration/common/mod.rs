@@ -206,6 +206,15 @@ impl Harness {
 pub const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Polls until `f` holds, or fails the test after [`DEADLINE`].
+/// A simulated cluster with test timing, serving on a loopback port.
+pub async fn fast_sim() -> kube_sim::RunningSim {
+    kube_sim::Simulator::new(kube_sim::SimConfig::fast())
+        .unwrap()
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
 pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
     let deadline = std::time::Instant::now() + DEADLINE;
     while std::time::Instant::now() < deadline {
