@@ -295,8 +295,7 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
     };
     let sinks = std::sync::Arc::new(sinks);
     router.register_sinks(sinks.clone());
-    crate::escalation::pager::spawn(router.clone(), sinks.clone());
-    crate::courier::Courier::new(router.clone(), sinks).spawn(crate::courier::TICK);
+    spawn_leader_work(&router, sinks)?;
     // Requests past their deadline are marked expired even if nobody asks.
     let sweeper = router.clone();
     router
@@ -374,6 +373,53 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
             "the grace period ended with work still running"
         );
     }
+    Ok(())
+}
+
+/// The work exactly one process runs: the escalation engine, the pager and
+/// the courier. Alone (no `[election]`), this process runs it; with
+/// `[election] enabled`, whichever replica holds the Lease, for as long as
+/// it holds it.
+fn spawn_leader_work(
+    router: &Router,
+    sinks: std::sync::Arc<crate::chat::Sinks>,
+) -> anyhow::Result<()> {
+    let section = &router.config().election;
+    if !section.enabled {
+        router.metrics().leader.set(1);
+        crate::escalation::pager::spawn(router.clone(), sinks.clone());
+        crate::courier::Courier::new(router.clone(), sinks).spawn(crate::courier::TICK);
+        return Ok(());
+    }
+    let config = section.elector_config();
+    let client = router
+        .clusters()
+        .client(None)
+        .context("the election's Lease lives in the default cluster")?
+        .clone();
+    tracing::info!(
+        lease = %format!("{}/{}", config.namespace, config.name),
+        identity = %config.identity,
+        "election: campaigning"
+    );
+    let elector = crate::election::Elector::new(client, config, router.metrics().clone());
+    router.register_role(elector.subscribe());
+    let leader = router.clone();
+    router
+        .supervisor()
+        .spawn_loop("election", move |stop| async move {
+            elector
+                .run(stop, move |term| {
+                    crate::escalation::pager::spawn_until(
+                        leader.clone(),
+                        sinks.clone(),
+                        term.clone(),
+                    );
+                    crate::courier::Courier::new(leader.clone(), sinks.clone())
+                        .spawn_until(crate::courier::TICK, term);
+                })
+                .await;
+        });
     Ok(())
 }
 
@@ -472,6 +518,33 @@ pub async fn check(config: &Path, offline: bool) -> i32 {
             }
         }
         let needed = oncall_ops::access::REQUIRED.len();
+        if context.is_none() && c.election.enabled {
+            let lease = c.election.elector_config();
+            let missing = oncall_ops::access::missing_of(
+                client,
+                &lease.namespace,
+                oncall_ops::access::ELECTION,
+            )
+            .await;
+            if missing.is_empty() {
+                println!(
+                    "  election: may get, create and update leases in namespace {}",
+                    lease.namespace
+                );
+            } else {
+                ok = false;
+                println!(
+                    "  election: MISSING in namespace {} (Lease {}):",
+                    lease.namespace, lease.name
+                );
+                for m in &missing {
+                    println!(
+                        "    {} {}/{}: {}",
+                        m.access.verb, m.access.group, m.access.resource, m.reason
+                    );
+                }
+            }
+        }
         for ns in namespaces {
             let missing = oncall_ops::access::missing(client, ns).await;
             if missing.is_empty() {

@@ -24,6 +24,8 @@ pub struct Config {
     #[serde(default)]
     pub server: ServerConfig,
     #[serde(default)]
+    pub election: ElectionSection,
+    #[serde(default)]
     pub database: DatabaseConfig,
     #[serde(default)]
     pub approvals: ApprovalsConfig,
@@ -43,6 +45,77 @@ pub struct Config {
     pub slack: crate::slack::SlackConfig,
     #[serde(default)]
     pub discord: crate::discord::DiscordConfig,
+}
+
+/// `[election]`: with several replicas, one leader (by a Kubernetes Lease)
+/// runs the escalation engine, the pager and the courier; the others serve
+/// requests only. Off by default (one process runs everything).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElectionSection {
+    #[serde(default)]
+    pub enabled: bool,
+    /// The Lease's namespace (default: `POD_NAMESPACE`, else `oncall`).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default = "default_lease_name")]
+    pub lease: String,
+    #[serde(default = "default_lease_duration", with = "humantime_serde_compat")]
+    pub lease_duration: Duration,
+    #[serde(default = "default_renew_deadline", with = "humantime_serde_compat")]
+    pub renew_deadline: Duration,
+    #[serde(default = "default_retry_period", with = "humantime_serde_compat")]
+    pub retry_period: Duration,
+}
+
+impl Default for ElectionSection {
+    fn default() -> Self {
+        ElectionSection {
+            enabled: false,
+            namespace: None,
+            lease: default_lease_name(),
+            lease_duration: default_lease_duration(),
+            renew_deadline: default_renew_deadline(),
+            retry_period: default_retry_period(),
+        }
+    }
+}
+
+fn default_lease_name() -> String {
+    "oncall-leader".into()
+}
+fn default_lease_duration() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_renew_deadline() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_retry_period() -> Duration {
+    Duration::from_secs(2)
+}
+
+impl ElectionSection {
+    /// The elector's settings, with this process's identity: the pod's
+    /// name (`POD_NAME`, else `HOSTNAME`) and a random suffix, so a
+    /// restarted pod is a new candidate.
+    pub fn elector_config(&self) -> crate::election::ElectionConfig {
+        let namespace = self
+            .namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "oncall".into());
+        let host = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "oncall".into());
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let identity = format!("{host}-{}", &suffix[..8]);
+        crate::election::ElectionConfig {
+            lease_duration: self.lease_duration,
+            renew_deadline: self.renew_deadline,
+            retry_period: self.retry_period,
+            ..crate::election::ElectionConfig::new(&namespace, &self.lease, &identity)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -280,6 +353,11 @@ impl Config {
                 Ok(_) => {}
             }
         }
+        if self.election.enabled {
+            if let Err(e) = self.election.elector_config().validate() {
+                errors.push(e);
+            }
+        }
         if self.server.ready_timeout < Duration::from_millis(100)
             || self.server.ready_timeout > Duration::from_secs(30)
         {
@@ -482,6 +560,10 @@ mod tests {
                 "server.metrics_listen: must differ",
             ),
             ("[server]\nready_timeout = \"1h\"\n", "server.ready_timeout: expected between"),
+            (
+                "[election]\nenabled = true\nlease_duration = \"5s\"\nrenew_deadline = \"10s\"\n",
+                "election.lease_duration must be longer than renew_deadline",
+            ),
             ("[approvals]\nttl = \"soon\"\n", "expected a duration like \"15m\""),
             ("[approvals]\nttl = \"1s\"\n", "approvals.ttl: expected at least 10s"),
             ("[approvals]\nttl = \"20000y\"\n", "expected a duration of at most 30 days"),

@@ -64,8 +64,15 @@ impl Courier {
     /// Runs passes every `every` under the router's supervisor until
     /// shutdown.
     pub fn spawn(self, every: Duration) {
+        let until = self.router.supervisor().token();
+        self.spawn_until(every, until);
+    }
+
+    /// [`Courier::spawn`] for a leader's term: it stops when `until` is
+    /// cancelled.
+    pub fn spawn_until(self, every: Duration, until: tokio_util::sync::CancellationToken) {
         let supervisor = self.router.supervisor().clone();
-        supervisor.spawn_loop("incident courier", move |stop| async move {
+        supervisor.spawn_loop_until("incident courier", until, move |stop| async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

@@ -12,6 +12,7 @@
 //! - [`slack`]: the Slack adapter (slash commands, buttons, events).
 //! - [`discord`]: the Discord adapter (interactions endpoint and gateway).
 //! - [`inbound`]: size limits, timestamp checks and refusals shared by adapters.
+//! - [`election`]: the leader Lease (one replica runs the engine).
 //! - [`metrics`]: Prometheus counters and gauges at `/metrics`.
 //! - [`logging`]: text or JSON log lines (`ONCALL_LOG_FORMAT`).
 //! - [`app`]: wiring for the CLI's subcommands.
@@ -27,6 +28,7 @@ pub mod context;
 pub mod courier;
 pub mod directory;
 pub mod discord;
+pub mod election;
 pub mod escalation;
 pub mod handlers;
 pub mod http_retry;

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub command_duration: HistogramVec,
     /// Pages (outbox messages) delivered or given up, by kind and outcome.
     pub pages_sent: IntCounterVec,
+    /// 1 while this replica leads (runs the engine, pager and courier).
+    pub leader: IntGauge,
+    /// Terms this replica has begun.
+    pub leader_transitions: prometheus::IntCounter,
     escalation_lag: Gauge,
     outbox_pending: IntGauge,
     incidents_open: IntGauge,
@@ -109,8 +113,23 @@ impl Metrics {
             "oncall_approvals_pending",
             "Approval requests waiting for a decision",
         );
+        let leader = int_gauge(
+            &registry,
+            "oncall_leader",
+            "1 while this replica holds the leader Lease (or runs alone), else 0",
+        );
+        let leader_transitions = prometheus::IntCounter::new(
+            "oncall_leader_transitions_total",
+            "Times this replica became the leader",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(leader_transitions.clone()))
+            .expect("registers once");
         Metrics {
             registry,
+            leader,
+            leader_transitions,
             refused,
             handled,
             commands,

@@ -105,6 +105,8 @@ pub(crate) struct Inner {
     pub escalation_gate: tokio::sync::Mutex<()>,
     /// Prometheus counters, shared with the adapters and `/metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// This replica's role in the election, when there is one.
+    pub role: std::sync::RwLock<Option<tokio::sync::watch::Receiver<crate::election::Role>>>,
 }
 
 /// One `rollout status --wait` slot; released when dropped (the command
@@ -193,6 +195,7 @@ impl Router {
                 pager_wake: Default::default(),
                 escalation_gate: Default::default(),
                 metrics: crate::metrics::Metrics::new(),
+                role: Default::default(),
             }),
         }
     }
@@ -200,6 +203,21 @@ impl Router {
     /// The process's metrics (one registry, whatever serves it).
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.inner.metrics
+    }
+
+    /// Follows this replica's election role (`/readyz` reports it).
+    pub fn register_role(&self, role: tokio::sync::watch::Receiver<crate::election::Role>) {
+        *self.inner.role.write().unwrap_or_else(|e| e.into_inner()) = Some(role);
+    }
+
+    /// This replica's election role now; `None` without an election.
+    pub fn role(&self) -> Option<crate::election::Role> {
+        self.inner
+            .role
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|r| r.borrow().clone())
     }
 
     /// Every cluster client, by context (`None`: the default one).

@@ -147,11 +147,22 @@ pub async fn readiness(router: &Router) -> (StatusCode, Value) {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    // Followers are ready too: they serve requests; only the leader runs
+    // the engine. The role is reported, not judged.
+    let election = match router.role() {
+        None => json!({ "role": "single" }),
+        Some(crate::election::Role::Leader) => json!({ "role": "leader" }),
+        Some(crate::election::Role::Follower { leader }) => {
+            json!({ "role": "follower", "leader": leader })
+        }
+        Some(crate::election::Role::Candidate) => json!({ "role": "candidate" }),
+    };
     let body = json!({
         "status": if failed.is_empty() { "ready" } else { "not ready" },
         "failed": failed,
         "database": database_json,
         "clusters": clusters_json,
+        "election": election,
     });
     (status, body)
 }

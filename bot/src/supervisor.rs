@@ -46,7 +46,17 @@ impl Supervisor {
         F: FnOnce(CancellationToken) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let work = run(self.token.clone());
+        self.spawn_loop_until(name, self.token.clone(), run)
+    }
+
+    /// A loop that runs until `until` is cancelled (a leader's term: a
+    /// child of the shutdown token, so shutdown ends it too).
+    pub fn spawn_loop_until<F, Fut>(&self, name: &'static str, until: CancellationToken, run: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let work = run(until);
         self.tracker.spawn(
             async move {
                 work.await;

@@ -148,6 +148,13 @@ pub async fn handle(
     let watching = query.get("watch").is_some_and(|v| v == "true" || v == "1");
     if let Some(access) = access::access_of(&method, &path, watching) {
         let mut s = store.lock();
+        if s.failing_resources.contains(&access.resource) {
+            return ApiError::internal(format!(
+                "etcdserver: request timed out ({} {})",
+                access.verb, access.resource
+            ))
+            .into_response();
+        }
         if s.access.is_denied(&access) {
             let scope = if access.namespace.is_empty() {
                 "at the cluster scope".to_string()
@@ -266,6 +273,11 @@ fn route(
                 .ok_or_else(|| ApiError::not_found(t.rt, name))?;
             Ok(Json(obj.clone()).into_response())
         }
+        (Method::PUT, Some(name), None) if t.rt == resources::LEASES => {
+            let obj: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+            lease_put(&mut s, &ns, name, obj, dry_run)
+        }
         (Method::PUT, Some(name), None) => {
             let obj: Value = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
@@ -341,6 +353,40 @@ fn route(
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// A Lease PUT, as the API server answers leader electors: a Lease that
+/// does not exist is created; an update must carry the resourceVersion it
+/// read (422 without one) and fails with 409 if that is stale.
+fn lease_put(
+    s: &mut Store,
+    ns: &str,
+    name: &str,
+    mut obj: Value,
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let rt = resources::LEASES;
+    if obj["metadata"]["name"].as_str().is_some_and(|n| n != name) {
+        return Err(ApiError::bad_request(
+            "the name of the object does not match the name on the URL",
+        ));
+    }
+    if s.get(rt, ns, name).is_none() {
+        obj["metadata"]["name"] = json!(name);
+        let created = s.create(rt, ns, obj, dry_run)?;
+        return Ok((axum::http::StatusCode::CREATED, Json(created)).into_response());
+    }
+    if obj["metadata"]["resourceVersion"]
+        .as_str()
+        .is_none_or(str::is_empty)
+    {
+        return Err(ApiError::invalid(
+            rt,
+            name,
+            "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
+        ));
+    }
+    Ok(Json(s.replace(rt, ns, name, obj, dry_run)?).into_response())
 }
 
 fn patch_kind(headers: &HeaderMap) -> Result<PatchKind, ApiError> {

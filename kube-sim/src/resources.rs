@@ -46,6 +46,7 @@ pub const HPAS: ResourceType = rt(
 );
 pub const JOBS: ResourceType = rt("batch", "v1", "jobs", "Job", true);
 pub const CRONJOBS: ResourceType = rt("batch", "v1", "cronjobs", "CronJob", true);
+pub const LEASES: ResourceType = rt("coordination.k8s.io", "v1", "leases", "Lease", true);
 
 /// Stored resource types. (Pod metrics are computed, see `api.rs`.)
 pub const ALL: &[ResourceType] = &[
@@ -59,6 +60,7 @@ pub const ALL: &[ResourceType] = &[
     HPAS,
     JOBS,
     CRONJOBS,
+    LEASES,
 ];
 
 const fn rt(

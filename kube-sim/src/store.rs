@@ -140,6 +140,9 @@ pub struct Store {
     /// What clients used (RBAC's group, resource, verb), and what a test
     /// denied them.
     pub access: crate::access::AccessLog,
+    /// Resources (plural, `leases`) whose every request answers 500, as if
+    /// their storage timed out: an API server this client can't write to.
+    pub failing_resources: Vec<String>,
 }
 
 /// The uid of an object's controlling owner, if it has one.

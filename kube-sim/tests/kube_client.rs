@@ -264,3 +264,69 @@ async fn hpa_keeps_its_target_within_bounds() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn leases_answer_as_the_api_server_does_for_electors() {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    let (sim, client) = start().await;
+    let _ = &sim;
+    let api: Api<Lease> = Api::namespaced(client, "default");
+    let lease = |holder: &str, rv: Option<String>| Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some("leader".into()),
+            resource_version: rv,
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_duration_seconds: Some(15),
+            ..Default::default()
+        }),
+    };
+    let pp = PostParams::default();
+    // A PUT of a Lease that does not exist creates it.
+    let created = api.replace("leader", &pp, &lease("a", None)).await.unwrap();
+    let rv1 = created.metadata.resource_version.clone().unwrap();
+    // A second create is 409 AlreadyExists.
+    let dup = api.create(&pp, &lease("b", None)).await.unwrap_err();
+    assert!(
+        matches!(&dup, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists"),
+        "{dup:?}"
+    );
+    // An update without a resourceVersion is 422.
+    let blind = api
+        .replace("leader", &pp, &lease("b", None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&blind, kube::Error::Api(s) if s.code == 422),
+        "{blind:?}"
+    );
+    // With the current one it applies (a renewal changes the record);
+    // with a stale one it is 409.
+    let mut renewal = lease("a", Some(rv1.clone()));
+    renewal.spec.as_mut().unwrap().lease_transitions = Some(1);
+    let renewed = api.replace("leader", &pp, &renewal).await.unwrap();
+    assert_ne!(
+        renewed.metadata.resource_version.as_deref(),
+        Some(rv1.as_str())
+    );
+    let stale = api
+        .replace("leader", &pp, &lease("b", Some(rv1)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&stale, kube::Error::Api(s) if s.code == 409),
+        "{stale:?}"
+    );
+    assert_eq!(
+        api.get("leader")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .holder_identity
+            .as_deref(),
+        Some("a")
+    );
+}

@@ -21,6 +21,7 @@ use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
+use tokio_util::sync::CancellationToken;
 
 use super::config::{EscalationConfig, Target};
 use crate::chat::{ChatError, MessageRef, Sinks};
@@ -674,11 +675,17 @@ pub(crate) fn crash_point(name: &str) {
 /// wakes the pager at once, so pages go out while later steps are still
 /// being written. Both also look every `escalation.tick`.
 pub fn spawn(router: Router, sinks: Arc<Sinks>) {
+    let until = router.supervisor().token();
+    spawn_until(router, sinks, until);
+}
+
+/// [`spawn`] for a leader's term: both loops stop when `until` is cancelled.
+pub fn spawn_until(router: Router, sinks: Arc<Sinks>, until: CancellationToken) {
     let supervisor = router.supervisor().clone();
     let every = router.config().escalation.tick;
     let engine = router.clone();
     let wake = router.escalation_wake();
-    supervisor.spawn_loop("escalation engine", move |stop| async move {
+    supervisor.spawn_loop_until("escalation engine", until.clone(), move |stop| async move {
         loop {
             match super::engine::tick(&engine).await {
                 Ok(t) if t.steps > 0 => {
@@ -699,7 +706,7 @@ pub fn spawn(router: Router, sinks: Arc<Sinks>) {
     });
     let wake = router.pager_wake();
     let pager = Pager::new(router.clone(), sinks);
-    supervisor.spawn_loop("pager", move |stop| async move {
+    supervisor.spawn_loop_until("pager", until, move |stop| async move {
         loop {
             if let Err(e) = pager.drain().await {
                 tracing::warn!("pager: {e}");

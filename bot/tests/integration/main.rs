@@ -20,6 +20,7 @@ mod cli;
 mod courier;
 mod deploy;
 mod discord;
+mod election;
 mod escalation;
 mod incidents;
 mod kubectl;

@@ -407,6 +407,36 @@ async fn check_reports_each_cluster_and_the_rbac_the_account_lacks() {
         "the rule to add, spelled out: {out}"
     );
 
+    // With an election, the Lease's permissions are checked too.
+    let elected = Setup::new(
+        &sim.url(),
+        SECRET,
+        &[],
+        "[election]\nenabled = true\nnamespace = \"oncall\"\n",
+    );
+    sim.with_store(|s| {
+        s.access.denied.clear();
+        s.access.denied.insert((
+            "coordination.k8s.io".into(),
+            "leases".into(),
+            "update".into(),
+        ))
+    });
+    let (code, out) = run_oncall(&elected, &elected.kubeconfig, &["check"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("election: MISSING in namespace oncall (Lease oncall-leader)"),
+        "{out}"
+    );
+    assert!(out.contains("update coordination.k8s.io/leases"), "{out}");
+    sim.with_store(|s| s.access.denied.clear());
+    let (code, out) = run_oncall(&elected, &elected.kubeconfig, &["check"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("election: may get, create and update leases in namespace oncall"),
+        "{out}"
+    );
+
     // An API server that is gone.
     let gone = setup.dir.path().join("gone.kubeconfig");
     std::fs::write(

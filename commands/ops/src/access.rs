@@ -89,6 +89,14 @@ pub const REQUIRED: &[ApiAccess] = &[
     need("metrics.k8s.io", "pods", "list", "top"),
 ];
 
+/// What leader election needs, in the Lease's own namespace (only with
+/// `[election] enabled`): that one Lease read, created and renewed.
+pub const ELECTION: &[ApiAccess] = &[
+    need("coordination.k8s.io", "leases", "get", "leader election"),
+    need("coordination.k8s.io", "leases", "create", "leader election"),
+    need("coordination.k8s.io", "leases", "update", "leader election"),
+];
+
 /// A permission the bot's account lacks in a namespace, and what the API
 /// server said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,8 +121,17 @@ impl Missing {
 /// bot's own account may; returns what it may not (or could not be asked:
 /// a check that cannot be answered counts as missing).
 pub async fn missing(client: &kube::Client, namespace: &str) -> Vec<Missing> {
+    missing_of(client, namespace, REQUIRED).await
+}
+
+/// [`missing`] for any list of permissions (e.g. [`ELECTION`]).
+pub async fn missing_of(
+    client: &kube::Client,
+    namespace: &str,
+    needed: &[ApiAccess],
+) -> Vec<Missing> {
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
-    let asks = REQUIRED.iter().map(|access| {
+    let asks = needed.iter().map(|access| {
         let api = api.clone();
         async move {
             let (resource, subresource) = match access.resource.split_once('/') {
