@@ -74,6 +74,10 @@ pub async fn demo(db: Option<PathBuf>, as_principal: &str) -> anyhow::Result<()>
     };
     let sinks = std::sync::Arc::new(sinks);
     router.register_sinks(sinks.clone());
+    router
+        .begin_term("demo")
+        .await
+        .context("beginning the engine's term")?;
     crate::escalation::pager::spawn(router.clone(), sinks.clone());
     crate::courier::Courier::new(router.clone(), sinks).spawn(crate::courier::TICK);
     let principal: Principal = as_principal.parse()?;
@@ -295,7 +299,7 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
     };
     let sinks = std::sync::Arc::new(sinks);
     router.register_sinks(sinks.clone());
-    spawn_leader_work(&router, sinks)?;
+    spawn_leader_work(&router, sinks).await?;
     // Requests past their deadline are marked expired even if nobody asks.
     let sweeper = router.clone();
     router
@@ -380,12 +384,19 @@ pub async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<
 /// the courier. Alone (no `[election]`), this process runs it; with
 /// `[election] enabled`, whichever replica holds the Lease, for as long as
 /// it holds it.
-fn spawn_leader_work(
+async fn spawn_leader_work(
     router: &Router,
     sinks: std::sync::Arc<crate::chat::Sinks>,
 ) -> anyhow::Result<()> {
     let section = &router.config().election;
     if !section.enabled {
+        // Alone: this process's start is a takeover, fencing any older
+        // process still writing to the same database.
+        let epoch = router
+            .begin_term(&section.elector_config().identity)
+            .await
+            .context("beginning the engine's term")?;
+        tracing::info!(epoch, "engine term begun");
         router.metrics().leader.set(1);
         crate::escalation::pager::spawn(router.clone(), sinks.clone());
         crate::courier::Courier::new(router.clone(), sinks).spawn(crate::courier::TICK);
@@ -402,6 +413,7 @@ fn spawn_leader_work(
         identity = %config.identity,
         "election: campaigning"
     );
+    let identity = config.identity.clone();
     let elector = crate::election::Elector::new(client, config, router.metrics().clone());
     router.register_role(elector.subscribe());
     let leader = router.clone();
@@ -410,13 +422,28 @@ fn spawn_leader_work(
         .spawn_loop("election", move |stop| async move {
             elector
                 .run(stop, move |term| {
-                    crate::escalation::pager::spawn_until(
-                        leader.clone(),
-                        sinks.clone(),
-                        term.clone(),
-                    );
-                    crate::courier::Courier::new(leader.clone(), sinks.clone())
-                        .spawn_until(crate::courier::TICK, term);
+                    // Each term: a new epoch first (the previous leader's
+                    // writes stop counting), then the work.
+                    let (router, sinks, identity) =
+                        (leader.clone(), sinks.clone(), identity.clone());
+                    let supervisor = router.supervisor().clone();
+                    supervisor.spawn_loop_until("term", term, move |term| async move {
+                        match router.begin_term(&identity).await {
+                            Ok(epoch) => {
+                                tracing::info!(epoch, "election: engine term begun");
+                                crate::escalation::pager::spawn_until(
+                                    router.clone(),
+                                    sinks.clone(),
+                                    term.clone(),
+                                );
+                                crate::courier::Courier::new(router, sinks)
+                                    .spawn_until(crate::courier::TICK, term);
+                            }
+                            Err(e) => tracing::error!(
+                                "election: leading, but the term could not begin ({e}); the engine does not run"
+                            ),
+                        }
+                    });
                 })
                 .await;
         });

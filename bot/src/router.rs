@@ -105,6 +105,9 @@ pub(crate) struct Inner {
     pub escalation_gate: tokio::sync::Mutex<()>,
     /// Prometheus counters, shared with the adapters and `/metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// The epoch of the term this process's engine and pager write under
+    /// (0: none begun, writes unfenced: a router built by a test).
+    pub fence: std::sync::atomic::AtomicI64,
     /// This replica's role in the election, when there is one.
     pub role: std::sync::RwLock<Option<tokio::sync::watch::Receiver<crate::election::Role>>>,
 }
@@ -196,6 +199,7 @@ impl Router {
                 escalation_gate: Default::default(),
                 metrics: crate::metrics::Metrics::new(),
                 role: Default::default(),
+                fence: Default::default(),
             }),
         }
     }
@@ -203,6 +207,26 @@ impl Router {
     /// The process's metrics (one registry, whatever serves it).
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.inner.metrics
+    }
+
+    /// Begins a term: the store's epoch is incremented and this process's
+    /// engine and pager write under it from now on; once another process
+    /// begins a term, their writes change nothing. Returns the epoch.
+    pub async fn begin_term(&self, holder: &str) -> Result<i64, crate::store::StoreError> {
+        let now = self.inner.clock.now().as_millisecond();
+        let epoch = self.inner.store.begin_term(holder, now).await?;
+        self.inner
+            .fence
+            .store(epoch, std::sync::atomic::Ordering::SeqCst);
+        Ok(epoch)
+    }
+
+    /// The epoch the engine's and the pager's writes carry.
+    pub fn fence(&self) -> Option<i64> {
+        match self.inner.fence.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => None,
+            epoch => Some(epoch),
+        }
     }
 
     /// Follows this replica's election role (`/readyz` reports it).

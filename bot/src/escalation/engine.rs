@@ -273,7 +273,7 @@ pub async fn tick(router: &Router) -> Result<Tick, StoreError> {
         let gate = router.escalation_gate().await;
         let outcomes = router
             .store()
-            .advance_escalations(&steps, now_ms, rate_limit(config))
+            .advance_escalations(&steps, now_ms, rate_limit(config), router.fence())
             .await?;
         let applied = outcomes.iter().filter(|o| o.applied).count();
         if applied > 0 {

@@ -36,6 +36,10 @@ const BATCH: u32 = 512;
 const IN_FLIGHT: usize = 128;
 /// How long one provider request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a claimed message is this sender's: past it (the sender died
+/// or hung mid-send) the message is due again and is sent again under the
+/// same dedup key. Longer than a batch can take.
+pub const SEND_DEADLINE: Duration = Duration::from_secs(120);
 
 /// How one attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,7 +202,12 @@ impl Pager {
             let now_ms = self.router.clock().now().as_millisecond();
             let due = {
                 let _gate = self.router.escalation_gate().await;
-                self.router.store().due_outbox(now_ms, BATCH).await?
+                let until = now_ms + SEND_DEADLINE.as_millis() as i64;
+                let fence = self.router.fence();
+                self.router
+                    .store()
+                    .claim_outbox(now_ms, BATCH, fence, until)
+                    .await?
             };
             if due.is_empty() {
                 break;
@@ -223,7 +232,7 @@ impl Pager {
                 .collect();
             self.router
                 .store()
-                .outbox_sent_many(&delivered, now_ms)
+                .outbox_sent_fenced(&delivered, now_ms, self.router.fence())
                 .await?;
             done.delivered += delivered.len();
             let counted = &self.router.metrics().pages_sent;
@@ -235,7 +244,7 @@ impl Pager {
                         let at = now_ms + after.as_millis() as i64;
                         self.router
                             .store()
-                            .outbox_failed(m.id, &error, Some(at))
+                            .outbox_failed_fenced(m.id, &error, Some(at), self.router.fence())
                             .await?;
                         done.retried += 1;
                     }
@@ -244,7 +253,7 @@ impl Pager {
                         counted.with_label_values(&[&m.kind, "failed"]).inc();
                         self.router
                             .store()
-                            .outbox_failed(m.id, &error, None)
+                            .outbox_failed_fenced(m.id, &error, None, self.router.fence())
                             .await?;
                         done.failed += 1;
                         if let Some(incident) = m.incident_id {

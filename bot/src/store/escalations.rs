@@ -152,14 +152,17 @@ impl Store {
     /// Applies the steps in one transaction, each guarded by its row's
     /// state, tier and round; a page key already written is not written
     /// again.
+    /// With a `fence` (the term's epoch), nothing applies once a newer term
+    /// has begun: a deposed leader's tick pages nobody.
     pub async fn advance_escalations(
         &self,
         steps: &[Step],
         now_ms: i64,
         rate: RateLimit,
+        fence: Option<i64>,
     ) -> Result<Vec<StepOutcome>, StoreError> {
         match &self.backend {
-            super::Backend::Sqlite(s) => s.advance_escalations(steps, now_ms, rate).await,
+            super::Backend::Sqlite(s) => s.advance_escalations(steps, now_ms, rate, fence).await,
         }
     }
 

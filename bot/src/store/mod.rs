@@ -474,6 +474,51 @@ impl Store {
         })
     }
 
+    /// Begins a leader's term: increments the epoch (returned), records who
+    /// holds it, and takes over every outbox claim of an older term.
+    pub async fn begin_term(&self, holder: &str, now_ms: i64) -> Result<i64, StoreError> {
+        delegate!(self.begin_term(holder, now_ms))
+    }
+
+    /// The current term's epoch (0 before any term).
+    pub async fn epoch(&self) -> Result<i64, StoreError> {
+        delegate!(self.epoch())
+    }
+
+    /// Claims up to `limit` due messages for the term `fence` until
+    /// `until_ms` (oldest first): nothing when the fence is stale. A claim
+    /// past its deadline is due again.
+    pub async fn claim_outbox(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        fence: Option<i64>,
+        until_ms: i64,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        delegate!(self.claim_outbox(now_ms, limit, fence, until_ms))
+    }
+
+    /// [`Store::outbox_sent_many`] for the term `fence`: nothing when stale.
+    pub async fn outbox_sent_fenced(
+        &self,
+        ids: &[i64],
+        at_ms: i64,
+        fence: Option<i64>,
+    ) -> Result<(), StoreError> {
+        delegate!(self.outbox_sent_fenced(ids, at_ms, fence))
+    }
+
+    /// [`Store::outbox_failed`] for the term `fence`: nothing when stale.
+    pub async fn outbox_failed_fenced(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at_ms: Option<i64>,
+        fence: Option<i64>,
+    ) -> Result<(), StoreError> {
+        delegate!(self.outbox_failed_fenced(id, error, retry_at_ms, fence))
+    }
+
     /// Pending messages whose time has come, oldest first.
     pub async fn due_outbox(
         &self,
@@ -485,12 +530,12 @@ impl Store {
 
     /// The message was delivered.
     pub async fn outbox_sent(&self, id: i64, at_ms: i64) -> Result<(), StoreError> {
-        delegate!(self.outbox_sent(&[id], at_ms))
+        delegate!(self.outbox_sent_fenced(&[id], at_ms, None))
     }
 
     /// These messages were delivered (one transaction).
     pub async fn outbox_sent_many(&self, ids: &[i64], at_ms: i64) -> Result<(), StoreError> {
-        delegate!(self.outbox_sent(ids, at_ms))
+        delegate!(self.outbox_sent_fenced(ids, at_ms, None))
     }
 
     /// The attempt failed: try again at `retry_at_ms`, or give up (`None`).
@@ -500,7 +545,7 @@ impl Store {
         error: &str,
         retry_at_ms: Option<i64>,
     ) -> Result<(), StoreError> {
-        delegate!(self.outbox_failed(id, error, retry_at_ms))
+        delegate!(self.outbox_failed_fenced(id, error, retry_at_ms, None))
     }
 }
 
@@ -924,6 +969,99 @@ mod tests {
         assert!(
             store.due_outbox(99_000, 10).await.unwrap().is_empty(),
             "a message given up on is not sent again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stale_term_claims_and_finishes_nothing_and_a_new_term_takes_over_its_claims() {
+        let (store, _dir) = store().await;
+        assert_eq!(store.epoch().await.unwrap(), 0);
+        let one = store.begin_term("replica-a", 1_000).await.unwrap();
+        assert_eq!(one, 1);
+        let mut tx = store.begin().await.unwrap();
+        let p1 = tx.enqueue(&page("p1")).await.unwrap().unwrap();
+        let p2 = tx.enqueue(&page("p2")).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+
+        let claimed = store
+            .claim_outbox(10_000, 10, Some(one), 30_000)
+            .await
+            .unwrap();
+        assert_eq!(claimed.iter().map(|m| m.id).collect::<Vec<_>>(), [p1, p2]);
+        assert!(
+            store
+                .claim_outbox(10_001, 10, Some(one), 40_000)
+                .await
+                .unwrap()
+                .is_empty(),
+            "claimed rows are not claimed again before their deadline"
+        );
+        // Past the deadline (the sender died mid-send): due again, under
+        // the same dedup keys.
+        let again = store
+            .claim_outbox(30_000, 10, Some(one), 60_000)
+            .await
+            .unwrap();
+        let keys: Vec<&str> = again.iter().map(|m| m.dedup_key.as_str()).collect();
+        assert_eq!(keys, ["p1", "p2"]);
+
+        // Another process takes over.
+        let two = store.begin_term("replica-b", 31_000).await.unwrap();
+        assert_eq!(two, 2);
+        assert_eq!(store.epoch().await.unwrap(), 2);
+        // The old term claims nothing and its results change nothing.
+        assert!(store
+            .claim_outbox(31_000, 10, Some(one), 90_000)
+            .await
+            .unwrap()
+            .is_empty());
+        store
+            .outbox_sent_fenced(&[p1], 31_000, Some(one))
+            .await
+            .unwrap();
+        store
+            .outbox_failed_fenced(p2, "HTTP 400", None, Some(one))
+            .await
+            .unwrap();
+        // The new term takes over the old claims at once (their deadline
+        // is 60 000), and nothing the stale term said was recorded.
+        let taken = store
+            .claim_outbox(31_000, 10, Some(two), 151_000)
+            .await
+            .unwrap();
+        assert_eq!(taken.len(), 2, "{taken:?}");
+        assert!(taken
+            .iter()
+            .all(|m| m.attempts == 0 && m.state == OutboxState::Pending));
+        store
+            .outbox_sent_fenced(&[p1], 32_000, Some(two))
+            .await
+            .unwrap();
+        store
+            .outbox_failed_fenced(p2, "HTTP 503", Some(40_000), Some(two))
+            .await
+            .unwrap();
+        // A retry clears the claim: the row is due at its retry time.
+        assert!(store
+            .claim_outbox(39_999, 10, Some(two), 200_000)
+            .await
+            .unwrap()
+            .is_empty());
+        let retried = store
+            .claim_outbox(40_000, 10, Some(two), 200_000)
+            .await
+            .unwrap();
+        assert_eq!(retried.len(), 1);
+        assert_eq!(retried[0].id, p2);
+        assert_eq!(retried[0].attempts, 1);
+        assert!(
+            store
+                .due_outbox(99_000, 10)
+                .await
+                .unwrap()
+                .iter()
+                .all(|m| m.id != p1),
+            "p1 was sent"
         );
     }
 }

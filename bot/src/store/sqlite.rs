@@ -282,11 +282,89 @@ impl SqliteStore {
         .collect()
     }
 
-    pub async fn outbox_sent(&self, ids: &[i64], at_ms: i64) -> Result<(), StoreError> {
+    pub async fn begin_term(&self, holder: &str, now_ms: i64) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let epoch: i64 = sqlx::query_scalar(
+            "INSERT INTO leadership (id, epoch, holder, since) VALUES (1, 1, ?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET epoch = epoch + 1, holder = excluded.holder,
+                                            since = excluded.since
+             RETURNING epoch",
+        )
+        .bind(holder)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE outbox SET claim_epoch = NULL, claimed_until = NULL
+             WHERE claim_epoch IS NOT NULL AND claim_epoch < ?1",
+        )
+        .bind(epoch)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(epoch)
+    }
+
+    pub async fn epoch(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar::<_, i64>("SELECT epoch FROM leadership WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
+    pub async fn claim_outbox(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        fence: Option<i64>,
+        until_ms: i64,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let mut rows = sqlx::query_as::<_, OutboxRecord>(
+            "UPDATE outbox SET claim_epoch = ?3, claimed_until = ?4
+             WHERE id IN (SELECT id FROM outbox
+                          WHERE state = 'pending' AND next_attempt_at <= ?1
+                            AND (claimed_until IS NULL OR claimed_until <= ?1)
+                          ORDER BY next_attempt_at, id LIMIT ?2)
+               AND (?3 IS NULL OR (SELECT epoch FROM leadership WHERE id = 1) = ?3)
+             RETURNING id, kind, dedup_key, payload, state, attempts, next_attempt_at, last_error,
+                       incident_id, target, progress",
+        )
+        .bind(now_ms)
+        .bind(i64::from(limit.max(1)))
+        .bind(fence)
+        .bind(until_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.sort_by_key(|r| (r.next_attempt_at, r.id));
+        rows.into_iter().map(OutboxRecord::decode).collect()
+    }
+
+    pub async fn outbox_sent_fenced(
+        &self,
+        ids: &[i64],
+        at_ms: i64,
+        fence: Option<i64>,
+    ) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
+        if let Some(epoch) = fence {
+            // Written in this transaction's first statement, so the check
+            // and the writes are one atomic unit for SQLite's one writer.
+            let current: i64 = sqlx::query_scalar(
+                "UPDATE leadership SET epoch = epoch WHERE id = 1 RETURNING epoch",
+            )
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or(0);
+            if current != epoch {
+                tracing::warn!(epoch, current, "outbox: a stale term's result is dropped");
+                return Ok(());
+            }
+        }
         for chunk in ids.chunks(500) {
             // Sent while it was being cancelled (an acknowledgement came in
             // mid-send): the provider has it now, so it is followed up.
@@ -320,22 +398,26 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn outbox_failed(
+    pub async fn outbox_failed_fenced(
         &self,
         id: i64,
         error: &str,
         retry_at_ms: Option<i64>,
+        fence: Option<i64>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?,
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?1,
                     state = CASE WHEN state = 'cancelled' THEN 'cancelled'
                                  WHEN ?2 IS NULL THEN 'failed' ELSE 'pending' END,
-                    next_attempt_at = COALESCE(?2, next_attempt_at)
-             WHERE id = ?3",
+                    next_attempt_at = COALESCE(?2, next_attempt_at),
+                    claim_epoch = NULL, claimed_until = NULL
+             WHERE id = ?3
+               AND (?4 IS NULL OR (SELECT epoch FROM leadership WHERE id = 1) = ?4)",
         )
         .bind(error)
         .bind(retry_at_ms)
         .bind(id)
+        .bind(fence)
         .execute(&self.pool)
         .await?;
         Ok(())

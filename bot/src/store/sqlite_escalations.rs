@@ -324,6 +324,7 @@ impl SqliteStore {
         steps: &[Step],
         now_ms: i64,
         rate: RateLimit,
+        fence: Option<i64>,
     ) -> Result<Vec<StepOutcome>, StoreError> {
         let mut tx = self.pool.begin().await?;
         // The guard, for a whole batch in one statement per chunk: a row
@@ -354,9 +355,15 @@ impl SqliteStore {
             });
             q.push(
                 ") AS v WHERE escalations.id = v.column1 AND escalations.state = 'active'
-                   AND escalations.tier = v.column2 AND escalations.loop = v.column3
-                 RETURNING escalations.id",
+                   AND escalations.tier = v.column2 AND escalations.loop = v.column3",
             );
+            // The fence: in the same statement, so a takeover committed
+            // before it leaves every row unmatched (and nothing is paged).
+            if let Some(epoch) = fence {
+                q.push(" AND (SELECT epoch FROM leadership WHERE id = 1) = ");
+                q.push_bind(epoch);
+            }
+            q.push(" RETURNING escalations.id");
             let ids: Vec<i64> = q.build_query_scalar().fetch_all(&mut *tx).await?;
             applied.extend(ids);
         }

@@ -381,3 +381,24 @@ async fn a_secret_in_a_page_or_a_note_is_never_stored() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_deposed_leaders_tick_pages_nobody() {
+    let h = Harness::new().await;
+    declare(&h, "SEV-1").await;
+    h.router.begin_term("replica-a").await.unwrap();
+    // Another replica wins the Lease and begins its term in the database.
+    let now = h.clock.now().as_millisecond();
+    h.router.store().begin_term("replica-b", now).await.unwrap();
+    assert_eq!(
+        tick(&h.router).await.unwrap().steps,
+        0,
+        "the stale term applies nothing"
+    );
+    assert!(pending(&h).await.is_empty(), "and writes no page");
+    // This process leads again (a new term): the step is paged once.
+    h.router.begin_term("replica-a").await.unwrap();
+    assert_eq!(tick(&h.router).await.unwrap().steps, 1);
+    assert_eq!(pending(&h).await.len(), on_call(&h, "primary").len());
+    assert_eq!(tick(&h.router).await.unwrap().steps, 0, "once");
+}
