@@ -15,6 +15,7 @@
 pub mod alerts;
 pub mod escalations;
 pub mod incidents;
+pub mod postgres;
 pub mod sqlite;
 
 use std::path::Path;
@@ -33,6 +34,7 @@ pub use escalations::{
     StoredOverride,
 };
 pub use incidents::{Incident, IncidentChange, IncidentEvent, NewEvent, NewIncident, RoleHolder};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

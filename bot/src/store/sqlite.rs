@@ -842,15 +842,16 @@ impl ApprovalRecord {
     }
 }
 
+/// An outbox row as both stores hold it.
 #[derive(FromRow)]
-struct OutboxRecord {
-    id: i64,
+pub(super) struct OutboxRecord {
+    pub(super) id: i64,
     kind: String,
     dedup_key: String,
     payload: String,
     state: String,
     attempts: i64,
-    next_attempt_at: i64,
+    pub(super) next_attempt_at: i64,
     last_error: Option<String>,
     incident_id: Option<i64>,
     target: Option<String>,
@@ -858,7 +859,7 @@ struct OutboxRecord {
 }
 
 impl OutboxRecord {
-    fn decode(self) -> Result<OutboxMessage, StoreError> {
+    pub(super) fn decode(self) -> Result<OutboxMessage, StoreError> {
         let state = match self.state.as_str() {
             "pending" => OutboxState::Pending,
             "sent" => OutboxState::Sent,

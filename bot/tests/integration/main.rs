@@ -28,6 +28,7 @@ mod operability;
 mod operations;
 mod paging_crash;
 mod paging_providers;
+mod postgres;
 mod readme;
 mod reliability;
 mod router;

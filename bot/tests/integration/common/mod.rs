@@ -4,6 +4,7 @@
 pub mod fake_discord;
 pub mod fake_pager;
 pub mod fake_slack;
+pub mod postgres;
 pub mod serve;
 
 use std::time::Duration;

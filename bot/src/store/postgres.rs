@@ -1,0 +1,279 @@
+//! The PostgreSQL store, for several replicas on one database: the same
+//! tables and meanings as the SQLite store (`migrations/postgres/`), with
+//! PostgreSQL's concurrency where replicas meet: outbox rows are claimed
+//! with `FOR UPDATE SKIP LOCKED` (two senders never take the same row), and
+//! the term's epoch is checked under a share lock on the `leadership` row,
+//! so a takeover (which updates that row) waits for, or fences, a stale
+//! leader's write.
+//!
+//! Built in steps: this part has the connection (migrations run under
+//! sqlx's advisory lock, so replicas starting together are safe), the
+//! probes and gauges, the terms and the outbox claims. The rest of the
+//! store's API (history and idempotency keys, approvals, incidents,
+//! escalations, alerts; and the follow-up of a page sent while it was being
+//! cancelled) follows before `database.url` can select it.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use super::sqlite::OutboxRecord;
+use super::{Gauges, NewOutboxMessage, OutboxMessage, StoreError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// A PostgreSQL URL with its password replaced, for logs and errors.
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<an unparsable database URL>".into(),
+    }
+}
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects and runs the migrations (under PostgreSQL's advisory lock:
+    /// replicas starting together migrate once).
+    pub async fn open(url: &str) -> Result<PgStore, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn check_writable(&self, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO readiness (id, checked_at) VALUES (1, $1)
+             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+        )
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn gauges(&self, now_ms: i64) -> Result<Gauges, StoreError> {
+        let (outbox_pending, incidents_open, approvals_pending, oldest_due): (
+            i64,
+            i64,
+            i64,
+            Option<i64>,
+        ) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM outbox WHERE state = 'pending'),
+                    (SELECT COUNT(*) FROM incidents WHERE state <> 'resolved'),
+                    (SELECT COUNT(*) FROM approvals WHERE state = 'pending' AND expires_at > $1),
+                    (SELECT MIN(next_at) FROM escalations WHERE state = 'active' AND next_at <= $1)",
+        )
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Gauges {
+            outbox_pending,
+            incidents_open,
+            approvals_pending,
+            escalation_lag_ms: oldest_due.map_or(0, |due| (now_ms - due).max(0)),
+        })
+    }
+
+    pub async fn begin_term(&self, holder: &str, now_ms: i64) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let epoch: i64 = sqlx::query_scalar(
+            "INSERT INTO leadership (id, epoch, holder, since) VALUES (1, 1, $1, $2)
+             ON CONFLICT (id) DO UPDATE SET epoch = leadership.epoch + 1,
+                                            holder = excluded.holder, since = excluded.since
+             RETURNING epoch",
+        )
+        .bind(holder)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE outbox SET claim_epoch = NULL, claimed_until = NULL
+             WHERE claim_epoch IS NOT NULL AND claim_epoch < $1",
+        )
+        .bind(epoch)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(epoch)
+    }
+
+    pub async fn epoch(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar::<_, i64>("SELECT epoch FROM leadership WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
+    /// Whether `fence` is the current term, holding a share lock on the
+    /// term's row until `tx` ends (a takeover waits for this transaction).
+    async fn fence_holds(
+        tx: &mut sqlx::PgConnection,
+        fence: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let Some(epoch) = fence else {
+            return Ok(true);
+        };
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT epoch FROM leadership WHERE id = 1 FOR SHARE")
+                .fetch_optional(&mut *tx)
+                .await?;
+        Ok(current == Some(epoch))
+    }
+
+    pub async fn enqueue(&self, m: &NewOutboxMessage) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO outbox (created_at, kind, dedup_key, payload, state, next_attempt_at)
+             VALUES ($1, $2, $3, $4, 'pending', $5)
+             ON CONFLICT (dedup_key) DO NOTHING
+             RETURNING id",
+        )
+        .bind(m.created_at_ms)
+        .bind(&m.kind)
+        .bind(&m.dedup_key)
+        .bind(serde_json::to_string(&m.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .bind(m.not_before_ms)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn due_outbox(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        sqlx::query_as::<_, OutboxRecord>(
+            "SELECT id, kind, dedup_key, payload, state, attempts, next_attempt_at, last_error,
+                    incident_id, target, progress
+             FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1
+             ORDER BY next_attempt_at, id LIMIT $2",
+        )
+        .bind(now_ms)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(OutboxRecord::decode)
+        .collect()
+    }
+
+    /// Claims due rows for the term `fence` until `until_ms`. Rows another
+    /// sender holds locked are skipped, not waited for.
+    pub async fn claim_outbox(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        fence: Option<i64>,
+        until_ms: i64,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if !Self::fence_holds(&mut tx, fence).await? {
+            return Ok(Vec::new());
+        }
+        let mut rows = sqlx::query_as::<_, OutboxRecord>(
+            "UPDATE outbox SET claim_epoch = $3, claimed_until = $4
+             WHERE id IN (SELECT id FROM outbox
+                          WHERE state = 'pending' AND next_attempt_at <= $1
+                            AND (claimed_until IS NULL OR claimed_until <= $1)
+                          ORDER BY next_attempt_at, id LIMIT $2
+                          FOR UPDATE SKIP LOCKED)
+             RETURNING id, kind, dedup_key, payload, state, attempts, next_attempt_at, last_error,
+                       incident_id, target, progress",
+        )
+        .bind(now_ms)
+        .bind(i64::from(limit.max(1)))
+        .bind(fence)
+        .bind(until_ms)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.sort_by_key(|r| (r.next_attempt_at, r.id));
+        rows.into_iter().map(OutboxRecord::decode).collect()
+    }
+
+    pub async fn outbox_sent_fenced(
+        &self,
+        ids: &[i64],
+        at_ms: i64,
+        fence: Option<i64>,
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        if !Self::fence_holds(&mut tx, fence).await? {
+            tracing::warn!(?fence, "outbox: a stale term's result is dropped");
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE outbox SET state = 'sent', sent_at = $1, attempts = attempts + 1
+             WHERE state IN ('pending', 'cancelled') AND id = ANY($2)",
+        )
+        .bind(at_ms)
+        .bind(ids)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn outbox_failed_fenced(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at_ms: Option<i64>,
+        fence: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if !Self::fence_holds(&mut tx, fence).await? {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $1,
+                    state = CASE WHEN state = 'cancelled' THEN 'cancelled'
+                                 WHEN $2::BIGINT IS NULL THEN 'failed' ELSE 'pending' END,
+                    next_attempt_at = COALESCE($2, next_attempt_at),
+                    claim_epoch = NULL, claimed_until = NULL
+             WHERE id = $3",
+        )
+        .bind(error)
+        .bind(retry_at_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The tables and their columns, for the schema comparison.
+    pub async fn columns(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT table_name::TEXT, column_name::TEXT FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name NOT LIKE '\\_sqlx%'
+             ORDER BY table_name, column_name",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

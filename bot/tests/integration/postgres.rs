@@ -1,0 +1,211 @@
+//! The PostgreSQL store against a real server: the same schema as the
+//! SQLite store's, migrations safe when replicas start together, terms
+//! and fencing, and outbox claims that two senders never share.
+
+use std::collections::BTreeSet;
+
+use oncall::store::{NewOutboxMessage, OutboxState, PgStore, Store};
+
+use crate::common::postgres::or_skip;
+
+fn page(key: &str) -> NewOutboxMessage {
+    NewOutboxMessage {
+        kind: "page.webhook".into(),
+        dedup_key: key.into(),
+        payload: serde_json::json!({"text": "backend is down"}),
+        created_at_ms: 5_000,
+        not_before_ms: 5_000,
+    }
+}
+
+#[tokio::test]
+async fn the_schema_is_the_sqlite_stores_column_for_column() {
+    let Some(pg) = or_skip("the_schema_is_the_sqlite_stores_column_for_column") else {
+        return;
+    };
+    let store = PgStore::open(&pg.fresh_database().await).await.unwrap();
+    let postgres: BTreeSet<(String, String)> = store.columns().await.unwrap().into_iter().collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("oncall.db");
+    Store::open(&path).await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let tables: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table'
+             AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx%'",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut sqlite = BTreeSet::new();
+    for table in tables {
+        let mut stmt = conn
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+            .unwrap();
+        for column in stmt.query_map([], |r| r.get::<_, String>(0)).unwrap() {
+            sqlite.insert((table.clone(), column.unwrap()));
+        }
+    }
+    assert!(sqlite.len() > 150, "{sqlite:?}");
+    let only_sqlite: Vec<_> = sqlite.difference(&postgres).collect();
+    let only_postgres: Vec<_> = postgres.difference(&sqlite).collect();
+    assert!(
+        only_sqlite.is_empty() && only_postgres.is_empty(),
+        "the stores' schemas differ:\nonly in SQLite: {only_sqlite:?}\nonly in PostgreSQL: {only_postgres:?}"
+    );
+}
+
+#[tokio::test]
+async fn replicas_starting_together_migrate_once() {
+    let Some(pg) = or_skip("replicas_starting_together_migrate_once") else {
+        return;
+    };
+    let url = pg.fresh_database().await;
+    let (a, b, c) = tokio::join!(
+        PgStore::open(&url),
+        PgStore::open(&url),
+        PgStore::open(&url)
+    );
+    let (a, _b, _c) = (a.unwrap(), b.unwrap(), c.unwrap());
+    a.ping().await.unwrap();
+    a.check_writable(1_000).await.unwrap();
+    a.check_writable(2_000).await.unwrap();
+    let g = a.gauges(10_000).await.unwrap();
+    assert_eq!(
+        (g.outbox_pending, g.incidents_open, g.approvals_pending),
+        (0, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn a_stale_term_claims_and_finishes_nothing_on_postgres() {
+    let Some(pg) = or_skip("a_stale_term_claims_and_finishes_nothing_on_postgres") else {
+        return;
+    };
+    let store = PgStore::open(&pg.fresh_database().await).await.unwrap();
+    assert_eq!(store.epoch().await.unwrap(), 0);
+    let one = store.begin_term("replica-a", 1_000).await.unwrap();
+    assert_eq!(one, 1);
+    let p1 = store.enqueue(&page("p1")).await.unwrap().unwrap();
+    let p2 = store.enqueue(&page("p2")).await.unwrap().unwrap();
+    assert_eq!(
+        store.enqueue(&page("p1")).await.unwrap(),
+        None,
+        "one row per dedup key"
+    );
+    assert_eq!(store.gauges(10_000).await.unwrap().outbox_pending, 2);
+
+    let claimed = store
+        .claim_outbox(10_000, 10, Some(one), 30_000)
+        .await
+        .unwrap();
+    assert_eq!(claimed.iter().map(|m| m.id).collect::<Vec<_>>(), [p1, p2]);
+    assert!(store
+        .claim_outbox(10_001, 10, Some(one), 40_000)
+        .await
+        .unwrap()
+        .is_empty());
+    let again = store
+        .claim_outbox(30_000, 10, Some(one), 60_000)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 2, "past the deadline: due again");
+
+    let two = store.begin_term("replica-b", 31_000).await.unwrap();
+    assert_eq!(two, 2);
+    assert!(store
+        .claim_outbox(31_000, 10, Some(one), 90_000)
+        .await
+        .unwrap()
+        .is_empty());
+    store
+        .outbox_sent_fenced(&[p1], 31_000, Some(one))
+        .await
+        .unwrap();
+    store
+        .outbox_failed_fenced(p2, "HTTP 400", None, Some(one))
+        .await
+        .unwrap();
+    let taken = store
+        .claim_outbox(31_000, 10, Some(two), 151_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        taken.len(),
+        2,
+        "the new term takes over the old claims at once"
+    );
+    assert!(taken
+        .iter()
+        .all(|m| m.attempts == 0 && m.state == OutboxState::Pending));
+    store
+        .outbox_sent_fenced(&[p1], 32_000, Some(two))
+        .await
+        .unwrap();
+    store
+        .outbox_failed_fenced(p2, "HTTP 503", Some(40_000), Some(two))
+        .await
+        .unwrap();
+    assert!(store
+        .claim_outbox(39_999, 10, Some(two), 200_000)
+        .await
+        .unwrap()
+        .is_empty());
+    let retried = store
+        .claim_outbox(40_000, 10, Some(two), 200_000)
+        .await
+        .unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!((retried[0].id, retried[0].attempts), (p2, 1));
+    let due: Vec<i64> = store
+        .due_outbox(99_000, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(due, [p2], "p1 was sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_senders_never_claim_the_same_row() {
+    let Some(pg) = or_skip("two_senders_never_claim_the_same_row") else {
+        return;
+    };
+    let url = pg.fresh_database().await;
+    let a = PgStore::open(&url).await.unwrap();
+    let b = PgStore::open(&url).await.unwrap();
+    let epoch = a.begin_term("replica-a", 1_000).await.unwrap();
+    for i in 0..200 {
+        a.enqueue(&page(&format!("p{i}"))).await.unwrap().unwrap();
+    }
+    let mut seen = BTreeSet::new();
+    loop {
+        let (x, y) = tokio::join!(
+            a.claim_outbox(10_000, 7, Some(epoch), 100_000),
+            b.claim_outbox(10_000, 7, Some(epoch), 100_000)
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        if x.is_empty() && y.is_empty() {
+            break;
+        }
+        for m in x.iter().chain(&y) {
+            assert!(seen.insert(m.id), "row {} claimed twice", m.id);
+        }
+    }
+    assert_eq!(seen.len(), 200);
+}
+
+#[test]
+fn a_database_password_never_shows() {
+    let shown = oncall::store::postgres::redacted_url("postgres://oncall:s3cret@db:5432/oncall");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(shown.contains("oncall:***@db:5432/oncall"), "{shown}");
+    assert_eq!(
+        oncall::store::postgres::redacted_url("postgres://db/oncall"),
+        "postgres://db/oncall"
+    );
+}
