@@ -2,7 +2,7 @@
 -- the SQLite store's (migrations/sqlite/, as of its fencing migration), so
 -- one set of queries' results means the same on both and `oncall store
 -- copy` moves rows as they are. Times are Unix milliseconds (BIGINT), JSON
--- is TEXT, flags are 0/1 BIGINTs, as in SQLite. A test compares the two
+-- is TEXT, the history's flags are BOOLEANs (0/1 in SQLite). A test compares the two
 -- schemas column by column.
 
 CREATE TABLE invocations (
@@ -17,8 +17,8 @@ CREATE TABLE invocations (
     verb            TEXT,
     command         TEXT,
     service         TEXT,
-    mutating        BIGINT  NOT NULL DEFAULT 0,
-    dry_run         BIGINT  NOT NULL DEFAULT 0,
+    mutating        BOOLEAN NOT NULL DEFAULT FALSE,
+    dry_run         BOOLEAN NOT NULL DEFAULT FALSE,
     decision        TEXT    NOT NULL,
     rule            TEXT,
     reason          TEXT,

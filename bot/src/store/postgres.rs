@@ -8,10 +8,12 @@
 //!
 //! Built in steps: this part has the connection (migrations run under
 //! sqlx's advisory lock, so replicas starting together are safe), the
-//! probes and gauges, the terms and the outbox claims. The rest of the
-//! store's API (history and idempotency keys, approvals, incidents,
-//! escalations, alerts; and the follow-up of a page sent while it was being
-//! cancelled) follows before `database.url` can select it.
+//! probes and gauges, the terms and the outbox claims, the history with
+//! its idempotency keys (a key claimed by one replica is a repeat on every
+//! other: the claim is the key's primary key). The rest of the store's API
+//! (approvals, incidents, escalations, alerts; and the follow-up of a page
+//! sent while it was being cancelled) follows before `database.url` can
+//! select it.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,7 +22,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 use super::sqlite::OutboxRecord;
-use super::{Gauges, NewOutboxMessage, OutboxMessage, StoreError};
+use super::{
+    Completion, Gauges, HistoryQuery, InvocationRow, KeyClaim, NewInvocation, NewOutboxMessage,
+    OutboxMessage, Start, StoreError,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -275,5 +280,286 @@ impl PgStore {
         )
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// A key claimed before: how its first request is doing.
+    async fn repeat_of(conn: &mut sqlx::PgConnection, key: &str) -> Result<Start, StoreError> {
+        let (state, reply): (String, Option<String>) =
+            sqlx::query_as("SELECT state, reply FROM idempotency_keys WHERE key = $1")
+                .bind(key)
+                .fetch_one(&mut *conn)
+                .await?;
+        Ok(Start::Repeat(match (state.as_str(), reply) {
+            ("done", Some(reply)) => KeyClaim::Done(reply),
+            _ => KeyClaim::Running,
+        }))
+    }
+
+    async fn insert_invocation(
+        conn: &mut sqlx::PgConnection,
+        inv: &NewInvocation,
+        c: &Completion,
+    ) -> Result<i64, StoreError> {
+        let groups =
+            serde_json::to_string(&inv.groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(sqlx::query_scalar(
+            "INSERT INTO invocations (received_at, platform, workspace, channel, principal, groups,
+                                      text, verb, command, service, mutating, dry_run, decision,
+                                      rule, reason, outcome, summary, error, duration_ms,
+                                      approval_id, idempotency_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                     $18, $19, $20, $21)
+             RETURNING id",
+        )
+        .bind(inv.received_at_ms)
+        .bind(&inv.platform)
+        .bind(&inv.workspace)
+        .bind(&inv.channel)
+        .bind(&inv.principal)
+        .bind(groups)
+        .bind(&inv.text)
+        .bind(&c.verb)
+        .bind(&c.command)
+        .bind(&c.service)
+        .bind(c.mutating)
+        .bind(c.dry_run)
+        .bind(&c.decision)
+        .bind(&c.rule)
+        .bind(&c.reason)
+        .bind(&c.outcome)
+        .bind(&c.summary)
+        .bind(&c.error)
+        .bind(c.duration_ms)
+        .bind(&c.approval_id)
+        .bind(&inv.idempotency_key)
+        .fetch_one(&mut *conn)
+        .await?)
+    }
+
+    /// Claims the key, if any, and writes the running row, in one commit.
+    /// Exactly one caller per key, on any replica, gets `Begun`.
+    pub async fn start_invocation(
+        &self,
+        inv: &NewInvocation,
+        now_ms: i64,
+    ) -> Result<Start, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(key) = &inv.idempotency_key {
+            let claimed = sqlx::query(
+                "INSERT INTO idempotency_keys (key, state, created_at) VALUES ($1, 'running', $2)
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if claimed == 0 {
+                return Self::repeat_of(&mut tx, key).await;
+            }
+        }
+        let running = Completion {
+            verb: inv.facts.verb.clone(),
+            command: inv.facts.command.clone(),
+            service: inv.facts.service.clone(),
+            mutating: inv.facts.mutating,
+            dry_run: inv.facts.dry_run,
+            decision: "pending".into(),
+            outcome: "running".into(),
+            ..Completion::default()
+        };
+        let id = Self::insert_invocation(&mut tx, inv, &running).await?;
+        tx.commit().await?;
+        Ok(Start::Begun(id))
+    }
+
+    /// Completes the row and answers the key, in one commit.
+    pub async fn finish_invocation(
+        &self,
+        id: i64,
+        c: &Completion,
+        key_reply: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE invocations SET verb = $1, command = $2, service = $3, mutating = $4,
+                    dry_run = $5, decision = $6, rule = $7, reason = $8, outcome = $9,
+                    summary = $10, error = $11, duration_ms = $12, approval_id = $13
+             WHERE id = $14",
+        )
+        .bind(&c.verb)
+        .bind(&c.command)
+        .bind(&c.service)
+        .bind(c.mutating)
+        .bind(c.dry_run)
+        .bind(&c.decision)
+        .bind(&c.rule)
+        .bind(&c.reason)
+        .bind(&c.outcome)
+        .bind(&c.summary)
+        .bind(&c.error)
+        .bind(c.duration_ms)
+        .bind(&c.approval_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if let Some((key, reply)) = key_reply {
+            sqlx::query(
+                "UPDATE idempotency_keys SET state = 'done', reply = $1, invocation_id = $2
+                 WHERE key = $3",
+            )
+            .bind(reply)
+            .bind(id)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A whole invocation that changed nothing, in one commit; a key seen
+    /// before is a repeat and nothing is written.
+    pub async fn record_invocation(
+        &self,
+        inv: &NewInvocation,
+        c: &Completion,
+        reply: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Start, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(key) = &inv.idempotency_key {
+            let claimed = sqlx::query(
+                "INSERT INTO idempotency_keys (key, state, reply, created_at)
+                 VALUES ($1, 'done', $2, $3) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(reply)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if claimed == 0 {
+                return Self::repeat_of(&mut tx, key).await;
+            }
+        }
+        let id = Self::insert_invocation(&mut tx, inv, c).await?;
+        if let Some(key) = &inv.idempotency_key {
+            sqlx::query("UPDATE idempotency_keys SET invocation_id = $1 WHERE key = $2")
+                .bind(id)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Start::Begun(id))
+    }
+
+    pub async fn key_reply(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let row: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT state, reply FROM idempotency_keys WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match row {
+            Some((state, reply)) if state == "done" => reply,
+            _ => None,
+        })
+    }
+
+    pub async fn invocation(&self, id: i64) -> Result<Option<InvocationRow>, StoreError> {
+        Ok(
+            sqlx::query_as::<_, InvocationRow>("SELECT * FROM invocations WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// History, newest first, with only the filters given (each one an
+    /// index can serve).
+    pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<InvocationRow>, StoreError> {
+        let mut sql = sqlx::QueryBuilder::<sqlx::Postgres>::new("SELECT * FROM invocations");
+        let mut first = true;
+        let mut and = |sql: &mut sqlx::QueryBuilder<sqlx::Postgres>| {
+            sql.push(if first { " WHERE " } else { " AND " });
+            first = false;
+        };
+        if let Some(p) = &q.principal {
+            and(&mut sql);
+            sql.push("principal = ").push_bind(p);
+        }
+        if let Some(s) = &q.service {
+            and(&mut sql);
+            sql.push("service = ").push_bind(s);
+        }
+        if let Some(since) = q.since_ms {
+            and(&mut sql);
+            sql.push("received_at >= ").push_bind(since);
+        }
+        sql.push(" ORDER BY received_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(q.limit.max(1)));
+        Ok(sql
+            .build_query_as::<InvocationRow>()
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// At startup: rows left `running` become `interrupted` and their keys
+    /// are answered with `reply`. (With several replicas this runs only
+    /// when the whole deployment starts: see the store's notes.)
+    pub async fn recover_interrupted(&self, reply: &str) -> Result<(u64, u64), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "UPDATE invocations SET outcome = 'interrupted',
+                 error = 'oncall stopped while this ran; its effect, if any, is unknown'
+             WHERE outcome = 'running'",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let keys = sqlx::query(
+            "UPDATE idempotency_keys SET state = 'done', reply = $1 WHERE state = 'running'",
+        )
+        .bind(reply)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok((rows, keys))
+    }
+
+    pub async fn prune_history(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM approvals WHERE state <> 'pending' AND created_at < $1")
+            .bind(before_ms)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(before_ms)
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query(
+            "DELETE FROM invocations WHERE received_at < $1
+               AND id NOT IN (SELECT request_invocation_id FROM approvals WHERE request_invocation_id IS NOT NULL)
+               AND id NOT IN (SELECT execution_invocation_id FROM approvals WHERE execution_invocation_id IS NOT NULL)
+               AND id NOT IN (SELECT invocation_id FROM idempotency_keys WHERE invocation_id IS NOT NULL)",
+        )
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    pub async fn prune_replies(&self, before_ms: i64) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM idempotency_keys WHERE state = 'done' AND created_at < $1")
+                .bind(before_ms)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
     }
 }

@@ -209,3 +209,195 @@ fn a_database_password_never_shows() {
         "postgres://db/oncall"
     );
 }
+
+/// The history and idempotency keys' contract, on whichever store `$s` is
+/// (the SQLite `Store` or a `PgStore`: the same calls, the same answers).
+macro_rules! history_contract {
+    ($s:expr) => {{
+        use oncall::store::{Completion, HistoryQuery, KeyClaim, NewInvocation, Start};
+        let s = $s;
+        let inv = |who: &str, service: &str, at: i64, key: Option<&str>| NewInvocation {
+            received_at_ms: at,
+            platform: "slack".into(),
+            channel: "C1".into(),
+            principal: who.into(),
+            text: format!("scale {service} 3"),
+            idempotency_key: key.map(String::from),
+            facts: oncall::store::CommandFacts {
+                verb: Some("scale".into()),
+                service: Some(service.into()),
+                mutating: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let done = Completion {
+            verb: Some("scale".into()),
+            service: Some("backend".into()),
+            mutating: true,
+            decision: "allow".into(),
+            outcome: "done".into(),
+            summary: Some("scaled 2 → 3".into()),
+            duration_ms: 12,
+            ..Completion::default()
+        };
+        let Start::Begun(id) = s
+            .start_invocation(&inv("slack:U1", "backend", 1_000, Some("T1")), 1_000)
+            .await
+            .unwrap()
+        else {
+            panic!("the first delivery begins")
+        };
+        assert_eq!(
+            s.start_invocation(&inv("slack:U1", "backend", 1_001, Some("T1")), 1_001)
+                .await
+                .unwrap(),
+            Start::Repeat(KeyClaim::Running),
+            "a retry while the first runs"
+        );
+        let row = s.invocation(id).await.unwrap().unwrap();
+        assert_eq!(
+            (row.outcome.as_str(), row.decision.as_str(), row.mutating),
+            ("running", "pending", true)
+        );
+        s.finish_invocation(id, &done, Some(("T1", "{\"first\":true}")))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.start_invocation(&inv("slack:U1", "backend", 1_002, Some("T1")), 1_002)
+                .await
+                .unwrap(),
+            Start::Repeat(KeyClaim::Done("{\"first\":true}".into())),
+            "a retry after it finished gets the first reply"
+        );
+        assert_eq!(
+            s.key_reply("T1").await.unwrap().as_deref(),
+            Some("{\"first\":true}")
+        );
+        let row = s.invocation(id).await.unwrap().unwrap();
+        assert_eq!(row.outcome, "done");
+        assert_eq!(row.summary.as_deref(), Some("scaled 2 → 3"));
+        assert_eq!(row.idempotency_key.as_deref(), Some("T1"));
+
+        // Recorded in one write (a read): a repeat writes nothing.
+        let read = Completion {
+            mutating: false,
+            service: Some("frontend".into()),
+            ..done.clone()
+        };
+        let Start::Begun(_) = s
+            .record_invocation(
+                &inv("slack:U2", "frontend", 2_000, Some("T2")),
+                &read,
+                Some("r2"),
+                2_000,
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("recorded")
+        };
+        assert_eq!(
+            s.record_invocation(
+                &inv("slack:U2", "frontend", 2_001, Some("T2")),
+                &read,
+                Some("r2"),
+                2_001
+            )
+            .await
+            .unwrap(),
+            Start::Repeat(KeyClaim::Done("r2".into()))
+        );
+        s.record_invocation(&inv("slack:U3", "backend", 3_000, None), &read, None, 3_000)
+            .await
+            .unwrap();
+
+        let q = |principal: Option<&str>, service: Option<&str>, since: Option<i64>, limit: u32| {
+            HistoryQuery {
+                principal: principal.map(String::from),
+                service: service.map(String::from),
+                since_ms: since,
+                limit,
+            }
+        };
+        let all = s.history(&q(None, None, None, 10)).await.unwrap();
+        assert_eq!(
+            all.iter().map(|r| r.received_at).collect::<Vec<_>>(),
+            [3_000, 2_000, 1_000]
+        );
+        let backend = s
+            .history(&q(None, Some("backend"), None, 10))
+            .await
+            .unwrap();
+        assert_eq!(
+            backend.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [id],
+            "the completion names the service"
+        );
+        assert_eq!(
+            s.history(&q(Some("slack:U2"), None, None, 10))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            s.history(&q(None, None, Some(2_000), 10))
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            s.history(&q(None, None, None, 1)).await.unwrap()[0].received_at,
+            3_000
+        );
+    }};
+}
+
+#[tokio::test]
+async fn the_history_contract_holds_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("oncall.db")).await.unwrap();
+    history_contract!(&store);
+}
+
+#[tokio::test]
+async fn the_history_contract_holds_on_postgres() {
+    let Some(pg) = or_skip("the_history_contract_holds_on_postgres") else {
+        return;
+    };
+    let store = PgStore::open(&pg.fresh_database().await).await.unwrap();
+    history_contract!(&store);
+    // Prunes as SQLite does: rows older than the cutoff, keys with them.
+    assert_eq!(store.prune_replies(1_500).await.unwrap(), 1);
+    assert_eq!(store.prune_history(2_500).await.unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_slack_trigger_delivered_to_two_replicas_begins_once() {
+    use oncall::store::{NewInvocation, Start};
+    let Some(pg) = or_skip("one_slack_trigger_delivered_to_two_replicas_begins_once") else {
+        return;
+    };
+    let url = pg.fresh_database().await;
+    let a = PgStore::open(&url).await.unwrap();
+    let b = PgStore::open(&url).await.unwrap();
+    for n in 0..20 {
+        let inv = NewInvocation {
+            received_at_ms: n,
+            platform: "slack".into(),
+            channel: "C1".into(),
+            principal: "slack:U1".into(),
+            text: "restart backend".into(),
+            idempotency_key: Some(format!("trigger-{n}")),
+            ..Default::default()
+        };
+        let (x, y) = tokio::join!(a.start_invocation(&inv, n), b.start_invocation(&inv, n));
+        let begun = [x.unwrap(), y.unwrap()]
+            .iter()
+            .filter(|s| matches!(s, Start::Begun(_)))
+            .count();
+        assert_eq!(begun, 1, "delivery {n}: exactly one replica runs it");
+    }
+}
