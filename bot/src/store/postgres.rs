@@ -10,8 +10,10 @@
 //! sqlx's advisory lock, so replicas starting together are safe), the
 //! probes and gauges, the terms and the outbox claims, the history with
 //! its idempotency keys (a key claimed by one replica is a repeat on every
-//! other: the claim is the key's primary key). The rest of the store's API
-//! (approvals, incidents, escalations, alerts; and the follow-up of a page
+//! other: the claim is the key's primary key), approvals (decided once,
+//! whichever replica the button reached: the decision is a guarded UPDATE
+//! in the transaction that writes the execution row). The rest of the
+//! store's API (incidents, escalations, alerts; and the follow-up of a page
 //! sent while it was being cancelled) follows before `database.url` can
 //! select it.
 
@@ -21,10 +23,10 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-use super::sqlite::OutboxRecord;
+use super::sqlite::{ApprovalRecord, OutboxRecord};
 use super::{
-    Completion, Gauges, HistoryQuery, InvocationRow, KeyClaim, NewInvocation, NewOutboxMessage,
-    OutboxMessage, Start, StoreError,
+    Approval, ApprovalState, Completion, Gauges, HistoryQuery, InvocationRow, KeyClaim,
+    NewInvocation, NewOutboxMessage, OutboxMessage, Start, StoreError,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -157,7 +159,7 @@ impl PgStore {
         .bind(m.created_at_ms)
         .bind(&m.kind)
         .bind(&m.dedup_key)
-        .bind(serde_json::to_string(&m.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .bind(m.payload.json()?)
         .bind(m.not_before_ms)
         .fetch_optional(&self.pool)
         .await?)
@@ -562,4 +564,155 @@ impl PgStore {
                 .rows_affected(),
         )
     }
+
+    pub async fn insert_approval(&self, a: &Approval) -> Result<bool, StoreError> {
+        let groups: Vec<String> = a.requester_groups.iter().map(ToString::to_string).collect();
+        let inserted = sqlx::query(
+            "INSERT INTO approvals (id, created_at, expires_at, requester, requester_groups,
+                                    platform, workspace, channel, text, command, rule, approvers,
+                                    state, request_invocation_id, scope)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13, $14)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&a.id)
+        .bind(a.created_at_ms)
+        .bind(a.expires_at_ms)
+        .bind(a.requester.to_string())
+        .bind(groups.json()?)
+        .bind(&a.platform)
+        .bind(&a.workspace)
+        .bind(&a.channel)
+        .bind(&a.text)
+        .bind(a.command.json()?)
+        .bind(&a.rule)
+        .bind(a.approvers.json()?)
+        .bind(a.request_invocation_id)
+        .bind(&a.scope)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    pub async fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError> {
+        sqlx::query_as::<_, ApprovalRecord>("SELECT * FROM approvals WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(ApprovalRecord::decode)
+            .transpose()
+    }
+
+    pub async fn expire_approvals(&self, now_ms: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE approvals SET state = 'expired', decided_at = $1
+             WHERE state = 'pending' AND expires_at <= $1",
+        )
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// A transaction: a decision, the execution row and the outbox
+    /// messages it causes, committed together or not at all.
+    pub async fn begin(&self) -> Result<PgTx, StoreError> {
+        Ok(PgTx {
+            tx: self.pool.begin().await?,
+        })
+    }
 }
+
+/// An open transaction of the PostgreSQL store.
+pub struct PgTx {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+}
+
+impl PgTx {
+    pub async fn enqueue(&mut self, m: &NewOutboxMessage) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO outbox (created_at, kind, dedup_key, payload, state, next_attempt_at)
+             VALUES ($1, $2, $3, $4, 'pending', $5)
+             ON CONFLICT (dedup_key) DO NOTHING
+             RETURNING id",
+        )
+        .bind(m.created_at_ms)
+        .bind(&m.kind)
+        .bind(&m.dedup_key)
+        .bind(m.payload.json()?)
+        .bind(m.not_before_ms)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    /// Decides a pending approval; `None` if it was no longer pending (the
+    /// row lock makes a second replica's decision wait, then find it
+    /// decided).
+    pub async fn decide_approval(
+        &mut self,
+        id: &str,
+        state: ApprovalState,
+        by: &str,
+        at_ms: i64,
+    ) -> Result<Option<Approval>, StoreError> {
+        sqlx::query_as::<_, ApprovalRecord>(
+            "UPDATE approvals SET state = $1, decided_by = $2, decided_at = $3
+             WHERE id = $4 AND state = 'pending'
+             RETURNING *",
+        )
+        .bind(state.as_str())
+        .bind(by)
+        .bind(at_ms)
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .map(ApprovalRecord::decode)
+        .transpose()
+    }
+
+    /// The approved request's execution row, linked to its approval.
+    pub async fn start_execution(
+        &mut self,
+        approval_id: &str,
+        row: &NewInvocation,
+    ) -> Result<i64, StoreError> {
+        let running = Completion {
+            verb: row.facts.verb.clone(),
+            command: row.facts.command.clone(),
+            service: row.facts.service.clone(),
+            mutating: row.facts.mutating,
+            dry_run: row.facts.dry_run,
+            decision: "pending".into(),
+            outcome: "running".into(),
+            ..Completion::default()
+        };
+        let id = PgStore::insert_invocation(&mut self.tx, row, &running).await?;
+        sqlx::query("UPDATE approvals SET execution_invocation_id = $1 WHERE id = $2")
+            .bind(id)
+            .bind(approval_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(id)
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// JSON text for the TEXT columns, as the SQLite store writes it.
+mod erased {
+    use super::StoreError;
+
+    pub trait Json {
+        fn json(&self) -> Result<String, StoreError>;
+    }
+
+    impl<T: serde::Serialize + ?Sized> Json for T {
+        fn json(&self) -> Result<String, StoreError> {
+            serde_json::to_string(self).map_err(|e| StoreError::Corrupt(e.to_string()))
+        }
+    }
+}
+use erased::Json as _;

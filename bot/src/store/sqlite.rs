@@ -779,7 +779,7 @@ fn decode<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, Stor
 
 /// An approval as SQLite holds it.
 #[derive(FromRow)]
-struct ApprovalRecord {
+pub(super) struct ApprovalRecord {
     id: String,
     created_at: i64,
     expires_at: i64,
@@ -801,7 +801,7 @@ struct ApprovalRecord {
 }
 
 impl ApprovalRecord {
-    fn decode(self) -> Result<Approval, StoreError> {
+    pub(super) fn decode(self) -> Result<Approval, StoreError> {
         let corrupt = |what: &str, e: String| {
             StoreError::Corrupt(format!("approval {}: {what}: {e}", self.id))
         };

@@ -401,3 +401,83 @@ async fn one_slack_trigger_delivered_to_two_replicas_begins_once() {
         assert_eq!(begun, 1, "delivery {n}: exactly one replica runs it");
     }
 }
+
+fn approval(id: &str) -> oncall::store::Approval {
+    oncall::store::Approval {
+        id: id.into(),
+        created_at_ms: 1_000,
+        expires_at_ms: 900_000,
+        requester: "slack:U1".parse().unwrap(),
+        requester_groups: vec![],
+        platform: "slack".into(),
+        workspace: Some("T0".into()),
+        channel: "C1".into(),
+        text: "scale backend 0".into(),
+        command: oncall_grammar::parse("scale backend 0").unwrap().command,
+        rule: "production-scale-to-zero".into(),
+        scope: None,
+        approvers: vec!["admin".into()],
+        state: oncall::store::ApprovalState::Pending,
+        decided_by: None,
+        decided_at_ms: None,
+        request_invocation_id: None,
+        execution_invocation_id: None,
+    }
+}
+
+/// What `Store::consume_approval` does, on a `PgStore`: the decision and
+/// the execution row in one transaction.
+async fn consume(store: &PgStore, id: &str, by: &str) -> Option<i64> {
+    let execution = oncall::store::NewInvocation {
+        received_at_ms: 2_000,
+        platform: "slack".into(),
+        channel: "C1".into(),
+        principal: "slack:U1".into(),
+        text: "scale backend 0".into(),
+        ..Default::default()
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.decide_approval(id, oncall::store::ApprovalState::Approved, by, 2_000)
+        .await
+        .unwrap()?;
+    let row = tx.start_execution(id, &execution).await.unwrap();
+    tx.commit().await.unwrap();
+    Some(row)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_pressed_on_two_replicas_runs_once() {
+    let Some(pg) = or_skip("an_approval_pressed_on_two_replicas_runs_once") else {
+        return;
+    };
+    let url = pg.fresh_database().await;
+    let a = PgStore::open(&url).await.unwrap();
+    let b = PgStore::open(&url).await.unwrap();
+    for n in 0..10 {
+        let id = format!("ap{n}");
+        assert!(a.insert_approval(&approval(&id)).await.unwrap());
+        assert!(
+            !b.insert_approval(&approval(&id)).await.unwrap(),
+            "an id is taken once"
+        );
+        let (x, y) = tokio::join!(consume(&a, &id, "slack:UA"), consume(&b, &id, "slack:UB"));
+        let rows: Vec<i64> = [x, y].into_iter().flatten().collect();
+        assert_eq!(rows.len(), 1, "approval {id}: exactly one execution");
+        let stored = b.approval(&id).await.unwrap().unwrap();
+        assert_eq!(stored.state, oncall::store::ApprovalState::Approved);
+        assert_eq!(stored.execution_invocation_id, Some(rows[0]));
+        assert_eq!(
+            stored.command,
+            approval(&id).command,
+            "the command as requested"
+        );
+    }
+    // Expiry, as on SQLite.
+    assert!(a.insert_approval(&approval("late")).await.unwrap());
+    assert_eq!(a.expire_approvals(900_000).await.unwrap(), 1);
+    assert_eq!(
+        consume(&a, "late", "slack:UA").await,
+        None,
+        "an expired request runs nothing"
+    );
+}
