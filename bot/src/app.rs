@@ -19,9 +19,9 @@ pub const EXIT_SETUP: i32 = 1;
 
 /// Builds the router for a config, with clusters from the environment.
 pub async fn router_from_config(config: Config) -> anyhow::Result<Router> {
-    let store = Store::open(&config.database.path)
+    let store = Store::open_config(&config.database)
         .await
-        .with_context(|| format!("opening the database {}", config.database.path.display()))?;
+        .with_context(|| format!("opening the database {}", config.database.describe()))?;
     recover(&store).await?;
     let clusters = Clusters::from_environment(&config.contexts()).await?;
     Ok(Router::new(config, store, clusters, Clock::System))
@@ -477,9 +477,9 @@ pub async fn discord_register(config: &Path, guild: Option<&str>) -> anyhow::Res
 /// `oncall history prune --older-than D`: deletes older history rows.
 pub async fn history_prune(config: &Path, older_than: std::time::Duration) -> anyhow::Result<i32> {
     let config = Config::load(config)?;
-    let store = Store::open(&config.database.path)
+    let store = Store::open_config(&config.database)
         .await
-        .with_context(|| format!("opening the database {}", config.database.path.display()))?;
+        .with_context(|| format!("opening the database {}", config.database.describe()))?;
     let age = jiff::SignedDuration::try_from(older_than).context("--older-than is too long")?;
     let before = jiff::Timestamp::now()
         .checked_sub(age)
@@ -513,6 +513,17 @@ pub async fn check(config: &Path, offline: bool) -> i32 {
     if offline {
         return 0;
     }
+    let mut ok = true;
+    if let Some(url) = c.database.postgres_url() {
+        let shown = crate::store::postgres::redacted_url(&url);
+        match crate::store::postgres::server_version(&url).await {
+            Ok(version) => println!("database: PostgreSQL at {shown}: reachable ({version})"),
+            Err(e) => {
+                println!("database: PostgreSQL at {shown}: UNREACHABLE: {e}");
+                ok = false;
+            }
+        }
+    }
     let clusters = match Clusters::from_environment(&c.contexts()).await {
         Ok(clusters) => clusters,
         Err(e) => {
@@ -525,7 +536,6 @@ pub async fn check(config: &Path, offline: bool) -> i32 {
         .server
         .ready_timeout
         .max(std::time::Duration::from_secs(5));
-    let mut ok = true;
     for (context, client) in clusters.all() {
         let name = context.unwrap_or("default");
         let mut namespaces: Vec<&str> = c
@@ -617,12 +627,18 @@ pub async fn check(config: &Path, offline: bool) -> i32 {
 /// `oncall backup FILE`: a consistent copy of the config's database.
 pub async fn backup(config: &Path, to: &Path) -> anyhow::Result<()> {
     let c = Config::load(config)?;
+    if c.database.postgres_url().is_some() {
+        anyhow::bail!("oncall backup copies a SQLite database; this config uses PostgreSQL ({}): back it up with pg_dump or your provider's snapshots", c.database.describe());
+    }
     crate::backup::backup(&c.database.path, to).await
 }
 
 /// `oncall restore FILE`: the config's database replaced by a backup.
 pub async fn restore(config: &Path, from: &Path) -> anyhow::Result<()> {
     let c = Config::load(config)?;
+    if c.database.postgres_url().is_some() {
+        anyhow::bail!("oncall restore replaces a SQLite database; this config uses PostgreSQL ({}): restore it with pg_restore", c.database.describe());
+    }
     crate::backup::restore(&c.database.path, from).await
 }
 

@@ -167,6 +167,12 @@ pub struct DatabaseConfig {
     /// The SQLite file; relative paths are relative to the working directory.
     #[serde(default = "default_db_path")]
     pub path: PathBuf,
+    /// A PostgreSQL URL (`postgres://user@host/db`, without a password:
+    /// that comes from `PGPASSWORD`) instead of the SQLite file; several
+    /// replicas need it. `DATABASE_URL` in the environment overrides it
+    /// and may carry the password.
+    #[serde(default)]
+    pub url: Option<String>,
     /// How long the reply of an idempotency key is kept for repeats
     /// (humantime); older ones are deleted by the sweeper.
     #[serde(default = "default_reply_retention", with = "humantime_serde_compat")]
@@ -181,7 +187,27 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
             path: default_db_path(),
+            url: None,
             reply_retention: default_reply_retention(),
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// The PostgreSQL URL to use, if any: `DATABASE_URL`, else `url`.
+    pub fn postgres_url(&self) -> Option<String> {
+        std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(|| self.url.clone())
+    }
+
+    /// Where the database is, for messages: the file, or the URL without
+    /// its password.
+    pub fn describe(&self) -> String {
+        match self.postgres_url() {
+            Some(url) => crate::store::postgres::redacted_url(&url),
+            None => self.path.display().to_string(),
         }
     }
 }
@@ -362,6 +388,18 @@ impl Config {
             || self.server.ready_timeout > Duration::from_secs(30)
         {
             errors.push("server.ready_timeout: expected between 100ms and 30s".to_string());
+        }
+        if let Some(url) = &self.database.url {
+            match url::Url::parse(url) {
+                Ok(u) if !matches!(u.scheme(), "postgres" | "postgresql") => errors.push(
+                    "database.url: expected a postgres:// URL".to_string(),
+                ),
+                Ok(u) if u.password().is_some() => errors.push(
+                    "database.url: a password does not go in this file; set PGPASSWORD, or give the whole URL in DATABASE_URL".to_string(),
+                ),
+                Ok(_) => {}
+                Err(_) => errors.push("database.url: expected a postgres:// URL".to_string()),
+            }
         }
         if self.database.path.as_os_str().is_empty() {
             errors.push("database.path: expected a file path".to_string());
@@ -560,6 +598,11 @@ mod tests {
                 "server.metrics_listen: must differ",
             ),
             ("[server]\nready_timeout = \"1h\"\n", "server.ready_timeout: expected between"),
+            (
+                "[database]\nurl = \"postgres://oncall:hunter2@db/oncall\"\n",
+                "database.url: a password does not go in this file",
+            ),
+            ("[database]\nurl = \"mysql://db/oncall\"\n", "database.url: expected a postgres:// URL"),
             (
                 "[election]\nenabled = true\nlease_duration = \"5s\"\nrenew_deadline = \"10s\"\n",
                 "election.lease_duration must be longer than renew_deadline",

@@ -76,7 +76,7 @@ CREATE TABLE incidents (
     declared_in        TEXT   NOT NULL,
     channel_name       TEXT,
     channel            TEXT,
-    announced          BIGINT NOT NULL DEFAULT 0,
+    announced          BOOLEAN NOT NULL DEFAULT FALSE,
     posted_through     BIGINT NOT NULL DEFAULT 0,
     acknowledged_at    BIGINT,
     acknowledged_by    TEXT,

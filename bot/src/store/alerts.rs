@@ -169,6 +169,7 @@ impl Store {
     ) -> Result<Received, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.receive_alerts(delivery, open, on_resolved).await,
+            super::Backend::Postgres(s) => s.receive_alerts(delivery, open, on_resolved).await,
         }
     }
 
@@ -176,6 +177,7 @@ impl Store {
     pub async fn firing_alerts(&self, limit: u32) -> Result<Vec<StoredAlert>, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.firing_alerts(limit).await,
+            super::Backend::Postgres(s) => s.firing_alerts(limit).await,
         }
     }
 
@@ -183,6 +185,7 @@ impl Store {
     pub async fn alerts_named(&self, target: &str) -> Result<Vec<StoredAlert>, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.alerts_named(target).await,
+            super::Backend::Postgres(s) => s.alerts_named(target).await,
         }
     }
 
@@ -190,6 +193,7 @@ impl Store {
     pub async fn alert_cards_due(&self, limit: u32) -> Result<Vec<AlertCard>, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.alert_cards_due(limit).await,
+            super::Backend::Postgres(s) => s.alert_cards_due(limit).await,
         }
     }
 
@@ -203,6 +207,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.alert_card_posted(card, message_id, enrichment).await,
+            super::Backend::Postgres(s) => s.alert_card_posted(card, message_id, enrichment).await,
         }
     }
 
@@ -211,6 +216,7 @@ impl Store {
     pub async fn open_deferred_alert_groups(&self, now_ms: i64) -> Result<Vec<i64>, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.open_deferred_alert_groups(now_ms).await,
+            super::Backend::Postgres(s) => s.open_deferred_alert_groups(now_ms).await,
         }
     }
 
@@ -229,6 +235,10 @@ impl Store {
                 s.alert_actions(incident_id, card, commands, now_ms, ttl_ms)
                     .await
             }
+            super::Backend::Postgres(s) => {
+                s.alert_actions(incident_id, card, commands, now_ms, ttl_ms)
+                    .await
+            }
         }
     }
 
@@ -243,6 +253,7 @@ impl Store {
     ) -> Result<ActionClaim, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.claim_alert_action(id, by, key, now_ms).await,
+            super::Backend::Postgres(s) => s.claim_alert_action(id, by, key, now_ms).await,
         }
     }
 
@@ -256,6 +267,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.settle_alert_action(id, key, outcome).await,
+            super::Backend::Postgres(s) => s.settle_alert_action(id, key, outcome).await,
         }
     }
 
@@ -267,6 +279,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &self.backend {
             super::Backend::Sqlite(db) => db.record_silence(s, matchers, now_ms).await,
+            super::Backend::Postgres(db) => db.record_silence(s, matchers, now_ms).await,
         }
     }
 
@@ -279,6 +292,7 @@ impl Store {
     ) -> Result<Vec<SilenceRecord>, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(db) => db.active_silences(target, now_ms).await,
+            super::Backend::Postgres(db) => db.active_silences(target, now_ms).await,
         }
     }
 
@@ -290,6 +304,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &self.backend {
             super::Backend::Sqlite(db) => db.expire_silence(silence_id, by, now_ms).await,
+            super::Backend::Postgres(db) => db.expire_silence(silence_id, by, now_ms).await,
         }
     }
 }

@@ -146,6 +146,7 @@ impl Store {
     ) -> Result<Vec<DueEscalation>, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.due_escalations(now_ms, limit).await,
+            super::Backend::Postgres(s) => s.due_escalations(now_ms, limit).await,
         }
     }
 
@@ -163,6 +164,7 @@ impl Store {
     ) -> Result<Vec<StepOutcome>, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.advance_escalations(steps, now_ms, rate, fence).await,
+            super::Backend::Postgres(s) => s.advance_escalations(steps, now_ms, rate, fence).await,
         }
     }
 
@@ -170,6 +172,7 @@ impl Store {
     pub async fn next_escalation_due(&self) -> Result<Option<i64>, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.next_escalation_due().await,
+            super::Backend::Postgres(s) => s.next_escalation_due().await,
         }
     }
 
@@ -177,6 +180,7 @@ impl Store {
     pub async fn escalation_of(&self, incident_id: i64) -> Result<Option<Escalation>, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.escalation_of(incident_id).await,
+            super::Backend::Postgres(s) => s.escalation_of(incident_id).await,
         }
     }
 
@@ -189,6 +193,7 @@ impl Store {
     ) -> Result<Option<Escalation>, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.escalate_now(incident_id, now_ms).await,
+            super::Backend::Postgres(s) => s.escalate_now(incident_id, now_ms).await,
         }
     }
 
@@ -205,6 +210,7 @@ impl Store {
     ) -> Result<AdHoc, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.page_now(incident_id, key, page, event, rate).await,
+            super::Backend::Postgres(s) => s.page_now(incident_id, key, page, event, rate).await,
         }
     }
 
@@ -216,6 +222,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.outbox_progress(id, progress).await,
+            super::Backend::Postgres(s) => s.outbox_progress(id, progress).await,
         }
     }
 
@@ -223,12 +230,14 @@ impl Store {
     pub async fn outbox_incident(&self, key: &str) -> Result<Option<i64>, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.outbox_incident(key).await,
+            super::Backend::Postgres(s) => s.outbox_incident(key).await,
         }
     }
 
     pub async fn add_override(&self, o: &StoredOverride, at_ms: i64) -> Result<i64, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.add_override(o, at_ms).await,
+            super::Backend::Postgres(s) => s.add_override(o, at_ms).await,
         }
     }
 
@@ -240,6 +249,7 @@ impl Store {
     ) -> Result<Vec<StoredOverride>, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.overrides(schedule, from_ms).await,
+            super::Backend::Postgres(s) => s.overrides(schedule, from_ms).await,
         }
     }
 }

@@ -134,6 +134,7 @@ impl Store {
     ) -> Result<Incident, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.declare_incident(new, event).await,
+            super::Backend::Postgres(s) => s.declare_incident(new, event).await,
         }
     }
 
@@ -148,6 +149,7 @@ impl Store {
     ) -> Result<Option<Incident>, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.change_incident(id, change, event).await,
+            super::Backend::Postgres(s) => s.change_incident(id, change, event).await,
         }
     }
 
@@ -161,6 +163,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.add_incident_event_once(id, source_ref, event).await,
+            super::Backend::Postgres(s) => s.add_incident_event_once(id, source_ref, event).await,
         }
     }
 
@@ -168,12 +171,14 @@ impl Store {
     pub async fn add_incident_event(&self, id: i64, event: &NewEvent) -> Result<(), StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.add_incident_event(id, event).await,
+            super::Backend::Postgres(s) => s.add_incident_event(id, event).await,
         }
     }
 
     pub async fn incident(&self, id: i64) -> Result<Option<Incident>, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.incident(id).await,
+            super::Backend::Postgres(s) => s.incident(id).await,
         }
     }
 
@@ -185,6 +190,7 @@ impl Store {
     ) -> Result<Option<Incident>, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.incident_of_channel(platform, channel).await,
+            super::Backend::Postgres(s) => s.incident_of_channel(platform, channel).await,
         }
     }
 
@@ -192,6 +198,7 @@ impl Store {
     pub async fn set_incident_channel(&self, id: i64, channel: &str) -> Result<(), StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.set_incident_channel(id, channel).await,
+            super::Backend::Postgres(s) => s.set_incident_channel(id, channel).await,
         }
     }
 
@@ -200,6 +207,7 @@ impl Store {
     pub async fn incidents_to_deliver(&self, limit: u32) -> Result<Vec<Incident>, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.incidents_to_deliver(limit).await,
+            super::Backend::Postgres(s) => s.incidents_to_deliver(limit).await,
         }
     }
 
@@ -207,6 +215,7 @@ impl Store {
     pub async fn reminders_due(&self, now_ms: i64) -> Result<Vec<Incident>, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.reminders_due(now_ms).await,
+            super::Backend::Postgres(s) => s.reminders_due(now_ms).await,
         }
     }
 
@@ -222,6 +231,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.fire_reminder(id, due_ms, next_ms, event).await,
+            super::Backend::Postgres(s) => s.fire_reminder(id, due_ms, next_ms, event).await,
         }
     }
 
@@ -229,6 +239,7 @@ impl Store {
     pub async fn mark_announced(&self, id: i64) -> Result<(), StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.mark_announced(id).await,
+            super::Backend::Postgres(s) => s.mark_announced(id).await,
         }
     }
 
@@ -236,6 +247,7 @@ impl Store {
     pub async fn mark_posted(&self, id: i64, event_id: i64) -> Result<(), StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.mark_posted(id, event_id).await,
+            super::Backend::Postgres(s) => s.mark_posted(id, event_id).await,
         }
     }
 
@@ -244,6 +256,7 @@ impl Store {
     pub async fn drop_channel_intent(&self, id: i64, event: &NewEvent) -> Result<(), StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.drop_channel_intent(id, event).await,
+            super::Backend::Postgres(s) => s.drop_channel_intent(id, event).await,
         }
     }
 
@@ -255,18 +268,21 @@ impl Store {
     ) -> Result<Vec<Incident>, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.incidents(open_only, limit).await,
+            super::Backend::Postgres(s) => s.incidents(open_only, limit).await,
         }
     }
 
     pub async fn incident_events(&self, id: i64) -> Result<Vec<IncidentEvent>, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.incident_events(id).await,
+            super::Backend::Postgres(s) => s.incident_events(id).await,
         }
     }
 
     pub async fn incident_roles(&self, id: i64) -> Result<Vec<RoleHolder>, StoreError> {
         match &self.backend {
             super::Backend::Sqlite(s) => s.incident_roles(id).await,
+            super::Backend::Postgres(s) => s.incident_roles(id).await,
         }
     }
 }

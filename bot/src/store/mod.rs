@@ -51,6 +51,9 @@ pub enum StoreError {
     /// The writer task is gone (the process is stopping).
     #[error("database: the writer has stopped")]
     WriterStopped,
+    /// What this store does not do, and what to use instead.
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 /// What is pending or open now (the metrics' gauges).
@@ -288,6 +291,7 @@ pub struct Store {
 #[derive(Clone)]
 enum Backend {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 /// Calls the same method on whichever backend this store is.
@@ -295,6 +299,7 @@ macro_rules! delegate {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
         match &$self.backend {
             Backend::Sqlite(s) => s.$method($($arg),*).await,
+            Backend::Postgres(s) => s.$method($($arg),*).await,
         }
     };
 }
@@ -305,6 +310,31 @@ impl Store {
         Ok(Store {
             backend: Backend::Sqlite(SqliteStore::open(path).await?),
         })
+    }
+
+    /// The store a configuration names: PostgreSQL when it has a URL
+    /// (`DATABASE_URL` or `database.url`), else the SQLite file.
+    pub async fn open_config(db: &crate::config::DatabaseConfig) -> Result<Store, StoreError> {
+        match db.postgres_url() {
+            Some(url) => Self::open_postgres(&url).await,
+            None => Self::open(&db.path).await,
+        }
+    }
+
+    /// Connects to PostgreSQL (the URL's password is never logged or shown)
+    /// and runs its migrations, under PostgreSQL's advisory lock.
+    pub async fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Backend::Postgres(PgStore::open(url).await?),
+        })
+    }
+
+    /// Which store this is: `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match &self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
     }
 
     /// At startup: requests a stopped process left running are marked
@@ -357,6 +387,7 @@ impl Store {
     pub fn commit_counts(&self) -> (u64, u64) {
         match &self.backend {
             Backend::Sqlite(s) => s.commit_counts(),
+            Backend::Postgres(s) => s.commit_counts(),
         }
     }
 
@@ -473,6 +504,7 @@ impl Store {
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
         Ok(match &self.backend {
             Backend::Sqlite(s) => StoreTx::Sqlite(s.begin().await?),
+            Backend::Postgres(s) => StoreTx::Postgres(s.begin().await?),
         })
     }
 
@@ -554,6 +586,7 @@ impl Store {
 /// An open transaction of the store (see [`Store::begin`]).
 pub enum StoreTx {
     Sqlite(sqlite::SqliteTx),
+    Postgres(postgres::PgTx),
 }
 
 impl StoreTx {
@@ -563,6 +596,7 @@ impl StoreTx {
     pub async fn enqueue(&mut self, m: &NewOutboxMessage) -> Result<Option<i64>, StoreError> {
         match self {
             StoreTx::Sqlite(tx) => tx.enqueue(m).await,
+            StoreTx::Postgres(tx) => tx.enqueue(m).await,
         }
     }
 
@@ -576,6 +610,7 @@ impl StoreTx {
     ) -> Result<Option<Approval>, StoreError> {
         match self {
             StoreTx::Sqlite(tx) => tx.decide_approval(id, state, by, at_ms).await,
+            StoreTx::Postgres(tx) => tx.decide_approval(id, state, by, at_ms).await,
         }
     }
 
@@ -587,12 +622,14 @@ impl StoreTx {
     ) -> Result<i64, StoreError> {
         match self {
             StoreTx::Sqlite(tx) => tx.start_execution(approval_id, row).await,
+            StoreTx::Postgres(tx) => tx.start_execution(approval_id, row).await,
         }
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
             StoreTx::Sqlite(tx) => tx.commit().await,
+            StoreTx::Postgres(tx) => tx.commit().await,
         }
     }
 }
@@ -692,7 +729,9 @@ mod tests {
     #[tokio::test]
     async fn a_batch_claims_a_key_once_and_isolates_a_failing_write() {
         let (store, _dir) = store().await;
-        let Backend::Sqlite(sqlite) = &store.backend;
+        let Backend::Sqlite(sqlite) = &store.backend else {
+            unreachable!("a SQLite store")
+        };
         sqlx::query(
             "CREATE TRIGGER refuse BEFORE INSERT ON invocations WHEN NEW.principal = 'cli:bad'
              BEGIN SELECT RAISE(ABORT, 'refused'); END",

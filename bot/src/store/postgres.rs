@@ -6,16 +6,15 @@
 //! so a takeover (which updates that row) waits for, or fences, a stale
 //! leader's write.
 //!
-//! Built in steps: this part has the connection (migrations run under
-//! sqlx's advisory lock, so replicas starting together are safe), the
+//! The connection runs the migrations under sqlx's advisory lock, so
+//! replicas starting together are safe. It has the
 //! probes and gauges, the terms and the outbox claims, the history with
 //! its idempotency keys (a key claimed by one replica is a repeat on every
 //! other: the claim is the key's primary key), approvals (decided once,
 //! whichever replica the button reached: the decision is a guarded UPDATE
-//! in the transaction that writes the execution row). The rest of the
-//! store's API (incidents, escalations, alerts; and the follow-up of a page
-//! sent while it was being cancelled) follows before `database.url` can
-//! select it.
+//! in the transaction that writes the execution row), and incidents,
+//! escalations and alerts (`postgres_*.rs`, the SQLite store's statements
+//! in PostgreSQL's dialect).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -28,6 +27,17 @@ use super::{
     Approval, ApprovalState, Completion, Gauges, HistoryQuery, InvocationRow, KeyClaim,
     NewInvocation, NewOutboxMessage, OutboxMessage, Start, StoreError,
 };
+
+#[path = "postgres_alerts.rs"]
+mod alerts;
+#[path = "postgres_escalations.rs"]
+mod escalations;
+#[path = "postgres_incidents.rs"]
+mod incidents;
+
+/// Longer than any command runs: a row `running` for longer was left by a
+/// process that stopped.
+const RUNNING_AT_MOST: Duration = Duration::from_secs(30 * 60);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -43,9 +53,30 @@ pub fn redacted_url(url: &str) -> String {
     }
 }
 
+/// The server's version, by connecting once (`oncall check`): nothing is
+/// migrated or written. Errors never carry the password.
+pub async fn server_version(url: &str) -> Result<String, String> {
+    use sqlx::Connection;
+    let options =
+        PgConnectOptions::from_str(url).map_err(|_| "not a valid PostgreSQL URL".to_string())?;
+    let connect = sqlx::PgConnection::connect_with(&options);
+    let mut conn = match tokio::time::timeout(Duration::from_secs(5), connect).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(e.to_string().replace(url, &redacted_url(url))),
+        Err(_) => return Err("no answer within 5 s".into()),
+    };
+    let version: String = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!("PostgreSQL {version}"))
+}
+
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// The group commit of alert deliveries.
+    alerts_writer: tokio::sync::mpsc::Sender<alerts::Waiting>,
 }
 
 impl PgStore {
@@ -59,7 +90,11 @@ impl PgStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(PgStore { pool })
+        let alerts_writer = alerts::spawn_writer(pool.clone());
+        Ok(PgStore {
+            pool,
+            alerts_writer,
+        })
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -233,6 +268,13 @@ impl PgStore {
             tracing::warn!(?fence, "outbox: a stale term's result is dropped");
             return Ok(());
         }
+        // Sent while it was being cancelled (an acknowledgement came in
+        // mid-send): the provider has it now, so it is followed up.
+        let cancelled: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM outbox WHERE state = 'cancelled' AND id = ANY($1)")
+                .bind(ids)
+                .fetch_all(&mut *tx)
+                .await?;
         sqlx::query(
             "UPDATE outbox SET state = 'sent', sent_at = $1, attempts = attempts + 1
              WHERE state IN ('pending', 'cancelled') AND id = ANY($2)",
@@ -241,6 +283,9 @@ impl PgStore {
         .bind(ids)
         .execute(&mut *tx)
         .await?;
+        for id in cancelled {
+            escalations::follow_up_sent(&mut tx, id, at_ms).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -508,22 +553,27 @@ impl PgStore {
     }
 
     /// At startup: rows left `running` become `interrupted` and their keys
-    /// are answered with `reply`. (With several replicas this runs only
-    /// when the whole deployment starts: see the store's notes.)
+    /// are answered with `reply`. Other replicas may be running commands
+    /// right now, so only rows older than any command can run are taken
+    /// (the longest, `rollout status --wait`, is capped at 25 minutes).
     pub async fn recover_interrupted(&self, reply: &str) -> Result<(u64, u64), StoreError> {
+        let cutoff = jiff::Timestamp::now().as_millisecond() - RUNNING_AT_MOST.as_millis() as i64;
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
             "UPDATE invocations SET outcome = 'interrupted',
                  error = 'oncall stopped while this ran; its effect, if any, is unknown'
-             WHERE outcome = 'running'",
+             WHERE outcome = 'running' AND received_at < $1",
         )
+        .bind(cutoff)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         let keys = sqlx::query(
-            "UPDATE idempotency_keys SET state = 'done', reply = $1 WHERE state = 'running'",
+            "UPDATE idempotency_keys SET state = 'done', reply = $1
+             WHERE state = 'running' AND created_at < $2",
         )
         .bind(reply)
+        .bind(cutoff)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -612,6 +662,48 @@ impl PgStore {
         .execute(&self.pool)
         .await?
         .rows_affected())
+    }
+
+    /// `oncall backup` copies SQLite files; PostgreSQL has its own tools.
+    pub async fn backup(&self, _to: &std::path::Path) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported(
+            "oncall backup copies a SQLite database; back PostgreSQL up with its own tools (pg_dump, or your provider's snapshots)",
+        ))
+    }
+
+    /// History writes are not group-committed here (PostgreSQL commits
+    /// concurrent transactions together itself): nothing is counted.
+    pub fn commit_counts(&self) -> (u64, u64) {
+        (0, 0)
+    }
+
+    /// How PostgreSQL runs [`Self::history`] for `q` (`EXPLAIN`).
+    pub async fn history_plan(&self, q: &HistoryQuery) -> Result<Vec<String>, StoreError> {
+        let mut sql =
+            sqlx::QueryBuilder::<sqlx::Postgres>::new("EXPLAIN SELECT * FROM invocations");
+        let mut first = true;
+        let mut and = |sql: &mut sqlx::QueryBuilder<sqlx::Postgres>| {
+            sql.push(if first { " WHERE " } else { " AND " });
+            first = false;
+        };
+        if let Some(p) = &q.principal {
+            and(&mut sql);
+            sql.push("principal = ").push_bind(p);
+        }
+        if let Some(s) = &q.service {
+            and(&mut sql);
+            sql.push("service = ").push_bind(s);
+        }
+        if let Some(since) = q.since_ms {
+            and(&mut sql);
+            sql.push("received_at >= ").push_bind(since);
+        }
+        sql.push(" ORDER BY received_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(q.limit.max(1)));
+        Ok(sql
+            .build_query_scalar::<String>()
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// A transaction: a decision, the execution row and the outbox

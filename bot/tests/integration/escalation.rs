@@ -372,6 +372,9 @@ async fn a_secret_in_a_page_or_a_note_is_never_stored() {
         .await;
     let events = h.router.store().incident_events(id).await.unwrap();
     assert!(events.iter().any(|e| e.text.starts_with("paged cli:bob")));
+    if h.router.store().kind() != "sqlite" {
+        return; // The events above are what PostgreSQL holds; the bytes below are SQLite's file.
+    }
     let db = std::fs::read(h.dir.path().join("oncall.db")).unwrap();
     let wal = std::fs::read(h.dir.path().join("oncall.db-wal")).unwrap_or_default();
     for bytes in [&db, &wal] {

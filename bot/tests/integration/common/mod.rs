@@ -65,7 +65,7 @@ impl Harness {
         let client = kube::Client::try_from(kube::Config::new(sim.url().parse().unwrap())).unwrap();
         let dir = tempfile::tempdir().unwrap();
         config.database.path = dir.path().join("oncall.db");
-        let store = Store::open(&config.database.path).await.unwrap();
+        let store = test_store(&config.database.path).await;
         let clock = Clock::manual(jiff::Timestamp::now());
         let router = Router::new(
             config,
@@ -207,6 +207,21 @@ impl Harness {
 pub const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Polls until `f` holds, or fails the test after [`DEADLINE`].
+/// The store a harness runs on: a SQLite file at `path`, or, with
+/// `ONCALL_TEST_STORE=postgres`, a fresh database on the tests' PostgreSQL
+/// server (the same tests, the other store).
+pub async fn test_store(path: &std::path::Path) -> Store {
+    match std::env::var("ONCALL_TEST_STORE").as_deref() {
+        Ok("postgres") => {
+            let server = postgres::server().expect("ONCALL_TEST_STORE=postgres needs PostgreSQL");
+            Store::open_postgres(&server.fresh_database().await)
+                .await
+                .unwrap()
+        }
+        _ => Store::open(path).await.unwrap(),
+    }
+}
+
 /// A simulated cluster with test timing, serving on a loopback port.
 pub async fn fast_sim() -> kube_sim::RunningSim {
     kube_sim::Simulator::new(kube_sim::SimConfig::fast())
