@@ -139,6 +139,9 @@ fn check_rbac(docs: &[serde_yaml::Value], namespaces: &BTreeSet<String>) {
             kind != "ClusterRole" && kind != "ClusterRoleBinding",
             "no verb needs cluster-wide access"
         );
+        if s(&doc["metadata"]["name"]) == "oncall-leader-election" {
+            continue; // The HA overlay's Lease Role: see check_lease_rbac.
+        }
         match kind {
             "Role" => {
                 let ns = s(&doc["metadata"]["namespace"]).to_string();
@@ -469,4 +472,99 @@ fn the_self_monitoring_rules_pass_promtool() {
             }
         }
     }
+}
+
+/// The HA overlay's Lease Role: exactly `oncall_ops::access::ELECTION`, the
+/// reads and renewals limited to the one Lease, in oncall's own namespace.
+fn check_lease_rbac(docs: &[serde_yaml::Value], lease: &str, namespace: &str) {
+    let role = docs
+        .iter()
+        .find(|d| s(&d["kind"]) == "Role" && s(&d["metadata"]["name"]) == "oncall-leader-election")
+        .expect("a Role for the Lease");
+    assert_eq!(s(&role["metadata"]["namespace"]), namespace);
+    let want: BTreeSet<Rule> = oncall_ops::access::ELECTION
+        .iter()
+        .map(|a| {
+            (
+                a.group.to_string(),
+                a.resource.to_string(),
+                a.verb.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(granted(role), want);
+    for rule in role["rules"].as_sequence().unwrap() {
+        let verbs: Vec<&str> = rule["verbs"].as_sequence().unwrap().iter().map(s).collect();
+        if verbs.iter().any(|v| *v != "create") {
+            let names: Vec<&str> = rule["resourceNames"]
+                .as_sequence()
+                .expect("get and update name the Lease")
+                .iter()
+                .map(s)
+                .collect();
+            assert_eq!(names, [lease]);
+        }
+    }
+    assert!(docs.iter().any(|d| s(&d["kind"]) == "RoleBinding"
+        && s(&d["metadata"]["name"]) == "oncall-leader-election"
+        && s(&d["roleRef"]["name"]) == "oncall-leader-election"
+        && s(&d["subjects"][0]["name"]) == "oncall"));
+}
+
+#[test]
+fn the_ha_overlay_runs_three_replicas_on_postgres_with_a_lease() {
+    if !kubectl_present() {
+        eprintln!("SKIPPED the_ha_overlay_runs_three_replicas_on_postgres_with_a_lease: kubectl is not installed on this machine");
+        return;
+    }
+    let dir = root().join("deploy/kustomize/overlays/ha");
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs = yaml_docs(&String::from_utf8(out.stdout).unwrap());
+    let of = |kind: &'static str| docs.iter().filter(move |d| s(&d["kind"]) == kind);
+    let cm = of("ConfigMap").next().unwrap();
+    let config = Config::parse(s(&cm["data"]["oncall.toml"]), "the HA ConfigMap").unwrap();
+    assert!(config.election.enabled, "a leader runs the engine");
+    assert!(
+        config.database.url.is_none(),
+        "the URL comes from the Secret, not the file"
+    );
+    let example = Config::parse(EXAMPLE, "example").unwrap();
+    assert_eq!(example_namespaces(&config), example_namespaces(&example));
+    check_rbac(&docs, &example_namespaces(&config));
+    let lease = config.election.elector_config();
+    check_lease_rbac(&docs, &lease.name, &lease.namespace);
+    let d = of("Deployment").next().unwrap();
+    assert_eq!(d["spec"]["replicas"].as_u64(), Some(3));
+    assert_eq!(s(&d["spec"]["strategy"]["type"]), "RollingUpdate");
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    let env = c["env"].as_sequence().unwrap();
+    let url = env
+        .iter()
+        .find(|e| s(&e["name"]) == "DATABASE_URL")
+        .expect("DATABASE_URL");
+    assert_eq!(
+        s(&url["valueFrom"]["secretKeyRef"]["name"]),
+        "oncall-database"
+    );
+    assert!(url.get("value").is_none(), "never inline");
+    assert!(
+        env.iter().any(|e| s(&e["name"]) == "POD_NAME"),
+        "the elector's identity"
+    );
+    assert_eq!(
+        of("PersistentVolumeClaim").count(),
+        0,
+        "no volume: the state is in PostgreSQL"
+    );
+    let pdb = of("PodDisruptionBudget").next().unwrap();
+    assert_eq!(pdb["spec"]["minAvailable"].as_u64(), Some(2));
 }

@@ -481,3 +481,93 @@ async fn an_approval_pressed_on_two_replicas_runs_once() {
         "an expired request runs nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_retries_of_one_trigger_on_two_replicas_run_once() {
+    use crate::common::fake_slack::FakeSlack;
+    use crate::common::serve::{command_body, post_signed, Setup};
+    let Some(pg) = or_skip("slack_retries_of_one_trigger_on_two_replicas_run_once") else {
+        return;
+    };
+    let url = pg.fresh_database().await;
+    let sim = crate::common::fast_sim().await;
+    let slack = FakeSlack::start().await;
+    let secret = "two-replica-secret";
+    let tail = "[[policy.bindings]]\nprincipal = \"slack:UOPS1\"\nroles = [\"operator\"]\n\
+                [election]\nenabled = true\nnamespace = \"default\"\n";
+    let env = [("DATABASE_URL", url.as_str())];
+    let one = Setup::new(&sim.url(), secret, &[], tail);
+    let two = Setup::new(&sim.url(), secret, &[], tail);
+    let a = one.serve_env(&slack, "a.log", &env).await;
+    let b = two.serve_env(&slack, "b.log", &env).await;
+    let http = reqwest::Client::new();
+    let restarts = || {
+        sim.with_store(|s| {
+            s.writes
+                .iter()
+                .filter(|w| {
+                    *w == "PATCH /apis/apps/v1/namespaces/default/deployments/dev-utilities"
+                })
+                .count()
+        })
+    };
+    for n in 0..5 {
+        let trigger = format!("trig-two-{n}");
+        let body = command_body(
+            "UOPS1",
+            "restart dev-utilities",
+            &trigger,
+            &slack.response_url(n),
+        );
+        let before = restarts();
+        // The first delivery to one replica, Slack's retries to the other.
+        let (first, retry) = tokio::join!(
+            post_signed(&http, &a.base, secret, body.clone(), &[]),
+            post_signed(
+                &http,
+                &b.base,
+                secret,
+                body.clone(),
+                &[("x-slack-retry-num", "1")]
+            ),
+        );
+        assert_eq!(first.unwrap().status(), 200);
+        assert_eq!(retry.unwrap().status(), 200);
+        let late = post_signed(&http, &b.base, secret, body, &[("x-slack-retry-num", "2")])
+            .await
+            .unwrap();
+        assert_eq!(late.status(), 200);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while restarts() == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never restarted:\n{}\n{}",
+                a.log(),
+                b.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(
+            restarts() - before,
+            1,
+            "delivery {n} ran once across the replicas"
+        );
+    }
+    // One history row per trigger, in the one database.
+    let store = PgStore::open(&url).await.unwrap();
+    let rows = store
+        .history(&oncall::store::HistoryQuery {
+            principal: Some("slack:UOPS1".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let keys: BTreeSet<_> = rows
+        .iter()
+        .filter_map(|r| r.idempotency_key.clone())
+        .collect();
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    assert_eq!(keys.len(), 5);
+}
