@@ -624,6 +624,25 @@ pub async fn check(config: &Path, offline: bool) -> i32 {
     }
 }
 
+/// `oncall store copy --from sqlite://PATH --to postgres://…`.
+pub async fn store_copy(from: &str, to: &str) -> anyhow::Result<()> {
+    let path = PathBuf::from(from.strip_prefix("sqlite://").unwrap_or(from));
+    if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+        anyhow::bail!("--to: expected a postgres:// URL");
+    }
+    let shown = crate::store::postgres::redacted_url(to);
+    let copied = crate::store::copy::sqlite_to_postgres(&path, to)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace(to, &shown)))
+        .with_context(|| format!("copying {} to {shown}", path.display()))?;
+    let total: u64 = copied.iter().map(|(_, n)| n).sum();
+    println!("copied {total} rows from {} to {shown}:", path.display());
+    for (table, n) in copied {
+        println!("  {table}: {n}");
+    }
+    Ok(())
+}
+
 /// `oncall backup FILE`: a consistent copy of the config's database.
 pub async fn backup(config: &Path, to: &Path) -> anyhow::Result<()> {
     let c = Config::load(config)?;

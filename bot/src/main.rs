@@ -85,6 +85,11 @@ enum Cmd {
         #[command(subcommand)]
         command: HistoryCmd,
     },
+    /// Moving the store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCmd,
+    },
     /// Incidents on the command line.
     Incident {
         #[command(subcommand)]
@@ -128,6 +133,21 @@ fn parse_age(s: &str) -> Result<std::time::Duration, String> {
         return Err("expected between 1d and 100 years".into());
     }
     Ok(d)
+}
+
+#[derive(Subcommand)]
+enum StoreCmd {
+    /// Copy a SQLite database into a new, empty PostgreSQL database: every
+    /// table with its ids (history, incidents, schedules, escalations and
+    /// their pages, alerts). Stop oncall first.
+    Copy {
+        /// The SQLite file: sqlite://PATH or a plain path.
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL URL (postgres://…); or DATABASE_URL.
+        #[arg(long, env = "DATABASE_URL")]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -199,6 +219,9 @@ fn main() -> ExitCode {
             Cmd::History {
                 command: HistoryCmd::Prune { config, older_than },
             } => oncall::app::history_prune(&config, older_than).await,
+            Cmd::Store {
+                command: StoreCmd::Copy { from, to },
+            } => oncall::app::store_copy(&from, &to).await.map(|()| 0),
             Cmd::Incident {
                 command:
                     IncidentCmd::Export {

@@ -161,6 +161,7 @@ pub async fn readiness(router: &Router) -> (StatusCode, Value) {
         "status": if failed.is_empty() { "ready" } else { "not ready" },
         "failed": failed,
         "database": database_json,
+        "store": router.store().kind(),
         "clusters": clusters_json,
         "election": election,
     });

@@ -13,6 +13,7 @@
 //! all ([`StoreTx::enqueue`]).
 
 pub mod alerts;
+pub mod copy;
 pub mod escalations;
 pub mod incidents;
 pub mod postgres;

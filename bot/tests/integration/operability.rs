@@ -49,6 +49,7 @@ async fn readyz_fails_naming_a_database_that_takes_no_write() {
     assert_eq!(status, 200, "{body}");
     let report: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(report["database"], "ok");
+    assert_eq!(report["store"], h.router.store().kind());
     assert_eq!(report["clusters"]["default"]["status"], "ok", "{body}");
 
     // Another writer holds SQLite's write lock: reads still work (so

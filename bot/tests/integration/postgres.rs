@@ -571,3 +571,131 @@ async fn slack_retries_of_one_trigger_on_two_replicas_run_once() {
     assert_eq!(rows.len(), 5, "{rows:?}");
     assert_eq!(keys.len(), 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_copy_moves_an_installation_from_sqlite_to_postgres_as_it_is() {
+    let Some(pg) = or_skip("store_copy_moves_an_installation_from_sqlite_to_postgres_as_it_is")
+    else {
+        return;
+    };
+    let h = crate::common::Harness::new().await;
+    if h.router.store().kind() != "sqlite" {
+        return; // The source must be SQLite.
+    }
+    // An installation with some life in it.
+    h.run("cli:operator", "scale backend 4").await;
+    h.run("cli:operator", "status backend").await;
+    let held = h.run("cli:operator", "scale backend 0").await;
+    assert_eq!(held.outcome.label(), "pending_approval");
+    h.run(
+        "cli:commander",
+        "incident declare sev1 checkout is down --service backend",
+    )
+    .await;
+    h.run("cli:commander", "incident note 1 looking at the database")
+        .await;
+    oncall::escalation::engine::tick(&h.router).await.unwrap();
+    h.run("cli:commander", "override primary cli:admin 4h")
+        .await;
+    let sqlite = h.router.store().clone();
+    let url = pg.fresh_database().await;
+
+    let out = std::process::Command::new(crate::common::serve::BIN)
+        .args(["store", "copy", "--from"])
+        .arg(format!(
+            "sqlite://{}",
+            h.dir.path().join("oncall.db").display()
+        ))
+        .args(["--to", &url])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let printed =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{printed}");
+    assert!(
+        printed.contains("copied") && printed.contains("incident_events"),
+        "{printed}"
+    );
+    let password = url.split(':').nth(2).unwrap().split('@').next().unwrap();
+    assert!(
+        !printed.contains(password),
+        "the password is never shown: {printed}"
+    );
+
+    let postgres = Store::open_postgres(&url).await.unwrap();
+    let q = oncall::store::HistoryQuery {
+        limit: 1000,
+        ..Default::default()
+    };
+    assert_eq!(
+        postgres.history(&q).await.unwrap(),
+        sqlite.history(&q).await.unwrap()
+    );
+    assert_eq!(
+        postgres.incident_events(1).await.unwrap().len(),
+        sqlite.incident_events(1).await.unwrap().len()
+    );
+    assert_eq!(
+        postgres.incident(1).await.unwrap(),
+        sqlite.incident(1).await.unwrap()
+    );
+    assert_eq!(
+        postgres.escalation_of(1).await.unwrap(),
+        sqlite.escalation_of(1).await.unwrap(),
+        "the running escalation carries on"
+    );
+    let far = i64::MAX / 2;
+    let ids = |m: Vec<oncall::store::OutboxMessage>| {
+        m.into_iter()
+            .map(|m| (m.id, m.dedup_key))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(postgres.due_outbox(far, 1000).await.unwrap()),
+        ids(sqlite.due_outbox(far, 1000).await.unwrap())
+    );
+    assert_eq!(
+        postgres.epoch().await.unwrap(),
+        sqlite.epoch().await.unwrap()
+    );
+    // New rows get ids after the copied ones.
+    let copied_max = sqlite
+        .history(&q)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .max()
+        .unwrap();
+    let next = postgres
+        .record_invocation(
+            &oncall::store::NewInvocation {
+                received_at_ms: 10,
+                platform: "cli".into(),
+                channel: "console".into(),
+                principal: "cli:operator".into(),
+                text: "whoami".into(),
+                ..Default::default()
+            },
+            &oncall::store::Completion {
+                decision: "allow".into(),
+                outcome: "info".into(),
+                ..Default::default()
+            },
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(next, oncall::store::Start::Begun(copied_max + 1));
+    // A second copy into a database that has rows is refused.
+    let again = std::process::Command::new(crate::common::serve::BIN)
+        .args(["store", "copy", "--from"])
+        .arg(h.dir.path().join("oncall.db"))
+        .args(["--to", &url])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+}
