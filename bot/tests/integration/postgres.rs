@@ -699,3 +699,137 @@ async fn store_copy_moves_an_installation_from_sqlite_to_postgres_as_it_is() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
 }
+
+async fn role_of(base: &str) -> String {
+    match reqwest::get(format!("{base}/readyz")).await {
+        Ok(r) => r.json::<serde_json::Value>().await.unwrap()["election"]["role"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Two `oncall serve` replicas on one PostgreSQL and one simulator: the
+/// leader pages the first tier and is killed (SIGKILL) before the second;
+/// the follower takes over once the lease runs out and pages the second.
+/// PagerDuty (a fake that folds by `dedup_key`, as the real one does) holds
+/// each step's page once; none is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_mid_escalation_is_replaced_and_each_step_pages_once() {
+    use crate::common::fake_pager::{FakePager, ROUTING_KEY};
+    use crate::common::fake_slack::FakeSlack;
+    use crate::common::serve::{command_body, post_signed, Setup};
+    use std::time::{Duration, Instant};
+    let Some(pg) = or_skip("a_leader_killed_mid_escalation_is_replaced_and_each_step_pages_once")
+    else {
+        return;
+    };
+    let url = pg.fresh_database().await;
+    let sim = crate::common::fast_sim().await;
+    let slack = FakeSlack::start().await;
+    let fake = FakePager::start().await;
+    let secret = "failover-secret";
+    let tail = format!(
+        r#"
+[[policy.bindings]]
+principal = "slack:UOPS1"
+roles = ["operator"]
+
+[election]
+enabled = true
+namespace = "default"
+lease_duration = "1500ms"
+renew_deadline = "1s"
+retry_period = "200ms"
+
+[escalation.pagerduty]
+url = "{url}"
+services.payments = {{ routing_key_env = "FAILOVER_PD_KEY" }}
+
+[[escalation.policies]]
+name = "two-steps"
+tiers = [
+  {{ name = "first", targets = ["pagerduty:payments"], delay = "4s" }},
+  {{ name = "second", targets = ["pagerduty:payments"] }},
+]
+"#,
+        url = fake.url
+    );
+    let replace = [(
+        r#"escalation = "runbook-002""#,
+        r#"escalation = "two-steps""#,
+    )];
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("FAILOVER_PD_KEY", ROUTING_KEY),
+    ];
+    let one = Setup::new(&sim.url(), secret, &replace, &tail);
+    let two = Setup::new(&sim.url(), secret, &replace, &tail);
+    let mut a = one.serve_env(&slack, "a.log", &env).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while role_of(&a.base).await != "leader" {
+        assert!(Instant::now() < deadline, "a never led:\n{}", a.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = two.serve_env(&slack, "b.log", &env).await;
+    while role_of(&b.base).await != "follower" {
+        assert!(Instant::now() < deadline, "b never followed:\n{}", b.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Declared on the follower; the leader's engine pages it.
+    let http = reqwest::Client::new();
+    let body = command_body(
+        "UOPS1",
+        "incident declare SEV-1 checkout down",
+        "trig-fail-1",
+        &slack.response_url(1),
+    );
+    let r = post_signed(&http, &b.base, secret, body, &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    while fake.pagerduty_alerts().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the first tier was never paged:\n{}\n{}",
+            a.log(),
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.kill_9();
+    let killed = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while role_of(&b.base).await != "leader" {
+        assert!(Instant::now() < deadline, "b never took over:\n{}", b.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took_over = killed.elapsed();
+    assert!(
+        took_over < Duration::from_secs(10),
+        "took over after {took_over:?}"
+    );
+    while fake.pagerduty_alerts().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the second tier was never paged: {:?}\n{}",
+            fake.calls(""),
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut keys: Vec<String> = fake.pagerduty_alerts().into_keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "page:1:0:0:pagerduty:payments",
+            "page:1:0:1:pagerduty:payments"
+        ],
+        "each step once: {:?}",
+        fake.calls("")
+    );
+    eprintln!("failover: the follower led {took_over:?} after the leader was killed");
+}
