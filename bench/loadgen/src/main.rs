@@ -20,9 +20,10 @@ use sha2::Sha256;
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Signed Slack slash commands at a server, measured")]
 struct Args {
-    /// Where slash commands are POSTed (`http://127.0.0.1:8080/slack/commands`).
-    #[arg(long)]
-    url: String,
+    /// Where slash commands are POSTed (`http://127.0.0.1:8080/slack/commands`);
+    /// repeated, the requests go round the servers in turn (replicas).
+    #[arg(long, required = true)]
+    url: Vec<String>,
     /// The Slack signing secret the server verifies with.
     #[arg(long, env = "SLACK_SIGNING_SECRET")]
     secret: String,
@@ -125,7 +126,7 @@ async fn one(client: &reqwest::Client, shared: &Shared) -> Result<bool, String> 
         .to_string();
     let signature = sign(shared.args.secret.as_bytes(), &ts, body.as_bytes());
     let resp = client
-        .post(&shared.args.url)
+        .post(&shared.args.url[i as usize % shared.args.url.len()])
         .header("content-type", "application/x-www-form-urlencoded")
         .header("x-slack-request-timestamp", &ts)
         .header("x-slack-signature", signature)
