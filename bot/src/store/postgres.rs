@@ -76,7 +76,7 @@ pub async fn server_version(url: &str) -> Result<String, String> {
 pub struct PgStore {
     pool: PgPool,
     /// The group commit of alert deliveries.
-    alerts_writer: tokio::sync::mpsc::Sender<alerts::Waiting>,
+    alerts_writer: tokio::sync::mpsc::Sender<super::sqlite::alerts::Waiting>,
 }
 
 impl PgStore {

@@ -1,6 +1,6 @@
 //! PostgreSQL side of the alert API ([`super::super::alerts`]).
 
-use sqlx::{FromRow, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::super::alerts::{
@@ -8,102 +8,13 @@ use super::super::alerts::{
     StoredAlert,
 };
 use super::super::escalations::EscalationState;
+use super::super::sqlite::alerts::{
+    event, ActionRecord, AlertRecord, CardRecord, SilenceRow, Waiting, ALERT_COLUMNS, BATCH,
+};
 use super::super::sqlite::{decode, encode};
-use super::super::{NewEvent, NewIncident, StoreError};
+use super::super::{NewIncident, StoreError};
 use super::incidents::{insert_event, insert_incident};
 use super::PgStore;
-
-#[derive(FromRow)]
-struct AlertRecord {
-    id: i64,
-    source: String,
-    alertname: String,
-    fingerprint: String,
-    status: String,
-    labels: String,
-    annotations: String,
-    incident_id: Option<i64>,
-    first_seen: i64,
-    deliveries: i64,
-    generator_url: Option<String>,
-}
-
-/// The columns an [`AlertRecord`] is read from.
-const ALERT_COLUMNS: &str = "id, source, alertname, fingerprint, status, labels, annotations,
-                             incident_id, first_seen, deliveries, generator_url";
-
-impl AlertRecord {
-    fn decode(self) -> Result<StoredAlert, StoreError> {
-        Ok(StoredAlert {
-            labels: decode("alert labels", &self.labels)?,
-            annotations: decode("alert annotations", &self.annotations)?,
-            id: self.id,
-            source: self.source,
-            alertname: self.alertname,
-            fingerprint: self.fingerprint,
-            status: self.status,
-            incident_id: self.incident_id,
-            first_seen_ms: self.first_seen,
-            deliveries: self.deliveries,
-            generator_url: self.generator_url,
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct CardRecord {
-    source: String,
-    group_key: String,
-    route: Option<String>,
-    title: String,
-    service: Option<String>,
-    platform: String,
-    channel: String,
-    message_id: Option<String>,
-    card_version: i64,
-    enrichment: Option<String>,
-    incident_id: Option<i64>,
-    open_at: Option<i64>,
-    incident_state: Option<String>,
-    severity: Option<String>,
-    acknowledged_by: Option<String>,
-    escalation_state: Option<String>,
-    escalation_ended_by: Option<String>,
-    firing: i64,
-    resolved: i64,
-}
-
-#[derive(FromRow)]
-struct ActionRecord {
-    id: i64,
-    incident_id: i64,
-    command: String,
-    expires_at: i64,
-    claimed_by: Option<String>,
-    claimed_at: Option<i64>,
-    claim_key: Option<String>,
-    outcome: Option<String>,
-}
-
-#[derive(FromRow)]
-struct SilenceRow {
-    silence_id: String,
-    target: String,
-    comment: String,
-    created_by: String,
-    ends_at: i64,
-    incident_id: Option<i64>,
-}
-
-fn event(at_ms: i64, actor: &str, kind: &'static str, text: String) -> NewEvent {
-    NewEvent {
-        at_ms,
-        actor: actor.to_string(),
-        kind,
-        text,
-        invocation_id: None,
-    }
-}
 
 /// Applies one delivery on `conn` (inside the batch's transaction).
 async fn receive_in(
@@ -366,17 +277,6 @@ async fn attach_incident(
     .await?;
     Ok(())
 }
-
-/// A delivery waiting for the batch writer, and where its answer goes.
-pub(crate) struct Waiting {
-    delivery: AlertDelivery,
-    open: Option<NewIncident>,
-    on_resolved: OnResolved,
-    answer: oneshot::Sender<Result<Received, StoreError>>,
-}
-
-/// How many deliveries one transaction takes at most.
-const BATCH: usize = 128;
 
 /// Group commit for deliveries: takes every delivery waiting, applies each
 /// in its own savepoint (one that fails is rolled back alone), commits

@@ -2,76 +2,19 @@
 
 use std::collections::HashSet;
 
-use sqlx::{FromRow, PgConnection, Postgres, QueryBuilder};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use super::super::escalations::{
     AdHoc, DueEscalation, Escalation, EscalationState, NewPage, Next, PolicySnapshot, RateLimit,
     Step, StepOutcome, StoredOverride,
 };
+use super::super::sqlite::escalations::{
+    limited, DueRecord, EscalationRecord, OverrideRecord, COLUMNS, FOLLOWED_UP,
+};
 use super::super::sqlite::{decode, encode};
 use super::super::{NewEvent, StoreError};
 use super::incidents::insert_event;
 use super::PgStore;
-
-#[derive(FromRow)]
-struct EscalationRecord {
-    id: i64,
-    incident_id: i64,
-    snapshot: String,
-    tier: i64,
-    #[sqlx(rename = "loop")]
-    round: i64,
-    state: String,
-    next_at: Option<i64>,
-    started_at: i64,
-    ended_at: Option<i64>,
-    ended_by: Option<String>,
-}
-
-impl EscalationRecord {
-    fn decode(self) -> Result<Escalation, StoreError> {
-        Ok(Escalation {
-            policy: decode("escalation snapshot", &self.snapshot)?,
-            state: EscalationState::parse(&self.state).ok_or_else(|| {
-                StoreError::Corrupt(format!("escalation {}: state {}", self.id, self.state))
-            })?,
-            id: self.id,
-            incident_id: self.incident_id,
-            tier: self.tier as u32,
-            round: self.round as u32,
-            next_at_ms: self.next_at,
-            started_at_ms: self.started_at,
-            ended_at_ms: self.ended_at,
-            ended_by: self.ended_by,
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct DueRecord {
-    #[sqlx(flatten)]
-    escalation: EscalationRecord,
-    title: String,
-    severity: String,
-}
-
-#[derive(FromRow)]
-struct OverrideRecord {
-    id: i64,
-    schedule: String,
-    principal: String,
-    start_at: i64,
-    end_at: i64,
-    created_by: String,
-}
-
-const COLUMNS: &str =
-    "id, incident_id, snapshot, tier, loop, state, next_at, started_at, ended_at, ended_by";
-
-/// The kinds whose sent pages are followed up when the incident is
-/// acknowledged or resolved (the provider's alert acknowledged or closed,
-/// a chat page's button replaced, a webhook told).
-const FOLLOWED_UP: &str = "('page.chat', 'page.pagerduty', 'page.opsgenie', 'page.webhook')";
 
 /// Starts an incident's escalation, its first step due at `due_ms`.
 pub(super) async fn start(
@@ -240,13 +183,6 @@ pub(super) async fn follow_up_sent(
         ("acknowledge", acked_by)
     };
     follow_up(conn, id, action, by.as_deref().unwrap_or("oncall"), at_ms).await
-}
-
-/// Whether pages of this kind count against the per-target limit: chat
-/// pages reach people's phones; PagerDuty, Opsgenie and webhooks group and
-/// throttle alerts themselves, and one service receives every incident's.
-fn limited(kind: &str) -> bool {
-    kind == "page.chat"
 }
 
 /// Pages to `target` written in the window, for its rate limit.

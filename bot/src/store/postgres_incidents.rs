@@ -1,88 +1,13 @@
 //! PostgreSQL side of the incident API ([`super::super::incidents`]).
 
-use sqlx::FromRow;
-
 use super::super::escalations::EscalationState;
 use super::super::incidents::{
     Incident, IncidentChange, IncidentEvent, NewEvent, NewIncident, RoleHolder,
 };
-use super::super::sqlite::{decode, encode};
+use super::super::sqlite::encode;
+use super::super::sqlite::incidents::{channel_name, EventRecord, IncidentRecord, RoleRecord};
 use super::super::StoreError;
 use super::PgStore;
-
-#[derive(FromRow)]
-struct IncidentRecord {
-    id: i64,
-    title: String,
-    severity: String,
-    state: String,
-    services: String,
-    declared_at: i64,
-    declared_by: String,
-    platform: String,
-    workspace: Option<String>,
-    declared_in: String,
-    channel_name: Option<String>,
-    channel: Option<String>,
-    announced: bool,
-    posted_through: i64,
-    acknowledged_at: Option<i64>,
-    acknowledged_by: Option<String>,
-    mitigated_at: Option<i64>,
-    resolved_at: Option<i64>,
-    resolved_by: Option<String>,
-    summary: Option<String>,
-    last_update_at: i64,
-    next_reminder_at: Option<i64>,
-}
-
-impl IncidentRecord {
-    fn into_incident(self) -> Result<Incident, StoreError> {
-        Ok(Incident {
-            id: self.id,
-            title: self.title,
-            severity: self.severity,
-            state: self.state,
-            services: decode("incident services", &self.services)?,
-            declared_at_ms: self.declared_at,
-            declared_by: self.declared_by,
-            platform: self.platform,
-            workspace: self.workspace,
-            declared_in: self.declared_in,
-            channel_name: self.channel_name,
-            channel: self.channel,
-            announced: self.announced,
-            posted_through: self.posted_through,
-            acknowledged_at_ms: self.acknowledged_at,
-            acknowledged_by: self.acknowledged_by,
-            mitigated_at_ms: self.mitigated_at,
-            resolved_at_ms: self.resolved_at,
-            resolved_by: self.resolved_by,
-            summary: self.summary,
-            last_update_at_ms: self.last_update_at,
-            next_reminder_at_ms: self.next_reminder_at,
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct EventRecord {
-    id: i64,
-    incident_id: i64,
-    at: i64,
-    actor: String,
-    kind: String,
-    text: String,
-    invocation_id: Option<i64>,
-}
-
-#[derive(FromRow)]
-struct RoleRecord {
-    role: String,
-    principal: String,
-    assigned_at: i64,
-    assigned_by: String,
-}
 
 /// Appends a timeline event; its text passes the one redactor first (a
 /// note, a page's message or an alert's summary may hold a secret).
@@ -113,22 +38,6 @@ async fn fetch(conn: &mut sqlx::PgConnection, id: i64) -> Result<Option<Incident
         .await?
         .map(IncidentRecord::into_incident)
         .transpose()
-}
-
-/// `inc-12-checkout-errors`: the incident's number and its title's words,
-/// as every platform accepts a channel name (at most 80 characters).
-pub(crate) fn channel_name(id: i64, title: &str) -> String {
-    let mut slug = String::new();
-    for c in title.chars().flat_map(char::to_lowercase) {
-        if c.is_ascii_alphanumeric() {
-            slug.push(c);
-        } else if !slug.ends_with('-') && !slug.is_empty() {
-            slug.push('-');
-        }
-    }
-    let mut name = format!("inc-{id}-{}", slug.trim_end_matches('-'));
-    name.truncate(60);
-    name.trim_end_matches('-').to_string()
 }
 
 /// Creates an incident with its `declared` event (and its escalation)

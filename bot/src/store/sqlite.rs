@@ -26,11 +26,11 @@ use super::{
 use super::group_commit::GroupCommit;
 
 #[path = "sqlite_alerts.rs"]
-mod alerts;
+pub(in crate::store) mod alerts;
 #[path = "sqlite_escalations.rs"]
-mod escalations;
+pub(in crate::store) mod escalations;
 #[path = "sqlite_incidents.rs"]
-mod incidents;
+pub(in crate::store) mod incidents;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 

@@ -13,26 +13,27 @@ use super::incidents::{insert_event, insert_incident};
 use super::{decode, encode, SqliteStore};
 
 #[derive(FromRow)]
-struct AlertRecord {
-    id: i64,
-    source: String,
-    alertname: String,
-    fingerprint: String,
-    status: String,
-    labels: String,
-    annotations: String,
-    incident_id: Option<i64>,
-    first_seen: i64,
-    deliveries: i64,
-    generator_url: Option<String>,
+pub(in crate::store) struct AlertRecord {
+    pub(in crate::store) id: i64,
+    pub(in crate::store) source: String,
+    pub(in crate::store) alertname: String,
+    pub(in crate::store) fingerprint: String,
+    pub(in crate::store) status: String,
+    pub(in crate::store) labels: String,
+    pub(in crate::store) annotations: String,
+    pub(in crate::store) incident_id: Option<i64>,
+    pub(in crate::store) first_seen: i64,
+    pub(in crate::store) deliveries: i64,
+    pub(in crate::store) generator_url: Option<String>,
 }
 
 /// The columns an [`AlertRecord`] is read from.
-const ALERT_COLUMNS: &str = "id, source, alertname, fingerprint, status, labels, annotations,
+pub(in crate::store) const ALERT_COLUMNS: &str =
+    "id, source, alertname, fingerprint, status, labels, annotations,
                              incident_id, first_seen, deliveries, generator_url";
 
 impl AlertRecord {
-    fn decode(self) -> Result<StoredAlert, StoreError> {
+    pub(in crate::store) fn decode(self) -> Result<StoredAlert, StoreError> {
         Ok(StoredAlert {
             labels: decode("alert labels", &self.labels)?,
             annotations: decode("alert annotations", &self.annotations)?,
@@ -50,51 +51,56 @@ impl AlertRecord {
 }
 
 #[derive(FromRow)]
-struct CardRecord {
-    source: String,
-    group_key: String,
-    route: Option<String>,
-    title: String,
-    service: Option<String>,
-    platform: String,
-    channel: String,
-    message_id: Option<String>,
-    card_version: i64,
-    enrichment: Option<String>,
-    incident_id: Option<i64>,
-    open_at: Option<i64>,
-    incident_state: Option<String>,
-    severity: Option<String>,
-    acknowledged_by: Option<String>,
-    escalation_state: Option<String>,
-    escalation_ended_by: Option<String>,
-    firing: i64,
-    resolved: i64,
+pub(in crate::store) struct CardRecord {
+    pub(in crate::store) source: String,
+    pub(in crate::store) group_key: String,
+    pub(in crate::store) route: Option<String>,
+    pub(in crate::store) title: String,
+    pub(in crate::store) service: Option<String>,
+    pub(in crate::store) platform: String,
+    pub(in crate::store) channel: String,
+    pub(in crate::store) message_id: Option<String>,
+    pub(in crate::store) card_version: i64,
+    pub(in crate::store) enrichment: Option<String>,
+    pub(in crate::store) incident_id: Option<i64>,
+    pub(in crate::store) open_at: Option<i64>,
+    pub(in crate::store) incident_state: Option<String>,
+    pub(in crate::store) severity: Option<String>,
+    pub(in crate::store) acknowledged_by: Option<String>,
+    pub(in crate::store) escalation_state: Option<String>,
+    pub(in crate::store) escalation_ended_by: Option<String>,
+    pub(in crate::store) firing: i64,
+    pub(in crate::store) resolved: i64,
 }
 
 #[derive(FromRow)]
-struct ActionRecord {
-    id: i64,
-    incident_id: i64,
-    command: String,
-    expires_at: i64,
-    claimed_by: Option<String>,
-    claimed_at: Option<i64>,
-    claim_key: Option<String>,
-    outcome: Option<String>,
+pub(in crate::store) struct ActionRecord {
+    pub(in crate::store) id: i64,
+    pub(in crate::store) incident_id: i64,
+    pub(in crate::store) command: String,
+    pub(in crate::store) expires_at: i64,
+    pub(in crate::store) claimed_by: Option<String>,
+    pub(in crate::store) claimed_at: Option<i64>,
+    pub(in crate::store) claim_key: Option<String>,
+    pub(in crate::store) outcome: Option<String>,
 }
 
 #[derive(FromRow)]
-struct SilenceRow {
-    silence_id: String,
-    target: String,
-    comment: String,
-    created_by: String,
-    ends_at: i64,
-    incident_id: Option<i64>,
+pub(in crate::store) struct SilenceRow {
+    pub(in crate::store) silence_id: String,
+    pub(in crate::store) target: String,
+    pub(in crate::store) comment: String,
+    pub(in crate::store) created_by: String,
+    pub(in crate::store) ends_at: i64,
+    pub(in crate::store) incident_id: Option<i64>,
 }
 
-fn event(at_ms: i64, actor: &str, kind: &'static str, text: String) -> NewEvent {
+pub(in crate::store) fn event(
+    at_ms: i64,
+    actor: &str,
+    kind: &'static str,
+    text: String,
+) -> NewEvent {
     NewEvent {
         at_ms,
         actor: actor.to_string(),
@@ -367,15 +373,15 @@ async fn attach_incident(
 }
 
 /// A delivery waiting for the batch writer, and where its answer goes.
-pub(crate) struct Waiting {
-    delivery: AlertDelivery,
-    open: Option<NewIncident>,
-    on_resolved: OnResolved,
-    answer: oneshot::Sender<Result<Received, StoreError>>,
+pub(in crate::store) struct Waiting {
+    pub(in crate::store) delivery: AlertDelivery,
+    pub(in crate::store) open: Option<NewIncident>,
+    pub(in crate::store) on_resolved: OnResolved,
+    pub(in crate::store) answer: oneshot::Sender<Result<Received, StoreError>>,
 }
 
 /// How many deliveries one transaction takes at most.
-const BATCH: usize = 128;
+pub(in crate::store) const BATCH: usize = 128;
 
 /// Group commit for deliveries: takes every delivery waiting, applies each
 /// in its own savepoint (one that fails is rolled back alone), commits

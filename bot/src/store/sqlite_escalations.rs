@@ -13,22 +13,22 @@ use super::incidents::insert_event;
 use super::{decode, encode, SqliteStore};
 
 #[derive(FromRow)]
-struct EscalationRecord {
-    id: i64,
-    incident_id: i64,
-    snapshot: String,
-    tier: i64,
+pub(in crate::store) struct EscalationRecord {
+    pub(in crate::store) id: i64,
+    pub(in crate::store) incident_id: i64,
+    pub(in crate::store) snapshot: String,
+    pub(in crate::store) tier: i64,
     #[sqlx(rename = "loop")]
-    round: i64,
-    state: String,
-    next_at: Option<i64>,
-    started_at: i64,
-    ended_at: Option<i64>,
-    ended_by: Option<String>,
+    pub(in crate::store) round: i64,
+    pub(in crate::store) state: String,
+    pub(in crate::store) next_at: Option<i64>,
+    pub(in crate::store) started_at: i64,
+    pub(in crate::store) ended_at: Option<i64>,
+    pub(in crate::store) ended_by: Option<String>,
 }
 
 impl EscalationRecord {
-    fn decode(self) -> Result<Escalation, StoreError> {
+    pub(in crate::store) fn decode(self) -> Result<Escalation, StoreError> {
         Ok(Escalation {
             policy: decode("escalation snapshot", &self.snapshot)?,
             state: EscalationState::parse(&self.state).ok_or_else(|| {
@@ -47,30 +47,31 @@ impl EscalationRecord {
 }
 
 #[derive(FromRow)]
-struct DueRecord {
+pub(in crate::store) struct DueRecord {
     #[sqlx(flatten)]
-    escalation: EscalationRecord,
-    title: String,
-    severity: String,
+    pub(in crate::store) escalation: EscalationRecord,
+    pub(in crate::store) title: String,
+    pub(in crate::store) severity: String,
 }
 
 #[derive(FromRow)]
-struct OverrideRecord {
-    id: i64,
-    schedule: String,
-    principal: String,
-    start_at: i64,
-    end_at: i64,
-    created_by: String,
+pub(in crate::store) struct OverrideRecord {
+    pub(in crate::store) id: i64,
+    pub(in crate::store) schedule: String,
+    pub(in crate::store) principal: String,
+    pub(in crate::store) start_at: i64,
+    pub(in crate::store) end_at: i64,
+    pub(in crate::store) created_by: String,
 }
 
-const COLUMNS: &str =
+pub(in crate::store) const COLUMNS: &str =
     "id, incident_id, snapshot, tier, loop, state, next_at, started_at, ended_at, ended_by";
 
 /// The kinds whose sent pages are followed up when the incident is
 /// acknowledged or resolved (the provider's alert acknowledged or closed,
 /// a chat page's button replaced, a webhook told).
-const FOLLOWED_UP: &str = "('page.chat', 'page.pagerduty', 'page.opsgenie', 'page.webhook')";
+pub(in crate::store) const FOLLOWED_UP: &str =
+    "('page.chat', 'page.pagerduty', 'page.opsgenie', 'page.webhook')";
 
 /// Starts an incident's escalation, its first step due at `due_ms`.
 pub(super) async fn start(
@@ -244,7 +245,7 @@ pub(super) async fn follow_up_sent(
 /// Whether pages of this kind count against the per-target limit: chat
 /// pages reach people's phones; PagerDuty, Opsgenie and webhooks group and
 /// throttle alerts themselves, and one service receives every incident's.
-fn limited(kind: &str) -> bool {
+pub(in crate::store) fn limited(kind: &str) -> bool {
     kind == "page.chat"
 }
 

@@ -10,33 +10,33 @@ use super::super::StoreError;
 use super::{decode, encode, SqliteStore};
 
 #[derive(FromRow)]
-struct IncidentRecord {
-    id: i64,
-    title: String,
-    severity: String,
-    state: String,
-    services: String,
-    declared_at: i64,
-    declared_by: String,
-    platform: String,
-    workspace: Option<String>,
-    declared_in: String,
-    channel_name: Option<String>,
-    channel: Option<String>,
-    announced: bool,
-    posted_through: i64,
-    acknowledged_at: Option<i64>,
-    acknowledged_by: Option<String>,
-    mitigated_at: Option<i64>,
-    resolved_at: Option<i64>,
-    resolved_by: Option<String>,
-    summary: Option<String>,
-    last_update_at: i64,
-    next_reminder_at: Option<i64>,
+pub(in crate::store) struct IncidentRecord {
+    pub(in crate::store) id: i64,
+    pub(in crate::store) title: String,
+    pub(in crate::store) severity: String,
+    pub(in crate::store) state: String,
+    pub(in crate::store) services: String,
+    pub(in crate::store) declared_at: i64,
+    pub(in crate::store) declared_by: String,
+    pub(in crate::store) platform: String,
+    pub(in crate::store) workspace: Option<String>,
+    pub(in crate::store) declared_in: String,
+    pub(in crate::store) channel_name: Option<String>,
+    pub(in crate::store) channel: Option<String>,
+    pub(in crate::store) announced: bool,
+    pub(in crate::store) posted_through: i64,
+    pub(in crate::store) acknowledged_at: Option<i64>,
+    pub(in crate::store) acknowledged_by: Option<String>,
+    pub(in crate::store) mitigated_at: Option<i64>,
+    pub(in crate::store) resolved_at: Option<i64>,
+    pub(in crate::store) resolved_by: Option<String>,
+    pub(in crate::store) summary: Option<String>,
+    pub(in crate::store) last_update_at: i64,
+    pub(in crate::store) next_reminder_at: Option<i64>,
 }
 
 impl IncidentRecord {
-    fn into_incident(self) -> Result<Incident, StoreError> {
+    pub(in crate::store) fn into_incident(self) -> Result<Incident, StoreError> {
         Ok(Incident {
             id: self.id,
             title: self.title,
@@ -65,22 +65,22 @@ impl IncidentRecord {
 }
 
 #[derive(FromRow)]
-struct EventRecord {
-    id: i64,
-    incident_id: i64,
-    at: i64,
-    actor: String,
-    kind: String,
-    text: String,
-    invocation_id: Option<i64>,
+pub(in crate::store) struct EventRecord {
+    pub(in crate::store) id: i64,
+    pub(in crate::store) incident_id: i64,
+    pub(in crate::store) at: i64,
+    pub(in crate::store) actor: String,
+    pub(in crate::store) kind: String,
+    pub(in crate::store) text: String,
+    pub(in crate::store) invocation_id: Option<i64>,
 }
 
 #[derive(FromRow)]
-struct RoleRecord {
-    role: String,
-    principal: String,
-    assigned_at: i64,
-    assigned_by: String,
+pub(in crate::store) struct RoleRecord {
+    pub(in crate::store) role: String,
+    pub(in crate::store) principal: String,
+    pub(in crate::store) assigned_at: i64,
+    pub(in crate::store) assigned_by: String,
 }
 
 /// Appends a timeline event; its text passes the one redactor first (a
@@ -116,7 +116,7 @@ async fn fetch(conn: &mut sqlx::SqliteConnection, id: i64) -> Result<Option<Inci
 
 /// `inc-12-checkout-errors`: the incident's number and its title's words,
 /// as every platform accepts a channel name (at most 80 characters).
-pub(crate) fn channel_name(id: i64, title: &str) -> String {
+pub(in crate::store) fn channel_name(id: i64, title: &str) -> String {
     let mut slug = String::new();
     for c in title.chars().flat_map(char::to_lowercase) {
         if c.is_ascii_alphanumeric() {
