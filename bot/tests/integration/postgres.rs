@@ -833,3 +833,114 @@ tiers = [
     );
     eprintln!("failover: the follower led {took_over:?} after the leader was killed");
 }
+
+/// A leader the API server stops answering (500 to every Lease request)
+/// stops leading within its renew deadline, and nothing is paged while no
+/// replica can hold the Lease; when the API answers again one replica
+/// leads and the page goes out, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_the_lease_api_stops_paging() {
+    use crate::common::fake_pager::{FakePager, ROUTING_KEY};
+    use crate::common::fake_slack::FakeSlack;
+    use crate::common::serve::{command_body, post_signed, Setup};
+    use std::time::{Duration, Instant};
+    let Some(pg) = or_skip("a_leader_cut_off_from_the_lease_api_stops_paging") else {
+        return;
+    };
+    let url = pg.fresh_database().await;
+    let sim = crate::common::fast_sim().await;
+    let slack = FakeSlack::start().await;
+    let fake = FakePager::start().await;
+    let secret = "cut-off-secret";
+    let tail = format!(
+        r#"
+[[policy.bindings]]
+principal = "slack:UOPS1"
+roles = ["operator"]
+
+[election]
+enabled = true
+namespace = "default"
+lease_duration = "1500ms"
+renew_deadline = "1s"
+retry_period = "200ms"
+
+[escalation.pagerduty]
+url = "{url}"
+services.payments = {{ routing_key_env = "CUT_PD_KEY" }}
+
+[[escalation.policies]]
+name = "one-step"
+tiers = [{{ name = "first", targets = ["pagerduty:payments"] }}]
+"#,
+        url = fake.url
+    );
+    let replace = [(
+        r#"escalation = "runbook-002""#,
+        r#"escalation = "one-step""#,
+    )];
+    let env = [("DATABASE_URL", url.as_str()), ("CUT_PD_KEY", ROUTING_KEY)];
+    let one = Setup::new(&sim.url(), secret, &replace, &tail);
+    let two = Setup::new(&sim.url(), secret, &replace, &tail);
+    let a = one.serve_env(&slack, "a.log", &env).await;
+    let b = two.serve_env(&slack, "b.log", &env).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ra, rb) = (role_of(&a.base).await, role_of(&b.base).await);
+        if (ra == "leader") ^ (rb == "leader") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no single leader: {ra} / {rb}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The Lease API fails from now on.
+    sim.with_store(|s| s.failing_resources.push("leases".into()));
+    let cut = Instant::now();
+    while role_of(&a.base).await == "leader" || role_of(&b.base).await == "leader" {
+        assert!(
+            cut.elapsed() < Duration::from_secs(5),
+            "a leader kept leading after its renew deadline:\n{}\n{}",
+            a.log(),
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stopped = cut.elapsed();
+    // An incident now: nobody leads, so nobody pages.
+    let http = reqwest::Client::new();
+    let body = command_body(
+        "UOPS1",
+        "incident declare SEV-1 checkout down",
+        "trig-cut-1",
+        &slack.response_url(1),
+    );
+    assert_eq!(
+        post_signed(&http, &a.base, secret, body, &[])
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        fake.pagerduty_alerts().is_empty(),
+        "paged without a leader: {:?}",
+        fake.calls("")
+    );
+    // The API is back: one replica leads and pages it, once.
+    sim.with_store(|s| s.failing_resources.clear());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.pagerduty_alerts().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "never paged:\n{}\n{}",
+            a.log(),
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let keys: Vec<String> = fake.pagerduty_alerts().into_keys().collect();
+    assert_eq!(keys, ["page:1:0:0:pagerduty:payments"]);
+    eprintln!("cut off: leading stopped {stopped:?} after the Lease API failed");
+}
