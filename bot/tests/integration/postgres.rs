@@ -944,3 +944,123 @@ tiers = [{{ name = "first", targets = ["pagerduty:payments"] }}]
     assert_eq!(keys, ["page:1:0:0:pagerduty:payments"]);
     eprintln!("cut off: leading stopped {stopped:?} after the Lease API failed");
 }
+
+/// Slack's block_actions payload for pressing Approve on request `id`.
+fn approve_click(user: &str, id: &str, response_url: &str) -> String {
+    let payload = serde_json::json!({
+        "type": "block_actions",
+        "team": { "id": "T0001", "domain": "example" },
+        "user": { "id": user, "username": "someone", "team_id": "T0001" },
+        "api_app_id": "A0001",
+        "token": "deprecated",
+        "container": { "type": "message", "message_ts": "1700000000.000100", "channel_id": "C0OPS", "is_ephemeral": false },
+        "trigger_id": format!("trigger-approve-{user}"),
+        "channel": { "id": "C0OPS", "name": "ops" },
+        "response_url": response_url,
+        "actions": [{
+            "type": "button", "action_id": "oncall_approve", "block_id": "b1",
+            "text": { "type": "plain_text", "text": "Approve" }, "value": id,
+            "action_ts": "1700000002.000002",
+        }],
+    });
+    serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_requested_on_one_replica_and_pressed_on_the_other_runs_once() {
+    use crate::common::fake_slack::FakeSlack;
+    use crate::common::serve::{command_body, post_signed, post_signed_to, Setup};
+    use std::time::{Duration, Instant};
+    let Some(pg) =
+        or_skip("an_approval_requested_on_one_replica_and_pressed_on_the_other_runs_once")
+    else {
+        return;
+    };
+    let url = pg.fresh_database().await;
+    let sim = crate::common::fast_sim().await;
+    let slack = FakeSlack::start().await;
+    let secret = "approval-two-secret";
+    let tail = "[[policy.bindings]]\nprincipal = \"slack:UOPS1\"\nroles = [\"operator\"]\n\
+                [[policy.bindings]]\nprincipal = \"slack:UADMIN1\"\nroles = [\"admin\"]\n";
+    let env = [("DATABASE_URL", url.as_str())];
+    let one = Setup::new(&sim.url(), secret, &[], tail);
+    let two = Setup::new(&sim.url(), secret, &[], tail);
+    let a = one.serve_env(&slack, "a.log", &env).await;
+    let b = two.serve_env(&slack, "b.log", &env).await;
+    let http = reqwest::Client::new();
+    let restarts = || {
+        sim.with_store(|s| {
+            s.writes
+                .iter()
+                .filter(|w| *w == "PATCH /apis/apps/v1/namespaces/default/deployments/backend")
+                .count()
+        })
+    };
+    // Requested on a: production restarts need a second person.
+    let body = command_body(
+        "UOPS1",
+        "restart backend",
+        "trig-ap-1",
+        &slack.response_url(1),
+    );
+    assert_eq!(
+        post_signed(&http, &a.base, secret, body, &[])
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let store = PgStore::open(&url).await.unwrap();
+    let q = oncall::store::HistoryQuery {
+        limit: 10,
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        if let Some(id) = store
+            .history(&q)
+            .await
+            .unwrap()
+            .iter()
+            .find_map(|r| r.approval_id.clone())
+        {
+            break id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no approval requested:\n{}",
+            a.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(restarts(), 0, "held, not run");
+    // Pressed on b, and again on a (a double click reaching both).
+    let click = approve_click("UADMIN1", &id, &slack.response_url(2));
+    let (x, y) = tokio::join!(
+        post_signed_to(
+            &http,
+            &b.base,
+            "/slack/interactions",
+            secret,
+            click.clone(),
+            &[]
+        ),
+        post_signed_to(&http, &a.base, "/slack/interactions", secret, click, &[]),
+    );
+    assert_eq!(x.unwrap().status(), 200);
+    assert_eq!(y.unwrap().status(), 200);
+    while restarts() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the approved restart never ran:\n{}\n{}",
+            a.log(),
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(restarts(), 1, "approved once, run once");
+    let approval = store.approval(&id).await.unwrap().unwrap();
+    assert_eq!(approval.state, oncall::store::ApprovalState::Approved);
+    assert_eq!(approval.decided_by.as_deref(), Some("slack:UADMIN1"));
+}

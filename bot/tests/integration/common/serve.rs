@@ -197,10 +197,22 @@ pub async fn post_signed(
     body: impl Into<Vec<u8>>,
     extra: &[(&str, &str)],
 ) -> reqwest::Result<reqwest::Response> {
+    post_signed_to(http, base, "/slack/commands", secret, body, extra).await
+}
+
+/// [`post_signed`] to any of the Slack routes (`/slack/interactions`).
+pub async fn post_signed_to(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    secret: &str,
+    body: impl Into<Vec<u8>>,
+    extra: &[(&str, &str)],
+) -> reqwest::Result<reqwest::Response> {
     let body = body.into();
     let ts = jiff::Timestamp::now().as_second().to_string();
     let mut req = http
-        .post(format!("{base}/slack/commands"))
+        .post(format!("{base}{path}"))
         .header("content-type", "application/x-www-form-urlencoded")
         .header("x-slack-request-timestamp", &ts)
         .header(
