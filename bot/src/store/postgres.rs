@@ -526,26 +526,7 @@ impl PgStore {
     /// History, newest first, with only the filters given (each one an
     /// index can serve).
     pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<InvocationRow>, StoreError> {
-        let mut sql = sqlx::QueryBuilder::<sqlx::Postgres>::new("SELECT * FROM invocations");
-        let mut first = true;
-        let mut and = |sql: &mut sqlx::QueryBuilder<sqlx::Postgres>| {
-            sql.push(if first { " WHERE " } else { " AND " });
-            first = false;
-        };
-        if let Some(p) = &q.principal {
-            and(&mut sql);
-            sql.push("principal = ").push_bind(p);
-        }
-        if let Some(s) = &q.service {
-            and(&mut sql);
-            sql.push("service = ").push_bind(s);
-        }
-        if let Some(since) = q.since_ms {
-            and(&mut sql);
-            sql.push("received_at >= ").push_bind(since);
-        }
-        sql.push(" ORDER BY received_at DESC, id DESC LIMIT ")
-            .push_bind(i64::from(q.limit.max(1)));
+        let mut sql = history_sql("SELECT * FROM invocations", q);
         Ok(sql
             .build_query_as::<InvocationRow>()
             .fetch_all(&self.pool)
@@ -679,27 +660,7 @@ impl PgStore {
 
     /// How PostgreSQL runs [`Self::history`] for `q` (`EXPLAIN`).
     pub async fn history_plan(&self, q: &HistoryQuery) -> Result<Vec<String>, StoreError> {
-        let mut sql =
-            sqlx::QueryBuilder::<sqlx::Postgres>::new("EXPLAIN SELECT * FROM invocations");
-        let mut first = true;
-        let mut and = |sql: &mut sqlx::QueryBuilder<sqlx::Postgres>| {
-            sql.push(if first { " WHERE " } else { " AND " });
-            first = false;
-        };
-        if let Some(p) = &q.principal {
-            and(&mut sql);
-            sql.push("principal = ").push_bind(p);
-        }
-        if let Some(s) = &q.service {
-            and(&mut sql);
-            sql.push("service = ").push_bind(s);
-        }
-        if let Some(since) = q.since_ms {
-            and(&mut sql);
-            sql.push("received_at >= ").push_bind(since);
-        }
-        sql.push(" ORDER BY received_at DESC, id DESC LIMIT ")
-            .push_bind(i64::from(q.limit.max(1)));
+        let mut sql = history_sql("EXPLAIN SELECT * FROM invocations", q);
         Ok(sql
             .build_query_scalar::<String>()
             .fetch_all(&self.pool)
@@ -713,6 +674,32 @@ impl PgStore {
             tx: self.pool.begin().await?,
         })
     }
+}
+
+/// `select` with the history query's filters, only those given (each a
+/// plain comparison an index serves), newest first.
+fn history_sql<'q>(select: &str, q: &'q HistoryQuery) -> sqlx::QueryBuilder<'q, sqlx::Postgres> {
+    let mut sql = sqlx::QueryBuilder::<sqlx::Postgres>::new(select);
+    let mut first = true;
+    let mut and = |sql: &mut sqlx::QueryBuilder<sqlx::Postgres>| {
+        sql.push(if first { " WHERE " } else { " AND " });
+        first = false;
+    };
+    if let Some(p) = &q.principal {
+        and(&mut sql);
+        sql.push("principal = ").push_bind(p);
+    }
+    if let Some(s) = &q.service {
+        and(&mut sql);
+        sql.push("service = ").push_bind(s);
+    }
+    if let Some(since) = q.since_ms {
+        and(&mut sql);
+        sql.push("received_at >= ").push_bind(since);
+    }
+    sql.push(" ORDER BY received_at DESC, id DESC LIMIT ")
+        .push_bind(i64::from(q.limit.max(1)));
+    sql
 }
 
 /// An open transaction of the PostgreSQL store.

@@ -700,6 +700,34 @@ async fn store_copy_moves_an_installation_from_sqlite_to_postgres_as_it_is() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
 }
 
+/// The config tail of the multi-replica paging tests: the operator, a fast
+/// election, PagerDuty at the fake, and the escalation policy `name` with
+/// `tiers` (which incidents of the example's SEV-1 use in their place).
+fn replicas_paging_pagerduty(pager_url: &str, key_env: &str, name: &str, tiers: &str) -> String {
+    format!(
+        r#"
+[[policy.bindings]]
+principal = "slack:UOPS1"
+roles = ["operator"]
+
+[election]
+enabled = true
+namespace = "default"
+lease_duration = "1500ms"
+renew_deadline = "1s"
+retry_period = "200ms"
+
+[escalation.pagerduty]
+url = "{pager_url}"
+services.payments = {{ routing_key_env = "{key_env}" }}
+
+[[escalation.policies]]
+name = "{name}"
+tiers = {tiers}
+"#
+    )
+}
+
 async fn role_of(base: &str) -> String {
     match reqwest::get(format!("{base}/readyz")).await {
         Ok(r) => r.json::<serde_json::Value>().await.unwrap()["election"]["role"]
@@ -730,31 +758,14 @@ async fn a_leader_killed_mid_escalation_is_replaced_and_each_step_pages_once() {
     let slack = FakeSlack::start().await;
     let fake = FakePager::start().await;
     let secret = "failover-secret";
-    let tail = format!(
-        r#"
-[[policy.bindings]]
-principal = "slack:UOPS1"
-roles = ["operator"]
-
-[election]
-enabled = true
-namespace = "default"
-lease_duration = "1500ms"
-renew_deadline = "1s"
-retry_period = "200ms"
-
-[escalation.pagerduty]
-url = "{url}"
-services.payments = {{ routing_key_env = "FAILOVER_PD_KEY" }}
-
-[[escalation.policies]]
-name = "two-steps"
-tiers = [
-  {{ name = "first", targets = ["pagerduty:payments"], delay = "4s" }},
-  {{ name = "second", targets = ["pagerduty:payments"] }},
-]
-"#,
-        url = fake.url
+    let tail = replicas_paging_pagerduty(
+        &fake.url,
+        "FAILOVER_PD_KEY",
+        "two-steps",
+        r#"[
+  { name = "first", targets = ["pagerduty:payments"], delay = "4s" },
+  { name = "second", targets = ["pagerduty:payments"] },
+]"#,
     );
     let replace = [(
         r#"escalation = "runbook-002""#,
@@ -852,28 +863,11 @@ async fn a_leader_cut_off_from_the_lease_api_stops_paging() {
     let slack = FakeSlack::start().await;
     let fake = FakePager::start().await;
     let secret = "cut-off-secret";
-    let tail = format!(
-        r#"
-[[policy.bindings]]
-principal = "slack:UOPS1"
-roles = ["operator"]
-
-[election]
-enabled = true
-namespace = "default"
-lease_duration = "1500ms"
-renew_deadline = "1s"
-retry_period = "200ms"
-
-[escalation.pagerduty]
-url = "{url}"
-services.payments = {{ routing_key_env = "CUT_PD_KEY" }}
-
-[[escalation.policies]]
-name = "one-step"
-tiers = [{{ name = "first", targets = ["pagerduty:payments"] }}]
-"#,
-        url = fake.url
+    let tail = replicas_paging_pagerduty(
+        &fake.url,
+        "CUT_PD_KEY",
+        "one-step",
+        r#"[{ name = "first", targets = ["pagerduty:payments"] }]"#,
     );
     let replace = [(
         r#"escalation = "runbook-002""#,
