@@ -1058,3 +1058,67 @@ async fn an_approval_requested_on_one_replica_and_pressed_on_the_other_runs_once
     assert_eq!(approval.state, oncall::store::ApprovalState::Approved);
     assert_eq!(approval.decided_by.as_deref(), Some("slack:UADMIN1"));
 }
+
+/// Three `oncall serve` replicas on one PostgreSQL and one simulator:
+/// exactly one leads; killed, exactly one of the other two takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_elect_exactly_one_leader_and_one_successor() {
+    use crate::common::fake_slack::FakeSlack;
+    use crate::common::serve::Setup;
+    use std::time::{Duration, Instant};
+    let Some(pg) = or_skip("three_replicas_elect_exactly_one_leader_and_one_successor") else {
+        return;
+    };
+    let url = pg.fresh_database().await;
+    let sim = crate::common::fast_sim().await;
+    let slack = FakeSlack::start().await;
+    let tail = "[election]\nenabled = true\nnamespace = \"default\"\nlease_duration = \"1500ms\"\nrenew_deadline = \"1s\"\nretry_period = \"200ms\"\n";
+    let env = [("DATABASE_URL", url.as_str())];
+    let setups: Vec<Setup> = (0..3)
+        .map(|_| Setup::new(&sim.url(), "three-secret", &[], tail))
+        .collect();
+    let mut served = Vec::new();
+    for (i, s) in setups.iter().enumerate() {
+        served.push(s.serve_env(&slack, &format!("r{i}.log"), &env).await);
+    }
+    async fn roles(served: &[crate::common::serve::Served]) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in served {
+            out.push(role_of(&s.base).await);
+        }
+        out
+    }
+    let settled = |r: &[String]| {
+        r.iter().filter(|x| *x == "leader").count() == 1
+            && r.iter().filter(|x| *x == "follower").count() == r.len() - 1
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut r = roles(&served).await;
+    while !settled(&r) {
+        assert!(
+            Instant::now() < deadline,
+            "not one leader and two followers: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        r = roles(&served).await;
+    }
+    // Never two leaders over several renewals.
+    for _ in 0..20 {
+        let now = roles(&served).await;
+        assert!(
+            now.iter().filter(|x| *x == "leader").count() <= 1,
+            "{now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let leader = r.iter().position(|x| x == "leader").unwrap();
+    let mut dead = served.remove(leader);
+    dead.kill_9();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut r = roles(&served).await;
+    while !settled(&r) {
+        assert!(Instant::now() < deadline, "no single successor: {r:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        r = roles(&served).await;
+    }
+}
