@@ -238,19 +238,40 @@ async fn commands(
     let Ok(cmd) = serde_urlencoded::from_bytes::<SlackCommandEvent>(&bytes) else {
         return bad_request(&state, "slash command");
     };
-    match command_response(&state, cmd).await {
-        Ok(v) => Json(v).into_response(),
+    match command_answer(&state, cmd).await {
+        Ok(CommandAnswer::Reply(reply)) => {
+            Json(render::response_body(&reply, false)).into_response()
+        }
+        Ok(CommandAnswer::Json(v)) => Json(v).into_response(),
         Err(what) => bad_request(&state, what),
     }
+}
+
+/// A slash command's immediate answer: a reply to render, or a ready
+/// message (an acknowledgement).
+pub enum CommandAnswer {
+    Reply(Reply),
+    Json(Value),
+}
+
+/// [`command_answer`] as the JSON Slack is sent (Socket Mode's payload).
+pub async fn command_response(
+    state: &Arc<SlackState>,
+    cmd: SlackCommandEvent,
+) -> Result<Value, &'static str> {
+    Ok(match command_answer(state, cmd).await? {
+        CommandAnswer::Reply(reply) => render::response(&reply, false),
+        CommandAnswer::Json(v) => v,
+    })
 }
 
 /// Runs a slash command (from HTTP or Socket Mode) and returns the immediate
 /// response: the answer when it came within the ack budget, an
 /// acknowledgement otherwise (the answer then follows through `response_url`).
-pub async fn command_response(
+pub async fn command_answer(
     state: &Arc<SlackState>,
     cmd: SlackCommandEvent,
-) -> Result<Value, &'static str> {
+) -> Result<CommandAnswer, &'static str> {
     let Ok(principal) = format!("slack:{}", cmd.user_id.0).parse() else {
         return Err("user id");
     };
@@ -263,10 +284,10 @@ pub async fn command_response(
     // A response_url lives 30 minutes: a longer wait could never answer.
     let wait = crate::inbound::requested_wait(&text);
     if wait.is_some_and(|w| w > MAX_SLACK_WAIT) {
-        return Ok(serde_json::json!({
+        return Ok(CommandAnswer::Json(serde_json::json!({
             "response_type": "ephemeral",
             "text": "Slack lets a bot answer a command for 30 minutes; use `--wait` of 25m or less.",
-        }));
+        })));
     }
     let (progress_tx, progress_rx) = tokio::sync::mpsc::unbounded_channel();
     let inv = Invocation {
@@ -331,25 +352,22 @@ pub async fn command_response(
                     .spawn("slack approval post", async move {
                         post_for_approval(&state2, &channel, &reply, &response_url).await
                     });
-                return Ok(approval_ack(&text));
+                return Ok(CommandAnswer::Json(approval_ack(&text)));
             }
-            Ok(render::response(&reply, false))
+            Ok(CommandAnswer::Reply(reply))
         }
-        crate::inbound::Answered::Crashed => Ok(render::response(
-            &Reply::new(
-                Outcome::Failed,
-                "Something went wrong; nothing more will happen for this request",
-            ),
-            false,
-        )),
+        crate::inbound::Answered::Crashed => Ok(CommandAnswer::Reply(Reply::new(
+            Outcome::Failed,
+            "Something went wrong; nothing more will happen for this request",
+        ))),
         crate::inbound::Answered::Deferred => {
             let shown = oncall_grammar::parse(&text)
                 .map(|p| p.command.to_string())
                 .unwrap_or_else(|_| text.clone());
-            Ok(json!({
+            Ok(CommandAnswer::Json(json!({
                 "response_type": "ephemeral",
                 "text": format!("⏳ Working on `{}`… the answer follows here.", render::escape(&shown)),
-            }))
+            })))
         }
     }
 }

@@ -220,15 +220,33 @@ pub fn message(reply: &Reply) -> Value {
 
 /// A slash-command or `response_url` response.
 pub fn response(reply: &Reply, replace_original: bool) -> Value {
-    let mut m = message(reply);
-    m["response_type"] = json!(match reply.visibility {
-        Visibility::Public => "in_channel",
-        Visibility::Private => "ephemeral",
-    });
-    if replace_original {
-        m["replace_original"] = json!(true);
+    serde_json::to_value(response_body(reply, replace_original))
+        .unwrap_or_else(|e| json!({ "text": format!("This reply could not be shown: {e}") }))
+}
+
+/// A slash-command or `response_url` response as its own type, which
+/// serializes straight to the HTTP body (the slash-command path answers
+/// with it, without building a [`Value`] first).
+#[derive(Debug, serde::Serialize)]
+pub struct ResponseBody {
+    text: String,
+    blocks: Vec<SlackBlock>,
+    response_type: &'static str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    replace_original: bool,
+}
+
+pub fn response_body(reply: &Reply, replace_original: bool) -> ResponseBody {
+    let (blocks, text) = blocks(reply);
+    ResponseBody {
+        text,
+        blocks,
+        response_type: match reply.visibility {
+            Visibility::Public => "in_channel",
+            Visibility::Private => "ephemeral",
+        },
+        replace_original,
     }
-    m
 }
 
 #[cfg(test)]

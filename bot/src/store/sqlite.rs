@@ -560,10 +560,11 @@ const INSERT_COMPLETE: &str = "INSERT INTO invocations (received_at, platform, w
                               outcome, summary, error, duration_ms, approval_id, idempotency_key)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
      RETURNING id";
-const CLAIM_KEY_DONE: &str =
-    "INSERT INTO idempotency_keys (key, state, reply, created_at) VALUES (?1, 'done', ?2, ?3)
-     ON CONFLICT (key) DO NOTHING";
-const LINK_KEY: &str = "UPDATE idempotency_keys SET invocation_id = ?1 WHERE key = ?2";
+/// A key answered at once, with its row: the writer holds the write lock
+/// and looked the key up first ([`KEY_STATE`]), so it is new.
+const INSERT_KEY_DONE: &str =
+    "INSERT INTO idempotency_keys (key, state, reply, invocation_id, created_at)
+     VALUES (?1, 'done', ?2, ?3, ?4)";
 
 /// The group commit's side of the store: one plain SQLite connection on a
 /// thread of its own, running whole batches without a round trip per
@@ -575,8 +576,7 @@ pub(super) mod hot {
 
     use super::super::{Completion, KeyClaim, NewInvocation, Start, StoreError};
     use super::{
-        ANSWER_KEY, CLAIM_KEY, CLAIM_KEY_DONE, INSERT_COMPLETE, KEY_STATE, LINK_KEY,
-        UPDATE_INVOCATION,
+        ANSWER_KEY, CLAIM_KEY, INSERT_COMPLETE, INSERT_KEY_DONE, KEY_STATE, UPDATE_INVOCATION,
     };
 
     fn sql(e: rusqlite::Error) -> StoreError {
@@ -647,11 +647,25 @@ pub(super) mod hot {
 
     /// A key claimed before: how its first request is doing.
     fn repeat_of(conn: &Connection, key: &str) -> Result<Start, StoreError> {
-        let (state, reply): (String, Option<String>) = conn
+        match claimed(conn, key)? {
+            Some(claim) => Ok(Start::Repeat(claim)),
+            None => Err(StoreError::Commit(format!(
+                "the idempotency key {key} was neither new nor claimed"
+            ))),
+        }
+    }
+
+    /// How the request that claimed `key` is doing, if one did.
+    fn claimed(conn: &Connection, key: &str) -> Result<Option<KeyClaim>, StoreError> {
+        use rusqlite::OptionalExtension;
+        let found: Option<(String, Option<String>)> = conn
             .prepare_cached(KEY_STATE)
-            .and_then(|mut s| s.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?))))
+            .and_then(|mut s| {
+                s.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
             .map_err(sql)?;
-        Ok(Start::Repeat(match (state.as_str(), reply) {
+        Ok(found.map(|(state, reply)| match (state.as_str(), reply) {
             ("done", Some(reply)) => KeyClaim::Done(reply),
             _ => KeyClaim::Running,
         }))
@@ -691,19 +705,17 @@ pub(super) mod hot {
         reply: Option<&str>,
         now_ms: i64,
     ) -> Result<Start, StoreError> {
+        // The writer holds the write lock (`BEGIN IMMEDIATE`): a key not
+        // found here is new until this transaction ends.
         if let Some(key) = &inv.idempotency_key {
-            let claimed = conn
-                .prepare_cached(CLAIM_KEY_DONE)
-                .and_then(|mut s| s.execute(params![key, reply, now_ms]))
-                .map_err(sql)?;
-            if claimed == 0 {
-                return repeat_of(conn, key);
+            if let Some(claim) = claimed(conn, key)? {
+                return Ok(Start::Repeat(claim));
             }
         }
         let id = insert(conn, inv, c)?;
         if let Some(key) = &inv.idempotency_key {
-            conn.prepare_cached(LINK_KEY)
-                .and_then(|mut s| s.execute(params![id, key]))
+            conn.prepare_cached(INSERT_KEY_DONE)
+                .and_then(|mut s| s.execute(params![key, reply, id, now_ms]))
                 .map_err(sql)?;
         }
         Ok(Start::Begun(id))

@@ -641,6 +641,12 @@ receivers:
         env.incidents().await.len() == 1
     })
     .await;
+    // The proxy notes the retry's status once oncall's answer is back, which
+    // may be just after the incident became visible.
+    crate::common::eventually("the retry's answer reaches the proxy", async || {
+        seen.lock().unwrap().len() >= 2
+    })
+    .await;
     assert_eq!(seen.lock().unwrap()[..2], [503, 200], "the 503 was retried");
     let incident = env.incidents().await[0].clone();
     assert_eq!(incident.title, "APIDown: Brownie API is down");
