@@ -8,6 +8,38 @@ use oncall::store::{NewOutboxMessage, OutboxState, PgStore, Store};
 
 use crate::common::postgres::or_skip;
 
+/// What several `oncall serve` replicas share in a test: one fresh
+/// database on the PostgreSQL server, the fast simulator and a fake Slack.
+struct Shared {
+    url: String,
+    sim: kube_sim::RunningSim,
+    slack: crate::common::fake_slack::FakeSlack,
+}
+
+impl Shared {
+    async fn start(pg: &crate::common::postgres::Server) -> Shared {
+        Shared {
+            url: pg.fresh_database().await,
+            sim: crate::common::fast_sim().await,
+            slack: crate::common::fake_slack::FakeSlack::start().await,
+        }
+    }
+
+    /// `n` replicas' configurations: the example config with `replace`
+    /// applied and `tail` added, each in a directory of its own.
+    fn setups(
+        &self,
+        n: usize,
+        secret: &'static str,
+        replace: &[(&str, &str)],
+        tail: &str,
+    ) -> Vec<crate::common::serve::Setup> {
+        (0..n)
+            .map(|_| crate::common::serve::Setup::new(&self.sim.url(), secret, replace, tail))
+            .collect()
+    }
+}
+
 fn page(key: &str) -> NewOutboxMessage {
     NewOutboxMessage {
         kind: "page.webhook".into(),
@@ -484,22 +516,19 @@ async fn an_approval_pressed_on_two_replicas_runs_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_retries_of_one_trigger_on_two_replicas_run_once() {
-    use crate::common::fake_slack::FakeSlack;
-    use crate::common::serve::{command_body, post_signed, Setup};
+    use crate::common::serve::{command_body, post_signed};
     let Some(pg) = or_skip("slack_retries_of_one_trigger_on_two_replicas_run_once") else {
         return;
     };
-    let url = pg.fresh_database().await;
-    let sim = crate::common::fast_sim().await;
-    let slack = FakeSlack::start().await;
+    let shared = Shared::start(pg).await;
     let secret = "two-replica-secret";
     let tail = "[[policy.bindings]]\nprincipal = \"slack:UOPS1\"\nroles = [\"operator\"]\n\
                 [election]\nenabled = true\nnamespace = \"default\"\n";
+    let setups = shared.setups(2, secret, &[], tail);
+    let Shared { url, sim, slack } = shared;
     let env = [("DATABASE_URL", url.as_str())];
-    let one = Setup::new(&sim.url(), secret, &[], tail);
-    let two = Setup::new(&sim.url(), secret, &[], tail);
-    let a = one.serve_env(&slack, "a.log", &env).await;
-    let b = two.serve_env(&slack, "b.log", &env).await;
+    let a = setups[0].serve_env(&slack, "a.log", &env).await;
+    let b = setups[1].serve_env(&slack, "b.log", &env).await;
     let http = reqwest::Client::new();
     let restarts = || {
         sim.with_store(|s| {
@@ -746,16 +775,13 @@ async fn role_of(base: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_killed_mid_escalation_is_replaced_and_each_step_pages_once() {
     use crate::common::fake_pager::{FakePager, ROUTING_KEY};
-    use crate::common::fake_slack::FakeSlack;
-    use crate::common::serve::{command_body, post_signed, Setup};
+    use crate::common::serve::{command_body, post_signed};
     use std::time::{Duration, Instant};
     let Some(pg) = or_skip("a_leader_killed_mid_escalation_is_replaced_and_each_step_pages_once")
     else {
         return;
     };
-    let url = pg.fresh_database().await;
-    let sim = crate::common::fast_sim().await;
-    let slack = FakeSlack::start().await;
+    let shared = Shared::start(pg).await;
     let fake = FakePager::start().await;
     let secret = "failover-secret";
     let tail = replicas_paging_pagerduty(
@@ -771,19 +797,19 @@ async fn a_leader_killed_mid_escalation_is_replaced_and_each_step_pages_once() {
         r#"escalation = "runbook-002""#,
         r#"escalation = "two-steps""#,
     )];
+    let setups = shared.setups(2, secret, &replace, &tail);
+    let Shared { url, sim: _sim, slack } = shared;
     let env = [
         ("DATABASE_URL", url.as_str()),
         ("FAILOVER_PD_KEY", ROUTING_KEY),
     ];
-    let one = Setup::new(&sim.url(), secret, &replace, &tail);
-    let two = Setup::new(&sim.url(), secret, &replace, &tail);
-    let mut a = one.serve_env(&slack, "a.log", &env).await;
+    let mut a = setups[0].serve_env(&slack, "a.log", &env).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while role_of(&a.base).await != "leader" {
         assert!(Instant::now() < deadline, "a never led:\n{}", a.log());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let b = two.serve_env(&slack, "b.log", &env).await;
+    let b = setups[1].serve_env(&slack, "b.log", &env).await;
     while role_of(&b.base).await != "follower" {
         assert!(Instant::now() < deadline, "b never followed:\n{}", b.log());
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -852,15 +878,12 @@ async fn a_leader_killed_mid_escalation_is_replaced_and_each_step_pages_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_cut_off_from_the_lease_api_stops_paging() {
     use crate::common::fake_pager::{FakePager, ROUTING_KEY};
-    use crate::common::fake_slack::FakeSlack;
-    use crate::common::serve::{command_body, post_signed, Setup};
+    use crate::common::serve::{command_body, post_signed};
     use std::time::{Duration, Instant};
     let Some(pg) = or_skip("a_leader_cut_off_from_the_lease_api_stops_paging") else {
         return;
     };
-    let url = pg.fresh_database().await;
-    let sim = crate::common::fast_sim().await;
-    let slack = FakeSlack::start().await;
+    let shared = Shared::start(pg).await;
     let fake = FakePager::start().await;
     let secret = "cut-off-secret";
     let tail = replicas_paging_pagerduty(
@@ -873,11 +896,11 @@ async fn a_leader_cut_off_from_the_lease_api_stops_paging() {
         r#"escalation = "runbook-002""#,
         r#"escalation = "one-step""#,
     )];
+    let setups = shared.setups(2, secret, &replace, &tail);
+    let Shared { url, sim, slack } = shared;
     let env = [("DATABASE_URL", url.as_str()), ("CUT_PD_KEY", ROUTING_KEY)];
-    let one = Setup::new(&sim.url(), secret, &replace, &tail);
-    let two = Setup::new(&sim.url(), secret, &replace, &tail);
-    let a = one.serve_env(&slack, "a.log", &env).await;
-    let b = two.serve_env(&slack, "b.log", &env).await;
+    let a = setups[0].serve_env(&slack, "a.log", &env).await;
+    let b = setups[1].serve_env(&slack, "b.log", &env).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (ra, rb) = (role_of(&a.base).await, role_of(&b.base).await);
@@ -962,25 +985,22 @@ fn approve_click(user: &str, id: &str, response_url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_requested_on_one_replica_and_pressed_on_the_other_runs_once() {
-    use crate::common::fake_slack::FakeSlack;
-    use crate::common::serve::{command_body, post_signed, post_signed_to, Setup};
+    use crate::common::serve::{command_body, post_signed, post_signed_to};
     use std::time::{Duration, Instant};
     let Some(pg) =
         or_skip("an_approval_requested_on_one_replica_and_pressed_on_the_other_runs_once")
     else {
         return;
     };
-    let url = pg.fresh_database().await;
-    let sim = crate::common::fast_sim().await;
-    let slack = FakeSlack::start().await;
+    let shared = Shared::start(pg).await;
     let secret = "approval-two-secret";
     let tail = "[[policy.bindings]]\nprincipal = \"slack:UOPS1\"\nroles = [\"operator\"]\n\
                 [[policy.bindings]]\nprincipal = \"slack:UADMIN1\"\nroles = [\"admin\"]\n";
+    let setups = shared.setups(2, secret, &[], tail);
+    let Shared { url, sim, slack } = shared;
     let env = [("DATABASE_URL", url.as_str())];
-    let one = Setup::new(&sim.url(), secret, &[], tail);
-    let two = Setup::new(&sim.url(), secret, &[], tail);
-    let a = one.serve_env(&slack, "a.log", &env).await;
-    let b = two.serve_env(&slack, "b.log", &env).await;
+    let a = setups[0].serve_env(&slack, "a.log", &env).await;
+    let b = setups[1].serve_env(&slack, "b.log", &env).await;
     let http = reqwest::Client::new();
     let restarts = || {
         sim.with_store(|s| {
@@ -1063,20 +1083,15 @@ async fn an_approval_requested_on_one_replica_and_pressed_on_the_other_runs_once
 /// exactly one leads; killed, exactly one of the other two takes over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_elect_exactly_one_leader_and_one_successor() {
-    use crate::common::fake_slack::FakeSlack;
-    use crate::common::serve::Setup;
     use std::time::{Duration, Instant};
     let Some(pg) = or_skip("three_replicas_elect_exactly_one_leader_and_one_successor") else {
         return;
     };
-    let url = pg.fresh_database().await;
-    let sim = crate::common::fast_sim().await;
-    let slack = FakeSlack::start().await;
+    let shared = Shared::start(pg).await;
     let tail = "[election]\nenabled = true\nnamespace = \"default\"\nlease_duration = \"1500ms\"\nrenew_deadline = \"1s\"\nretry_period = \"200ms\"\n";
+    let setups = shared.setups(3, "three-secret", &[], tail);
+    let Shared { url, sim: _sim, slack } = shared;
     let env = [("DATABASE_URL", url.as_str())];
-    let setups: Vec<Setup> = (0..3)
-        .map(|_| Setup::new(&sim.url(), "three-secret", &[], tail))
-        .collect();
     let mut served = Vec::new();
     for (i, s) in setups.iter().enumerate() {
         served.push(s.serve_env(&slack, &format!("r{i}.log"), &env).await);
