@@ -798,7 +798,11 @@ async fn a_leader_killed_mid_escalation_is_replaced_and_each_step_pages_once() {
         r#"escalation = "two-steps""#,
     )];
     let setups = shared.setups(2, secret, &replace, &tail);
-    let Shared { url, sim: _sim, slack } = shared;
+    let Shared {
+        url,
+        sim: _sim,
+        slack,
+    } = shared;
     let env = [
         ("DATABASE_URL", url.as_str()),
         ("FAILOVER_PD_KEY", ROUTING_KEY),
@@ -1090,7 +1094,11 @@ async fn three_replicas_elect_exactly_one_leader_and_one_successor() {
     let shared = Shared::start(pg).await;
     let tail = "[election]\nenabled = true\nnamespace = \"default\"\nlease_duration = \"1500ms\"\nrenew_deadline = \"1s\"\nretry_period = \"200ms\"\n";
     let setups = shared.setups(3, "three-secret", &[], tail);
-    let Shared { url, sim: _sim, slack } = shared;
+    let Shared {
+        url,
+        sim: _sim,
+        slack,
+    } = shared;
     let env = [("DATABASE_URL", url.as_str())];
     let mut served = Vec::new();
     for (i, s) in setups.iter().enumerate() {
