@@ -13,11 +13,16 @@
 //! `ONCALL_NO_SYMBOL_ORDER` set, the binary links as it always did. A symbol
 //! in the file that no longer exists is ignored, and one missing from it is
 //! placed after the listed ones: a stale list costs locality, nothing else.
+//!
+//! It also has cargo rebuild the binary when a migration is added.
 
 use std::path::Path;
 use std::process::Command;
 
 fn main() {
+    // `sqlx::migrate!` embeds the migrations at compile time but (on stable)
+    // does not tell cargo to look at them again: a new one must rebuild.
+    println!("cargo:rerun-if-changed=../migrations");
     println!("cargo:rerun-if-changed=symbol-order.txt");
     println!("cargo:rerun-if-env-changed=ONCALL_NO_SYMBOL_ORDER");
     let order = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("symbol-order.txt");

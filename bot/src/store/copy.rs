@@ -35,6 +35,7 @@ const TABLES: &[&str] = &[
 /// The tables whose `id` is an identity (a sequence to move on).
 const IDENTITIES: &[&str] = &[
     "invocations",
+    "idempotency_keys",
     "incidents",
     "incident_events",
     "escalations",

@@ -12,6 +12,11 @@
 //! failure fails alone). Alone, a write commits at once; under load, batches grow and the
 //! fsyncs per request fall. Nobody is answered before the commit that holds
 //! their write, so durability is exactly as before.
+//!
+//! The writer is also the only one that writes idempotency keys, so it keeps
+//! their index in memory ([`KeyIndex`], loaded from the table when it starts):
+//! the table is appended to, and no commit rewrites a random page of an
+//! index on random strings.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,8 +25,12 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::key_index::KeyIndex;
 use super::sqlite::hot;
 use super::{Completion, NewInvocation, Start, StoreError};
+
+/// How often the writer drops the index entries of pruned keys.
+const FORGET_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// At most this many writes share one commit (a bound on one transaction's
 /// size, far above what a 2-core machine queues).
@@ -43,6 +52,12 @@ enum Write {
         result: Option<Result<(), StoreError>>,
         done: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// A key's stored reply, read where the keys' index is.
+    KeyReply {
+        key: String,
+        result: Option<Result<Option<String>, StoreError>>,
+        done: oneshot::Sender<Result<Option<String>, StoreError>>,
+    },
     /// A whole invocation that changed nothing.
     Record {
         inv: Box<NewInvocation>,
@@ -56,7 +71,7 @@ enum Write {
 
 impl Write {
     /// Applies the write inside the open transaction; whether it failed.
-    fn apply(&mut self, conn: &Connection) -> bool {
+    fn apply(&mut self, conn: &Connection, keys: &mut KeyIndex) -> bool {
         match self {
             Write::Start {
                 inv,
@@ -64,7 +79,7 @@ impl Write {
                 result,
                 ..
             } => {
-                let r = hot::start(conn, inv, *now_ms);
+                let r = hot::start(conn, keys, inv, *now_ms);
                 let failed = r.is_err();
                 *result = Some(r);
                 failed
@@ -77,7 +92,13 @@ impl Write {
                 ..
             } => {
                 let key_reply = key_reply.as_ref().map(|(k, r)| (k.as_str(), r.as_str()));
-                let r = hot::finish(conn, *id, completion, key_reply);
+                let r = hot::finish(conn, keys, *id, completion, key_reply);
+                let failed = r.is_err();
+                *result = Some(r);
+                failed
+            }
+            Write::KeyReply { key, result, .. } => {
+                let r = hot::key_reply(conn, keys, key);
                 let failed = r.is_err();
                 *result = Some(r);
                 failed
@@ -90,7 +111,7 @@ impl Write {
                 result,
                 ..
             } => {
-                let r = hot::record(conn, inv, completion, reply.as_deref(), *now_ms);
+                let r = hot::record(conn, keys, inv, completion, reply.as_deref(), *now_ms);
                 let failed = r.is_err();
                 *result = Some(r);
                 failed
@@ -106,6 +127,9 @@ impl Write {
                 let _ = done.send(outcome(commit_failed, result));
             }
             Write::Finish { result, done, .. } => {
+                let _ = done.send(outcome(commit_failed, result));
+            }
+            Write::KeyReply { result, done, .. } => {
                 let _ = done.send(outcome(commit_failed, result));
             }
             Write::Record { result, done, .. } => {
@@ -218,6 +242,18 @@ impl GroupCommit {
         answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 
+    /// The stored reply of `key`, once its request has finished; read
+    /// after the writes ahead of it are committed.
+    pub async fn key_reply(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let (done, answer) = oneshot::channel();
+        self.send(Write::KeyReply {
+            key: key.to_string(),
+            result: None,
+            done,
+        })?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
     fn send(&self, write: Write) -> Result<(), StoreError> {
         self.writes
             .send(write)
@@ -225,9 +261,14 @@ impl GroupCommit {
     }
 }
 
-/// The writer's loop: wait for one write, take every other one waiting,
-/// commit them together. Ends when every handle is gone.
+/// The writer's loop: index the keys, then wait for one write, take every
+/// other one waiting, commit them together. Ends when every handle is gone.
 fn run(conn: Connection, mut queue: mpsc::UnboundedReceiver<Write>, counts: Arc<Counts>) {
+    let mut writer = Writer {
+        conn,
+        keys: None,
+        forgotten_at: std::time::Instant::now(),
+    };
     while let Some(first) = queue.blocking_recv() {
         let mut batch = Vec::with_capacity(64);
         batch.push(first);
@@ -241,7 +282,51 @@ fn run(conn: Connection, mut queue: mpsc::UnboundedReceiver<Write>, counts: Arc<
         counts
             .writes
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        commit(&conn, &mut batch);
+        writer.write(&mut batch);
+    }
+}
+
+/// The writer's connection and its index of the keys.
+struct Writer {
+    conn: Connection,
+    /// `None` until the keys are loaded: without the index no key can be
+    /// told new, so no write is applied (failing closed) until it loads.
+    keys: Option<KeyIndex>,
+    forgotten_at: std::time::Instant,
+}
+
+impl Writer {
+    fn write(&mut self, batch: &mut Vec<Write>) {
+        if self.keys.is_none() {
+            let mut keys = KeyIndex::new();
+            match hot::load_keys(&self.conn, &mut keys) {
+                Ok(()) => {
+                    if !keys.is_empty() {
+                        tracing::debug!(keys = keys.len(), "idempotency keys indexed");
+                    }
+                    self.keys = Some(keys);
+                }
+                Err(e) => {
+                    tracing::error!("could not read the idempotency keys: {e}");
+                    let why = format!("the idempotency keys could not be read: {e}");
+                    for write in batch.drain(..) {
+                        write.answer(Some(&why));
+                    }
+                    return;
+                }
+            }
+        }
+        let Some(keys) = self.keys.as_mut() else {
+            return;
+        };
+        commit(&self.conn, keys, batch);
+        if self.forgotten_at.elapsed() >= FORGET_EVERY {
+            self.forgotten_at = std::time::Instant::now();
+            match hot::oldest_key(&self.conn) {
+                Ok(oldest) => keys.forget_before(oldest),
+                Err(e) => tracing::warn!("could not read the oldest idempotency key: {e}"),
+            }
+        }
     }
 }
 
@@ -249,8 +334,8 @@ fn run(conn: Connection, mut queue: mpsc::UnboundedReceiver<Write>, counts: Arc<
 /// with its own result. If a write failed (rare: a constraint, a full
 /// disk) or the transaction did, nothing of the batch stands and each write
 /// is applied again in a transaction of its own, so a failure fails alone.
-fn commit(conn: &Connection, batch: &mut Vec<Write>) {
-    match apply(conn, batch) {
+fn commit(conn: &Connection, keys: &mut KeyIndex, batch: &mut Vec<Write>) {
+    match apply(conn, keys, batch) {
         Ok(Batch::Committed) => {
             for write in batch.drain(..) {
                 write.answer(None);
@@ -275,7 +360,7 @@ fn commit(conn: &Connection, batch: &mut Vec<Write>) {
                 "a history batch failed; writing its rows one by one"
             );
             for write in batch.drain(..) {
-                commit(conn, &mut vec![write]);
+                commit(conn, keys, &mut vec![write]);
             }
         }
     }
@@ -289,18 +374,22 @@ enum Batch {
     RolledBack,
 }
 
-/// Every write of the batch in one `BEGIN IMMEDIATE` transaction.
-fn apply(conn: &Connection, batch: &mut [Write]) -> Result<Batch, StoreError> {
+/// Every write of the batch in one `BEGIN IMMEDIATE` transaction; the keys'
+/// index keeps the transaction's entries only if it commits.
+fn apply(conn: &Connection, keys: &mut KeyIndex, batch: &mut [Write]) -> Result<Batch, StoreError> {
     hot::begin(conn)?;
     for write in batch.iter_mut() {
-        if write.apply(conn) {
+        if write.apply(conn, keys) {
             hot::rollback(conn);
+            keys.rollback();
             return Ok(Batch::RolledBack);
         }
     }
     if let Err(e) = hot::commit(conn) {
         hot::rollback(conn);
+        keys.rollback();
         return Err(e);
     }
+    keys.commit();
     Ok(Batch::Committed)
 }

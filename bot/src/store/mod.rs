@@ -25,6 +25,7 @@ use oncall_grammar::Command;
 use oncall_permissions::Principal;
 
 mod group_commit;
+mod key_index;
 
 pub use alerts::{
     ActionClaim, AlertAction, AlertCard, AlertDelivery, CardTarget, IncomingAlert, OnResolved,
@@ -764,6 +765,99 @@ mod tests {
         assert!(store.invocation(good).await.unwrap().is_some());
         let rows = store.history(&HistoryQuery::default()).await.unwrap();
         assert!(rows.iter().all(|r| r.principal != "cli:bad"), "{rows:?}");
+    }
+
+    /// The keys are indexed in the writer's memory: a key written before
+    /// a restart is a repeat after it, a pruned key is new again, and a
+    /// stored reply is found both ways.
+    #[tokio::test]
+    async fn keys_outlive_a_restart_and_pruned_keys_are_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oncall.db");
+        let done = Completion {
+            decision: "allow".into(),
+            outcome: "ok".into(),
+            ..Completion::default()
+        };
+        {
+            let store = Store::open(&path).await.unwrap();
+            for (key, reply) in [
+                ("slack:one", "{\"text\":\"one\"}"),
+                ("slack:two", "{\"text\":\"two\"}"),
+            ] {
+                let inv = invocation("cli:u", Some(key));
+                assert!(matches!(
+                    store
+                        .record_invocation(&inv, &done, Some(reply), 1_000)
+                        .await
+                        .unwrap(),
+                    Start::Begun(_)
+                ));
+            }
+            let running = invocation("cli:u", Some("slack:three"));
+            assert!(matches!(
+                store.start_invocation(&running, 9_000).await.unwrap(),
+                Start::Begun(_)
+            ));
+        }
+        let store = Store::open(&path).await.unwrap();
+        match store
+            .record_invocation(
+                &invocation("cli:u", Some("slack:two")),
+                &done,
+                Some("{}"),
+                2_000,
+            )
+            .await
+            .unwrap()
+        {
+            Start::Repeat(KeyClaim::Done(reply)) => assert_eq!(reply, "{\"text\":\"two\"}"),
+            other => panic!("a key from before the restart repeats, not {other:?}"),
+        }
+        assert!(matches!(
+            store
+                .start_invocation(&invocation("cli:u", Some("slack:three")), 9_500)
+                .await
+                .unwrap(),
+            Start::Repeat(KeyClaim::Running)
+        ));
+        assert_eq!(
+            store.key_reply("slack:one").await.unwrap().as_deref(),
+            Some("{\"text\":\"one\"}")
+        );
+        assert_eq!(
+            store.key_reply("slack:three").await.unwrap(),
+            None,
+            "still running"
+        );
+        assert_eq!(store.key_reply("slack:never").await.unwrap(), None);
+        // Pruned: its index entry is left, and the table decides.
+        assert_eq!(store.prune_replies(5_000).await.unwrap(), 2);
+        assert_eq!(store.key_reply("slack:one").await.unwrap(), None);
+        assert!(matches!(
+            store
+                .record_invocation(
+                    &invocation("cli:u", Some("slack:one")),
+                    &done,
+                    Some("{}"),
+                    6_000
+                )
+                .await
+                .unwrap(),
+            Start::Begun(_)
+        ));
+        assert!(matches!(
+            store
+                .record_invocation(
+                    &invocation("cli:u", Some("slack:one")),
+                    &done,
+                    Some("{}"),
+                    6_000
+                )
+                .await
+                .unwrap(),
+            Start::Repeat(KeyClaim::Done(_))
+        ));
     }
 
     #[tokio::test]

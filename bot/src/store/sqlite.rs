@@ -178,17 +178,10 @@ impl SqliteStore {
         self.writer.record(inv, c, reply, now_ms).await
     }
 
-    /// The stored reply of a finished idempotency key, if it has finished.
+    /// The stored reply of a finished idempotency key, if it has finished
+    /// (asked of the writer, which has the keys' index).
     pub async fn key_reply(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let row: Option<(String, Option<String>)> =
-            sqlx::query_as("SELECT state, reply FROM idempotency_keys WHERE key = ?")
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(match row {
-            Some((state, reply)) if state == "done" => reply,
-            _ => None,
-        })
+        self.writer.key_reply(key).await
     }
 
     pub async fn invocation(&self, id: i64) -> Result<Option<InvocationRow>, StoreError> {
@@ -536,13 +529,16 @@ fn bind_history<'q, O>(
 
 // The history's hot path: the statements of starting and finishing an
 // invocation, shared by the sqlx code below (approvals' execution rows) and
-// the group commit's own connection (`hot`).
+// the group commit's own connection (`hot`). The keys are found through the
+// writer's index in memory (`key_index`): by row id, or, when a hit does
+// not hold, by a scan.
 const CLAIM_KEY: &str =
-    "INSERT INTO idempotency_keys (key, state, created_at) VALUES (?1, 'running', ?2)
-     ON CONFLICT (key) DO NOTHING";
-const KEY_STATE: &str = "SELECT state, reply FROM idempotency_keys WHERE key = ?1";
+    "INSERT INTO idempotency_keys (key, state, created_at) VALUES (?1, 'running', ?2) RETURNING id";
+const KEY_BY_ID: &str = "SELECT key, state, reply FROM idempotency_keys WHERE id = ?1";
+const KEY_SCAN: &str =
+    "SELECT id, state, reply FROM idempotency_keys WHERE key = ?1 ORDER BY id DESC LIMIT 1";
 const ANSWER_KEY: &str =
-    "UPDATE idempotency_keys SET state = 'done', reply = ?1, invocation_id = ?2 WHERE key = ?3";
+    "UPDATE idempotency_keys SET state = 'done', reply = ?1, invocation_id = ?2 WHERE id = ?3";
 const INSERT_INVOCATION: &str =
     "INSERT INTO invocations (received_at, platform, workspace, channel, principal, groups, text,
                               decision, outcome, idempotency_key,
@@ -561,22 +557,25 @@ const INSERT_COMPLETE: &str = "INSERT INTO invocations (received_at, platform, w
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
      RETURNING id";
 /// A key answered at once, with its row: the writer holds the write lock
-/// and looked the key up first ([`KEY_STATE`]), so it is new.
+/// and looked the key up first, so it is new.
 const INSERT_KEY_DONE: &str =
     "INSERT INTO idempotency_keys (key, state, reply, invocation_id, created_at)
-     VALUES (?1, 'done', ?2, ?3, ?4)";
+     VALUES (?1, 'done', ?2, ?3, ?4) RETURNING id";
 
 /// The group commit's side of the store: one plain SQLite connection on a
 /// thread of its own, running whole batches without a round trip per
 /// statement (see [`super::group_commit`]).
 pub(super) mod hot {
+    use std::hash::BuildHasher;
     use std::path::Path;
 
-    use rusqlite::{params, Connection};
+    use rusqlite::{params, Connection, OptionalExtension};
 
+    use super::super::key_index::KeyIndex;
     use super::super::{Completion, KeyClaim, NewInvocation, Start, StoreError};
     use super::{
-        ANSWER_KEY, CLAIM_KEY, INSERT_COMPLETE, INSERT_KEY_DONE, KEY_STATE, UPDATE_INVOCATION,
+        ANSWER_KEY, CLAIM_KEY, INSERT_COMPLETE, INSERT_KEY_DONE, KEY_BY_ID, KEY_SCAN,
+        UPDATE_INVOCATION,
     };
 
     fn sql(e: rusqlite::Error) -> StoreError {
@@ -594,6 +593,33 @@ pub(super) mod hot {
         )
         .map_err(sql)?;
         Ok(conn)
+    }
+
+    /// Indexes every key the table holds (at start, before any write).
+    pub fn load_keys<S: BuildHasher>(
+        conn: &Connection,
+        keys: &mut KeyIndex<S>,
+    ) -> Result<(), StoreError> {
+        let mut stmt = conn
+            .prepare("SELECT id, key FROM idempotency_keys ORDER BY id")
+            .map_err(sql)?;
+        let mut rows = stmt.query([]).map_err(sql)?;
+        while let Some(row) = rows.next().map_err(sql)? {
+            let id: i64 = row.get(0).map_err(sql)?;
+            let key = row
+                .get_ref(1)
+                .map_err(sql)?
+                .as_str()
+                .map_err(|e| StoreError::Corrupt(format!("idempotency key {id}: {e}")))?;
+            keys.load(key, id);
+        }
+        Ok(())
+    }
+
+    /// The oldest key row left (pruning deletes the oldest first).
+    pub fn oldest_key(conn: &Connection) -> Result<Option<i64>, StoreError> {
+        conn.query_row("SELECT MIN(id) FROM idempotency_keys", [], |r| r.get(0))
+            .map_err(sql)
     }
 
     pub fn begin(conn: &Connection) -> Result<(), StoreError> {
@@ -645,41 +671,65 @@ pub(super) mod hot {
             .map_err(sql)
     }
 
-    /// A key claimed before: how its first request is doing.
-    fn repeat_of(conn: &Connection, key: &str) -> Result<Start, StoreError> {
-        match claimed(conn, key)? {
-            Some(claim) => Ok(Start::Repeat(claim)),
-            None => Err(StoreError::Commit(format!(
-                "the idempotency key {key} was neither new nor claimed"
-            ))),
+    fn claim_of(state: &str, reply: Option<String>) -> KeyClaim {
+        match (state, reply) {
+            ("done", Some(reply)) => KeyClaim::Done(reply),
+            _ => KeyClaim::Running,
         }
     }
 
-    /// How the request that claimed `key` is doing, if one did.
-    fn claimed(conn: &Connection, key: &str) -> Result<Option<KeyClaim>, StoreError> {
-        use rusqlite::OptionalExtension;
-        let found: Option<(String, Option<String>)> = conn
-            .prepare_cached(KEY_STATE)
+    /// The row that claimed `key`, if one did, and how its request is
+    /// doing. The index says where to look; only the row decides.
+    pub fn claimed<S: BuildHasher>(
+        conn: &Connection,
+        keys: &KeyIndex<S>,
+        key: &str,
+    ) -> Result<Option<(i64, KeyClaim)>, StoreError> {
+        let Some(id) = keys.get(key) else {
+            // Every row is indexed: a miss is a key never seen.
+            return Ok(None);
+        };
+        let row: Option<(String, String, Option<String>)> = conn
+            .prepare_cached(KEY_BY_ID)
             .and_then(|mut s| {
-                s.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+                s.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .optional()
             })
             .map_err(sql)?;
-        Ok(found.map(|(state, reply)| match (state.as_str(), reply) {
-            ("done", Some(reply)) => KeyClaim::Done(reply),
-            _ => KeyClaim::Running,
-        }))
+        if let Some((found, state, reply)) = row {
+            if found == key {
+                return Ok(Some((id, claim_of(&state, reply))));
+            }
+        }
+        // Another key with the same hash, or a row pruned since: the
+        // table itself decides.
+        let scanned: Option<(i64, String, Option<String>)> = conn
+            .prepare_cached(KEY_SCAN)
+            .and_then(|mut s| {
+                s.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+            })
+            .map_err(sql)?;
+        Ok(scanned.map(|(id, state, reply)| (id, claim_of(&state, reply))))
     }
 
-    pub fn start(conn: &Connection, inv: &NewInvocation, now_ms: i64) -> Result<Start, StoreError> {
+    pub fn start<S: BuildHasher>(
+        conn: &Connection,
+        keys: &mut KeyIndex<S>,
+        inv: &NewInvocation,
+        now_ms: i64,
+    ) -> Result<Start, StoreError> {
         if let Some(key) = &inv.idempotency_key {
-            let claimed = conn
-                .prepare_cached(CLAIM_KEY)
-                .and_then(|mut s| s.execute(params![key, now_ms]))
-                .map_err(sql)?;
-            if claimed == 0 {
-                return repeat_of(conn, key);
+            // The writer holds the write lock (`BEGIN IMMEDIATE`): a key
+            // not found here is new until this transaction ends.
+            if let Some((_, claim)) = claimed(conn, keys, key)? {
+                return Ok(Start::Repeat(claim));
             }
+            let id: i64 = conn
+                .prepare_cached(CLAIM_KEY)
+                .and_then(|mut s| s.query_row(params![key, now_ms], |r| r.get(0)))
+                .map_err(sql)?;
+            keys.insert(key, id);
         }
         let running = Completion {
             verb: inv.facts.verb.clone(),
@@ -698,31 +748,33 @@ pub(super) mod hot {
     /// A whole invocation in one write (a command that changes nothing):
     /// its key, if any, claimed already answered, and its complete row. A
     /// key seen before is a repeat, and nothing is written.
-    pub fn record(
+    pub fn record<S: BuildHasher>(
         conn: &Connection,
+        keys: &mut KeyIndex<S>,
         inv: &NewInvocation,
         c: &Completion,
         reply: Option<&str>,
         now_ms: i64,
     ) -> Result<Start, StoreError> {
-        // The writer holds the write lock (`BEGIN IMMEDIATE`): a key not
-        // found here is new until this transaction ends.
         if let Some(key) = &inv.idempotency_key {
-            if let Some(claim) = claimed(conn, key)? {
+            if let Some((_, claim)) = claimed(conn, keys, key)? {
                 return Ok(Start::Repeat(claim));
             }
         }
         let id = insert(conn, inv, c)?;
         if let Some(key) = &inv.idempotency_key {
-            conn.prepare_cached(INSERT_KEY_DONE)
-                .and_then(|mut s| s.execute(params![key, reply, id, now_ms]))
+            let key_id: i64 = conn
+                .prepare_cached(INSERT_KEY_DONE)
+                .and_then(|mut s| s.query_row(params![key, reply, id, now_ms], |r| r.get(0)))
                 .map_err(sql)?;
+            keys.insert(key, key_id);
         }
         Ok(Start::Begun(id))
     }
 
-    pub fn finish(
+    pub fn finish<S: BuildHasher>(
         conn: &Connection,
+        keys: &KeyIndex<S>,
         id: i64,
         c: &Completion,
         key_reply: Option<(&str, &str)>,
@@ -748,11 +800,26 @@ pub(super) mod hot {
             })
             .map_err(sql)?;
         if let Some((key, reply)) = key_reply {
-            conn.prepare_cached(ANSWER_KEY)
-                .and_then(|mut s| s.execute(params![reply, id, key]))
-                .map_err(sql)?;
+            // A key pruned meanwhile has nothing left to answer.
+            if let Some((key_id, _)) = claimed(conn, keys, key)? {
+                conn.prepare_cached(ANSWER_KEY)
+                    .and_then(|mut s| s.execute(params![reply, id, key_id]))
+                    .map_err(sql)?;
+            }
         }
         Ok(())
+    }
+
+    /// The stored reply of `key`, once its request has finished.
+    pub fn key_reply<S: BuildHasher>(
+        conn: &Connection,
+        keys: &KeyIndex<S>,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(match claimed(conn, keys, key)? {
+            Some((_, KeyClaim::Done(reply))) => Some(reply),
+            _ => None,
+        })
     }
 }
 
@@ -967,5 +1034,196 @@ impl SqliteTx {
     pub async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::BuildHasherDefault;
+
+    use super::super::key_index::{Colliding, KeyIndex};
+    use super::super::{Completion, KeyClaim, NewInvocation, Start};
+    use super::{hot, SqliteStore};
+
+    fn invocation(key: &str) -> NewInvocation {
+        NewInvocation {
+            received_at_ms: 5_000,
+            platform: "slack".into(),
+            workspace: None,
+            channel: "C1".into(),
+            principal: "slack:U1".into(),
+            groups: vec![],
+            text: "whoami".into(),
+            idempotency_key: Some(key.into()),
+            facts: Default::default(),
+        }
+    }
+
+    /// Every key collides in this index: each hit must be checked against
+    /// the row, and a hit that does not hold falls back to the table.
+    #[tokio::test]
+    async fn colliding_keys_are_told_apart_by_their_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oncall.db");
+        let _store = SqliteStore::open(&path).await.unwrap();
+        let conn = hot::open(&path).unwrap();
+        let mut keys = KeyIndex::with_hasher(BuildHasherDefault::<Colliding>::default());
+        let done = Completion {
+            decision: "allow".into(),
+            outcome: "ok".into(),
+            ..Completion::default()
+        };
+        hot::begin(&conn).unwrap();
+        for key in ["a", "b"] {
+            let reply = format!("reply {key}");
+            let start = hot::record(
+                &conn,
+                &mut keys,
+                &invocation(key),
+                &done,
+                Some(&reply),
+                5_000,
+            );
+            assert!(matches!(start, Ok(Start::Begun(_))), "{start:?}");
+        }
+        hot::commit(&conn).unwrap();
+        keys.commit();
+        // The index names b's row for every key; a's is found by the scan.
+        for key in ["a", "b"] {
+            match hot::record(
+                &conn,
+                &mut keys,
+                &invocation(key),
+                &done,
+                Some("again"),
+                6_000,
+            ) {
+                Ok(Start::Repeat(KeyClaim::Done(reply))) => {
+                    assert_eq!(reply, format!("reply {key}"))
+                }
+                other => panic!("{key} repeats, not {other:?}"),
+            }
+        }
+        assert_eq!(
+            hot::claimed(&conn, &keys, "c").unwrap().map(|(id, _)| id),
+            None
+        );
+        assert_eq!(
+            hot::key_reply(&conn, &keys, "a").unwrap().as_deref(),
+            Some("reply a")
+        );
+        // A key started and finished while colliding is answered on its own row.
+        hot::begin(&conn).unwrap();
+        let Ok(Start::Begun(id)) = hot::start(&conn, &mut keys, &invocation("c"), 7_000) else {
+            panic!("c is new");
+        };
+        hot::finish(&conn, &keys, id, &done, Some(("c", "reply c"))).unwrap();
+        hot::commit(&conn).unwrap();
+        keys.commit();
+        for key in ["a", "b", "c"] {
+            assert_eq!(
+                hot::key_reply(&conn, &keys, key).unwrap(),
+                Some(format!("reply {key}"))
+            );
+        }
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM idempotency_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 3, "no key written twice");
+    }
+
+    /// A key written in a transaction that rolled back is new again: the
+    /// index takes its entry back with the transaction.
+    #[tokio::test]
+    async fn a_rolled_back_key_is_new_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oncall.db");
+        let _store = SqliteStore::open(&path).await.unwrap();
+        let conn = hot::open(&path).unwrap();
+        let mut keys = KeyIndex::new();
+        hot::begin(&conn).unwrap();
+        assert!(matches!(
+            hot::start(&conn, &mut keys, &invocation("k"), 1_000),
+            Ok(Start::Begun(_))
+        ));
+        hot::rollback(&conn);
+        keys.rollback();
+        assert_eq!(keys.get("k"), None);
+        hot::begin(&conn).unwrap();
+        assert!(matches!(
+            hot::start(&conn, &mut keys, &invocation("k"), 2_000),
+            Ok(Start::Begun(_))
+        ));
+        assert!(matches!(
+            hot::start(&conn, &mut keys, &invocation("k"), 2_000),
+            Ok(Start::Repeat(KeyClaim::Running))
+        ));
+        hot::commit(&conn).unwrap();
+    }
+
+    /// A database from before the keys became a log keeps its keys, their
+    /// replies and its history through the migration.
+    #[tokio::test]
+    async fn the_key_log_migration_keeps_every_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let older = dir.path().join("older");
+        std::fs::create_dir(&older).unwrap();
+        let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/sqlite");
+        for entry in std::fs::read_dir(&all).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            if name.as_str() < "20261210000001" {
+                std::fs::copy(entry.path(), older.join(&name)).unwrap();
+            }
+        }
+        let path = dir.path().join("oncall.db");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::migrate::Migrator::new(older.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO invocations (id, received_at, platform, channel, principal, text, decision, outcome)
+             VALUES (1, 1000, 'slack', 'C1', 'slack:U1', 'whoami', 'allow', 'ok')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO idempotency_keys (key, state, reply, invocation_id, created_at) VALUES
+             ('slack:old', 'done', 'old reply', 1, 1000), ('slack:running', 'running', NULL, NULL, 2000)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(
+            store.key_reply("slack:old").await.unwrap().as_deref(),
+            Some("old reply")
+        );
+        match store
+            .start_invocation(&invocation("slack:running"), 3_000)
+            .await
+        {
+            Ok(Start::Repeat(KeyClaim::Running)) => {}
+            other => panic!("a key running before the migration repeats, not {other:?}"),
+        }
+        assert!(store.invocation(1).await.unwrap().is_some());
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'idempotency_keys' ORDER BY name",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            indexes,
+            ["idempotency_keys_by_time", "idempotency_keys_running"]
+        );
     }
 }
